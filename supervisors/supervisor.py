@@ -1,0 +1,454 @@
+"""The supervisor actor: OTP semantics over thespian.
+
+Config (in its `Init`): `children` (a list of `ChildSpec`), `strategy`,
+`intensity`, `period_s`, `backoff_initial_s`, `backoff_max_s`,
+`start_timeout_s`, `preload` (modules imported before the children are
+forked, so they share those pages and restart fast), and `root` (bool) for
+the top of the tree.
+
+Children are started one at a time in spec order (a child's `ChildStarted`
+ends its start) and stopped one at a time in reverse order (a child
+supervisor first stops its own children). Start and stop operations run
+from one queue, so a restart of several children never interleaves with
+another.
+
+A child that fails during start is started again after `backoff_delay`; a
+child that crashes is restarted at once. Each restart counts against the
+intensity; past it the supervisor stops its children and exits, and its
+parent applies its own strategy. The root writes a `gave-up` marker for the
+`titan run` watchdog first, which then ends the engine with a non-zero code.
+
+The root owns the directory (role → `Peer`): nested supervisors report
+`PeerUp`/`PeerDown` upwards, and the root pushes the whole `Directory` to
+every actor after each change. When a child dies, every role that was
+reported through it is dropped too (its subtree died with it).
+
+A stop that exceeds the child's `shutdown_ms` is finished with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+import logging
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from thespian.actors import ActorExitRequest, ChildActorExited
+
+from supervisors.policy import (
+    RESTART_TYPES,
+    STRATEGIES,
+    Intensity,
+    backoff_delay,
+    restart_scope,
+    should_restart,
+)
+from titan_actors.base import TitanActor
+from titan_actors.messages import (
+    ChildSpec,
+    ChildStarted,
+    Directory,
+    Init,
+    Peer,
+    PeerDown,
+    PeerUp,
+    StartChild,
+    StartChildResult,
+    StatusReply,
+    StatusRequest,
+    StoppedNormally,
+    StopTree,
+    TreeStatus,
+    TreeStatusRequest,
+    TreeStopped,
+)
+
+__all__ = ["Supervisor"]
+
+log = logging.getLogger(__name__)
+
+_BACKOFF = "sup:backoff"
+_START_TIMEOUT = "sup:start-timeout"
+_STOP_TIMEOUT = "sup:stop-timeout"
+_STATUS_TIMEOUT = "sup:status-timeout"
+
+
+@dataclass(slots=True)
+class _Child:
+    spec: ChildSpec
+    state: str = "stopped"  # stopped | starting | running | stopping
+    address: Any = None
+    pid: int = 0
+    started_at: float = 0.0
+    spawned: int = 0
+    start_failures: int = 0
+    normal_exit: bool = False
+    subtree: set[str] = field(default_factory=set)
+
+    @property
+    def restarts(self) -> int:
+        return max(self.spawned - 1, 0)
+
+
+class Supervisor(TitanActor):
+    """See the module docstring."""
+
+    def on_start(self) -> None:
+        cfg = self.config
+        self.strategy = cfg.get("strategy", "one_for_one")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}")
+        self.intensity = Intensity(int(cfg.get("intensity", 5)), float(cfg.get("period_s", 10)))
+        self.backoff = (float(cfg.get("backoff_initial_s", 0.05)), float(cfg.get("backoff_max_s", 2.0)))
+        self.start_timeout_s = float(cfg.get("start_timeout_s", 15))
+        self.is_root = bool(cfg.get("root", False))
+        self.children: dict[str, _Child] = {}
+        self.ops: collections.deque[tuple[str, Any]] = collections.deque()
+        self.current: tuple[str, str, int] | None = None
+        self._gen = 0
+        self._stop_asker: Any = None
+        self._status_waits: dict[str, dict[str, Any]] = {}
+        self.gave_up = False
+        for module in cfg.get("preload", ()):
+            importlib.import_module(module)
+        for spec in cfg.get("children", ()):
+            self._add_child(spec)
+        if self.is_root:
+            self._peers: dict[str, Peer] = {self.role: self.my_peer()}
+            self._publish()
+        self.ops.extend(("start", cid) for cid in self.children)
+        self._advance()
+
+    def _add_child(self, spec: ChildSpec) -> None:
+        if spec.restart not in RESTART_TYPES:
+            raise ValueError(f"child {spec.id}: unknown restart type {spec.restart!r}")
+        self.children[spec.id] = _Child(spec)
+
+    # --- messages ---------------------------------------------------------------
+
+    def handle(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, ChildStarted):
+            self._on_child_started(msg)
+        elif isinstance(msg, ChildActorExited):
+            self._on_child_exited(msg.childAddress)
+        elif isinstance(msg, StoppedNormally):
+            child = self.children.get(msg.role)
+            if child is not None:
+                child.normal_exit = True
+        elif isinstance(msg, PeerUp):
+            self._on_peer_up(msg.peer, sender)
+        elif isinstance(msg, PeerDown):
+            self._on_peer_down(msg.roles, sender)
+        elif isinstance(msg, StartChild):
+            self._on_start_child(msg.spec, sender)
+        elif isinstance(msg, StopTree):
+            self._on_stop_tree(sender)
+        elif isinstance(msg, TreeStopped):
+            self._on_tree_stopped(sender)
+        elif isinstance(msg, TreeStatusRequest):
+            self._collect_status(msg, sender)
+        elif isinstance(msg, StatusReply):
+            self._on_status_reply(msg)
+        else:
+            super().handle(msg, sender)
+
+    def on_wakeup(self, payload: Any) -> None:
+        kind, key, gen = payload
+        if kind == _STATUS_TIMEOUT:
+            self._finish_status(key)
+        elif self.current is None or self.current[1:] != (key, gen):
+            return  # a timer of an operation that already ended
+        elif kind == _BACKOFF:
+            self.current = None
+            self._spawn(self.children[key])
+        elif kind == _START_TIMEOUT:
+            log.error("%s: child %s did not start in %.1fs; killing it", self.role, key, self.start_timeout_s)
+            self._kill(self.children[key])
+        elif kind == _STOP_TIMEOUT:
+            log.error("%s: child %s did not stop in time; killing it", self.role, key)
+            self._kill(self.children[key])
+        self._advance()
+
+    # --- the operation queue ----------------------------------------------------
+
+    def _advance(self) -> None:
+        while self.current is None and self.ops:
+            op, arg = self.ops.popleft()
+            if op == "reply":
+                self._reply_stopped(arg)
+                continue
+            if op == "exit":
+                self._exit()
+                return
+            child = self.children.get(arg)
+            if child is None:
+                continue
+            if op == "forget" and child.state == "stopped":
+                del self.children[arg]
+            elif op == "start" and child.state == "stopped":
+                self._start(child)
+            elif op == "stop" and child.state in ("starting", "running"):
+                self._terminate(child)
+
+    def _begin(self, kind: str, child: _Child, timer: str, seconds: float) -> None:
+        self._gen += 1
+        self.current = (kind, child.spec.id, self._gen)
+        self.after(seconds, (timer, child.spec.id, self._gen))
+
+    def _end(self, cid: str) -> None:
+        if self.current is not None and self.current[1] == cid:
+            self.current = None
+
+    def _start(self, child: _Child) -> None:
+        delay = backoff_delay(child.start_failures, initial_s=self.backoff[0], max_s=self.backoff[1])
+        if delay > 0:
+            self._begin("wait", child, _BACKOFF, delay)
+            return
+        self._spawn(child)
+
+    def _spawn(self, child: _Child) -> None:
+        spec = child.spec
+        child.state, child.spawned = "starting", child.spawned + 1
+        self._begin("start", child, _START_TIMEOUT, self.start_timeout_s)
+        try:
+            child.address = self.createActor(spec.actor)
+        except Exception as exc:  # e.g. the actor class cannot be imported
+            log.error("%s: cannot create %s (%s): %s", self.role, spec.id, spec.actor, exc)
+            child.state, child.address = "stopped", None
+            self._end(spec.id)
+            self._on_failure(child, at_start=True)
+            return
+        assert self.engine is not None
+        self.send(
+            child.address,
+            Init(
+                role=spec.id,
+                engine=self.engine,
+                config=spec.config,
+                parent_pid=os.getpid(),
+                restarts=child.restarts,
+                directory=self.directory,
+            ),
+        )
+
+    def _terminate(self, child: _Child) -> None:
+        child.state = "stopping"
+        self._begin("stop", child, _STOP_TIMEOUT, child.spec.shutdown_ms / 1000)
+        if child.spec.kind == "supervisor":
+            self.send(child.address, StopTree("parent stops"))
+        else:
+            self.send(child.address, ActorExitRequest())
+
+    def _kill(self, child: _Child) -> None:
+        if child.pid:
+            try:
+                os.kill(child.pid, signal.SIGKILL)
+                return  # ChildActorExited follows
+            except ProcessLookupError:
+                pass
+        if child.address is not None:
+            self.send(child.address, ActorExitRequest())
+
+    # --- children coming and going ------------------------------------------------
+
+    def _child_of(self, address: Any) -> _Child | None:
+        for child in self.children.values():
+            if child.address == address or (child.state != "stopped" and child.spec.id == address):
+                return child
+        return None
+
+    def _on_child_started(self, msg: ChildStarted) -> None:
+        child = self._child_of(msg.peer.address)
+        if child is None or child.state != "starting":
+            return
+        child.state, child.pid, child.started_at = "running", msg.peer.pid, msg.started_at
+        child.start_failures = 0
+        self._report_up(msg.peer, via=None)
+        self._end(child.spec.id)
+        self._advance()
+
+    def _on_child_exited(self, address: Any) -> None:
+        child = next((c for c in self.children.values() if c.address == address), None)
+        if child is None:
+            return
+        was = child.state
+        child.state, child.address, child.pid = "stopped", None, 0
+        self._report_down((child.spec.id, *sorted(child.subtree)))
+        child.subtree.clear()
+        self._end(child.spec.id)
+        if was != "stopping" and not self._stopping:
+            self._on_failure(child, at_start=was == "starting")
+        self._advance()
+
+    @property
+    def _stopping(self) -> bool:
+        return self._stop_asker is not None or self.gave_up
+
+    def _on_failure(self, child: _Child, *, at_start: bool) -> None:
+        cid = child.spec.id
+        normal, child.normal_exit = child.normal_exit, False
+        if at_start:
+            child.start_failures += 1
+        log.warning("%s: child %s exited (%s)", self.role, cid, "at start" if at_start else "crash")
+        if not should_restart(child.spec.restart, normal_exit=normal):
+            if child.spec.restart == "temporary":
+                del self.children[cid]
+            return
+        if not self.intensity.record(time.monotonic()):
+            self._give_up(f"more than {self.intensity.intensity} restarts in {self.intensity.period_s}s")
+            return
+        scope = restart_scope(self.strategy, list(self.children), cid)
+        for other in reversed(scope):
+            if other != cid:
+                self.ops.append(("stop", other))
+        for sibling in scope:
+            if sibling != cid and self.children[sibling].spec.restart == "temporary":
+                self.ops.append(("forget", sibling))
+            else:
+                self.ops.append(("start", sibling))
+
+    def _give_up(self, reason: str) -> None:
+        log.critical("%s gives up: %s", self.role, reason)
+        self.gave_up, self.state = True, "gave_up"
+        self.ops.clear()
+        if self.current is not None and self.current[0] == "wait":
+            self.current = None
+        self.ops.extend(("stop", cid) for cid in reversed(self.children))
+        self.ops.append(("exit", None))
+        if self.is_root:
+            marker = self.config.get("gave_up_marker")
+            if marker:
+                with open(marker, "w", encoding="utf-8") as fh:
+                    fh.write(reason + "\n")
+
+    def _exit(self) -> None:
+        self.send(self.myAddress, ActorExitRequest())
+
+    def _on_start_child(self, spec: ChildSpec, asker: Any) -> None:
+        if spec.id in self.children:
+            self.tell(asker, StartChildResult(spec.id, True, already=True))
+            return
+        if self._stopping:
+            self.tell(asker, StartChildResult(spec.id, False, reason="supervisor is stopping"))
+            return
+        try:
+            self._add_child(spec)
+        except ValueError as exc:
+            self.tell(asker, StartChildResult(spec.id, False, reason=str(exc)))
+            return
+        self.ops.append(("start", spec.id))
+        self.tell(asker, StartChildResult(spec.id, True))
+        self._advance()
+
+    # --- orderly stop -------------------------------------------------------------
+
+    def _on_stop_tree(self, asker: Any) -> None:
+        self._stop_asker = asker
+        self.state = "stopping"
+        self.ops.clear()
+        if self.current is not None and self.current[0] == "wait":
+            self.current = None
+        self.ops.extend(("stop", cid) for cid in reversed(self.children))
+        self.ops.append(("reply", asker))
+        self._advance()
+
+    def _on_tree_stopped(self, sender: Any) -> None:
+        child = self._child_of(sender)
+        if child is not None and child.state == "stopping" and child.address is not None:
+            self.send(child.address, ActorExitRequest())
+
+    def _reply_stopped(self, asker: Any) -> None:
+        stopped = tuple(cid for cid, c in self.children.items() if c.state == "stopped")
+        self.tell(asker, TreeStopped(self.role, stopped), via="thespian")
+
+    # --- the directory --------------------------------------------------------------
+
+    def _report_up(self, peer: Peer, via: str | None) -> None:
+        if self.is_root:
+            self._peers[peer.role] = peer
+            self._publish()
+        else:
+            self.tell(self.parent, PeerUp(peer), via="thespian")
+
+    def _report_down(self, roles: tuple[str, ...]) -> None:
+        if self.is_root:
+            for role in roles:
+                self._peers.pop(role, None)
+            self._publish()
+        else:
+            self.tell(self.parent, PeerDown(roles), via="thespian")
+
+    def _on_peer_up(self, peer: Peer, sender: Any) -> None:
+        child = self._child_of(sender)
+        if child is None:
+            return  # from a child that has since died: its subtree is gone
+        child.subtree.add(peer.role)
+        self._report_up(peer, via=child.spec.id)
+
+    def _on_peer_down(self, roles: tuple[str, ...], sender: Any) -> None:
+        child = self._child_of(sender)
+        if child is not None:
+            child.subtree.difference_update(roles)
+        self._report_down(roles)
+
+    def _publish(self) -> None:
+        """Root only: a new directory version, pushed to every actor."""
+        version = max(time.time_ns() // 1000, self.directory.version + 1)
+        directory = Directory(version, tuple(self._peers.values()))
+        self._apply_directory(directory)
+        for peer in directory.peers:
+            if peer.role != self.role:
+                self.send(peer.address, directory)
+
+    # --- status -------------------------------------------------------------------
+
+    def status_detail(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "intensity": {"max": self.intensity.intensity, "period_s": self.intensity.period_s,
+                          "recent": len(self.intensity)},
+            "children": [
+                {"id": c.spec.id, "state": c.state, "pid": c.pid, "restarts": c.restarts,
+                 "restart": c.spec.restart, "start_failures": c.start_failures}
+                for c in self.children.values()
+            ],
+            "gave_up": self.gave_up,
+        }
+
+    def _collect_status(self, msg: TreeStatusRequest, asker: Any) -> None:
+        req_id = uuid.uuid4().hex
+        waiting = {p.role for p in self.directory.peers if p.role != self.role}
+        self._status_waits[req_id] = {"asker": asker, "waiting": waiting, "replies": [self.status()]}
+        for role in waiting:
+            self.tell(role, StatusRequest(req_id), via="thespian")
+        if waiting:
+            self.after(msg.timeout_s, (_STATUS_TIMEOUT, req_id, 0))
+        else:
+            self._finish_status(req_id)
+
+    def _on_status_reply(self, reply: StatusReply) -> None:
+        wait = self._status_waits.get(reply.req_id)
+        if wait is None:
+            return
+        wait["replies"].append(reply)
+        wait["waiting"].discard(reply.role)
+        if not wait["waiting"]:
+            self._finish_status(reply.req_id)
+
+    def _finish_status(self, req_id: str) -> None:
+        wait = self._status_waits.pop(req_id, None)
+        if wait is None:
+            return
+        tree = TreeStatus(
+            state=self.state,
+            directory_version=self.directory.version,
+            actors=tuple(wait["replies"]),
+            missing=tuple(sorted(wait["waiting"])),
+            gave_up=self.gave_up,
+        )
+        self.tell(wait["asker"], tree, via="thespian")

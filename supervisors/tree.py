@@ -1,0 +1,82 @@
+"""The engine's supervision tree, built from the configuration.
+
+```
+root (one_for_one)
+├── nats        NATS bridge
+├── risk        risk guard
+├── venues      supervisor (one_for_one): venue:<name> per configured venue
+├── positions   supervisor (one_for_one): position:<SYMBOL> per known symbol,
+│               more added at run time with `StartChild`
+└── gateway     IPC gateway
+```
+
+Children start in this order and stop in reverse: the gateway, which lets
+signals in, is the last up and the first down.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from titan_actors.config import Config
+from titan_actors.messages import ChildSpec
+
+__all__ = ["ROOT_ROLE", "SUPERVISOR", "expected_roles", "position_spec", "root_config"]
+
+ROOT_ROLE = "root"
+SUPERVISOR = "supervisors.supervisor.Supervisor"
+
+
+def _supervision(config: Config) -> dict[str, Any]:
+    return dict(config.sections["supervision"])
+
+
+def position_spec(symbol: str) -> ChildSpec:
+    """The child spec of the position actor of `symbol` (also for `StartChild`)."""
+    return ChildSpec(
+        id=f"position:{symbol}",
+        actor="titan_actors.position.PositionActor",
+        config={"symbol": symbol},
+    )
+
+
+def root_config(config: Config, *, nats_url: str, gave_up_marker: str) -> dict[str, Any]:
+    """The `Init.config` of the root supervisor for this engine."""
+    sup = _supervision(config)
+    venues = [
+        ChildSpec(id=f"venue:{name}", actor="titan_actors.exchange.VenueAdapter",
+                  config={"name": name, **venue})
+        for name, venue in config.venues.items()
+    ]
+    positions = [position_spec(symbol) for symbol in config.symbols]
+    preload_venues = ["ccxt.async_support"] if any(
+        v["exchange"] != "paper" for v in config.venues.values()
+    ) else []
+    children = [
+        ChildSpec(id="nats", actor="titan_actors.nats_bridge.NatsBridge",
+                  config={**config.sections["nats"], "url": nats_url}),
+        ChildSpec(id="risk", actor="titan_actors.risk_guard.RiskGuard",
+                  config={"routing": config.sections["routing"]}),
+        ChildSpec(id="venues", actor=SUPERVISOR, kind="supervisor", shutdown_ms=15000,
+                  config={**sup, "children": venues, "preload": preload_venues}),
+        ChildSpec(id="positions", actor=SUPERVISOR, kind="supervisor", shutdown_ms=15000,
+                  config={**sup, "children": positions}),
+        ChildSpec(id="gateway", actor="titan_actors.gateway.IpcGateway",
+                  config={**config.sections["ipc"], "routing": config.sections["routing"]}),
+    ]
+    return {
+        **sup,
+        "root": True,
+        "children": children,
+        "gave_up_marker": gave_up_marker,
+        # Forked children inherit these pages: a restarted bridge is ready at once.
+        "preload": ["nats"],
+    }
+
+
+def expected_roles(config: Config) -> set[str]:
+    """Every role the tree has once it is fully started."""
+    roles = {ROOT_ROLE, "nats", "risk", "venues", "positions", "gateway"}
+    roles.update(f"venue:{name}" for name in config.venues)
+    roles.update(f"position:{symbol}" for symbol in config.symbols)
+    return roles

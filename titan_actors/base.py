@@ -1,0 +1,416 @@
+"""The base of every Titan actor: init, let-it-crash, parent death, status,
+socket watching, the address directory and the FastLanes.
+
+Subclasses implement `on_start()` (may raise: that is a failure at start),
+`handle(msg, sender)` for their own messages, and optionally `on_stop()`,
+`on_directory()`, `on_watch(fd)`, `on_wakeup(payload)`, `status_detail()`
+and `watch_fds()`.
+
+`sender` in `handle` is the peer's role (a `str`) when the peer is one of
+ours, whichever transport the message came by, else the thespian address of
+an outside asker. `self.tell(sender, reply)` answers either way.
+
+Failure: any exception out of a handler is written to `<data>/logs/crash.log`
+with the message type and the traceback, and the process exits with status 70
+at once. Its supervisor sees `ChildActorExited` and restarts it; the new
+process rebuilds its state from its store. Thespian's own retry (the handler
+called twice, then `PoisonMessage`) never happens.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import time
+import traceback
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from thespian.actors import (
+    Actor,
+    ActorExitRequest,
+    ChildActorExited,
+    PoisonMessage,
+    ThespianWatch,
+    WakeupMessage,
+    WatchMessage,
+)
+
+from titan_actors.lanes import LaneHub
+from titan_actors.messages import (
+    ChildStarted,
+    Directory,
+    EngineInfo,
+    GetDirectory,
+    Init,
+    InjectFault,
+    LaneFlood,
+    LaneFloodDone,
+    Peer,
+    Ping,
+    Pong,
+    Relay,
+    RelayResult,
+    StatusReply,
+    StatusRequest,
+)
+from titan_actors.store import Store
+
+__all__ = ["CRASH_EXIT_CODE", "TitanActor", "count_boot", "hostname", "set_parent_death_signal"]
+
+log = logging.getLogger(__name__)
+
+CRASH_EXIT_CODE = 70
+_PR_SET_PDEATHSIG = 1
+_FLUSH = "titan:flush-lanes"
+_RELAY_TIMEOUT = "titan:relay-timeout"
+
+
+def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
+    """Ask the kernel to send `sig` to this process when its parent dies.
+
+    SIGKILL rather than SIGTERM: thespian turns SIGTERM into a graceful
+    shutdown that an orphan may never finish.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+
+
+class TitanActor(Actor):
+    """See the module docstring."""
+
+    #: Roles this actor talks to (a name ending in ":" is a prefix), shown in status.
+    needs: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.role = ""
+        self.engine: EngineInfo | None = None
+        self.config: dict[str, Any] = {}
+        self.parent: Any = None
+        self.restarts = 0
+        self.started_at = 0.0
+        self.state = "starting"
+        self.directory = Directory(0, ())
+        self.lanes: LaneHub | None = None
+        self._roles_by_address: dict[Any, str] = {}
+        self._flush_pending = False
+        self._relays: dict[str, tuple[Any, str]] = {}
+        self._flood: dict[str, Any] = {}
+        self._stores: list[Store] = []
+
+    # --- thespian entry point -------------------------------------------------
+
+    def receiveMessage(self, msg: Any, sender: Any) -> ThespianWatch | None:
+        try:
+            self._receive(msg, sender)
+            self._flush_lanes()
+        except Exception:
+            self._crash(msg)
+        if self.lanes is None:
+            return None
+        # Returned from every handler: a watch that is not re-armed is dropped.
+        return ThespianWatch(self.lanes.fds() + self.watch_fds())
+
+    def _receive(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, Init):
+            self._boot(msg, sender)
+        elif isinstance(msg, ActorExitRequest):
+            self._shutdown()
+        elif isinstance(msg, WatchMessage):
+            self._on_watch_message(msg)
+        elif isinstance(msg, WakeupMessage):
+            self._on_wakeup_message(msg)
+        elif self.engine is None:
+            log.warning("%s got %s before Init; ignored", type(self).__name__, type(msg).__name__)
+        elif isinstance(msg, PoisonMessage):
+            log.error("%s: a peer could not handle %s", self.role, type(msg.poisonMessage).__name__)
+        else:
+            self._dispatch(msg, self._roles_by_address.get(str(sender), sender))
+
+    def _dispatch(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, Directory):
+            self._apply_directory(msg)
+        elif isinstance(msg, StatusRequest):
+            self.tell(sender, self.status(msg.req_id), via="thespian")
+        elif isinstance(msg, GetDirectory):
+            self.tell(sender, self.directory, via="thespian")
+        elif isinstance(msg, Ping):
+            if msg.answer:
+                self.tell(sender, Pong(msg.req_id, self.role, os.getpid(), msg.via), via=msg.via)
+        elif isinstance(msg, Pong):
+            self._on_pong(msg)
+        elif isinstance(msg, Relay):
+            self._relay(msg, sender)
+        elif isinstance(msg, InjectFault):
+            raise RuntimeError(f"fault injected into {self.role}: {msg.reason}")
+        elif isinstance(msg, LaneFlood):
+            self._flood_start(msg, sender)
+        else:
+            self.handle(msg, sender)
+
+    # --- life cycle -------------------------------------------------------------
+
+    def _boot(self, init: Init, sender: Any) -> None:
+        if self.engine is not None:
+            log.warning("%s: second Init ignored", self.role)
+            return
+        set_parent_death_signal()
+        if init.parent_pid and os.getppid() != init.parent_pid:
+            # Our parent died between fork and now: we are an orphan already.
+            # (The root's parent is the thespian Admin: parent_pid 0, not checked.)
+            os._exit(CRASH_EXIT_CODE)
+        self.role, self.engine, self.config = init.role, init.engine, dict(init.config)
+        self.parent, self.restarts = sender, init.restarts
+        self.lanes = LaneHub(engine_id=init.engine.engine_id, role=init.role)
+        if init.directory is not None:
+            self._apply_directory(init.directory)
+        self.on_start()
+        self.started_at = time.time()
+        if self.state == "starting":
+            self.state = "running"
+        self.send(sender, ChildStarted(self.my_peer(), self.started_at))
+
+    def my_peer(self) -> Peer:
+        assert self.engine is not None and self.lanes is not None
+        return Peer(
+            role=self.role,
+            address=self.myAddress,
+            pid=os.getpid(),
+            lane=self.lanes.name,
+            host=self.engine.host,
+            pgid=os.getpgid(0),
+        )
+
+    def open_store(self, relpath: str) -> Store:
+        """Open this actor's RocksDB directory `<data>/<relpath>`; closed on stop."""
+        assert self.engine is not None
+        store = Store(os.path.join(self.engine.data_dir, relpath), fsync=self.engine.fsync)
+        self._stores.append(store)
+        return store
+
+    def _shutdown(self) -> None:
+        try:
+            self.on_stop()
+        finally:
+            for store in self._stores:
+                store.close()
+            self._stores.clear()
+            if self.lanes is not None:
+                self.lanes.flush()
+                self.lanes.close()
+                self.lanes = None
+
+    def _crash(self, msg: Any) -> None:
+        """Let it crash: record what failed where a dying process can still
+        write it, then exit so the supervisor restarts us."""
+        text = traceback.format_exc()
+        what = type(msg).__name__
+        line = f"{time.time():.3f} pid={os.getpid()} role={self.role or '?'} message={what}\n{text}"
+        try:
+            if self.engine is not None:
+                path = os.path.join(self.engine.data_dir, "logs", "crash.log")
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "a", encoding="utf-8") as fh:
+                    fh.write(line)
+            log.critical("actor %s crashed on %s:\n%s", self.role, what, text)
+        finally:
+            os._exit(CRASH_EXIT_CODE)
+
+    # --- the directory ----------------------------------------------------------
+
+    def _apply_directory(self, directory: Directory) -> None:
+        if directory.version < self.directory.version:
+            return
+        old = {p.role: p for p in self.directory.peers}
+        self.directory = directory
+        self._roles_by_address = {str(p.address): p.role for p in directory.peers}
+        if self.lanes is not None:
+            for role, peer in old.items():
+                new = directory.get(role)
+                if new is None or new.lane != peer.lane:
+                    self.lanes.forget(role)
+        self.on_directory()
+
+    def tell(self, peer: Any, msg: Any, *, via: str = "lane") -> bool:
+        """Send `msg` to a role (through the directory) or to a thespian address.
+
+        Over a FastLane when `via="lane"` and the peer is on this host with a
+        lane that opens, else over thespian. Returns False when the role is
+        not in the directory (nothing was sent).
+        """
+        if not isinstance(peer, str):
+            self.send(peer, msg)
+            return True
+        target = self.directory.get(peer)
+        if target is None:
+            log.warning("%s: no address for role %s; %s dropped", self.role, peer, type(msg).__name__)
+            return False
+        if (
+            via == "lane"
+            and target.lane
+            and self.engine is not None
+            and target.host == self.engine.host
+            and self.lanes is not None
+            and self.lanes.send(target.role, target.lane, msg)
+        ):
+            return True
+        self.send(target.address, msg)
+        return True
+
+    # --- sockets and timers -----------------------------------------------------
+
+    def _on_watch_message(self, msg: WatchMessage) -> None:
+        ready = list(msg.ready)
+        if self.lanes is not None:
+            for lane_msg, role in self.lanes.read(ready):
+                self._dispatch(lane_msg, role)
+        lane_fds = set(self.lanes.fds()) if self.lanes is not None else set()
+        for fd in ready:
+            if fd not in lane_fds:
+                self.on_watch(fd)
+
+    def _on_wakeup_message(self, msg: WakeupMessage) -> None:
+        payload = msg.payload
+        if payload == _FLUSH:
+            self._flush_pending = False
+        elif isinstance(payload, tuple) and payload and payload[0] == _RELAY_TIMEOUT:
+            self._relay_timeout(payload[1])
+        elif self.engine is not None:
+            self.on_wakeup(payload)
+
+    def after(self, seconds: float, payload: Any) -> None:
+        """Deliver `payload` to `on_wakeup` in about `seconds`."""
+        self.wakeupAfter(timedelta(seconds=seconds), payload=payload)
+
+    def _flush_lanes(self) -> None:
+        if self.lanes is None or self.lanes.flush() or self._flush_pending:
+            return
+        # The peer's socket buffer is full: try again shortly, keep serving meanwhile.
+        self._flush_pending = True
+        self.after(0.001, _FLUSH)
+
+    # --- status -----------------------------------------------------------------
+
+    def status(self, req_id: str = "") -> StatusReply:
+        detail: dict[str, Any] = {"directory_version": self.directory.version,
+                                  "peers": self.known_peers()}
+        if self.lanes is not None:
+            detail["lanes"] = {"sent": self.lanes.sent, "received": self.lanes.received}
+        detail.update(self.status_detail())
+        return StatusReply(
+            role=self.role,
+            pid=os.getpid(),
+            started_at=self.started_at,
+            restarts=self.restarts,
+            state=self.state,
+            detail=detail,
+            req_id=req_id,
+        )
+
+    def known_peers(self) -> dict[str, int]:
+        """The peers this actor needs that the directory has now: role → pid."""
+        return {
+            p.role: p.pid
+            for p in self.directory.peers
+            if any(p.role == n or (n.endswith(":") and p.role.startswith(n)) for n in self.needs)
+        }
+
+    # --- diagnostics: a ping through the directory ------------------------------
+
+    def _relay(self, msg: Relay, asker: Any) -> None:
+        self._relays[msg.req_id] = (asker, msg.target)
+        if not self.tell(msg.target, Ping(msg.req_id, msg.via), via=msg.via):
+            self._relays.pop(msg.req_id)
+            self.tell(asker, RelayResult(msg.req_id, False, msg.target, reason="unknown role"))
+            return
+        self.after(msg.timeout_s, (_RELAY_TIMEOUT, msg.req_id))
+
+    def _on_pong(self, pong: Pong) -> None:
+        if self._flood and pong.req_id == self._flood["run"]:
+            self._flood_pong(pong)
+            return
+        waiting = self._relays.pop(pong.req_id, None)
+        if waiting is not None:
+            asker, target = waiting
+            self.tell(asker, RelayResult(pong.req_id, True, target, pong.pid, pong.via), via="thespian")
+
+    def _relay_timeout(self, req_id: str) -> None:
+        waiting = self._relays.pop(req_id, None)
+        if waiting is not None:
+            asker, target = waiting
+            self.tell(asker, RelayResult(req_id, False, target, reason="timeout"), via="thespian")
+
+    # --- benchmark: a flood and round trips over one transport ------------------
+
+    def _flood_start(self, msg: LaneFlood, asker: Any) -> None:
+        run = uuid.uuid4().hex
+        self._flood = {"run": run, "msg": msg, "asker": asker, "rtt": [], "seconds": None}
+        self._flood["t0"] = time.perf_counter()
+        for i in range(msg.count - 1):
+            self.tell(msg.target, Ping(f"f{i}", msg.via, answer=False), via=msg.via)
+        # Only the last one is answered: a transport keeps order per link, so
+        # its Pong means the whole flood arrived.
+        self.tell(msg.target, Ping(run, msg.via), via=msg.via)
+
+    def _flood_pong(self, pong: Pong) -> None:
+        flood = self._flood
+        msg: LaneFlood = flood["msg"]
+        elapsed = time.perf_counter() - flood["t0"]
+        if flood["seconds"] is None:
+            flood["seconds"] = elapsed
+        else:
+            flood["rtt"].append(elapsed * 1e6)
+        if len(flood["rtt"]) < msg.rtt:
+            flood["t0"] = time.perf_counter()
+            self.tell(msg.target, Ping(flood["run"], msg.via), via=msg.via)
+            return
+        self._flood = {}
+        done = LaneFloodDone(msg.via, msg.count, flood["seconds"], tuple(flood["rtt"]))
+        self.tell(flood["asker"], done, via="thespian")
+
+    # --- hooks for subclasses ---------------------------------------------------
+
+    def on_start(self) -> None:
+        """Open stores, sockets, loops. Raising here is a failure at start."""
+
+    def on_stop(self) -> None:
+        """Close what on_start opened. Called on an orderly exit only."""
+
+    def on_directory(self) -> None:
+        """The directory changed (a peer started or restarted)."""
+
+    def on_watch(self, fd: int) -> None:
+        """A watched fd of `watch_fds()` is readable."""
+
+    def on_wakeup(self, payload: Any) -> None:
+        """A timer set with `after()` fired."""
+
+    def watch_fds(self) -> list[int]:
+        """Extra fds to watch besides the lanes."""
+        return []
+
+    def status_detail(self) -> dict[str, Any]:
+        return {}
+
+    def handle(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, ChildActorExited):
+            log.warning("%s: unexpected ChildActorExited", self.role)
+            return
+        log.warning("%s: unhandled %s", self.role, type(msg).__name__)
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def count_boot(store: Store) -> int:
+    """Increment and return how many times this store's owner has started."""
+    boots = int(store.get(b"meta:boots") or b"0") + 1
+    store.put(b"meta:boots", str(boots).encode())
+    return boots

@@ -1,0 +1,280 @@
+"""Engine configuration: a TOML file plus environment variables.
+
+Precedence: built-in defaults < the TOML file < environment variables. The
+environment names are the seed engine's (`NATS_URL`, `TITAN_IPC_SOCKET`,
+`TITAN_HMAC_SECRET`, `TITAN_DATA_DIR`, `TITAN_LOG_LEVEL`,
+`<EXCHANGE>_API_KEY` / `<EXCHANGE>_API_SECRET`, ...).
+
+Failure: anything invalid raises `ConfigError(key, reason)` before any
+process is started; unknown keys are errors too (a typo must not silently
+fall back to a default in a system that trades money).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_CONFIG_FILE", "ENV_VARS", "Config", "ConfigError", "load_config"]
+
+DEFAULT_CONFIG_FILE = "titan.toml"
+EXCHANGES = ("paper", "bybit", "binance", "mexc")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
+_VENUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+class ConfigError(ValueError):
+    """Invalid configuration: `key` is the dotted TOML key (or env variable)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"config error: {key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+Check = Callable[[Any], str | None]
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def _non_negative(v: Any) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
+def _one_of(*choices: str) -> Check:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+def _port(v: Any) -> str | None:
+    return None if 0 <= v <= 65535 else "must be a port number (0 = any free port)"
+
+
+def _symbols(v: Any) -> str | None:
+    for s in v:
+        if not isinstance(s, str) or not _SYMBOL.match(s):
+            return f"{s!r} is not an exchange-style symbol like BTCUSDT"
+    return None
+
+
+def _prices(v: Any) -> str | None:
+    for sym, price in v.items():
+        if not _SYMBOL.match(sym):
+            return f"{sym!r} is not an exchange-style symbol like BTCUSDT"
+        if isinstance(price, bool) or not isinstance(price, int | float) or price <= 0:
+            return f"price of {sym} must be a number > 0"
+    return None
+
+
+# section -> key -> (type, default, check)
+_SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, Check | None]]] = {
+    "engine": {
+        "data_dir": (str, "./data", None),
+        "log_level": (str, "INFO", _one_of(*LOG_LEVELS)),
+        "admin_port": (int, 0, _port),
+        "fsync": (bool, False, None),
+        "status_timeout_s": ((int, float), 2.0, _positive),
+    },
+    "ipc": {
+        "socket": (str, "/tmp/titan-execution.sock", None),
+        "hmac_secret": (str, "", None),
+        "replay_window_ms": (int, 5000, _positive),
+        "max_in_flight": (int, 256, _positive),
+    },
+    "nats": {
+        "url": (str, "", None),
+        "embedded_port": (int, 0, _port),
+        "stream": (str, "TITAN_EXECUTION", None),
+        "operator_secret": (str, "", None),
+        "user": (str, "", None),
+        "password": (str, "", None),
+        "token": (str, "", None),
+        "creds_file": (str, "", None),
+        "nkey_seed_file": (str, "", None),
+        "tls_ca_file": (str, "", None),
+        "tls_cert_file": (str, "", None),
+        "tls_key_file": (str, "", None),
+    },
+    "supervision": {
+        "intensity": (int, 5, _non_negative),
+        "period_s": ((int, float), 10.0, _positive),
+        "backoff_initial_s": ((int, float), 0.05, _positive),
+        "backoff_max_s": ((int, float), 2.0, _positive),
+        "start_timeout_s": ((int, float), 15.0, _positive),
+    },
+    "routing": {
+        "default_venue": (str, "paper", None),
+    },
+    "positions": {
+        "symbols": (list, [], _symbols),
+    },
+}
+
+_VENUE_SCHEMA: dict[str, tuple[type | tuple[type, ...], Any, Check | None]] = {
+    "exchange": (str, "paper", _one_of(*EXCHANGES)),
+    "market": (str, "linear", _one_of("linear", "spot")),
+    "api_key": (str, "", None),
+    "api_secret": (str, "", None),
+    "base_url": (str, "", None),
+    "testnet": (bool, False, None),
+    "symbols": (list, ["BTCUSDT", "ETHUSDT"], _symbols),
+    "reference_prices": (dict, {"BTCUSDT": 60000.0, "ETHUSDT": 3000.0}, _prices),
+}
+
+ENV_VARS = {
+    "TITAN_DATA_DIR": "engine.data_dir",
+    "TITAN_LOG_LEVEL": "engine.log_level",
+    "TITAN_IPC_SOCKET": "ipc.socket",
+    "TITAN_HMAC_SECRET": "ipc.hmac_secret",
+    "NATS_URL": "nats.url",
+    "TITAN_OPERATOR_SECRET": "nats.operator_secret",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The validated configuration. `sections` holds every section with all
+    keys filled in; `venues` maps venue name → its settings."""
+
+    sections: dict[str, dict[str, Any]]
+    venues: dict[str, dict[str, Any]]
+    source: str | None
+
+    def __getitem__(self, dotted: str) -> Any:
+        section, _, key = dotted.partition(".")
+        return self.sections[section][key]
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self["engine.data_dir"]).expanduser().resolve()
+
+    @property
+    def symbols(self) -> list[str]:
+        """Every symbol a position actor is started for at engine start."""
+        seen = dict.fromkeys(self["positions.symbols"])
+        for venue in self.venues.values():
+            seen.update(dict.fromkeys(venue["symbols"]))
+        return list(seen)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.sections, "venues": self.venues}
+
+
+def _coerce(key: str, value: Any, kind: type | tuple[type, ...]) -> Any:
+    if kind is bool and isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(key, f"expected true/false, got {value!r}")
+    if isinstance(value, str) and kind in (int, (int, float)):
+        try:
+            return int(value) if kind is int else float(value)
+        except ValueError:
+            raise ConfigError(key, f"expected a number, got {value!r}")
+    if isinstance(value, bool) and kind is not bool:
+        raise ConfigError(key, f"expected {_kind_name(kind)}, got a boolean")
+    if not isinstance(value, kind):
+        raise ConfigError(key, f"expected {_kind_name(kind)}, got {type(value).__name__}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    if isinstance(kind, tuple):
+        return "a number"
+    return {str: "a string", int: "an integer", bool: "a boolean", list: "a list",
+            dict: "a table"}.get(kind, kind.__name__)
+
+
+def _fill(prefix: str, given: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    for key in given:
+        if key not in schema:
+            raise ConfigError(f"{prefix}.{key}", "unknown key")
+    out: dict[str, Any] = {}
+    for key, (kind, default, check) in schema.items():
+        dotted = f"{prefix}.{key}"
+        value = _coerce(dotted, given[key], kind) if key in given else default
+        if check is not None:
+            problem = check(value)
+            if problem:
+                raise ConfigError(dotted, problem)
+        out[key] = value
+    return out
+
+
+def _read_file(path: str | None) -> tuple[dict[str, Any], str | None]:
+    if path is None:
+        if not Path(DEFAULT_CONFIG_FILE).is_file():
+            return {}, None
+        path = DEFAULT_CONFIG_FILE
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh), path
+    except FileNotFoundError:
+        raise ConfigError("--config", f"no such file: {path}")
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", f"{path} is not valid TOML: {exc}")
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    for var, dotted in ENV_VARS.items():
+        if env.get(var):
+            section, _, key = dotted.partition(".")
+            raw.setdefault(section, {})[key] = env[var]
+
+
+def _venues(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    given = raw.pop("venues", None) or {"paper": {"exchange": "paper"}}
+    if not isinstance(given, dict):
+        raise ConfigError("venues", "expected a table of [venues.<name>] tables")
+    venues: dict[str, dict[str, Any]] = {}
+    for name, table in given.items():
+        if not _VENUE_NAME.match(name):
+            raise ConfigError(f"venues.{name}", "venue names are lowercase letters, digits, - and _")
+        if not isinstance(table, dict):
+            raise ConfigError(f"venues.{name}", "expected a table")
+        venue = _fill(f"venues.{name}", table, _VENUE_SCHEMA)
+        exchange = venue["exchange"].upper()
+        for field in ("api_key", "api_secret"):
+            var = f"{exchange}_{field.upper()}"
+            if not venue[field] and env.get(var):
+                venue[field] = env[var]
+        if venue["exchange"] != "paper" and not (venue["api_key"] and venue["api_secret"]):
+            raise ConfigError(
+                f"venues.{name}.api_key",
+                f"{venue['exchange']} needs api_key and api_secret (or {exchange}_API_KEY and "
+                f"{exchange}_API_SECRET)",
+            )
+        venues[name] = venue
+    return venues
+
+
+def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read `path` (or `./titan.toml` if present), apply `env`, validate."""
+    env = os.environ if env is None else env
+    raw, source = _read_file(path)
+    for section in raw:
+        if section not in _SCHEMA and section != "venues":
+            raise ConfigError(section, "unknown section")
+        if section != "venues" and not isinstance(raw[section], dict):
+            raise ConfigError(section, "expected a table")
+    _apply_env(raw, env)
+    venues = _venues(raw, env)
+    sections = {name: _fill(name, raw.get(name, {}), schema) for name, schema in _SCHEMA.items()}
+    default_venue = sections["routing"]["default_venue"]
+    if default_venue not in venues:
+        raise ConfigError("routing.default_venue", f"{default_venue!r} is not a configured venue")
+    secret = sections["ipc"]["hmac_secret"]
+    if secret and len(secret.encode()) < 32:
+        raise ConfigError("ipc.hmac_secret", "must be at least 32 bytes (TITAN_HMAC_SECRET)")
+    if sections["supervision"]["backoff_max_s"] < sections["supervision"]["backoff_initial_s"]:
+        raise ConfigError("supervision.backoff_max_s", "must be >= backoff_initial_s")
+    return Config(sections=sections, venues=venues, source=source)

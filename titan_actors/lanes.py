@@ -1,0 +1,238 @@
+"""FastLanes: the data-plane transport between actor processes on one host.
+
+Each actor listens on one Unix stream socket in the abstract namespace
+(`\\0titan/<engine>/<pid>`: no file to clean up, no path-length limit to hit).
+A sender opens one persistent connection per peer, queues every message for
+that peer while its handler runs, and writes the whole queue in one `send`
+when the handler returns (batching). Frames are `u32 length | pickle`. The
+first frame of a connection names the sender's role, so the receiver can hand
+each message to its handlers with the same `sender` it would have had over
+thespian.
+
+Trust: pickle executes code, and any local process could connect to an
+abstract socket, so a connection is accepted only from a process of the same
+user *and* the same process group (the engine's actors), checked with
+`SO_PEERCRED`. Anything else is closed unread.
+
+Failure: lanes are at-most-once, like thespian. A peer that died loses what
+was queued for it; `send` answers False when no lane can be opened, and the
+caller falls back to thespian. A peer that stops reading is cut off once its
+queue passes `MAX_PENDING` bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import socket
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["LaneHub", "lane_name"]
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct(">I")
+_PEERCRED = struct.Struct("3i")
+MAX_FRAME = 64 * 1024 * 1024
+MAX_PENDING = 32 * 1024 * 1024
+_READ_CHUNK = 1024 * 1024
+
+
+def lane_name(engine_id: str, pid: int) -> str:
+    """The abstract socket name of the actor process `pid` of engine `engine_id`."""
+    return f"\0titan/{engine_id}/{pid}"
+
+
+def _frame(obj: Any) -> bytes:
+    body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(body)) + body
+
+
+class _Inbound:
+    __slots__ = ("buf", "role", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+        self.role: str | None = None
+
+
+class _Outbound:
+    __slots__ = ("buf", "name", "sock")
+
+    def __init__(self, sock: socket.socket, name: str) -> None:
+        self.sock = sock
+        self.name = name
+        self.buf = bytearray()
+
+
+class LaneHub:
+    """One actor's lanes: its listener, the connections peers opened to it, and
+    the connections it opened to its peers."""
+
+    def __init__(self, *, engine_id: str, role: str) -> None:
+        self.role = role
+        self.name = lane_name(engine_id, os.getpid())
+        self._pgid = os.getpgid(0)
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(self.name)
+        self._listener.listen(256)
+        self._listener.setblocking(False)
+        self._inbound: dict[int, _Inbound] = {}
+        self._outbound: dict[str, _Outbound] = {}
+        self.dropped = 0
+        self.sent = 0
+        self.received = 0
+
+    # --- receiving ------------------------------------------------------------
+
+    def fds(self) -> list[int]:
+        return [self._listener.fileno(), *self._inbound]
+
+    def read(self, ready: list[int]) -> Iterator[tuple[Any, str]]:
+        """Yield `(message, sender_role)` for every whole frame on the ready fds."""
+        for fd in ready:
+            if fd == self._listener.fileno():
+                self._accept_all()
+            elif fd in self._inbound:
+                yield from self._read_conn(self._inbound[fd])
+
+    def _accept_all(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            if not self._trusted(conn):
+                conn.close()
+                continue
+            conn.setblocking(False)
+            self._inbound[conn.fileno()] = _Inbound(conn)
+
+    def _trusted(self, conn: socket.socket) -> bool:
+        raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+        pid, uid, _gid = _PEERCRED.unpack(raw)
+        try:
+            same_group = os.getpgid(pid) == self._pgid
+        except ProcessLookupError:
+            return False
+        if uid != os.getuid() or not same_group:
+            log.warning("lane %s refused a connection from pid %d uid %d", self.role, pid, uid)
+            return False
+        return True
+
+    def _read_conn(self, conn: _Inbound) -> Iterator[tuple[Any, str]]:
+        try:
+            while True:
+                chunk = conn.sock.recv(_READ_CHUNK)
+                if not chunk:
+                    self._close_inbound(conn)
+                    break
+                conn.buf += chunk
+                if len(chunk) < _READ_CHUNK:
+                    break
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self._close_inbound(conn)
+        yield from self._frames(conn)
+
+    def _frames(self, conn: _Inbound) -> Iterator[tuple[Any, str]]:
+        buf, pos = conn.buf, 0
+        try:
+            while len(buf) - pos >= _HEADER.size:
+                (size,) = _HEADER.unpack_from(buf, pos)
+                if size > MAX_FRAME:
+                    log.error("lane %s: frame of %d bytes from %s, closing", self.role, size, conn.role)
+                    self._close_inbound(conn)
+                    return
+                end = pos + _HEADER.size + size
+                if len(buf) < end:
+                    break
+                obj = pickle.loads(memoryview(buf)[pos + _HEADER.size : end])
+                pos = end
+                if conn.role is None:
+                    conn.role = str(obj)
+                    continue
+                self.received += 1
+                yield obj, conn.role
+        finally:
+            del buf[:pos]
+
+    def _close_inbound(self, conn: _Inbound) -> None:
+        self._inbound.pop(conn.sock.fileno(), None)
+        conn.sock.close()
+
+    # --- sending --------------------------------------------------------------
+
+    def send(self, role: str, name: str, msg: Any) -> bool:
+        """Queue `msg` for the peer `role` listening on lane `name`.
+
+        Returns False (nothing queued) when no lane to that peer can be opened;
+        the caller then uses thespian.
+        """
+        out = self._outbound.get(role)
+        if out is not None and out.name != name:
+            self.forget(role)
+            out = None
+        if out is None:
+            out = self._connect(role, name)
+            if out is None:
+                return False
+        out.buf += _frame(msg)
+        self.sent += 1
+        return True
+
+    def _connect(self, role: str, name: str) -> _Outbound | None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(name)
+        except OSError:
+            sock.close()
+            return None
+        sock.setblocking(False)
+        out = _Outbound(sock, name)
+        out.buf += _frame(self.role)
+        self._outbound[role] = out
+        return out
+
+    def flush(self) -> bool:
+        """Write every queue; True when nothing is left pending."""
+        idle = True
+        for role, out in list(self._outbound.items()):
+            if out.buf and not self._drain(role, out):
+                idle = False
+        return idle
+
+    def _drain(self, role: str, out: _Outbound) -> bool:
+        try:
+            while out.buf:
+                n = out.sock.send(out.buf)
+                del out.buf[:n]
+        except (BlockingIOError, InterruptedError):
+            if len(out.buf) > MAX_PENDING:
+                log.error("lane to %s is not read; dropping %d bytes", role, len(out.buf))
+                self.forget(role)
+                return True
+            return False
+        except OSError as exc:
+            log.info("lane to %s broke (%s); what was queued is lost", role, exc)
+            self.forget(role)
+        return True
+
+    def forget(self, role: str) -> None:
+        """Close the lane to `role` (its peer restarted or went away)."""
+        out = self._outbound.pop(role, None)
+        if out is not None:
+            self.dropped += len(out.buf) > 0
+            out.sock.close()
+
+    def close(self) -> None:
+        for role in list(self._outbound):
+            self.forget(role)
+        for conn in list(self._inbound.values()):
+            self._close_inbound(conn)
+        self._listener.close()

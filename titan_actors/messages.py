@@ -1,0 +1,279 @@
+"""Every message that actors exchange, as frozen slotted dataclasses.
+
+Commands are imperative (`StartChild`, `StopTree`), events past tense
+(`ChildStarted`, `PeerDown`). All of them pickle, so the same object travels
+over thespian or over a FastLane and is handled the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "ChildSpec",
+    "ChildStarted",
+    "Directory",
+    "EngineInfo",
+    "GetDirectory",
+    "Init",
+    "InjectFault",
+    "LaneFlood",
+    "LaneFloodDone",
+    "Peer",
+    "PeerDown",
+    "PeerUp",
+    "Ping",
+    "Pong",
+    "Relay",
+    "RelayResult",
+    "StartChild",
+    "StartChildResult",
+    "StatusReply",
+    "StatusRequest",
+    "StopTree",
+    "StoppedNormally",
+    "TreeStatus",
+    "TreeStatusRequest",
+    "TreeStopped",
+]
+
+
+# --- identity and configuration -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    """What every actor of one engine instance shares."""
+
+    engine_id: str
+    data_dir: str
+    host: str
+    log_level: str = "INFO"
+    fsync: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSpec:
+    """An OTP child spec: who to start, how to restart it, what to give it.
+
+    `actor` is the dotted path of the actor class (thespian needs an importable
+    module). `restart` is `permanent`, `transient` or `temporary`. `config` is
+    handed to the child in its `Init`.
+    """
+
+    id: str
+    actor: str
+    restart: str = "permanent"
+    config: dict[str, Any] = field(default_factory=dict)
+    shutdown_ms: int = 5000
+    kind: str = "worker"
+
+
+@dataclass(frozen=True, slots=True)
+class Init:
+    """First message to every actor: thespian's `createActor` takes no arguments."""
+
+    role: str
+    engine: EngineInfo
+    config: dict[str, Any]
+    parent_pid: int
+    restarts: int = 0
+    directory: Directory | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Where one role lives now: thespian address, process, and FastLane name."""
+
+    role: str
+    address: Any
+    pid: int
+    lane: str | None
+    host: str
+    pgid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Directory:
+    """The whole role → peer map, pushed to every actor after each change."""
+
+    version: int
+    peers: tuple[Peer, ...]
+
+    def get(self, role: str) -> Peer | None:
+        for peer in self.peers:
+            if peer.role == role:
+                return peer
+        return None
+
+
+# --- supervision ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChildStarted:
+    """A child finished its `Init`: it is up and reachable at `peer`."""
+
+    peer: Peer
+    started_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoppedNormally:
+    """A child is about to exit on purpose (`normal` in OTP): transient children
+    that send this are not restarted."""
+
+    role: str
+    reason: str = "normal"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerUp:
+    """A supervisor tells its parent (up to the root) that a role has a new address."""
+
+    peer: Peer
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDown:
+    """A supervisor tells its parent (up to the root) that roles are gone (a
+    child, and everything that was below it)."""
+
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StartChild:
+    """Add a child to a running supervisor (OTP `start_child`); idempotent by id."""
+
+    spec: ChildSpec
+
+
+@dataclass(frozen=True, slots=True)
+class StartChildResult:
+    id: str
+    ok: bool
+    already: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StopTree:
+    """Stop every child in reverse start order, then answer `TreeStopped`."""
+
+    reason: str = "shutdown"
+
+
+@dataclass(frozen=True, slots=True)
+class TreeStopped:
+    role: str
+    stopped: tuple[str, ...]
+
+
+# --- status ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequest:
+    req_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReply:
+    role: str
+    pid: int
+    started_at: float
+    restarts: int
+    state: str
+    detail: dict[str, Any]
+    req_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TreeStatusRequest:
+    """Ask the root for the status of every actor in the directory."""
+
+    timeout_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class TreeStatus:
+    """The root's answer: one `StatusReply` per role that answered in time, and
+    the roles that did not (`missing`)."""
+
+    state: str
+    directory_version: int
+    actors: tuple[StatusReply, ...]
+    missing: tuple[str, ...]
+    gave_up: bool = False
+
+
+# --- diagnostics over the directory ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """Ask an actor to ping `target` through the directory over `via`
+    (`lane` or `thespian`) and report what answered."""
+
+    req_id: str
+    target: str
+    via: str = "lane"
+    timeout_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    req_id: str
+    via: str = "lane"
+    answer: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    req_id: str
+    role: str
+    pid: int
+    via: str
+
+
+@dataclass(frozen=True, slots=True)
+class RelayResult:
+    req_id: str
+    ok: bool
+    target: str
+    pid: int = 0
+    via: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GetDirectory:
+    """Ask any actor for the `Directory` it holds now."""
+
+
+@dataclass(frozen=True, slots=True)
+class InjectFault:
+    """Chaos hook: raise inside the handler, so that let-it-crash is exercised
+    through the real path (log, exit, supervisor restart)."""
+
+    reason: str = "injected"
+
+
+@dataclass(frozen=True, slots=True)
+class LaneFlood:
+    """Benchmark: send `count` pings to `target` over `via`, and `rtt` round trips."""
+
+    target: str
+    via: str
+    count: int
+    rtt: int
+
+
+@dataclass(frozen=True, slots=True)
+class LaneFloodDone:
+    via: str
+    count: int
+    seconds: float
+    rtt_us: tuple[float, ...]
