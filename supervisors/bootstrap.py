@@ -160,6 +160,20 @@ def _socket_is_live(path: str) -> bool:
             return False
 
 
+def _flock(path: Path, what: str) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise EngineRunning(f"another titan run (pid {holder}) uses {what}")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
 class Engine:
     """See the module docstring."""
 
@@ -177,7 +191,7 @@ class Engine:
         self.nats_url = config["nats.url"]
         self.root_restarts = 0
         self._root_restart_limit = root_restart_limit
-        self._lock_fd: int | None = None
+        self._lock_fds: list[int] = []
         self.marker = self.run_dir / "root-gave-up"
 
     # --- start ----------------------------------------------------------------
@@ -212,21 +226,21 @@ class Engine:
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
 
     def _lock(self) -> None:
-        fd = os.open(self.run_dir / "titan.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        """Hold the data dir and the FastPath socket path for this engine's life.
+
+        flock locks die with the process, so a crashed engine never blocks the
+        next start."""
+        sock = self.config["ipc.socket"]
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise EngineRunning(f"another titan run (pid {holder}) uses the data dir {self.data_dir}")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._lock_fd = fd
+            self._lock_fds.append(_flock(self.run_dir / "titan.lock", f"the data dir {self.data_dir}"))
+            self._lock_fds.append(_flock(Path(sock + ".lock"), f"the FastPath socket {sock}"))
+        except EngineRunning:
+            self._unlock()
+            raise
 
     def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        while self._lock_fds:
+            os.close(self._lock_fds.pop())
 
     def _log_defs(self) -> dict[str, Any]:
         return {

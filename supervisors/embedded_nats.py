@@ -65,6 +65,9 @@ class EmbeddedNats:
         try:
             self.proc = subprocess.Popen(
                 args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                # Its own session: a Ctrl-C meant for `titan run` must not kill
+                # NATS before the tree has stopped. PDEATHSIG still ties it to us.
+                start_new_session=True,
                 preexec_fn=lambda: set_parent_death_signal(signal.SIGTERM),
             )
         finally:

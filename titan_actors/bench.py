@@ -1,0 +1,87 @@
+"""`titan bench lanes`: FastLane against thespian between two real actors.
+
+Two actor processes (the plain `TitanActor`) are started in a private
+thespian system on a free port; the first floods the second with small
+messages over one transport (the last one is answered, so the time covers
+delivery of all) and then measures sequential round trips. The same run does
+it over a FastLane and over thespian and prints both side by side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import statistics
+import tempfile
+import time
+from typing import Any
+
+from titan_actors.base import hostname
+from titan_actors.messages import ChildStarted, Directory, EngineInfo, Init, LaneFlood, LaneFloodDone
+
+__all__ = ["bench_lanes", "format_lanes", "percentile"]
+
+_ACTOR = "titan_actors.base.TitanActor"
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def bench_lanes(*, lane_count: int, thespian_count: int, rtt: int) -> dict[str, Any]:
+    """Run the benchmark; returns figures per transport."""
+    from thespian.actors import ActorSystem
+
+    from supervisors.embedded_nats import free_port
+
+    os.environ.setdefault("THESPIAN_BASE_IPADDR", "127.0.0.1")
+    data_dir = tempfile.mkdtemp(prefix="titan-bench-")
+    asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": free_port()},
+                       logDefs={"version": 1, "root": {"level": "WARNING"}}, transientUnique=True)
+    pgid = 0
+    try:
+        engine = EngineInfo(engine_id=os.urandom(6).hex(), data_dir=data_dir, host=hostname())
+        peers = []
+        for role in ("bench:a", "bench:b"):
+            address = asys.createActor(_ACTOR)
+            started = asys.ask(address, Init(role=role, engine=engine, config={}, parent_pid=0), 10)
+            if not isinstance(started, ChildStarted):
+                raise RuntimeError(f"bench actor {role} did not start: {started!r}")
+            peers.append(started.peer)
+        pgid = peers[0].pgid
+        directory = Directory(1, tuple(peers))
+        for peer in peers:
+            asys.tell(peer.address, directory)
+        results = {}
+        for via, count in (("lane", lane_count), ("thespian", thespian_count)):
+            done = asys.ask(peers[0].address, LaneFlood("bench:b", via, count, rtt), 300)
+            if not isinstance(done, LaneFloodDone):
+                raise RuntimeError(f"the {via} run did not finish: {done!r}")
+            results[via] = {
+                "messages": done.count,
+                "msgs_per_s": done.count / done.seconds,
+                "rtt_p50_us": percentile(list(done.rtt_us), 50),
+                "rtt_p99_us": percentile(list(done.rtt_us), 99),
+                "rtt_mean_us": statistics.fmean(done.rtt_us) if done.rtt_us else float("nan"),
+                "round_trips": len(done.rtt_us),
+            }
+        return results
+    finally:
+        asys.shutdown()
+        if pgid and pgid != os.getpgid(0):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def format_lanes(results: dict[str, Any]) -> str:
+    lines = [f"{'transport':<10} {'messages':>9} {'msgs/s':>10} {'rtt p50 us':>11} {'rtt p99 us':>11}"]
+    for via, r in results.items():
+        lines.append(f"{via:<10} {r['messages']:>9} {r['msgs_per_s']:>10.0f} "
+                     f"{r['rtt_p50_us']:>11.0f} {r['rtt_p99_us']:>11.0f}")
+    return "\n".join(lines)

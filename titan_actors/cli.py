@@ -1,0 +1,268 @@
+"""The `titan` command line.
+
+    titan run                 start the engine in the foreground
+    titan status [--json]     the tree: role, pid, restarts, state
+    titan stop                stop the engine of this data dir
+    titan bench lanes         FastLane against thespian, msgs/s and round trips
+
+Every command takes `--config FILE` (default `./titan.toml` if present) and
+`--data-dir DIR` (overrides `TITAN_DATA_DIR` and the file). Errors are one
+line on stderr naming what is wrong, and a non-zero exit code: 2 for bad
+usage or config, 1 for an engine that is not running or refused to start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from typing import Any
+
+from titan_actors.config import Config, ConfigError, load_config
+from titan_actors.control import ControlError, ControlServer, EngineNotRunning, control_request
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+EXIT_FAIL = 1
+
+
+def _config(args: argparse.Namespace) -> Config:
+    env = dict(os.environ)
+    if getattr(args, "data_dir", None):
+        env["TITAN_DATA_DIR"] = args.data_dir
+    return load_config(args.config, env)
+
+
+def _fail(message: str, code: int = EXIT_FAIL) -> int:
+    print(f"titan: {message}", file=sys.stderr)
+    return code
+
+
+# --- titan run ------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from supervisors.bootstrap import Engine, EngineError
+    from supervisors.embedded_nats import NatsServerError
+
+    config = _config(args)
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    engine = Engine(config)
+    try:
+        engine.start()
+    except (EngineError, NatsServerError, OSError) as exc:
+        return _fail(f"cannot start: {exc}")
+    server = ControlServer(engine.data_dir)
+    _announce(engine)
+    try:
+        while not stopping:
+            server.poll(0.1, lambda request: _control(engine, request, stopping))
+            fatal = engine.check()
+            if fatal is not None:
+                print(f"titan: fatal: {fatal.reason}; killing the engine's processes", file=sys.stderr)
+                engine.kill_actors()
+                engine.stop(timeout=1)
+                return fatal.exit_code
+    finally:
+        server.close()
+    print("titan: stopping (tree in reverse order, then NATS)", flush=True)
+    engine.stop()
+    print("titan: stopped", flush=True)
+    return 0
+
+
+def _announce(engine: Any) -> None:
+    nats = f"{engine.nats_url} (embedded, pid {engine.nats.pid})" if engine.nats else engine.nats_url
+    print(
+        f"titan: engine {engine.engine_id} running (pid {os.getpid()}, actors' process group "
+        f"{engine.actors_pgid})\n"
+        f"  FastPath socket: {engine.config['ipc.socket']}\n"
+        f"  data:            {engine.data_dir}\n"
+        f"  NATS:            {nats}\n"
+        f"  logs:            {engine.data_dir / 'logs'}\n"
+        f"  stop with Ctrl-C, SIGTERM or `titan stop`",
+        flush=True,
+    )
+
+
+def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[str, Any]:
+    from titan_actors.messages import InjectFault, Relay, RelayResult
+
+    cmd = request.get("cmd")
+    if cmd == "status":
+        return {"ok": True, **_status_json(engine)}
+    if cmd == "stop":
+        stopping.append(0)
+        return {"ok": True}
+    if cmd == "relay":
+        relay = Relay(uuid.uuid4().hex, str(request["target"]), str(request.get("via", "lane")))
+        result = engine.ask_role(str(request["from"]), relay, timeout=3.0)
+        if not isinstance(result, RelayResult):
+            return {"ok": False, "error": f"no relay result: {result!r}"}
+        return {"ok": True, "reached": result.ok, "pid": result.pid, "via": result.via,
+                "reason": result.reason}
+    if cmd == "fault":
+        engine.tell_role(str(request["role"]), InjectFault(str(request.get("reason", "operator"))))
+        return {"ok": True}
+    return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+
+def _status_json(engine: Any) -> dict[str, Any]:
+    tree = engine.tree_status()
+    if tree is None:
+        return {"state": "unknown", "actors": [], "missing": [], "error": "the root did not answer"}
+    actors = [
+        {"role": a.role, "pid": a.pid, "state": a.state, "restarts": a.restarts,
+         "started_at": a.started_at, "detail": a.detail}
+        for a in sorted(tree.actors, key=lambda a: _role_order(a.role))
+    ]
+    return {
+        "state": tree.state,
+        "engine_id": engine.engine_id,
+        "pid": os.getpid(),
+        "actors_pgid": engine.actors_pgid,
+        "root_restarts": engine.root_restarts,
+        "nats_url": engine.nats_url,
+        "nats_pid": engine.nats.pid if engine.nats else 0,
+        "nats_restarts": engine.nats.restarts if engine.nats else 0,
+        "socket": engine.config["ipc.socket"],
+        "data_dir": str(engine.data_dir),
+        "directory_version": tree.directory_version,
+        "actors": actors,
+        "missing": list(tree.missing),
+    }
+
+
+def _role_order(role: str) -> tuple[int, str]:
+    order = ["root", "nats", "risk", "venues", "venue:", "positions", "position:", "gateway"]
+    for i, prefix in enumerate(order):
+        if role == prefix or (prefix.endswith(":") and role.startswith(prefix)):
+            return i, role
+    return len(order), role
+
+
+# --- titan status / stop --------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = _config(args)
+    try:
+        reply = control_request(config.data_dir, {"cmd": "status"})
+    except EngineNotRunning as exc:
+        return _fail(str(exc))
+    except ControlError as exc:
+        return _fail(f"status failed: {exc}")
+    reply.pop("ok", None)
+    if args.json:
+        print(json.dumps(reply, indent=2))
+        return 0
+    print(f"engine {reply['engine_id']}  state {reply['state']}  pid {reply['pid']}  "
+          f"NATS {reply['nats_url']}")
+    print(f"{'ROLE':<24} {'PID':>8} {'RESTARTS':>8}  {'STATE':<10} UP")
+    now = time.time()
+    for actor in reply["actors"]:
+        up = now - actor["started_at"] if actor["started_at"] else 0
+        print(f"{actor['role']:<24} {actor['pid']:>8} {actor['restarts']:>8}  {actor['state']:<10} "
+              f"{up:.0f}s")
+    for role in reply["missing"]:
+        print(f"{role:<24} {'-':>8} {'-':>8}  {'no answer':<10}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    config = _config(args)
+    try:
+        control_request(config.data_dir, {"cmd": "stop"})
+    except EngineNotRunning as exc:
+        return _fail(str(exc))
+    except ControlError as exc:
+        return _fail(f"stop failed: {exc}")
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        try:
+            control_request(config.data_dir, {"cmd": "status"}, timeout=2)
+        except (EngineNotRunning, ControlError):
+            print("titan: engine stopped")
+            return 0
+        time.sleep(0.1)
+    return _fail(f"the engine did not stop within {args.timeout}s")
+
+
+# --- titan bench ----------------------------------------------------------------
+
+
+def cmd_bench_lanes(args: argparse.Namespace) -> int:
+    from titan_actors.bench import bench_lanes, format_lanes
+
+    results = bench_lanes(lane_count=args.count, thespian_count=args.thespian_count, rtt=args.rtt)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(format_lanes(results))
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="TOML config file (default: ./titan.toml if present)")
+    common.add_argument("--data-dir", help="data directory (overrides TITAN_DATA_DIR and the file)")
+    parser = argparse.ArgumentParser(prog="titan", description="Titan execution engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", parents=[common], help="run the engine in the foreground")
+    run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", parents=[common], help="show the actor tree")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+
+    stop = sub.add_parser("stop", parents=[common], help="stop the running engine")
+    stop.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+    stop.set_defaults(func=cmd_stop)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    lanes = bench_sub.add_parser("lanes", help="FastLane against thespian between two actors")
+    lanes.add_argument("--count", type=_positive_int, default=50_000, help="messages over the lane")
+    lanes.add_argument("--thespian-count", type=_positive_int, default=2_000,
+                       help="messages over thespian (it carries ~600/s)")
+    lanes.add_argument("--rtt", type=_positive_int, default=1_000, help="round trips per transport")
+    lanes.add_argument("--json", action="store_true")
+    lanes.set_defaults(func=cmd_bench_lanes)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
