@@ -54,6 +54,7 @@ from titan_actors.messages import (
     TreeStatusRequest,
     TreeStopped,
 )
+from titan_actors.procs import parent_of, pgid_alive, pgid_members, pid_alive
 
 __all__ = [
     "Engine",
@@ -109,43 +110,6 @@ def read_engine_file(data_dir: Path) -> dict[str, Any] | None:
         return json.loads((data_dir / "run" / "engine.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-
-
-def _stat_fields(pid: int | str) -> list[str]:
-    """Fields of /proc/<pid>/stat after the command name: state, ppid, pgrp, ..."""
-    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-        return fh.read().rpartition(")")[2].split()
-
-
-def pgid_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of process group `pgid`."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = _stat_fields(entry)
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry))
-    return members
-
-
-def pgid_alive(pgid: int) -> bool:
-    return bool(pgid_members(pgid))
-
-
-def _pid_alive(pid: int) -> bool:
-    """Alive and not a zombie."""
-    try:
-        return _stat_fields(pid)[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
-def _parent_of(pid: int) -> int:
-    return int(_stat_fields(pid)[1])
 
 
 def _socket_is_live(path: str) -> bool:
@@ -298,7 +262,7 @@ class Engine:
             raise EngineError(f"the root supervisor did not start: {started!r}")
         self.root_pid = started.peer.pid
         self.actors_pgid = started.peer.pgid
-        self.admin_pid = _parent_of(self.root_pid)
+        self.admin_pid = parent_of(self.root_pid)
 
     def wait_ready(self, timeout: float) -> TreeStatus:
         """Until every role of the tree is in the directory and answers status."""
@@ -362,9 +326,9 @@ class Engine:
 
     def check(self) -> Fatal | None:
         """One watchdog step; see the module docstring."""
-        if not _pid_alive(self.admin_pid):
+        if not pid_alive(self.admin_pid):
             return Fatal("the thespian Admin died", 3)
-        if not _pid_alive(self.root_pid):
+        if not pid_alive(self.root_pid):
             if self.marker.exists():
                 return Fatal(f"the root supervisor gave up: {self.marker.read_text().strip()}", 4)
             if self.root_restarts >= self._root_restart_limit:
@@ -386,7 +350,7 @@ class Engine:
     def stop(self, timeout: float = 30.0) -> None:
         """Orderly stop: the tree in reverse order, then the system, then NATS."""
         try:
-            if self.asys is not None and self.root is not None and _pid_alive(self.root_pid):
+            if self.asys is not None and self.root is not None and pid_alive(self.root_pid):
                 reply = self.asys.ask(self.root, StopTree("engine stop"), timeout)
                 if not isinstance(reply, TreeStopped):
                     log.error("the tree did not stop in %ss; killing it", timeout)

@@ -119,16 +119,7 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
 
 
 def _status_json(engine: Any) -> dict[str, Any]:
-    tree = engine.tree_status()
-    if tree is None:
-        return {"state": "unknown", "actors": [], "missing": [], "error": "the root did not answer"}
-    actors = [
-        {"role": a.role, "pid": a.pid, "state": a.state, "restarts": a.restarts,
-         "started_at": a.started_at, "detail": a.detail}
-        for a in sorted(tree.actors, key=lambda a: _role_order(a.role))
-    ]
-    return {
-        "state": tree.state,
+    status: dict[str, Any] = {
         "engine_id": engine.engine_id,
         "pid": os.getpid(),
         "actors_pgid": engine.actors_pgid,
@@ -138,10 +129,18 @@ def _status_json(engine: Any) -> dict[str, Any]:
         "nats_restarts": engine.nats.restarts if engine.nats else 0,
         "socket": engine.config["ipc.socket"],
         "data_dir": str(engine.data_dir),
-        "directory_version": tree.directory_version,
-        "actors": actors,
-        "missing": list(tree.missing),
     }
+    tree = engine.tree_status()
+    if tree is None:
+        return {**status, "state": "unknown", "actors": [], "missing": ["root"],
+                "error": "the root supervisor did not answer", "directory_version": 0}
+    actors = [
+        {"role": a.role, "pid": a.pid, "state": a.state, "restarts": a.restarts,
+         "started_at": a.started_at, "detail": a.detail}
+        for a in sorted(tree.actors, key=lambda a: _role_order(a.role))
+    ]
+    return {**status, "state": tree.state, "directory_version": tree.directory_version,
+            "actors": actors, "missing": list(tree.missing)}
 
 
 def _role_order(role: str) -> tuple[int, str]:

@@ -1,0 +1,148 @@
+"""The engine's tree, run for real by `titan run`: start, kill, restart, reach."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.engine import RunningEngine, wait_for
+
+ROLES = {
+    "root", "nats", "risk", "venues", "venue:paper", "positions",
+    "position:BTCUSDT", "position:ETHUSDT", "gateway",
+}
+# Every role but the root: its restart is the watchdog's (tested below).
+KILLABLE = sorted(ROLES - {"root"})
+
+
+def _kill_and_wait_new_pid(engine: RunningEngine, role: str) -> tuple[int, int, float]:
+    """Returns the old pid, the new pid, and the seconds from the kill until
+    the new process had finished its start (its own `started_at`)."""
+    old = engine.pids()[role]
+    killed_at = time.time()
+    os.kill(old, signal.SIGKILL)
+
+    def new_actor() -> dict | None:
+        actor = next((a for a in engine.status()["actors"] if a["role"] == role), None)
+        return actor if actor and actor["pid"] != old else None
+
+    actor = wait_for(new_actor, 5.0, 0.01, f"{role} back with a new pid")
+    return old, actor["pid"], actor["started_at"] - killed_at
+
+
+def test_the_tree_starts_and_every_role_answers_status_with_a_distinct_pid(engine: RunningEngine) -> None:
+    status = engine.status()
+    pids = {a["role"]: a["pid"] for a in status["actors"]}
+    assert set(pids) == ROLES
+    assert status["missing"] == []
+    assert len(set(pids.values())) == len(ROLES), pids
+    assert os.getpid() not in pids.values()
+    for actor in status["actors"]:
+        assert actor["state"] == "running", actor
+        assert actor["restarts"] == 0
+        assert Path(f"/proc/{actor['pid']}").exists()
+    # The bridge really reached the nats-server titan run started.
+    nats = next(a for a in status["actors"] if a["role"] == "nats")
+    assert nats["detail"]["connected"] is True
+    # Every actor learned the peers it needs from the directory.
+    gateway = next(a for a in status["actors"] if a["role"] == "gateway")
+    assert set(gateway["detail"]["peers"]) == {"risk", "venue:paper", "positions", "nats"}
+
+
+@pytest.mark.parametrize("role", KILLABLE)
+def test_a_killed_role_is_back_with_a_new_pid_within_a_second_and_reachable_over_lane_and_thespian(
+    engine: RunningEngine, role: str
+) -> None:
+    old, new, seconds = _kill_and_wait_new_pid(engine, role)
+    assert seconds < 1.0, f"{role} took {seconds:.3f}s to come back"
+    assert not Path(f"/proc/{old}").exists() or _zombie(old)
+    engine.wait_whole(ROLES)
+    sender = "gateway" if role != "gateway" else "risk"
+    for via in ("lane", "thespian"):
+        # The sender had the old address; the directory push must have told it.
+        reply = wait_for(
+            lambda via=via: _reached(engine, sender, role, via), 3.0, 0.05, f"{sender}->{role} {via}"
+        )
+        assert reply["pid"] == new
+        assert reply["via"] == via
+        # And the restarted actor reaches its peers too.
+        back = engine.control({"cmd": "relay", "from": role, "target": sender, "via": via})
+        assert back["reached"] is True
+    assert engine.actor(role)["restarts"] == 1
+
+
+def _reached(engine: RunningEngine, sender: str, target: str, via: str) -> dict | None:
+    reply = engine.control({"cmd": "relay", "from": sender, "target": target, "via": via})
+    return reply if reply["reached"] else None
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_an_exception_in_a_handler_crashes_the_actor_which_is_restarted_and_the_crash_is_logged(
+    engine: RunningEngine,
+) -> None:
+    old = engine.pids()["risk"]
+    engine.control({"cmd": "fault", "role": "risk", "reason": "test-fault"})
+    new = wait_for(lambda: (p := engine.pids().get("risk")) != old and p, 5.0, 0.02, "risk restarted")
+    assert new != old
+    crash = (engine.data_dir / "logs" / "crash.log").read_text()
+    assert f"pid={old} role=risk message=InjectFault" in crash
+    assert "Traceback" in crash and "test-fault" in crash
+    risk = engine.actor("risk")
+    assert risk["restarts"] == 1
+    # Its store survived the crash: the restarted actor counted a second boot.
+    assert risk["detail"]["boots"] == 2
+
+
+def test_a_killed_supervisor_leaves_no_orphans_and_its_subtree_comes_back(engine: RunningEngine) -> None:
+    before = engine.pids()
+    os.kill(before["positions"], signal.SIGKILL)
+    for role in ("position:BTCUSDT", "position:ETHUSDT"):
+        wait_for(lambda role=role: _gone(before[role]), 2.0, 0.01, f"orphan {role} gone")
+    after = engine.wait_whole(ROLES)
+    for role in ("positions", "position:BTCUSDT", "position:ETHUSDT"):
+        assert after[role] != before[role]
+    for role in ("gateway", "risk", "nats", "venues", "venue:paper"):
+        assert after[role] == before[role], f"{role} should not have been touched (one_for_one)"
+    reply = wait_for(lambda: _reached(engine, "gateway", "position:BTCUSDT", "lane"), 3.0, 0.05, "relay")
+    assert reply["pid"] == after["position:BTCUSDT"]
+
+
+def test_a_killed_root_takes_its_whole_tree_down_and_the_watchdog_starts_it_again(
+    engine: RunningEngine,
+) -> None:
+    before = engine.pids()
+    os.kill(before["root"], signal.SIGKILL)
+    for role, pid in before.items():
+        wait_for(lambda pid=pid: _gone(pid), 3.0, 0.01, f"{role} (pid {pid}) gone with the root")
+    after = engine.wait_whole(ROLES, timeout=15)
+    assert not set(after.values()) & set(before.values())
+    assert engine.status()["root_restarts"] == 1
+    reply = wait_for(lambda: _reached(engine, "gateway", "risk", "lane"), 3.0, 0.05, "relay")
+    assert reply["pid"] == after["risk"]
+
+
+def _gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists() or _zombie(pid)
+
+
+def test_a_killed_nats_server_is_restarted_and_the_bridge_reconnects(engine: RunningEngine) -> None:
+    status = engine.status()
+    old = status["nats_pid"]
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: engine.status()["nats_pid"] != old, 5.0, 0.05, "a new nats-server")
+    bridge = wait_for(
+        lambda: (a := engine.actor("nats"))["detail"]["connected"] and a["detail"]["connects"] >= 2 and a,
+        10.0, 0.1, "the bridge reconnected",
+    )
+    assert bridge["pid"] == status["actors"][1]["pid"] or bridge["restarts"] == 0
+    assert engine.status()["nats_restarts"] == 1

@@ -1,0 +1,51 @@
+"""Actors for tests that need misbehaviour on purpose (importable: thespian
+children must not be defined in `__main__`)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from thespian.actors import ActorExitRequest
+
+from titan_actors.base import TitanActor
+from titan_actors.messages import StoppedNormally
+
+__all__ = ["CrashAtStart", "Worker"]
+
+
+def _note_start(config: dict) -> None:
+    path = config.get("starts_file")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"{time.monotonic()} {os.getpid()}\n")
+
+
+class Worker(TitanActor):
+    """Starts and stays up; notes every start in `starts_file` and every
+    orderly stop in `stops_file`. Told "exit-normally", it exits the way an
+    OTP `normal` exit does."""
+
+    def on_start(self) -> None:
+        _note_start(self.config)
+
+    def on_stop(self) -> None:
+        path = self.config.get("stops_file")
+        if path:
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(f"{self.role} {time.monotonic()}\n")
+
+    def handle(self, msg: object, sender: object) -> None:
+        if msg == "exit-normally":
+            self.tell(self.parent, StoppedNormally(self.role), via="thespian")
+            self.send(self.myAddress, ActorExitRequest())
+        else:
+            super().handle(msg, sender)
+
+
+class CrashAtStart(TitanActor):
+    """Fails in `on_start`, every time; notes every attempt in `starts_file`."""
+
+    def on_start(self) -> None:
+        _note_start(self.config)
+        raise RuntimeError("CrashAtStart fails at start, as told")

@@ -1,0 +1,80 @@
+"""A private thespian system in the test process, with a root supervisor
+built from child specs given by the test."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from supervisors.embedded_nats import free_port
+from supervisors.tree import SUPERVISOR
+from titan_actors.base import hostname
+from titan_actors.messages import (
+    ChildSpec,
+    ChildStarted,
+    EngineInfo,
+    Init,
+    StatusReply,
+    StatusRequest,
+    TreeStatus,
+    TreeStatusRequest,
+)
+from titan_actors.procs import pgid_members
+
+__all__ = ["ActorSystemHarness"]
+
+
+class ActorSystemHarness:
+    def __init__(self, tmp: Path) -> None:
+        from thespian.actors import ActorSystem
+
+        os.environ.setdefault("THESPIAN_BASE_IPADDR", "127.0.0.1")
+        self.tmp = tmp
+        self.data_dir = tmp / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.asys = ActorSystem(
+            "multiprocTCPBase", capabilities={"Admin Port": free_port()},
+            logDefs={"version": 1, "root": {"level": "WARNING"}}, transientUnique=True,
+        )
+        self.pgid = 0
+        self.root: Any = None
+
+    def engine(self) -> EngineInfo:
+        return EngineInfo(engine_id=os.urandom(6).hex(), data_dir=str(self.data_dir), host=hostname())
+
+    def start_root(self, children: list[ChildSpec], **supervision: Any) -> Any:
+        self.root = self.asys.createActor(SUPERVISOR)
+        config = {"root": True, "children": children, **supervision}
+        started = self.asys.ask(self.root, Init(role="root", engine=self.engine(), config=config,
+                                                parent_pid=0), 20)
+        assert isinstance(started, ChildStarted), started
+        self.pgid = started.peer.pgid
+        return started.peer
+
+    def tree(self, timeout: float = 2.0) -> TreeStatus:
+        reply = self.asys.ask(self.root, TreeStatusRequest(timeout_s=timeout * 0.8), timeout)
+        assert isinstance(reply, TreeStatus), reply
+        return reply
+
+    def root_status(self) -> StatusReply:
+        reply = self.asys.ask(self.root, StatusRequest(), 5)
+        assert isinstance(reply, StatusReply), reply
+        return reply
+
+    def shutdown(self) -> None:
+        try:
+            self.asys.shutdown()
+        finally:
+            if self.pgid and self.pgid != os.getpgid(0):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pgid, signal.SIGKILL)
+                deadline = time.monotonic() + 5
+                while pgid_members(self.pgid) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+
+    def leftovers(self) -> list[int]:
+        return pgid_members(self.pgid) if self.pgid else []

@@ -1,0 +1,49 @@
+"""Process facts read from /proc (Linux): liveness, parent, process group.
+
+A zombie counts as dead: it has exited and only waits to be reaped.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["parent_of", "pgid_alive", "pgid_members", "pid_alive"]
+
+
+def _stat_fields(pid: int | str) -> list[str]:
+    """Fields of /proc/<pid>/stat after the command name: state, ppid, pgrp, ..."""
+    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+        return fh.read().rpartition(")")[2].split()
+
+
+def pid_alive(pid: int) -> bool:
+    """Alive and not a zombie."""
+    if pid <= 0:
+        return False
+    try:
+        return _stat_fields(pid)[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def parent_of(pid: int) -> int:
+    return int(_stat_fields(pid)[1])
+
+
+def pgid_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group `pgid`."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = _stat_fields(entry)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
+def pgid_alive(pgid: int) -> bool:
+    return bool(pgid_members(pgid))
