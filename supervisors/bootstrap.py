@@ -28,7 +28,6 @@ import contextlib
 import fcntl
 import json
 import logging
-import multiprocessing
 import os
 import secrets
 import signal
@@ -41,6 +40,7 @@ from typing import Any
 
 from supervisors.embedded_nats import EmbeddedNats, free_port
 from supervisors.tree import ROOT_ROLE, SUPERVISOR, expected_roles, root_config
+from titan_actors.actorsystem import open_actor_system
 from titan_actors.base import hostname
 from titan_actors.config import Config
 from titan_actors.messages import (
@@ -221,23 +221,10 @@ class Engine:
         }
 
     def _start_actor_system(self) -> None:
-        from thespian.actors import ActorSystem
-
-        # Thespian's sockets accept pickles: keep them on loopback.
-        os.environ.setdefault("THESPIAN_BASE_IPADDR", "127.0.0.1")
         os.environ["THESPLOG_FILE"] = str(self.data_dir / "logs" / "thespian.log")
         os.environ.setdefault("THESPLOG_THRESHOLD", "WARNING")
-        port = self.config["engine.admin_port"] or free_port()
-        self.admin_port = port
-        self.asys = ActorSystem(
-            "multiprocTCPBase",
-            capabilities={"Admin Port": port},
-            logDefs=self._log_defs(),
-            transientUnique=True,
-        )
-        # Thespian daemonizes the Admin through an intermediate child of ours
-        # that exits at once: reap it, or it stays a zombie in the actors' group.
-        multiprocessing.active_children()
+        self.admin_port = self.config["engine.admin_port"] or free_port()
+        self.asys = open_actor_system(admin_port=self.admin_port, log_defs=self._log_defs())
 
     def engine_info(self) -> EngineInfo:
         return EngineInfo(

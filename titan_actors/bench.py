@@ -35,14 +35,12 @@ def percentile(values: list[float], q: float) -> float:
 
 def bench_lanes(*, lane_count: int, thespian_count: int, rtt: int) -> dict[str, Any]:
     """Run the benchmark; returns figures per transport."""
-    from thespian.actors import ActorSystem
-
     from supervisors.embedded_nats import free_port
+    from titan_actors.actorsystem import open_actor_system
 
-    os.environ.setdefault("THESPIAN_BASE_IPADDR", "127.0.0.1")
     data_dir = tempfile.mkdtemp(prefix="titan-bench-")
-    asys = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": free_port()},
-                       logDefs={"version": 1, "root": {"level": "WARNING"}}, transientUnique=True)
+    asys = open_actor_system(admin_port=free_port(),
+                             log_defs={"version": 1, "root": {"level": "WARNING"}})
     pgid = 0
     try:
         engine = EngineInfo(engine_id=os.urandom(6).hex(), data_dir=data_dir, host=hostname())

@@ -187,15 +187,32 @@ def cmd_stop(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     except ControlError as exc:
         return _fail(f"stop failed: {exc}")
+    # The control socket closes early; the engine is gone when it lets go of
+    # its data-dir lock (the kernel drops it when the process exits).
+    lock = config.data_dir / "run" / "titan.lock"
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
-        try:
-            control_request(config.data_dir, {"cmd": "status"}, timeout=2)
-        except (EngineNotRunning, ControlError):
+        if _lock_is_free(lock):
             print("titan: engine stopped")
             return 0
         time.sleep(0.1)
     return _fail(f"the engine did not stop within {args.timeout}s")
+
+
+def _lock_is_free(path: Path) -> bool:
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
 
 
 # --- titan bench ----------------------------------------------------------------

@@ -102,9 +102,9 @@ def control_request(data_dir: Path, request: dict[str, Any], timeout: float = 10
             sock.connect(control_name(data_dir))
         except (ConnectionRefusedError, FileNotFoundError):
             raise EngineNotRunning(f"no engine is running on the data dir {Path(data_dir).resolve()}")
-        sock.sendall(json.dumps(request).encode() + b"\n")
         data = b""
         try:
+            sock.sendall(json.dumps(request).encode() + b"\n")
             while not data.endswith(b"\n"):
                 chunk = sock.recv(65536)
                 if not chunk:
@@ -112,6 +112,8 @@ def control_request(data_dir: Path, request: dict[str, Any], timeout: float = 10
                 data += chunk
         except TimeoutError:
             raise ControlError(f"the engine did not answer within {timeout}s")
+        except OSError as exc:
+            raise ControlError(f"the control connection broke: {exc}")
     if not data:
         raise ControlError("the engine closed the control connection without an answer")
     reply = json.loads(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 from pathlib import Path
@@ -54,7 +55,8 @@ def test_a_child_failing_at_start_is_retried_with_backoff_then_its_supervisor_gi
     marker = tmp_path / "root-gave-up"
     sub = ChildSpec(id="sub", actor=SUPERVISOR, kind="supervisor", config={
         "intensity": 3, "period_s": 30, "backoff_initial_s": 0.05, "backoff_max_s": 1.0,
-        "children": [ChildSpec(id="bad", actor=CRASHER, config={"starts_file": str(tmp_path / "bad.starts")})],
+        "children": [ChildSpec(id="bad", actor=CRASHER,
+                               config={"starts_file": str(tmp_path / "bad.starts")})],
     })
     root = actor_system.start_root(
         [_worker(tmp_path, "w1"), sub],
@@ -67,7 +69,7 @@ def test_a_child_failing_at_start_is_retried_with_backoff_then_its_supervisor_gi
     attempts = _starts(tmp_path, "bad")
     assert len(attempts) == 8, attempts  # 2 generations x (1 start + 3 restarts)
     for generation in (attempts[:4], attempts[4:]):
-        gaps = [b - a for a, b in zip(generation, generation[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(generation)]
         for gap, backoff in zip(gaps, (0.05, 0.1, 0.2), strict=True):
             assert gap >= backoff * 0.95, (gaps, "backoff not applied")
         assert gaps[2] > gaps[0], "backoff must grow"
@@ -131,11 +133,11 @@ def test_restart_types_permanent_transient_and_temporary_are_honoured(
         10.0, 0.02, "permanent and crashed transient restarted; temporary and normal transient not",
     )
     assert "temp" not in after and "trans2" not in after
-    children = wait_for(
-        lambda: "temp" not in (c := {c["id"]: c for c in actor_system.root_status().detail["children"]}) and c,
-        5.0, 0.05, "the temporary child forgotten",
-    )
-    assert children["trans2"]["state"] == "stopped"
+    def children() -> dict:
+        return {c["id"]: c for c in actor_system.root_status().detail["children"]}
+
+    wait_for(lambda: "temp" not in children(), 5.0, 0.05, "the temporary child forgotten")
+    assert children()["trans2"]["state"] == "stopped"
 
 
 def test_start_child_adds_a_child_once_and_stop_tree_stops_in_reverse_order(

@@ -12,6 +12,7 @@ from typing import Any
 
 from supervisors.embedded_nats import free_port
 from supervisors.tree import SUPERVISOR
+from titan_actors.actorsystem import open_actor_system
 from titan_actors.base import hostname
 from titan_actors.messages import (
     ChildSpec,
@@ -30,16 +31,11 @@ __all__ = ["ActorSystemHarness"]
 
 class ActorSystemHarness:
     def __init__(self, tmp: Path) -> None:
-        from thespian.actors import ActorSystem
-
-        os.environ.setdefault("THESPIAN_BASE_IPADDR", "127.0.0.1")
         self.tmp = tmp
         self.data_dir = tmp / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.asys = ActorSystem(
-            "multiprocTCPBase", capabilities={"Admin Port": free_port()},
-            logDefs={"version": 1, "root": {"level": "WARNING"}}, transientUnique=True,
-        )
+        self.asys = open_actor_system(admin_port=free_port(),
+                                      log_defs={"version": 1, "root": {"level": "WARNING"}})
         self.pgid = 0
         self.root: Any = None
 
