@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from titan_actors.config import Config, ConfigError, load_config
