@@ -131,9 +131,9 @@ class TitanActor(Actor):
         elif isinstance(msg, PoisonMessage):
             log.error("%s: a peer could not handle %s", self.role, type(msg.poisonMessage).__name__)
         else:
-            self._dispatch(msg, self._roles_by_address.get(str(sender), sender))
+            self._dispatch(msg, self._roles_by_address.get(str(sender), sender), "thespian")
 
-    def _dispatch(self, msg: Any, sender: Any) -> None:
+    def _dispatch(self, msg: Any, sender: Any, transport: str) -> None:
         if isinstance(msg, Directory):
             self._apply_directory(msg)
         elif isinstance(msg, StatusRequest):
@@ -142,7 +142,8 @@ class TitanActor(Actor):
             self.tell(sender, self.directory, via="thespian")
         elif isinstance(msg, Ping):
             if msg.answer:
-                self.tell(sender, Pong(msg.req_id, self.role, os.getpid(), msg.via), via=msg.via)
+                pong = Pong(msg.req_id, self.role, os.getpid(), msg.via, arrived_by=transport)
+                self.tell(sender, pong, via=msg.via)
         elif isinstance(msg, Pong):
             self._on_pong(msg)
         elif isinstance(msg, Relay):
@@ -269,7 +270,7 @@ class TitanActor(Actor):
         ready = list(msg.ready)
         if self.lanes is not None:
             for lane_msg, role in self.lanes.read(ready):
-                self._dispatch(lane_msg, role)
+                self._dispatch(lane_msg, role, "lane")
         lane_fds = set(self.lanes.fds()) if self.lanes is not None else set()
         for fd in ready:
             if fd not in lane_fds:
@@ -338,7 +339,8 @@ class TitanActor(Actor):
         waiting = self._relays.pop(pong.req_id, None)
         if waiting is not None:
             asker, target = waiting
-            self.tell(asker, RelayResult(pong.req_id, True, target, pong.pid, pong.via), via="thespian")
+            result = RelayResult(pong.req_id, True, target, pong.pid, pong.via, arrived_by=pong.arrived_by)
+            self.tell(asker, result, via="thespian")
 
     def _relay_timeout(self, req_id: str) -> None:
         waiting = self._relays.pop(req_id, None)

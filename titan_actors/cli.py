@@ -112,7 +112,7 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
         if not isinstance(result, RelayResult):
             return {"ok": False, "error": f"no relay result: {result!r}"}
         return {"ok": True, "reached": result.ok, "pid": result.pid, "via": result.via,
-                "reason": result.reason}
+                "arrived_by": result.arrived_by, "reason": result.reason}
     if cmd == "fault":
         engine.tell_role(str(request["role"]), InjectFault(str(request.get("reason", "operator"))))
         return {"ok": True}

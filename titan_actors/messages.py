@@ -232,10 +232,14 @@ class Ping:
 
 @dataclass(frozen=True, slots=True)
 class Pong:
+    """`via` is the transport asked for; `arrived_by` the one the Ping really
+    came by (a lane that cannot be opened falls back to thespian)."""
+
     req_id: str
     role: str
     pid: int
     via: str
+    arrived_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +250,7 @@ class RelayResult:
     pid: int = 0
     via: str = ""
     reason: str = ""
+    arrived_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
