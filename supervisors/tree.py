@@ -62,7 +62,8 @@ def root_config(config: Config, *, nats_url: str, gave_up_marker: str) -> dict[s
         ChildSpec(id="positions", actor=SUPERVISOR, kind="supervisor", shutdown_ms=15000,
                   config={**sup, "children": positions}),
         ChildSpec(id="gateway", actor="titan_actors.gateway.IpcGateway",
-                  config={**config.sections["ipc"], "routing": config.sections["routing"]}),
+                  config={**config.sections["ipc"], "routing": config.sections["routing"],
+                          "venues": {name: v["symbols"] for name, v in config.venues.items()}}),
     ]
     return {
         **sup,

@@ -87,6 +87,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, Check | None]]]
         "hmac_secret": (str, "", None),
         "replay_window_ms": (int, 5000, _positive),
         "max_in_flight": (int, 256, _positive),
+        "request_timeout_ms": (int, 2000, _positive),
     },
     "nats": {
         "url": (str, "", None),
@@ -126,6 +127,12 @@ _VENUE_SCHEMA: dict[str, tuple[type | tuple[type, ...], Any, Check | None]] = {
     "testnet": (bool, False, None),
     "symbols": (list, ["BTCUSDT", "ETHUSDT"], _symbols),
     "reference_prices": (dict, {"BTCUSDT": 60000.0, "ETHUSDT": 3000.0}, _prices),
+    "latency_ms": (int, 0, _non_negative),
+    "slippage_bps": ((int, float), 0.0, _non_negative),
+    "taker_fee_bps": ((int, float), 5.5, _non_negative),
+    "maker_fee_bps": ((int, float), 2.0, _non_negative),
+    "liquidity": ((int, float), 0.0, _non_negative),
+    "balance": ((int, float), 100_000.0, _positive),
 }
 
 ENV_VARS = {

@@ -1,31 +1,449 @@
-"""The venue adapter actor: one per configured exchange.
+"""The venue adapter actor: one per configured exchange, the only actor that
+talks to it.
 
-Here it starts, owns its store (`<data>/venues/<name>`: the order journal)
-and follows the directory to reach the position actors, the risk guard and
-the NATS bridge. Orders come with the FastPath and venues issues.
+Orders live in its journal (`<data>/venues/<name>`): `o:<client_order_id>`
+holds the order, `live:<client_order_id>` marks one that is not final. The
+client order id is derived from the signal, so every command finds its order
+without an index, and a repeated command finds the order it made before.
+
+- `StageOrder` (PREPARE, from the risk guard): the order is journaled as
+  PREPARED with its expiry; a repeat answers the same order.
+- `SubmitOrder` (CONFIRM): journal CONFIRMED, then send to the venue (the
+  side effect last); answer ACCEPTED, or VENUE_REJECTED. A repeat answers the
+  original outcome; an order journaled but never answered by the venue is
+  looked up by client order id first and sent only if the venue does not
+  have it.
+- `AbortOrder`, `CancelOrder`, expiry of unconfirmed orders, market data.
+- Every order change goes as an `ExecutionReport` to the gateway (EXECUTION
+  to the sender) and to the symbol's position actor.
+- Brackets: once an entry is filled, its reduce-only exits are placed (a
+  stop for `stop_loss`, limits for `take_profits`); when the position is flat
+  the remaining exits are canceled.
+
+At start, before any command, every journaled order the venue never answered
+is resolved: adopted if the venue has it, else sent if it is still within its
+`ttl_ms` of its confirmation, else rejected as not sent.
+
+The paper venue is built in. ccxt venues come with the venues issue; until
+then such an adapter starts and refuses orders with VENUE_UNAVAILABLE.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from dataclasses import replace
 from typing import Any
 
-from titan_actors.base import TitanActor, count_boot
+import orjson
 
-__all__ = ["VenueAdapter"]
+from supervisors.tree import position_spec
+from titan_actors.base import TitanActor, count_boot
+from titan_actors.domain.ids import client_order_id, exit_order_id
+from titan_actors.domain.orders import (
+    Order,
+    abort,
+    apply_fill,
+    confirm,
+    expire,
+    order_from_intent,
+    with_status,
+)
+from titan_actors.messages import (
+    AbortOrder,
+    CancelOrder,
+    CommandRefused,
+    ExecutionReport,
+    OrderAborted,
+    OrderAccepted,
+    OrderCanceled,
+    OrderPrepared,
+    PriceUpdate,
+    StageOrder,
+    StartChild,
+    SubmitOrder,
+)
+from titan_actors.store import Store
+from titan_actors.venues.paper import (
+    OPEN_KEY,
+    ORDER_KEY,
+    DuplicateOrder,
+    PaperSettings,
+    PaperVenue,
+    VenueEvent,
+    VenueOrder,
+    VenueRejected,
+)
+
+__all__ = ["OrderJournal", "VenueAdapter"]
+
+log = logging.getLogger(__name__)
+
+_TICK = "venue:tick"
+_TICK_S = 0.02
+GATEWAY = "gateway"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class OrderJournal:
+    """The adapter's orders: live ones in memory, every one in the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.live: dict[str, Order] = {}
+        for key, _ in store.items(b"live:"):
+            coid = key[5:].decode()
+            data = store.get(b"o:" + coid.encode())
+            if data is not None:
+                self.live[coid] = Order.from_json(data)
+
+    def get(self, coid: str) -> Order | None:
+        order = self.live.get(coid)
+        if order is not None:
+            return order
+        data = self.store.get(b"o:" + coid.encode())
+        return Order.from_json(data) if data is not None else None
+
+    def writes(self, order: Order) -> list[tuple[bytes, bytes | None]]:
+        coid = order.client_order_id.encode()
+        if order.final:
+            self.live.pop(order.client_order_id, None)
+        else:
+            self.live[order.client_order_id] = order
+        return [(b"o:" + coid, order.to_json()), (b"live:" + coid, None if order.final else b"")]
 
 
 class VenueAdapter(TitanActor):
-    needs = ("positions", "position:", "risk", "nats")
+    needs = ("gateway", "positions", "position:", "risk", "nats")
 
     def on_start(self) -> None:
-        self.venue = self.config["name"]
-        self.store = self.open_store(f"venues/{self.venue}")
+        self.venue_name = self.config["name"]
+        self.exchange = self.config.get("exchange", "paper")
+        self.store = self.open_store(f"venues/{self.venue_name}")
         self.boots = count_boot(self.store)
+        self.journal = OrderJournal(self.store)
+        self.venue: PaperVenue | None = None
+        self.counts = {"staged": 0, "submitted": 0, "rejected": 0, "fills": 0}
+        if self.exchange == "paper":
+            self.venue = self._open_paper()
+        else:
+            self.state = "unavailable"
+            log.error("venue %s: exchange %s is not supported yet", self.venue_name, self.exchange)
+        self._resolve_unanswered()
+        self.after(_TICK_S, _TICK)
+
+    def _open_paper(self) -> PaperVenue:
+        cfg = self.config
+        settings = PaperSettings(
+            reference_prices=dict(cfg.get("reference_prices", {})),
+            latency_ms=int(cfg.get("latency_ms", 0)), slippage_bps=float(cfg.get("slippage_bps", 0.0)),
+            taker_fee_bps=float(cfg.get("taker_fee_bps", 5.5)),
+            maker_fee_bps=float(cfg.get("maker_fee_bps", 2.0)),
+            liquidity=float(cfg.get("liquidity", 0.0)), balance=float(cfg.get("balance", 100_000.0)),
+        )
+
+        def load(coid: str) -> VenueOrder | None:
+            data = self.store.get(ORDER_KEY + coid.encode())
+            return VenueOrder(**orjson.loads(data)) if data is not None else None
+
+        venue = PaperVenue(settings, load_order=load)
+        venue.restore(self.store.get(b"paper:account"), (v for _k, v in self.store.items(OPEN_KEY)))
+        return venue
 
     def status_detail(self) -> dict[str, Any]:
-        return {
-            "boots": self.boots,
-            "venue": self.venue,
-            "exchange": self.config.get("exchange", ""),
-            "market": self.config.get("market", ""),
-        }
+        detail: dict[str, Any] = {"boots": self.boots, "venue": self.venue_name, "exchange": self.exchange,
+                                  "market": self.config.get("market", ""), "live_orders": len(self.journal.live),
+                                  **self.counts}
+        if self.venue is not None:
+            detail["positions"] = {s: {"qty": q, "avg_price": a} for s, (q, a) in self.venue.positions.items()}
+            detail["balance"] = self.venue.balance
+            detail["open_orders"] = len(self.venue.open)
+        return detail
+
+    # --- commands -------------------------------------------------------------------
+
+    def handle(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, StageOrder):
+            self._stage(msg)
+        elif isinstance(msg, SubmitOrder):
+            self._submit(msg)
+        elif isinstance(msg, AbortOrder):
+            self._abort(msg)
+        elif isinstance(msg, CancelOrder):
+            self._cancel(msg)
+        elif isinstance(msg, PriceUpdate):
+            self._on_price(msg)
+        else:
+            super().handle(msg, sender)
+
+    def _stage(self, msg: StageOrder) -> None:
+        intent = msg.intent
+        coid = client_order_id(intent.signal_id)
+        order = self.journal.get(coid)
+        if order is None:
+            order = order_from_intent(intent, coid, _now_ms())
+            self._commit([order])
+            self.counts["staged"] += 1
+        self.tell(msg.reply_to, OrderPrepared(intent.signal_id, order.public(), order.expires_at))
+
+    def _submit(self, msg: SubmitOrder) -> None:
+        order = self.journal.get(client_order_id(msg.signal_id))
+        refusal = self._confirmable(order, msg.signal_id)
+        if refusal is not None:
+            self.tell(msg.reply_to, refusal)
+            return
+        assert order is not None
+        if order.stage == "CONFIRMED":
+            self._answer_confirmed(order, msg.reply_to)
+            return
+        order = confirm(order, _now_ms())
+        self._commit([order])  # journal before the side effect
+        self._send_to_venue(order, msg.reply_to)
+
+    def _confirmable(self, order: Order | None, signal_id: str) -> CommandRefused | None:
+        def refuse(code: str, reason: str) -> CommandRefused:
+            return CommandRefused(signal_id, "CONFIRM", code, reason)
+
+        if order is None:
+            return refuse("UNKNOWN_SIGNAL", "signal_id: this signal was never prepared")
+        if order.stage == "ABORTED":
+            return refuse("ALREADY_FINAL", "the signal was aborted")
+        if order.stage == "PREPARED" and _now_ms() > order.expires_at:
+            self._commit([expire(order, _now_ms())])
+            order = self.journal.get(order.client_order_id)
+        if order is not None and order.stage == "EXPIRED":
+            return refuse("EXPIRED", f"the prepared order expired at {order.expires_at}")
+        if self.venue is None:
+            return refuse("VENUE_UNAVAILABLE", f"venue {self.venue_name} ({self.exchange}) is not available")
+        return None
+
+    def _answer_confirmed(self, order: Order, reply_to: str) -> None:
+        """A repeated CONFIRM: the original outcome, never a second order."""
+        if order.status == "SUBMITTED":
+            self._resolve(order, reply_to)
+        elif order.status == "REJECTED" and not order.filled_qty:
+            self.tell(reply_to, CommandRefused(order.signal_id, "CONFIRM", "VENUE_REJECTED", order.reason))
+        else:
+            self.tell(reply_to, OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
+
+    def _send_to_venue(self, order: Order, reply_to: str | None) -> None:
+        """Send a journaled order; answer `reply_to` first, then report SUBMITTED
+        and what the venue did (the gateway routes EXECUTIONs to the connection
+        it answered)."""
+        assert self.venue is not None
+        now = _now_ms()
+        try:
+            events = self.venue.submit(_venue_spec(order), now)
+        except DuplicateOrder as dup:
+            events = [VenueEvent(dup.order)]  # already placed: adopt what the venue has
+        except VenueRejected as exc:
+            self.counts["rejected"] += 1
+            rejected = with_status(order, "REJECTED", now, reason=exc.reason)
+            self._commit([rejected])
+            if reply_to is not None:
+                self.tell(reply_to, CommandRefused(order.signal_id, "CONFIRM", "VENUE_REJECTED", exc.reason))
+            self._report(rejected, None)
+            return
+        self.counts["submitted"] += 1
+        changes = self._apply(events)
+        if reply_to is not None:
+            self.tell(reply_to, OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
+        self._report(order, None)
+        self._after_changes(changes)
+
+    def _resolve(self, order: Order, reply_to: str | None) -> None:
+        """An order journaled as sent whose venue answer we never got."""
+        assert self.venue is not None
+        at_venue = self.venue.find(order.client_order_id)
+        if at_venue is not None:
+            changes = self._apply([VenueEvent(at_venue)])
+            if reply_to is not None:
+                self.tell(reply_to, OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
+            self._after_changes(changes)
+        elif _now_ms() - order.confirmed_at <= order.ttl_ms:
+            self._send_to_venue(order, reply_to)
+        else:
+            reason = "not sent: the engine restarted before sending it and its ttl has passed"
+            rejected = with_status(order, "REJECTED", _now_ms(), reason=reason)
+            self._commit([rejected])
+            if reply_to is not None:
+                self.tell(reply_to, CommandRefused(order.signal_id, "CONFIRM", "VENUE_REJECTED", reason))
+            self._report(rejected, None)
+
+    def _resolve_unanswered(self) -> None:
+        if self.venue is None:
+            return
+        for order in [o for o in self.journal.live.values() if o.stage == "CONFIRMED"
+                      and o.status == "SUBMITTED"]:
+            log.warning("venue %s: resolving %s after a restart", self.venue_name, order.client_order_id)
+            self._resolve(order, None)
+
+    def _abort(self, msg: AbortOrder) -> None:
+        order = self.journal.get(client_order_id(msg.signal_id))
+
+        def refuse(code: str, reason: str) -> None:
+            self.tell(msg.reply_to, CommandRefused(msg.signal_id, "ABORT", code, reason))
+
+        if order is None:
+            refuse("UNKNOWN_SIGNAL", "signal_id: this signal was never prepared")
+        elif order.stage == "CONFIRMED":
+            refuse("ALREADY_FINAL", "the signal was confirmed")
+        elif order.stage == "EXPIRED":
+            refuse("EXPIRED", f"the prepared order expired at {order.expires_at}")
+        else:
+            if order.stage == "PREPARED":
+                self._commit([abort(order, _now_ms())])
+            self.tell(msg.reply_to, OrderAborted(msg.signal_id))
+
+    def _cancel(self, msg: CancelOrder) -> None:
+        order = self.journal.get(client_order_id(msg.signal_id))
+
+        def refuse(code: str, reason: str) -> None:
+            self.tell(msg.reply_to, CommandRefused(msg.signal_id, "CANCEL", code, reason))
+
+        if order is None or order.stage != "CONFIRMED":
+            refuse("UNKNOWN_SIGNAL", "signal_id: no confirmed order for this signal")
+        elif order.final:
+            refuse("ALREADY_FINAL", f"the order is {order.status}")
+        elif self.venue is None:
+            refuse("VENUE_UNAVAILABLE", f"venue {self.venue_name} is not available")
+        else:
+            try:
+                events = self.venue.cancel(order.client_order_id, _now_ms())
+            except VenueRejected as exc:
+                refuse("ALREADY_FINAL", exc.reason)
+                return
+            changes = self._apply(events)
+            self.tell(msg.reply_to, OrderCanceled(msg.signal_id, order.client_order_id))
+            self._after_changes(changes)
+
+    # --- the venue's side -----------------------------------------------------------
+
+    def _on_price(self, msg: PriceUpdate) -> None:
+        if self.venue is not None:
+            self._after_changes(self._apply(self.venue.on_quote(msg.symbol, msg.bid, msg.ask, msg.last,
+                                                                 _now_ms())))
+
+    def on_wakeup(self, payload: Any) -> None:
+        if payload != _TICK:
+            return
+        now = _now_ms()
+        expired = [expire(o, now) for o in self.journal.live.values()
+                   if o.stage == "PREPARED" and o.expires_at < now]
+        if expired:
+            self._commit(expired)
+        if self.venue is not None and self.venue.next_due() and self.venue.next_due() <= now:
+            self._after_changes(self._apply(self.venue.run_due(now)))
+        self.after(_TICK_S, _TICK)
+
+    def _apply(self, events: list[VenueEvent]) -> list[tuple[Order, dict[str, Any] | None]]:
+        """Venue events onto the journal, committed with the venue's own state."""
+        changes: list[tuple[Order, dict[str, Any] | None]] = []
+        current: dict[str, Order] = {}
+        for event in events:
+            coid = event.order.client_order_id
+            order = current.get(coid) or self.journal.get(coid)
+            if order is None:
+                log.error("venue %s: event for unknown order %s", self.venue_name, coid)
+                continue
+            order = with_status(order, event.order.status, _now_ms(), order_id=event.order.order_id,
+                                reason=event.order.reason)
+            if event.order.quantity < order.quantity:
+                order = replace(order, quantity=event.order.quantity)  # reduce-only clipped it
+            last_fill = None
+            if event.fill is not None:
+                order = replace(apply_fill(order, event.fill), status=event.order.status)
+                last_fill = {"trade_id": event.fill.trade_id, "qty": event.fill.qty,
+                             "price": event.fill.price, "fee": event.fill.fee,
+                             "liquidity": event.fill.liquidity, "ts": event.fill.ts}
+                self.counts["fills"] += 1
+            elif event.order.filled_qty > order.filled_qty:  # adopted from the venue
+                order = replace(order, filled_qty=event.order.filled_qty, avg_price=event.order.avg_price)
+            current[coid] = order
+            changes.append((order, last_fill))
+        self._commit(list(current.values()))
+        return changes
+
+    def _after_changes(self, changes: list[tuple[Order, dict[str, Any] | None]]) -> None:
+        for order, last_fill in changes:
+            self._report(order, last_fill)
+        for order, _ in changes:
+            if order.leg == "entry" and order.status == "FILLED":
+                self._place_exits(order)
+            elif order.leg != "entry" and order.filled_qty and self._flat(order.symbol):
+                self._cancel_exits(order.signal_id, order.symbol)
+
+    def _commit(self, orders: list[Order]) -> None:
+        puts: list[tuple[bytes, bytes]] = []
+        deletes: list[bytes] = []
+        writes = [w for order in orders for w in self.journal.writes(order)]
+        if self.venue is not None:
+            writes += self.venue.drain_writes()
+        for key, value in writes:
+            if value is None:
+                deletes.append(key)
+            else:
+                puts.append((key, value))
+        if puts or deletes:
+            self.store.write_batch(puts, deletes)
+
+    def _report(self, order: Order, last_fill: dict[str, Any] | None) -> None:
+        report = ExecutionReport(
+            signal_id=order.signal_id, client_order_id=order.client_order_id, order_id=order.order_id,
+            symbol=order.symbol, side=order.side, exchange=order.exchange, status=order.status,
+            filled_qty=order.filled_qty, avg_price=order.avg_price, last_fill=last_fill, leg=order.leg,
+            strategy_id=order.strategy_id, phase=order.phase, ts=_now_ms(),
+        )
+        self.tell(GATEWAY, report)
+        position = f"position:{order.symbol}"
+        if not self.tell(position, report):
+            self.tell("positions", StartChild(position_spec(order.symbol)), via="thespian")
+
+    # --- brackets ---------------------------------------------------------------------
+
+    def _place_exits(self, entry: Order) -> None:
+        for exit_order in _exit_orders(entry, _now_ms()):
+            if self.journal.get(exit_order.client_order_id) is not None:
+                continue  # placed already
+            self._commit([exit_order])
+            self._send_to_venue(exit_order, None)
+
+    def _flat(self, symbol: str) -> bool:
+        return self.venue is not None and abs(self.venue.position(symbol)) < 1e-12
+
+    def _cancel_exits(self, signal_id: str, symbol: str) -> None:
+        assert self.venue is not None
+        for order in [o for o in self.journal.live.values()
+                      if o.signal_id == signal_id and o.leg != "entry" and o.status not in ("", "SUBMITTED")]:
+            if order.client_order_id in self.venue.open:
+                self._after_changes(self._apply(self.venue.cancel(order.client_order_id, _now_ms())))
+
+
+def _venue_spec(order: Order) -> dict[str, Any]:
+    return {"client_order_id": order.client_order_id, "symbol": order.symbol, "side": order.side,
+            "quantity": order.quantity, "order_type": order.order_type, "price": order.price,
+            "trigger_price": order.trigger_price, "time_in_force": order.time_in_force,
+            "reduce_only": order.reduce_only}
+
+
+def _exit_orders(entry: Order, now_ms: int) -> list[Order]:
+    """The reduce-only exits of a filled entry: a stop, and limits splitting its size."""
+    side = "sell" if entry.side == "buy" else "buy"
+    base = replace(entry, side=side, reduce_only=True, time_in_force="GTC", stop_loss=None,
+                   take_profits=(), stage="CONFIRMED", status="SUBMITTED", order_id="", filled_qty=0.0,
+                   avg_price=0.0, fees=0.0, fills=(), reason="", confirmed_at=now_ms, updated_at=now_ms)
+    exits = []
+    if entry.stop_loss is not None:
+        exits.append(replace(base, client_order_id=exit_order_id(entry.signal_id, "sl"), leg="sl",
+                             order_type="stop", price=None, trigger_price=entry.stop_loss,
+                             quantity=entry.filled_qty))
+    count = len(entry.take_profits)
+    for i, price in enumerate(entry.take_profits, 1):
+        share = entry.filled_qty / count
+        qty = entry.filled_qty - share * (count - 1) if i == count else share
+        exits.append(replace(base, client_order_id=exit_order_id(entry.signal_id, f"tp{i}"), leg=f"tp{i}",
+                             order_type="limit", price=price, trigger_price=None, quantity=qty))
+    return exits

@@ -1,18 +1,113 @@
 """The IPC gateway actor: serves the FastPath socket to signal senders.
 
-Here it starts, owns its store (`<data>/gateway`: the replies it has given,
-for idempotency) and follows the directory to reach the risk guard, the
-venue adapters and the position supervisor. The FastPath protocol itself
-comes with the FastPath issue.
+Per frame: length → MAC (constant time) → JSON object → fields → replay
+window → idempotency → route. `BAD_FRAME` and `BAD_SIGNATURE` close the
+connection after the reply; every other refusal keeps it.
+
+Routes (over FastLanes): PREPARE → risk guard → venue adapter; CONFIRM,
+ABORT, CANCEL → the adapter of the venue the signal was prepared on. The
+outcome comes back as an event (`OrderPrepared`, `OrderAccepted`, ...,
+`CommandRefused`) and becomes the reply.
+
+Idempotency: every final reply is written to the gateway's store under
+`(signal_id, type)` before it is sent, and a repeat gets it again with
+`"duplicate": true` — across restarts. A repeat of a request still in
+progress waits for the same outcome. A CONFIRM or ABORT that arrives while
+the PREPARE of its signal is in progress waits for it (pipelining).
+
+Failure: a peer that does not answer within `request_timeout_ms`, or is not
+in the directory, gets the waiting senders `INTERNAL` — never an order on
+its own. A late outcome is still persisted, so a resend learns it. A
+connection with `max_in_flight` requests outstanding gets `BUSY`. A client
+that does not read its replies is disconnected once 16 MiB are queued.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from titan_actors.base import TitanActor, count_boot
+import orjson
 
-__all__ = ["IpcGateway"]
+from titan_actors.base import TitanActor, count_boot
+from titan_actors.domain.signals import Refusal, Request, parse_request
+from titan_actors.messages import (
+    AbortOrder,
+    CancelOrder,
+    CheckOrder,
+    CommandRefused,
+    ExecutionReport,
+    OrderAborted,
+    OrderAccepted,
+    OrderCanceled,
+    OrderPrepared,
+    SubmitOrder,
+)
+from titan_actors.wire.fastpath import FrameError, FrameReader, decode_payload, encode_message, mac_ok
+
+__all__ = ["IpcGateway", "load_secret", "serve_unix_socket"]
+
+log = logging.getLogger(__name__)
+
+_TICK = "gw:tick"
+_FLUSH = "gw:flush"
+_TICK_S = 0.02
+_MAX_OUT = 16 * 1024 * 1024
+_KEEP_REPLIES_MS = 48 * 3600 * 1000
+_NOT_FINAL = frozenset({"BUSY", "INTERNAL", "STALE", "BAD_FRAME", "BAD_SIGNATURE"})
+
+
+def load_secret(config: dict[str, Any], data_dir: str) -> bytes:
+    """The FastPath secret: configured, else `<data>/hmac.secret` (made by `titan run`)."""
+    if config.get("hmac_secret"):
+        return config["hmac_secret"].encode()
+    return (Path(data_dir) / "hmac.secret").read_bytes().strip()
+
+
+def serve_unix_socket(path: str) -> socket.socket:
+    """Bind `path` with mode 0600; remove a stale file, refuse a live one."""
+    if os.path.exists(path):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(0.5)
+            probe.connect(path)
+            raise RuntimeError(f"a live engine already serves {path}")
+        except (ConnectionRefusedError, FileNotFoundError):
+            os.unlink(path)
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old_umask)
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass(slots=True)
+class _Conn:
+    id: int
+    sock: socket.socket
+    reader: FrameReader = field(default_factory=FrameReader)
+    out: bytearray = field(default_factory=bytearray)
+    in_flight: int = 0
+    closing: bool = False
+
+
+@dataclass(slots=True)
+class _Pending:
+    deadline: float
+    waiters: list[tuple[int, Request]] = field(default_factory=list)
 
 
 class IpcGateway(TitanActor):
@@ -21,6 +116,342 @@ class IpcGateway(TitanActor):
     def on_start(self) -> None:
         self.store = self.open_store("gateway")
         self.boots = count_boot(self.store)
+        cfg = self.config
+        assert self.engine is not None
+        self.secret = load_secret(cfg, self.engine.data_dir)
+        self.window_ms = int(cfg.get("replay_window_ms", 5000))
+        self.max_in_flight = int(cfg.get("max_in_flight", 256))
+        self.timeout_s = int(cfg.get("request_timeout_ms", 2000)) / 1000
+        self.venues = {name: frozenset(symbols) for name, symbols in cfg.get("venues", {}).items()}
+        self.default_venue = cfg.get("routing", {}).get("default_venue", "paper")
+        self.path = cfg.get("socket", "/tmp/titan-execution.sock")
+        self.server = serve_unix_socket(self.path)
+        self.conns: dict[int, _Conn] = {}
+        self.by_id: dict[int, _Conn] = {}
+        self._ids = itertools.count(1)
+        self.pending: dict[tuple[str, str], _Pending] = {}
+        self.held: dict[str, list[tuple[int, Request]]] = {}
+        self.confirmed_by: dict[str, int] = {}
+        self.trading_state = "ACTIVE"
+        self.counts = {"requests": 0, "replies": 0, "executions": 0, "busy": 0, "internal": 0}
+        self._flush_armed = False
+        self._prune_replies()
+        self.after(_TICK_S, _TICK)
+
+    def on_stop(self) -> None:
+        for conn in list(self.conns.values()):
+            self._drop(conn)
+        self.server.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
 
     def status_detail(self) -> dict[str, Any]:
-        return {"boots": self.boots, "socket": self.config.get("socket", "")}
+        return {"boots": self.boots, "socket": self.path, "connections": len(self.conns),
+                "pending": len(self.pending), **self.counts}
+
+    # --- sockets --------------------------------------------------------------------
+
+    def watch_fds(self) -> list[int]:
+        return [self.server.fileno(), *self.conns]
+
+    def on_watch(self, fd: int) -> None:
+        if fd == self.server.fileno():
+            self._accept()
+        elif fd in self.conns:
+            self._read(self.conns[fd])
+        self._flush_all()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.server.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            sock.setblocking(False)
+            conn = _Conn(next(self._ids), sock)
+            self.conns[sock.fileno()] = conn
+            self.by_id[conn.id] = conn
+
+    def _read(self, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(262144)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+            return
+        if conn.closing:
+            return
+        conn.reader.feed(data)
+        try:
+            for frame in conn.reader.frames():
+                if not mac_ok(self.secret, frame):
+                    self._close_with(conn, "BAD_SIGNATURE", "the MAC does not match the payload")
+                    return
+                try:
+                    obj = decode_payload(frame.payload)
+                except FrameError as exc:
+                    self._close_with(conn, "BAD_FRAME", str(exc))
+                    return
+                self.counts["requests"] += 1
+                self._on_request(conn, obj)
+                if conn.closing:
+                    return
+        except FrameError as exc:
+            self._close_with(conn, "BAD_FRAME", str(exc))
+
+    def _drop(self, conn: _Conn) -> None:
+        self.conns.pop(conn.sock.fileno(), None)
+        self.by_id.pop(conn.id, None)
+        with contextlib.suppress(OSError):
+            conn.sock.close()
+
+    def _close_with(self, conn: _Conn, code: str, reason: str) -> None:
+        self._send(conn, {"type": "REJECTED", "code": code, "reason": reason})
+        conn.closing = True
+
+    def _send(self, conn: _Conn, reply: dict[str, Any]) -> None:
+        reply["ts"] = _now_ms()
+        conn.out += encode_message(self.secret, reply)
+        self.counts["replies"] += 1
+        if len(conn.out) > _MAX_OUT:
+            log.warning("gateway: connection %d does not read its replies; closing it", conn.id)
+            self._drop(conn)
+
+    def _flush_all(self) -> None:
+        waiting = False
+        for conn in list(self.conns.values()):
+            if conn.out:
+                try:
+                    sent = conn.sock.send(conn.out)
+                    del conn.out[:sent]
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError:
+                    self._drop(conn)
+                    continue
+            if conn.closing and not conn.out:
+                self._drop(conn)
+            elif conn.out:
+                waiting = True
+        if waiting and not self._flush_armed:
+            self._flush_armed = True
+            self.after(0.001, _FLUSH)
+
+    # --- requests -------------------------------------------------------------------
+
+    def _on_request(self, conn: _Conn, obj: dict[str, Any]) -> None:
+        parsed = parse_request(obj, now_ms=_now_ms(), window_ms=self.window_ms,
+                               venues=self.venues, default_venue=self.default_venue)
+        if isinstance(parsed, Refusal):
+            self._refuse_unparsed(conn, obj, parsed)
+            return
+        if parsed.type == "PING":
+            self._send(conn, _echo(parsed, {"type": "PONG", "engine_ts": _now_ms(),
+                                            "trading_state": self.trading_state}))
+            return
+        key = (parsed.signal_id, parsed.type)
+        stored = self._stored(key)
+        if stored is not None:
+            self._send(conn, _echo(parsed, {**stored, "duplicate": True}))
+            return
+        if key in self.pending:
+            conn.in_flight += 1
+            self.pending[key].waiters.append((conn.id, parsed))
+            return
+        if conn.in_flight >= self.max_in_flight:
+            self.counts["busy"] += 1
+            self._send(conn, _echo(parsed, _rejected("BUSY", f"{conn.in_flight} requests in flight")))
+            return
+        if parsed.type in ("CONFIRM", "ABORT", "CANCEL") and (parsed.signal_id, "PREPARE") in self.pending:
+            conn.in_flight += 1
+            self.held.setdefault(parsed.signal_id, []).append((conn.id, parsed))
+            return
+        conn.in_flight += 1
+        self._route(conn.id, parsed)
+
+    def _refuse_unparsed(self, conn: _Conn, obj: dict[str, Any], refusal: Refusal) -> None:
+        reply = _rejected(refusal.code, refusal.reason)
+        for name in ("signal_id", "req_id"):
+            if isinstance(obj.get(name), str) and len(obj[name]) <= 128:
+                reply[name] = obj[name]
+        kind, signal_id = obj.get("type"), obj.get("signal_id")
+        keyable = refusal.code == "INVALID" and kind in ("PREPARE", "CONFIRM", "ABORT", "CANCEL") \
+            and not refusal.reason.startswith(("signal_id:", "ts:", "req_id:"))
+        if keyable and isinstance(signal_id, str):
+            stored = self._stored((signal_id, kind))
+            if stored is not None:
+                self._send(conn, {**stored, "duplicate": True, **_ids(obj)})
+                return
+            self._persist((signal_id, kind), reply)
+        self._send(conn, reply)
+
+    def _route(self, conn_id: int, req: Request) -> None:
+        key = (req.signal_id, req.type)
+        self.pending[key] = _Pending(time.monotonic() + self.timeout_s, [(conn_id, req)])
+        if req.type == "PREPARE":
+            sent = self.tell("risk", CheckOrder(req.intent, self.role))
+            if not sent:
+                self._settle_internal(key, "the risk guard is not available")
+            return
+        venue = self._venue_of(req.signal_id)
+        if venue is None:
+            self._on_outcome(CommandRefused(req.signal_id, req.type, "UNKNOWN_SIGNAL",
+                                            "signal_id: no PREPARE of this signal was accepted"))
+            return
+        command = {"CONFIRM": SubmitOrder, "ABORT": AbortOrder, "CANCEL": CancelOrder}[req.type]
+        if not self.tell(f"venue:{venue}", command(req.signal_id, self.role)):
+            self._settle_internal(key, f"the adapter of venue {venue} is not available")
+
+    def _venue_of(self, signal_id: str) -> str | None:
+        prepared = self._stored((signal_id, "PREPARE"))
+        if prepared is None or prepared.get("type") != "PREPARED":
+            return None
+        return prepared["order"]["exchange"]
+
+    # --- outcomes ---------------------------------------------------------------------
+
+    def handle(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, OrderPrepared | OrderAccepted | OrderAborted | OrderCanceled | CommandRefused):
+            self._on_outcome(msg)
+        elif isinstance(msg, ExecutionReport):
+            self._on_execution(msg)
+        else:
+            super().handle(msg, sender)
+        self._flush_all()
+
+    def _on_outcome(self, msg: Any) -> None:
+        key = (msg.signal_id, msg.command)
+        reply = _reply_of(msg)
+        final = reply["type"] != "REJECTED" or reply["code"] not in _NOT_FINAL
+        if final and self._stored(key) is None:
+            self._persist(key, reply)
+        pending = self.pending.pop(key, None)
+        if pending is not None:
+            for conn_id, req in pending.waiters:
+                self._answer(conn_id, req, reply)
+                if msg.command == "CONFIRM" and isinstance(msg, OrderAccepted):
+                    self.confirmed_by[msg.signal_id] = conn_id
+        if msg.command == "PREPARE":
+            for conn_id, req in self.held.pop(msg.signal_id, []):
+                conn = self.by_id.get(conn_id)
+                if conn is not None:
+                    conn.in_flight -= 1
+                    self._on_request_again(conn, req)
+
+    def _on_request_again(self, conn: _Conn, req: Request) -> None:
+        stored = self._stored((req.signal_id, req.type))
+        if stored is not None:
+            self._send(conn, _echo(req, {**stored, "duplicate": True}))
+            return
+        conn.in_flight += 1
+        if (req.signal_id, req.type) in self.pending:
+            self.pending[(req.signal_id, req.type)].waiters.append((conn.id, req))
+        else:
+            self._route(conn.id, req)
+
+    def _answer(self, conn_id: int, req: Request, reply: dict[str, Any]) -> None:
+        conn = self.by_id.get(conn_id)
+        if conn is None:
+            return  # the sender left; a resend gets the persisted outcome
+        conn.in_flight -= 1
+        self._send(conn, _echo(req, dict(reply)))
+
+    def _settle_internal(self, key: tuple[str, str], reason: str) -> None:
+        pending = self.pending.pop(key, None)
+        if pending is None:
+            return
+        self.counts["internal"] += 1
+        for conn_id, req in pending.waiters:
+            self._answer(conn_id, req, _rejected("INTERNAL", reason))
+        for conn_id, req in self.held.pop(key[0], []) if key[1] == "PREPARE" else ():
+            self._answer(conn_id, req, _rejected("INTERNAL", "its PREPARE did not finish in time"))
+
+    def _on_execution(self, report: ExecutionReport) -> None:
+        conn = self.by_id.get(self.confirmed_by.get(report.signal_id, 0))
+        if conn is None:
+            return
+        self.counts["executions"] += 1
+        self._send(conn, {
+            "type": "EXECUTION", "signal_id": report.signal_id,
+            "client_order_id": report.client_order_id, "order_id": report.order_id,
+            "status": report.status, "filled_qty": report.filled_qty, "avg_price": report.avg_price,
+            "last_fill": report.last_fill, "symbol": report.symbol, "side": report.side,
+            "exchange": report.exchange, "leg": report.leg,
+        })
+
+    def on_wakeup(self, payload: Any) -> None:
+        if payload == _FLUSH:
+            self._flush_armed = False
+        elif payload == _TICK:
+            now = time.monotonic()
+            for key in [k for k, p in self.pending.items() if p.deadline <= now]:
+                self._settle_internal(key, "no answer in time; the outcome is not known yet: resend")
+            self.after(_TICK_S, _TICK)
+        self._flush_all()
+
+    # --- the reply store ----------------------------------------------------------------
+
+    def _stored(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        data = self.store.get(_reply_key(key))
+        if data is None:
+            return None
+        reply = orjson.loads(data)
+        reply.pop("stored_at", None)
+        return reply
+
+    def _persist(self, key: tuple[str, str], reply: dict[str, Any]) -> None:
+        body = {k: v for k, v in reply.items() if k not in ("req_id", "ts", "duplicate")}
+        self.store.put(_reply_key(key), orjson.dumps({**body, "stored_at": _now_ms()}))
+
+    def _prune_replies(self) -> None:
+        """Keep replies 48 hours (the spec asks for at least 24)."""
+        cutoff = _now_ms() - _KEEP_REPLIES_MS
+        old = [k for k, v in self.store.items(b"reply:") if orjson.loads(v).get("stored_at", 0) < cutoff]
+        if old:
+            self.store.write_batch((), deletes=old)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _reply_key(key: tuple[str, str]) -> bytes:
+    return f"reply:{key[1]}:{key[0]}".encode()
+
+
+def _rejected(code: str, reason: str, rule: str = "") -> dict[str, Any]:
+    reply = {"type": "REJECTED", "code": code, "reason": reason}
+    if rule:
+        reply["rule"] = rule
+    return reply
+
+
+def _ids(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: obj[k] for k in ("req_id",) if isinstance(obj.get(k), str)}
+
+
+def _echo(req: Request, reply: dict[str, Any]) -> dict[str, Any]:
+    if req.signal_id:
+        reply["signal_id"] = req.signal_id
+    if req.req_id is not None:
+        reply["req_id"] = req.req_id
+    else:
+        reply.pop("req_id", None)
+    return reply
+
+
+def _reply_of(msg: Any) -> dict[str, Any]:
+    if isinstance(msg, OrderPrepared):
+        return {"type": "PREPARED", "signal_id": msg.signal_id, "expires_at": msg.expires_at,
+                "order": msg.order}
+    if isinstance(msg, OrderAccepted):
+        return {"type": "ACCEPTED", "signal_id": msg.signal_id,
+                "client_order_id": msg.client_order_id, "exchange": msg.exchange}
+    if isinstance(msg, OrderAborted):
+        return {"type": "ABORTED", "signal_id": msg.signal_id}
+    if isinstance(msg, OrderCanceled):
+        return {"type": "CANCELED", "signal_id": msg.signal_id, "client_order_id": msg.client_order_id}
+    return {**_rejected(msg.code, msg.reason, msg.rule), "signal_id": msg.signal_id}

@@ -11,28 +11,40 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "AbortOrder",
+    "CancelOrder",
+    "CheckOrder",
     "ChildSpec",
     "ChildStarted",
+    "CommandRefused",
     "Directory",
     "EngineInfo",
+    "ExecutionReport",
     "GetDirectory",
     "Init",
     "InjectFault",
     "LaneFlood",
     "LaneFloodDone",
+    "OrderAborted",
+    "OrderAccepted",
+    "OrderCanceled",
+    "OrderPrepared",
     "Peer",
     "PeerDown",
     "PeerUp",
     "Ping",
     "Pong",
+    "PriceUpdate",
     "Relay",
     "RelayResult",
+    "StageOrder",
     "StartChild",
     "StartChildResult",
     "StatusReply",
     "StatusRequest",
     "StopTree",
     "StoppedNormally",
+    "SubmitOrder",
     "TreeStatus",
     "TreeStatusRequest",
     "TreeStopped",
@@ -282,3 +294,121 @@ class LaneFloodDone:
     count: int
     seconds: float
     rtt_us: tuple[float, ...]
+
+
+# --- the order flow (hot path, over FastLanes) ----------------------------------
+# Commands carry the signal id; every outcome names the FastPath request type it
+# answers (`command`), so the gateway can match it and persist it.
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOrder:
+    """Gateway → risk guard: may this PREPARE go ahead?"""
+
+    intent: Any  # domain.signals.OrderIntent
+    reply_to: str
+
+
+@dataclass(frozen=True, slots=True)
+class StageOrder:
+    """Risk guard → venue adapter: approved; stage it with its client order id."""
+
+    intent: Any
+    reply_to: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitOrder:
+    """CONFIRM: journal the staged order and send it to the venue."""
+
+    signal_id: str
+    reply_to: str
+
+
+@dataclass(frozen=True, slots=True)
+class AbortOrder:
+    """ABORT: drop a staged, unconfirmed order."""
+
+    signal_id: str
+    reply_to: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    """CANCEL: cancel the live order of a confirmed signal at the venue."""
+
+    signal_id: str
+    reply_to: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPrepared:
+    signal_id: str
+    order: dict[str, Any]
+    expires_at: int
+    command: str = "PREPARE"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAccepted:
+    signal_id: str
+    client_order_id: str
+    exchange: str
+    command: str = "CONFIRM"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAborted:
+    signal_id: str
+    command: str = "ABORT"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCanceled:
+    signal_id: str
+    client_order_id: str
+    command: str = "CANCEL"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRefused:
+    """A command was refused: `code` is a FastPath REJECTED code; `rule`
+    names the risk rule for RISK_REJECTED."""
+
+    signal_id: str
+    command: str
+    code: str
+    reason: str
+    rule: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionReport:
+    """An order changed at its venue (pushed as EXECUTION, applied by the
+    position actor). `last_fill` is the fill that caused it, if any."""
+
+    signal_id: str
+    client_order_id: str
+    order_id: str
+    symbol: str
+    side: str
+    exchange: str
+    status: str
+    filled_qty: float
+    avg_price: float
+    last_fill: dict[str, Any] | None
+    leg: str = "entry"
+    strategy_id: str | None = None
+    phase: int | None = None
+    ts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PriceUpdate:
+    """The latest quote of a symbol (market data)."""
+
+    symbol: str
+    bid: float
+    ask: float
+    last: float
+    ts: int
