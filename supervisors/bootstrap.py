@@ -180,7 +180,6 @@ class Engine:
             self._start_actor_system()
             self._start_root()
             self.wait_ready(ready_timeout)
-            self._write_engine_file()
         except BaseException:
             self.stop()
             raise
@@ -265,6 +264,11 @@ class Engine:
             time.sleep(0.05)
         missing = sorted(want - {a.role for a in last.actors}) if last else sorted(want)
         raise EngineError(f"the tree did not come up within {timeout}s; missing: {missing}")
+
+    def publish(self) -> None:
+        """Write `<data>/run/engine.json`: the engine is up and its control
+        socket (opened by the caller before this) answers."""
+        self._write_engine_file()
 
     def _write_engine_file(self) -> None:
         info = {

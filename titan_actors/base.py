@@ -103,6 +103,7 @@ class TitanActor(Actor):
         self._relays: dict[str, tuple[Any, str]] = {}
         self._flood: dict[str, Any] = {}
         self._stores: list[Store] = []
+        self._armed: set[str] = set()
 
     # --- thespian entry point -------------------------------------------------
 
@@ -149,7 +150,10 @@ class TitanActor(Actor):
         elif isinstance(msg, Relay):
             self._relay(msg, sender)
         elif isinstance(msg, InjectFault):
-            raise RuntimeError(f"fault injected into {self.role}: {msg.reason}")
+            if msg.at:
+                self._armed.add(msg.at)
+            else:
+                raise RuntimeError(f"fault injected into {self.role}: {msg.reason}")
         elif isinstance(msg, LaneFlood):
             self._flood_start(msg, sender)
         else:
@@ -187,6 +191,12 @@ class TitanActor(Actor):
             host=self.engine.host,
             pgid=os.getpgid(0),
         )
+
+    def crash_point(self, name: str) -> None:
+        """Die here, as a SIGKILL would, if a chaos test armed this point."""
+        if name in self._armed:
+            log.warning("%s: crash point %s reached; killing myself", self.role, name)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def open_store(self, relpath: str) -> Store:
         """Open this actor's RocksDB directory `<data>/<relpath>`; closed on stop."""

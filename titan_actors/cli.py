@@ -64,7 +64,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         engine.start()
     except (EngineError, NatsServerError, OSError) as exc:
         return _fail(f"cannot start: {exc}")
-    server = ControlServer(engine.data_dir)
+    try:
+        server = ControlServer(engine.data_dir)
+    except OSError as exc:
+        engine.stop()
+        return _fail(f"cannot open the control socket: {exc}")
+    engine.publish()
     _announce(engine)
     try:
         while not stopping:
@@ -98,7 +103,7 @@ def _announce(engine: Any) -> None:
 
 
 def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[str, Any]:
-    from titan_actors.messages import InjectFault, Relay, RelayResult
+    from titan_actors.messages import InjectFault, PriceUpdate, Relay, RelayResult, StatusRequest
 
     cmd = request.get("cmd")
     if cmd == "status":
@@ -114,7 +119,16 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
         return {"ok": True, "reached": result.ok, "pid": result.pid, "via": result.via,
                 "arrived_by": result.arrived_by, "reason": result.reason}
     if cmd == "fault":
-        engine.tell_role(str(request["role"]), InjectFault(str(request.get("reason", "operator"))))
+        fault = InjectFault(str(request.get("reason", "operator")), str(request.get("at", "")))
+        engine.tell_role(str(request["role"]), fault)
+        if fault.at:
+            # Armed before we answer: thespian keeps the order of one sender's messages.
+            engine.ask_role(str(request["role"]), StatusRequest(), timeout=3.0)
+        return {"ok": True}
+    if cmd == "price":
+        quote = PriceUpdate(str(request["symbol"]), float(request["bid"]), float(request["ask"]),
+                            float(request["last"]), int(time.time() * 1000))
+        engine.tell_role(f"venue:{request.get('venue', 'paper')}", quote)
         return {"ok": True}
     return {"ok": False, "error": f"unknown command {cmd!r}"}
 

@@ -147,7 +147,10 @@ class FastPathClient:
 
     def send_raw(self, data: bytes) -> None:
         assert self.sock is not None, "connect() first"
-        self.sock.sendall(data)
+        try:
+            self.sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise ConnectionClosed(f"the engine closed the connection: {exc}") from None
 
     def _read(self, deadline: float) -> None:
         assert self.sock is not None, "connect() first"
@@ -156,6 +159,8 @@ class FastPathClient:
             data = self.sock.recv(262144)
         except TimeoutError:
             return
+        except ConnectionResetError:
+            data = b""
         if not data:
             raise ConnectionClosed("the engine closed the connection")
         self._replies.feed(data)
@@ -247,9 +252,10 @@ class AsyncFastPathClient:
                 self._dispatch()
         except BaseException as exc:
             self._closed = exc
+            error = exc if isinstance(exc, FastPathError) else ConnectionClosed(str(exc))
             for future in self._waiters.values():
                 if not future.done():
-                    future.set_exception(exc if isinstance(exc, FastPathError) else ConnectionClosed(str(exc)))
+                    future.set_exception(error)
             raise
 
     def _dispatch(self) -> None:

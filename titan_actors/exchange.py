@@ -154,13 +154,16 @@ class VenueAdapter(TitanActor):
         return venue
 
     def status_detail(self) -> dict[str, Any]:
-        detail: dict[str, Any] = {"boots": self.boots, "venue": self.venue_name, "exchange": self.exchange,
-                                  "market": self.config.get("market", ""), "live_orders": len(self.journal.live),
-                                  **self.counts}
+        detail: dict[str, Any] = {
+            "boots": self.boots, "venue": self.venue_name, "exchange": self.exchange,
+            "market": self.config.get("market", ""), "live_orders": len(self.journal.live), **self.counts,
+        }
         if self.venue is not None:
-            detail["positions"] = {s: {"qty": q, "avg_price": a} for s, (q, a) in self.venue.positions.items()}
-            detail["balance"] = self.venue.balance
-            detail["open_orders"] = len(self.venue.open)
+            venue = self.venue
+            detail["positions"] = {s: {"qty": q, "avg_price": a} for s, (q, a) in venue.positions.items()}
+            detail["balance"] = venue.balance
+            detail["open_orders"] = len(venue.open)
+            detail["orders_placed"] = venue.seq
         return detail
 
     # --- commands -------------------------------------------------------------------
@@ -201,6 +204,7 @@ class VenueAdapter(TitanActor):
             return
         order = confirm(order, _now_ms())
         self._commit([order])  # journal before the side effect
+        self.crash_point("adapter.after_journal")
         self._send_to_venue(order, msg.reply_to)
 
     def _confirmable(self, order: Order | None, signal_id: str) -> CommandRefused | None:
@@ -249,6 +253,7 @@ class VenueAdapter(TitanActor):
             return
         self.counts["submitted"] += 1
         changes = self._apply(events)
+        self.crash_point("adapter.after_venue")
         if reply_to is not None:
             self.tell(reply_to, OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
         self._report(order, None)

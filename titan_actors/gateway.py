@@ -323,6 +323,7 @@ class IpcGateway(TitanActor):
         self._flush_all()
 
     def _on_outcome(self, msg: Any) -> None:
+        self.crash_point(f"gateway.before_persist.{msg.command}")
         key = (msg.signal_id, msg.command)
         reply = _reply_of(msg)
         final = reply["type"] != "REJECTED" or reply["code"] not in _NOT_FINAL

@@ -272,10 +272,14 @@ class GetDirectory:
 
 @dataclass(frozen=True, slots=True)
 class InjectFault:
-    """Chaos hook: raise inside the handler, so that let-it-crash is exercised
-    through the real path (log, exit, supervisor restart)."""
+    """Chaos hook. Without `at`: raise inside the handler, so that let-it-crash
+    is exercised through the real path (log, exit, supervisor restart). With
+    `at`: arm the named crash point; the actor SIGKILLs itself the next time
+    it passes there (e.g. `adapter.after_journal`), to reproduce a kill at an
+    exact moment."""
 
     reason: str = "injected"
+    at: str = ""
 
 
 @dataclass(frozen=True, slots=True)
