@@ -244,6 +244,63 @@ def cmd_bench_lanes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_fastpath(args: argparse.Namespace) -> int:
+    from titan_actors.bench_fastpath import format_fastpath, run_fastpath_bench
+
+    secret = None
+    socket_path = args.socket
+    if socket_path:
+        from titan_actors.client import FastPathError, load_secret
+
+        try:
+            secret = load_secret(args.data_dir)
+        except FastPathError as exc:
+            return _fail(str(exc))
+    rate = None if args.rate == "max" else float(args.rate)
+    result = run_fastpath_bench(rate=rate, duration=args.duration, connections=args.connections,
+                                socket_path=socket_path, secret=secret, data_dir=args.data_dir)
+    print(json.dumps(result, indent=2) if args.json else format_fastpath(result))
+    return 0
+
+
+# --- titan send -------------------------------------------------------------------
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from titan_actors.client import FastPathClient, FastPathError, load_secret, prepare_request
+
+    config = _config(args)
+    try:
+        secret = load_secret(config.data_dir)
+    except FastPathError as exc:
+        return _fail(str(exc))
+    kind = args.kind.upper()
+    if kind == "PREPARE":
+        fields = {"exchange": args.exchange, "price": args.price, "time_in_force": args.time_in_force,
+                  "stop_loss": args.stop_loss, "take_profits": args.take_profit or None,
+                  "strategy_id": args.strategy_id, "phase": args.phase, "ttl_ms": args.ttl_ms,
+                  "reduce_only": True if args.reduce_only else None}
+        request = prepare_request(args.signal_id, args.symbol, args.side, args.quantity, args.order_type,
+                                  **fields)
+    elif kind == "PING":
+        request = {"type": "PING"}
+    else:
+        request = {"type": kind, "signal_id": args.signal_id}
+    try:
+        with FastPathClient(config["ipc.socket"], secret, timeout=args.timeout) as client:
+            reply = client.request(request)
+            print(json.dumps(reply), flush=True)
+            deadline = time.monotonic() + (args.follow or 0)
+            while time.monotonic() < deadline:
+                try:
+                    print(json.dumps(client.next_execution(deadline - time.monotonic())), flush=True)
+                except TimeoutError:
+                    break
+    except (OSError, FastPathError, TimeoutError) as exc:
+        return _fail(f"send failed: {exc!r}")
+    return 1 if reply.get("type") == "REJECTED" else 0
+
+
 # --- parser -----------------------------------------------------------------------
 
 
@@ -284,11 +341,47 @@ def build_parser() -> argparse.ArgumentParser:
     lanes.add_argument("--rtt", type=_positive_int, default=1_000, help="round trips per transport")
     lanes.add_argument("--json", action="store_true")
     lanes.set_defaults(func=cmd_bench_lanes)
+    fast = bench_sub.add_parser("fastpath", help="signal latency and throughput through an engine")
+    fast.add_argument("--rate", default="1000", help="signals per second, or max (default 1000)")
+    fast.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
+    fast.add_argument("--connections", type=_positive_int, default=4, help="client connections (default 4)")
+    fast.add_argument("--socket", help="target a running engine's socket instead of starting one")
+    fast.add_argument("--data-dir", help="with --socket: the running engine's data dir (secret, memory)")
+    fast.add_argument("--json", action="store_true")
+    fast.set_defaults(func=cmd_bench_fastpath)
+
+    send = sub.add_parser("send", parents=[common], help="send one FastPath request and print the reply")
+    send.add_argument("kind", choices=["prepare", "confirm", "abort", "cancel", "ping"])
+    send.add_argument("--signal-id")
+    send.add_argument("--symbol")
+    send.add_argument("--side", choices=["buy", "sell"])
+    send.add_argument("--quantity", type=float)
+    send.add_argument("--order-type", default="market", choices=["market", "limit"])
+    send.add_argument("--price", type=float)
+    send.add_argument("--time-in-force", choices=["GTC", "IOC", "FOK", "PO"])
+    send.add_argument("--reduce-only", action="store_true")
+    send.add_argument("--exchange")
+    send.add_argument("--stop-loss", type=float)
+    send.add_argument("--take-profit", type=float, action="append", help="repeat for several")
+    send.add_argument("--strategy-id")
+    send.add_argument("--phase", type=int)
+    send.add_argument("--ttl-ms", type=int)
+    send.add_argument("--timeout", type=float, default=5.0)
+    send.add_argument("--follow", type=float, default=0.0,
+                      help="then print EXECUTION pushes for this many seconds")
+    send.set_defaults(func=cmd_send)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "kind", None) in ("prepare", "confirm", "abort", "cancel") and not args.signal_id:
+        parser.error(f"send {args.kind}: --signal-id is required")
+    if getattr(args, "kind", None) == "prepare":
+        missing = [f"--{n}" for n in ("symbol", "side", "quantity") if getattr(args, n) is None]
+        if missing:
+            parser.error(f"send prepare: {', '.join(missing)} required")
     try:
         return args.func(args)
     except ConfigError as exc:
