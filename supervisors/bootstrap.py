@@ -32,6 +32,7 @@ import os
 import secrets
 import signal
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -346,7 +347,7 @@ class Engine:
                 if not isinstance(reply, TreeStopped):
                     log.error("the tree did not stop in %ss; killing it", timeout)
             if self.asys is not None:
-                self.asys.shutdown()
+                self._shutdown_actor_system(timeout)
         finally:
             self.asys = None
             self.kill_actors()
@@ -354,6 +355,15 @@ class Engine:
                 self.nats.stop()
             (self.run_dir / "engine.json").unlink(missing_ok=True)
             self._unlock()
+
+    def _shutdown_actor_system(self, timeout: float) -> None:
+        """`ActorSystem.shutdown()` can block forever (seen when the root died
+        during a stop); bound it: what is left is killed right after."""
+        worker = threading.Thread(target=self.asys.shutdown, name="titan-shutdown", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            log.error("the actor system did not shut down in %ss; killing its processes", timeout)
 
     def kill_actors(self) -> None:
         """SIGKILL whatever is left of the actors' process group."""

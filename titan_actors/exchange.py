@@ -190,7 +190,7 @@ class VenueAdapter(TitanActor):
             order = order_from_intent(intent, coid, _now_ms())
             self._commit([order])
             self.counts["staged"] += 1
-        self.tell(msg.reply_to, OrderPrepared(intent.signal_id, order.public(), order.expires_at))
+        self.reply_now(msg.reply_to, OrderPrepared(intent.signal_id, order.public(), order.expires_at))
 
     def _submit(self, msg: SubmitOrder) -> None:
         order = self.journal.get(client_order_id(msg.signal_id))
@@ -255,7 +255,7 @@ class VenueAdapter(TitanActor):
         changes = self._apply(events)
         self.crash_point("adapter.after_venue")
         if reply_to is not None:
-            self.tell(reply_to, OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
+            self.reply_now(reply_to, OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
         self._report(order, None)
         self._after_changes(changes)
 

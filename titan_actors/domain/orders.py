@@ -9,7 +9,7 @@ applied once, by its trade id.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -94,7 +94,7 @@ class Order:
         }
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson reads dataclasses natively, ~20x faster than asdict
 
     @staticmethod
     def from_json(data: bytes) -> Order:

@@ -28,7 +28,7 @@ clock comes in as `now_ms`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -138,7 +138,7 @@ class PaperVenue:
 
     def _save(self, order: VenueOrder) -> None:
         coid = order.client_order_id.encode()
-        self._writes[ORDER_KEY + coid] = orjson.dumps(asdict(order))
+        self._writes[ORDER_KEY + coid] = orjson.dumps(order)
         if order.status in FINAL:
             self.open.pop(order.client_order_id, None)
             self.recent[order.client_order_id] = order
@@ -147,7 +147,7 @@ class PaperVenue:
             self._writes[OPEN_KEY + coid] = None
         else:
             self.open[order.client_order_id] = order
-            self._writes[OPEN_KEY + coid] = orjson.dumps(asdict(order))
+            self._writes[OPEN_KEY + coid] = orjson.dumps(order)
 
     def _save_account(self) -> None:
         self._writes[ACCOUNT_KEY] = orjson.dumps(
