@@ -457,7 +457,8 @@ class Supervisor(TitanActor):
     def _collect_status(self, msg: TreeStatusRequest, asker: Any) -> None:
         req_id = uuid.uuid4().hex
         waiting = {p.role for p in self.directory.peers if p.role != self.role}
-        self._status_waits[req_id] = {"asker": asker, "waiting": waiting, "replies": [self.status()]}
+        self._status_waits[req_id] = {"asker": asker, "waiting": waiting, "replies": [self.status()],
+                                      "asker_req": msg.req_id}
         for role in waiting:
             self.tell(role, StatusRequest(req_id), via="thespian")
         if waiting:
@@ -484,5 +485,6 @@ class Supervisor(TitanActor):
             actors=tuple(wait["replies"]),
             missing=tuple(sorted(wait["waiting"])),
             gave_up=self.gave_up,
+            req_id=wait["asker_req"],
         )
         self.tell(wait["asker"], tree, via="thespian")

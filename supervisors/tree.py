@@ -54,7 +54,11 @@ def root_config(config: Config, *, nats_url: str, gave_up_marker: str) -> dict[s
     ) else []
     children = [
         ChildSpec(id="nats", actor="titan_actors.nats_bridge.NatsBridge",
-                  config={**config.sections["nats"], "url": nats_url}),
+                  config={**config.sections["nats"], "url": nats_url,
+                          "hmac_secret": config["ipc.hmac_secret"],
+                          "replay_window_ms": config["ipc.replay_window_ms"],
+                          "default_venue": config["routing.default_venue"],
+                          "venues": {name: v["symbols"] for name, v in config.venues.items()}}),
         ChildSpec(id="risk", actor="titan_actors.risk_guard.RiskGuard",
                   config={"routing": config.sections["routing"]}),
         ChildSpec(id="venues", actor=SUPERVISOR, kind="supervisor", shutdown_ms=15000,

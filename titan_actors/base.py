@@ -46,6 +46,7 @@ from titan_actors.messages import (
     ChildStarted,
     Directory,
     EngineInfo,
+    EventsStored,
     GetDirectory,
     Init,
     InjectFault,
@@ -59,6 +60,7 @@ from titan_actors.messages import (
     StatusReply,
     StatusRequest,
 )
+from titan_actors.outbox import Outbox
 from titan_actors.store import Store
 
 __all__ = ["CRASH_EXIT_CODE", "TitanActor", "count_boot", "hostname", "set_parent_death_signal"]
@@ -69,6 +71,8 @@ CRASH_EXIT_CODE = 70
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 _FLUSH = "titan:flush-lanes"
+_OUTBOX_TICK = "titan:outbox"
+_OUTBOX_RESEND_S = 1.0
 _RELAY_TIMEOUT = "titan:relay-timeout"
 
 
@@ -114,12 +118,15 @@ class TitanActor(Actor):
         self._flood: dict[str, Any] = {}
         self._stores: list[Store] = []
         self._armed: set[str] = set()
+        self.outbox: Outbox | None = None
 
     # --- thespian entry point -------------------------------------------------
 
     def receiveMessage(self, msg: Any, sender: Any) -> ThespianWatch | None:
         try:
             self._receive(msg, sender)
+            if self.outbox is not None:
+                self.outbox.push_new(self)
             self._flush_lanes()
         except Exception:
             self._crash(msg)
@@ -149,6 +156,8 @@ class TitanActor(Actor):
             self._apply_directory(msg)
         elif isinstance(msg, StatusRequest):
             self.tell(sender, self.status(msg.req_id), via="thespian")
+        elif isinstance(msg, EventsStored) and self.outbox is not None:
+            self.outbox.acknowledge(msg.seqs)
         elif isinstance(msg, GetDirectory):
             self.tell(sender, self.directory, via="thespian")
         elif isinstance(msg, Ping):
@@ -185,8 +194,9 @@ class TitanActor(Actor):
         self.parent, self.restarts = sender, init.restarts
         self.lanes = LaneHub(engine_id=init.engine.engine_id, role=init.role)
         if init.directory is not None:
-            self._apply_directory(init.directory)
+            self._apply_directory(init.directory, notify=False)
         self.on_start()
+        self.on_directory()  # hooks see the first directory only once the actor is started
         self.started_at = time.time()
         if self.state == "starting":
             self.state = "running"
@@ -202,6 +212,12 @@ class TitanActor(Actor):
             host=self.engine.host,
             pgid=os.getpgid(0),
         )
+
+    def open_outbox(self, store: Store) -> Outbox:
+        """Events of this actor, kept in `store` until the NATS bridge has them."""
+        self.outbox = Outbox(store, self.role)
+        self.after(_OUTBOX_RESEND_S, _OUTBOX_TICK)
+        return self.outbox
 
     def crash_point(self, name: str) -> None:
         """Die here, as a SIGKILL would, if a chaos test armed this point."""
@@ -246,7 +262,7 @@ class TitanActor(Actor):
 
     # --- the directory ----------------------------------------------------------
 
-    def _apply_directory(self, directory: Directory) -> None:
+    def _apply_directory(self, directory: Directory, *, notify: bool = True) -> None:
         if directory.version < self.directory.version:
             return
         old = {p.role: p for p in self.directory.peers}
@@ -257,7 +273,11 @@ class TitanActor(Actor):
                 new = directory.get(role)
                 if new is None or new.lane != peer.lane:
                     self.lanes.forget(role)
-        self.on_directory()
+        bridge, before = directory.get("nats"), old.get("nats")
+        if self.outbox is not None and bridge is not None and (before is None or before.pid != bridge.pid):
+            self.outbox.push(self)  # a new bridge: hand it everything not yet acknowledged
+        if notify:
+            self.on_directory()
 
     def reply_now(self, peer: Any, msg: Any) -> bool:
         """`tell`, then write the lanes at once: the answer a peer waits for
@@ -330,6 +350,9 @@ class TitanActor(Actor):
         payload = msg.payload
         if payload == _FLUSH:
             self._flush_pending = False
+        elif payload == _OUTBOX_TICK and self.outbox is not None:
+            self.outbox.push(self, resend_after_s=_OUTBOX_RESEND_S)
+            self.after(_OUTBOX_RESEND_S, _OUTBOX_TICK)
         elif isinstance(payload, tuple) and payload and payload[0] == _RELAY_TIMEOUT:
             self._relay_timeout(payload[1])
         elif self.engine is not None:
@@ -353,6 +376,8 @@ class TitanActor(Actor):
                                   "peers": self.known_peers()}
         if self.lanes is not None:
             detail["lanes"] = {"sent": self.lanes.sent, "received": self.lanes.received}
+        if self.outbox is not None:
+            detail["outbox_depth"] = self.outbox.depth
         detail.update(self.status_detail())
         return StatusReply(
             role=self.role,

@@ -74,6 +74,7 @@ from titan_actors.venues.paper import (
     VenueOrder,
     VenueRejected,
 )
+from titan_actors.wire import subjects
 
 __all__ = ["OrderJournal", "VenueAdapter"]
 
@@ -125,6 +126,7 @@ class VenueAdapter(TitanActor):
         self.store = self.open_store(f"venues/{self.venue_name}")
         self.boots = count_boot(self.store)
         self.journal = OrderJournal(self.store)
+        self.open_outbox(self.store)
         self.venue: PaperVenue | None = None
         self.counts = {"staged": 0, "submitted": 0, "rejected": 0, "fills": 0}
         if self.exchange == "paper":
@@ -203,7 +205,7 @@ class VenueAdapter(TitanActor):
             self._answer_confirmed(order, msg.reply_to)
             return
         order = confirm(order, _now_ms())
-        self._commit([order])  # journal before the side effect
+        self._commit([order], [(order, None)])  # journal (and its event) before the side effect
         self.crash_point("adapter.after_journal")
         self._send_to_venue(order, msg.reply_to)
 
@@ -246,7 +248,7 @@ class VenueAdapter(TitanActor):
         except VenueRejected as exc:
             self.counts["rejected"] += 1
             rejected = with_status(order, "REJECTED", now, reason=exc.reason)
-            self._commit([rejected])
+            self._commit([rejected], [(rejected, None)])
             if reply_to is not None:
                 self.tell(reply_to, CommandRefused(order.signal_id, "CONFIRM", "VENUE_REJECTED", exc.reason))
             self._report(rejected, None)
@@ -256,7 +258,7 @@ class VenueAdapter(TitanActor):
         self.crash_point("adapter.after_venue")
         if reply_to is not None:
             self.reply_now(reply_to, OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
-        self._report(order, None)
+        self._report(order, None)  # SUBMITTED (its event was committed with the journal)
         self._after_changes(changes)
 
     def _resolve(self, order: Order, reply_to: str | None) -> None:
@@ -273,7 +275,7 @@ class VenueAdapter(TitanActor):
         else:
             reason = "not sent: the engine restarted before sending it and its ttl has passed"
             rejected = with_status(order, "REJECTED", _now_ms(), reason=reason)
-            self._commit([rejected])
+            self._commit([rejected], [(rejected, None)])
             if reply_to is not None:
                 self.tell(reply_to, CommandRefused(order.signal_id, "CONFIRM", "VENUE_REJECTED", reason))
             self._report(rejected, None)
@@ -369,7 +371,7 @@ class VenueAdapter(TitanActor):
                 order = replace(order, filled_qty=event.order.filled_qty, avg_price=event.order.avg_price)
             current[coid] = order
             changes.append((order, last_fill))
-        self._commit(list(current.values()))
+        self._commit(list(current.values()), changes)
         return changes
 
     def _after_changes(self, changes: list[tuple[Order, dict[str, Any] | None]]) -> None:
@@ -381,10 +383,15 @@ class VenueAdapter(TitanActor):
             elif order.leg != "entry" and order.filled_qty and self._flat(order.symbol):
                 self._cancel_exits(order.signal_id, order.symbol)
 
-    def _commit(self, orders: list[Order]) -> None:
+    def _commit(self, orders: list[Order], reported: list[tuple[Order, dict[str, Any] | None]] = ()) -> None:
+        """Orders, the venue's state and the events of `reported` changes: one batch."""
         puts: list[tuple[bytes, bytes]] = []
         deletes: list[bytes] = []
         writes = [w for order in orders for w in self.journal.writes(order)]
+        assert self.outbox is not None
+        for order, last_fill in reported:
+            writes += self.outbox.emit(subjects.report(order.symbol), _event_type(order.status),
+                                       order.symbol, _report_data(order, last_fill))
         if self.venue is not None:
             writes += self.venue.drain_writes()
         for key, value in writes:
@@ -413,7 +420,7 @@ class VenueAdapter(TitanActor):
         for exit_order in _exit_orders(entry, _now_ms()):
             if self.journal.get(exit_order.client_order_id) is not None:
                 continue  # placed already
-            self._commit([exit_order])
+            self._commit([exit_order], [(exit_order, None)])
             self._send_to_venue(exit_order, None)
 
     def _flat(self, symbol: str) -> bool:
@@ -425,6 +432,24 @@ class VenueAdapter(TitanActor):
                       if o.signal_id == signal_id and o.leg != "entry" and o.status not in ("", "SUBMITTED")]:
             if order.client_order_id in self.venue.open:
                 self._after_changes(self._apply(self.venue.cancel(order.client_order_id, _now_ms())))
+
+
+_EVENT_TYPES = {"SUBMITTED": "OrderSubmitted", "ACCEPTED": "OrderAccepted",
+                "PARTIALLY_FILLED": "OrderPartiallyFilled", "FILLED": "OrderFilled",
+                "CANCELED": "OrderCanceled", "REJECTED": "OrderRejected", "EXPIRED": "OrderExpired"}
+
+
+def _event_type(status: str) -> str:
+    return _EVENT_TYPES.get(status, "OrderUpdated")
+
+
+def _report_data(order: Order, last_fill: dict[str, Any] | None) -> dict[str, Any]:
+    return {"signal_id": order.signal_id, "client_order_id": order.client_order_id,
+            "order_id": order.order_id, "exchange": order.exchange, "side": order.side,
+            "order_type": order.order_type, "quantity": order.quantity, "price": order.price,
+            "status": order.status, "filled_qty": order.filled_qty, "avg_price": order.avg_price,
+            "fees": order.fees, "last_fill": last_fill, "leg": order.leg, "reason": order.reason,
+            "strategy_id": order.strategy_id, "phase": order.phase}
 
 
 def _venue_spec(order: Order) -> dict[str, Any]:

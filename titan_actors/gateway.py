@@ -40,15 +40,19 @@ from titan_actors.base import TitanActor, count_boot
 from titan_actors.domain.signals import Refusal, Request, parse_request
 from titan_actors.messages import (
     AbortOrder,
+    CancelByNats,
     CancelOrder,
     CheckOrder,
     CommandRefused,
+    CommandReply,
     ExecutionReport,
     OrderAborted,
     OrderAccepted,
     OrderCanceled,
     OrderPrepared,
+    PlaceOrder,
     SubmitOrder,
+    TradingStates,
 )
 from titan_actors.wire.fastpath import FrameError, FrameReader, decode_payload, encode_message, mac_ok
 
@@ -94,6 +98,10 @@ def serve_unix_socket(path: str) -> socket.socket:
     return sock
 
 
+#: Who waits for a reply: a connection id, or ("nats" | "place", correlation id).
+Target = int | tuple[str, str]
+
+
 @dataclass(slots=True)
 class _Conn:
     id: int
@@ -107,7 +115,7 @@ class _Conn:
 @dataclass(slots=True)
 class _Pending:
     deadline: float
-    waiters: list[tuple[int, Request]] = field(default_factory=list)
+    waiters: list[tuple[Target, Request]] = field(default_factory=list)
 
 
 class IpcGateway(TitanActor):
@@ -130,7 +138,7 @@ class IpcGateway(TitanActor):
         self.by_id: dict[int, _Conn] = {}
         self._ids = itertools.count(1)
         self.pending: dict[tuple[str, str], _Pending] = {}
-        self.held: dict[str, list[tuple[int, Request]]] = {}
+        self.held: dict[str, list[tuple[Target, Request]]] = {}
         self.confirmed_by: dict[str, int] = {}
         self.trading_state = "ACTIVE"
         self.counts = {"requests": 0, "replies": 0, "executions": 0, "busy": 0, "internal": 0}
@@ -260,25 +268,26 @@ class IpcGateway(TitanActor):
             self._send(conn, _echo(parsed, {"type": "PONG", "engine_ts": _now_ms(),
                                             "trading_state": self.trading_state}))
             return
-        key = (parsed.signal_id, parsed.type)
-        stored = self._stored(key)
-        if stored is not None:
-            self._send(conn, _echo(parsed, {**stored, "duplicate": True}))
-            return
-        if key in self.pending:
-            conn.in_flight += 1
-            self.pending[key].waiters.append((conn.id, parsed))
-            return
         if conn.in_flight >= self.max_in_flight:
             self.counts["busy"] += 1
             self._send(conn, _echo(parsed, _rejected("BUSY", f"{conn.in_flight} requests in flight")))
             return
-        if parsed.type in ("CONFIRM", "ABORT", "CANCEL") and (parsed.signal_id, "PREPARE") in self.pending:
-            conn.in_flight += 1
-            self.held.setdefault(parsed.signal_id, []).append((conn.id, parsed))
+        self._submit(conn.id, parsed)
+
+    def _submit(self, target: Target, req: Request) -> None:
+        """One request from a connection (its id) or a NATS command (a tuple)."""
+        key = (req.signal_id, req.type)
+        stored = self._stored(key)
+        if stored is not None:
+            self._deliver(target, req, {**stored, "duplicate": True})
             return
-        conn.in_flight += 1
-        self._route(conn.id, parsed)
+        self._count(target, +1)
+        if key in self.pending:
+            self.pending[key].waiters.append((target, req))
+        elif req.type in ("CONFIRM", "ABORT", "CANCEL") and (req.signal_id, "PREPARE") in self.pending:
+            self.held.setdefault(req.signal_id, []).append((target, req))
+        else:
+            self._route(target, req)
 
     def _refuse_unparsed(self, conn: _Conn, obj: dict[str, Any], refusal: Refusal) -> None:
         reply = _rejected(refusal.code, refusal.reason)
@@ -296,9 +305,9 @@ class IpcGateway(TitanActor):
             self._persist((signal_id, kind), reply)
         self._send(conn, reply)
 
-    def _route(self, conn_id: int, req: Request) -> None:
+    def _route(self, target: Target, req: Request) -> None:
         key = (req.signal_id, req.type)
-        self.pending[key] = _Pending(time.monotonic() + self.timeout_s, [(conn_id, req)])
+        self.pending[key] = _Pending(time.monotonic() + self.timeout_s, [(target, req)])
         if req.type == "PREPARE":
             sent = self.tell("risk", CheckOrder(req.intent, self.role))
             if not sent:
@@ -326,6 +335,13 @@ class IpcGateway(TitanActor):
             self._on_outcome(msg)
         elif isinstance(msg, ExecutionReport):
             self._on_execution(msg)
+        elif isinstance(msg, PlaceOrder):
+            intent = msg.intent
+            self._submit(("place", msg.corr), Request("PREPARE", intent.signal_id, _now_ms(), None, intent))
+        elif isinstance(msg, CancelByNats):
+            self._submit(("nats", msg.corr), Request("CANCEL", msg.signal_id, _now_ms(), None))
+        elif isinstance(msg, TradingStates):
+            self.trading_state = msg.states.get("global", "ACTIVE")
         else:
             super().handle(msg, sender)
         self._flush_all()
@@ -339,44 +355,50 @@ class IpcGateway(TitanActor):
             self._persist(key, reply)
         pending = self.pending.pop(key, None)
         if pending is not None:
-            for conn_id, req in pending.waiters:
-                self._answer(conn_id, req, reply)
-                if msg.command == "CONFIRM" and isinstance(msg, OrderAccepted):
-                    self.confirmed_by[msg.signal_id] = conn_id
+            for target, req in pending.waiters:
+                if msg.command == "CONFIRM" and isinstance(msg, OrderAccepted) and isinstance(target, int):
+                    self.confirmed_by[msg.signal_id] = target
+                self._answer(target, req, reply)
         if msg.command == "PREPARE":
-            for conn_id, req in self.held.pop(msg.signal_id, []):
-                conn = self.by_id.get(conn_id)
-                if conn is not None:
-                    conn.in_flight -= 1
-                    self._on_request_again(conn, req)
+            for target, req in self.held.pop(msg.signal_id, []):
+                self._count(target, -1)
+                self._submit(target, req)
 
-    def _on_request_again(self, conn: _Conn, req: Request) -> None:
-        stored = self._stored((req.signal_id, req.type))
-        if stored is not None:
-            self._send(conn, _echo(req, {**stored, "duplicate": True}))
+    def _answer(self, target: Target, req: Request, reply: dict[str, Any]) -> None:
+        self._count(target, -1)
+        self._deliver(target, req, reply)
+
+    def _count(self, target: Target, delta: int) -> None:
+        conn = self.by_id.get(target) if isinstance(target, int) else None
+        if conn is not None:
+            conn.in_flight += delta
+
+    def _deliver(self, target: Target, req: Request, reply: dict[str, Any]) -> None:
+        reply = _echo(req, dict(reply))
+        if isinstance(target, int):
+            conn = self.by_id.get(target)
+            if conn is not None:  # else the sender left; a resend gets the persisted outcome
+                self._send(conn, reply)
             return
-        conn.in_flight += 1
-        if (req.signal_id, req.type) in self.pending:
-            self.pending[(req.signal_id, req.type)].waiters.append((conn.id, req))
-        else:
-            self._route(conn.id, req)
-
-    def _answer(self, conn_id: int, req: Request, reply: dict[str, Any]) -> None:
-        conn = self.by_id.get(conn_id)
-        if conn is None:
-            return  # the sender left; a resend gets the persisted outcome
-        conn.in_flight -= 1
-        self._send(conn, _echo(req, dict(reply)))
+        kind, corr = target
+        if kind == "place" and reply["type"] == "PREPARED":
+            # NATS place: prepared, now confirm in the same step.
+            confirm = Request("CONFIRM", req.signal_id, req.ts, None)
+            self._submit(("nats", corr), confirm)
+            return
+        reply.pop("req_id", None)
+        reply["ts"] = _now_ms()
+        self.tell("nats", CommandReply(corr, reply))
 
     def _settle_internal(self, key: tuple[str, str], reason: str) -> None:
         pending = self.pending.pop(key, None)
         if pending is None:
             return
         self.counts["internal"] += 1
-        for conn_id, req in pending.waiters:
-            self._answer(conn_id, req, _rejected("INTERNAL", reason))
-        for conn_id, req in self.held.pop(key[0], []) if key[1] == "PREPARE" else ():
-            self._answer(conn_id, req, _rejected("INTERNAL", "its PREPARE did not finish in time"))
+        for target, req in pending.waiters:
+            self._answer(target, req, _rejected("INTERNAL", reason))
+        for target, req in self.held.pop(key[0], []) if key[1] == "PREPARE" else ():
+            self._answer(target, req, _rejected("INTERNAL", "its PREPARE did not finish in time"))
 
     def _on_execution(self, report: ExecutionReport) -> None:
         conn = self.by_id.get(self.confirmed_by.get(report.signal_id, 0))

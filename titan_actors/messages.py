@@ -12,13 +12,16 @@ from typing import Any
 
 __all__ = [
     "AbortOrder",
+    "CancelByNats",
     "CancelOrder",
     "CheckOrder",
     "ChildSpec",
     "ChildStarted",
     "CommandRefused",
+    "CommandReply",
     "Directory",
     "EngineInfo",
+    "EventsStored",
     "ExecutionReport",
     "GetDirectory",
     "Init",
@@ -33,10 +36,14 @@ __all__ = [
     "PeerDown",
     "PeerUp",
     "Ping",
+    "PlaceOrder",
     "Pong",
     "PriceUpdate",
+    "PriceUpdates",
+    "PublishEvents",
     "Relay",
     "RelayResult",
+    "SetTradingState",
     "StageOrder",
     "StartChild",
     "StartChildResult",
@@ -45,6 +52,8 @@ __all__ = [
     "StopTree",
     "StoppedNormally",
     "SubmitOrder",
+    "TradingStateSet",
+    "TradingStates",
     "TreeStatus",
     "TreeStatusRequest",
     "TreeStopped",
@@ -207,6 +216,7 @@ class TreeStatusRequest:
     """Ask the root for the status of every actor in the directory."""
 
     timeout_s: float = 1.0
+    req_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +229,7 @@ class TreeStatus:
     actors: tuple[StatusReply, ...]
     missing: tuple[str, ...]
     gave_up: bool = False
+    req_id: str = ""
 
 
 # --- diagnostics over the directory ---------------------------------------------
@@ -416,3 +427,79 @@ class PriceUpdate:
     ask: float
     last: float
     ts: int
+
+
+# --- events and the NATS bridge ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PublishEvents:
+    """Producer → bridge: store these events and publish them (re-sent until
+    acknowledged by `EventsStored`)."""
+
+    source: str
+    events: tuple[Any, ...]  # wire.events.Event
+
+
+@dataclass(frozen=True, slots=True)
+class EventsStored:
+    """Bridge → producer: these seqs of `source` are in the bridge's store."""
+
+    source: str
+    seqs: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PriceUpdates:
+    """The latest quote per symbol since the last batch (coalesced)."""
+
+    quotes: tuple[PriceUpdate, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SetTradingState:
+    """Operator: set the trading state of a scope (`global`, `venue:NAME`,
+    `symbol:SYMBOL`); `mode` ACTIVE lifts it (resume)."""
+
+    mode: str
+    scope: str
+    reason: str
+    operator: str
+    corr: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TradingStateSet:
+    corr: str
+    scope: str
+    trading_state: str
+    states: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class TradingStates:
+    """Risk guard → gateway (and anyone): every scope's state now."""
+
+    states: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    """NATS place command: PREPARE and CONFIRM in one step, through the gateway."""
+
+    intent: Any
+    corr: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelByNats:
+    signal_id: str
+    corr: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReply:
+    """Gateway or risk guard → bridge: the reply object of a NATS command."""
+
+    corr: str
+    reply: dict[str, Any]

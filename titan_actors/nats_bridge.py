@@ -1,26 +1,83 @@
-"""The NATS bridge actor: the engine's only NATS client.
+"""The NATS bridge actor: the engine's only NATS client
+(shared/spec/nats-subjects.md).
 
-nats-py runs in an `AsyncHost` loop thread; connection events come back to
-the actor thread through the host's socketpair. The bridge connects to
-`url` and reconnects forever with backoff (also when the first connect
-fails: a nats-server that starts later is picked up). Its status shows
-whether it is connected.
+nats-py runs in an `AsyncHost` loop thread; everything that changes the
+bridge's state happens in the actor thread, reached through the host's
+socketpair.
 
-Commands, events and market data come with the NATS issue.
+**Events.** Producers send `PublishEvents`; the bridge writes each event to
+its store (`ev:<source>:<seq>`, once), answers `EventsStored`, and publishes
+it to JetStream with `Nats-Msg-Id` = `event_id`. An event leaves the store
+only on its PubAck. Whatever is stored and not acknowledged is published
+again every second and after every (re)connection and restart, and the
+stream's duplicate window (15 min) makes a re-publish store nothing twice.
+The stream `TITAN_EXECUTION` is created (or updated) on every connection.
+
+**Commands** (core NATS request/reply): header `Titan-Signature` = hex
+HMAC-SHA256 of the body, `ts` in the body within the replay window. Place
+and cancel go to the gateway (FastPath idempotency applies), halt and resume
+to the risk guard, status to the root. Errors are `{"error": CODE, ...}`:
+`BAD_SIGNATURE`, `STALE`, `INVALID` (with `reason`), `UNAVAILABLE` when the
+actor behind the command is restarting or does not answer within 5 s.
+
+**Market data.** Ticker and book messages are parsed and coalesced in the
+loop thread (the newest quote per symbol wins) and handed to the actor every
+20 ms as one `PriceUpdates` per peer: the risk guard, the position actor of
+each symbol, every venue adapter. A flood of ticks costs this process, not
+the actor system.
+
+Failure: nats-py reconnects forever; while disconnected, events wait in the
+store and commands cannot arrive. A callback that raises crashes the bridge
+(let it crash); its store keeps every unpublished event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
+import time
+import uuid
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from titan_actors.aiohost import AsyncHost
 from titan_actors.base import TitanActor, count_boot
+from titan_actors.domain.signals import Refusal, parse_intent
+from titan_actors.messages import (
+    CancelByNats,
+    CommandReply,
+    EventsStored,
+    PlaceOrder,
+    PriceUpdate,
+    PriceUpdates,
+    PublishEvents,
+    SetTradingState,
+    TradingStateSet,
+    TreeStatus,
+    TreeStatusRequest,
+)
+from titan_actors.wire import subjects
+from titan_actors.wire.events import Event
 
-__all__ = ["NatsBridge", "connect_options"]
+__all__ = ["NatsBridge", "connect_options", "sign_command"]
 
 log = logging.getLogger(__name__)
+
+_TICK = "nats:tick"
+_TICK_S = 0.25
+_REPUBLISH_S = 1.0
+_COMMAND_TIMEOUT_S = 5.0
+_QUOTE_FLUSH_S = 0.02
+_PUBLISH_CHUNK = 500
+MODES = ("HALTED", "REDUCING")
+
+
+def sign_command(secret: bytes, body: bytes) -> str:
+    return hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
 def connect_options(config: dict[str, Any]) -> dict[str, Any]:
@@ -29,7 +86,7 @@ def connect_options(config: dict[str, Any]) -> dict[str, Any]:
         "servers": [config["url"]],
         "allow_reconnect": True,
         "max_reconnect_attempts": -1,
-        "reconnect_time_wait": 0.5,
+        "reconnect_time_wait": 0.25,
         "connect_timeout": 2,
         "name": "titan-execution",
     }
@@ -51,18 +108,40 @@ def connect_options(config: dict[str, Any]) -> dict[str, Any]:
     return opts
 
 
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 class NatsBridge(TitanActor):
     needs = ("gateway", "risk", "positions", "venue:")
 
     def on_start(self) -> None:
         self.store = self.open_store("bridge")
         self.boots = count_boot(self.store)
+        assert self.engine is not None
+        cfg = self.config
+        self.secret = _fastpath_secret(cfg, self.engine.data_dir)
+        self.operator_secret = cfg["operator_secret"].encode() if cfg.get("operator_secret") else self.secret
+        self.window_ms = int(cfg.get("replay_window_ms", 5000))
+        self.stream = cfg.get("stream", "TITAN_EXECUTION")
+        self.venues = {n: frozenset(s) for n, s in cfg.get("venues", {}).items()}
+        self.default_venue = cfg.get("default_venue", "paper")
+        self.unsent: dict[bytes, Event] = {k: Event.from_json(v) for k, v in self.store.items(b"ev:")}
+        self.inflight: set[bytes] = set()
+        self.waiting: dict[str, tuple[str, float]] = {}
+        self.counts = {"stored": 0, "published": 0, "commands": 0, "quotes": 0, "publish_errors": 0}
         self.connected = False
         self.connects = 0
         self.last_error = ""
         self.nc: Any = None
+        self.js: Any = None
+        self._latest: dict[str, PriceUpdate] = {}
+        self._flush_scheduled = False
         self.aio = AsyncHost(name="titan-nats")
-        self.aio.submit(self._connect_forever(), self._on_connect_done)
+        self.aio.submit(self._connect_forever(), self._on_connected)
+        self.after(_TICK_S, _TICK)
+
+    # --- connection -----------------------------------------------------------------
 
     async def _connect_forever(self) -> Any:
         import nats
@@ -74,11 +153,29 @@ class NatsBridge(TitanActor):
         delay = 0.1
         while True:
             try:
-                return await nats.connect(**opts)
+                nc = await nats.connect(**opts)
+                break
             except Exception as exc:  # no server yet: keep trying, the engine runs on
                 self.aio.post(self._note_error, f"connect: {exc!r}")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        js = nc.jetstream()
+        await self._ensure_stream(js)
+        for subject in subjects.COMMANDS:
+            await nc.subscribe(subject, queue="titan", cb=self._on_command_msg)
+        await nc.subscribe(f"{subjects.MARKET_TICKER}.*", cb=self._on_ticker_msg)
+        await nc.subscribe(f"{subjects.MARKET_BOOK}.*", cb=self._on_book_msg)
+        return nc, js
+
+    async def _ensure_stream(self, js: Any) -> None:
+        from nats.js.api import StorageType, StreamConfig
+
+        config = StreamConfig(name=self.stream, subjects=list(subjects.EVENT_SUBJECTS),
+                              storage=StorageType.FILE, duplicate_window=900.0)
+        try:
+            await js.add_stream(config)
+        except Exception:  # exists with another configuration: bring it to ours
+            await js.update_stream(config)
 
     def _cb(self, fn: Any) -> Any:
         async def callback() -> None:
@@ -89,12 +186,14 @@ class NatsBridge(TitanActor):
     async def _error_cb(self, exc: Exception) -> None:
         self.aio.post(self._note_error, repr(exc))
 
-    def _on_connect_done(self, nc: Any, error: BaseException | None) -> None:
+    def _on_connected(self, result: Any, error: BaseException | None) -> None:
         if error is not None:
             raise error
-        self.nc, self.connected = nc, True
+        self.nc, self.js = result
+        self.connected = True
         self.connects += 1
         log.info("nats bridge connected to %s", self.config["url"])
+        self._publish_unsent()
 
     def _on_disconnected(self) -> None:
         self.connected = False
@@ -102,6 +201,9 @@ class NatsBridge(TitanActor):
     def _on_reconnected(self) -> None:
         self.connected = True
         self.connects += 1
+        # A restarted server may have lost a stream it had not synced: make sure.
+        self.aio.submit(self._ensure_stream(self.js), lambda _r, e: e and self._note_error(repr(e)))
+        self._publish_unsent()
 
     def _note_error(self, text: str) -> None:
         self.last_error = text
@@ -122,11 +224,287 @@ class NatsBridge(TitanActor):
                 log.warning("nats bridge: close failed: %r", exc)
         self.aio.stop()
 
+    # --- events ---------------------------------------------------------------------
+
+    def handle(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, PublishEvents):
+            self._store_events(msg, sender)
+        elif isinstance(msg, CommandReply):
+            self._respond(msg.corr, msg.reply)
+        elif isinstance(msg, TradingStateSet):
+            self._respond(msg.corr, {"trading_state": msg.trading_state, "scope": msg.scope,
+                                     "states": msg.states})
+        elif isinstance(msg, TreeStatus):
+            self._respond(msg.req_id, _status_reply(msg))
+        else:
+            super().handle(msg, sender)
+
+    def _store_events(self, msg: PublishEvents, sender: Any) -> None:
+        puts = []
+        for event in msg.events:
+            key = _event_key(event)
+            if key not in self.unsent and self.store.get(key) is None:
+                self.unsent[key] = event
+                puts.append((key, event.to_json()))
+        if puts:
+            self.store.write_batch(puts)
+            self.counts["stored"] += len(puts)
+        # Acknowledged whether new or seen: the producer may drop them now.
+        self.tell(sender, EventsStored(msg.source, tuple(e.seq for e in msg.events)))
+        if puts:
+            self._publish_unsent()
+
+    def _publish_unsent(self) -> None:
+        if not self.connected or self.js is None:
+            return
+        keys = sorted(k for k in self.unsent if k not in self.inflight)
+        for start in range(0, len(keys), _PUBLISH_CHUNK):
+            chunk = keys[start:start + _PUBLISH_CHUNK]
+            self.inflight.update(chunk)
+            batch = [(k, self.unsent[k]) for k in chunk]
+            self.aio.submit(self._publish(batch), lambda result, error, chunk=chunk:
+                            self._on_published(chunk, result, error))
+
+    async def _publish(self, batch: list[tuple[bytes, Event]]) -> list[bool]:
+        js = self.js
+
+        async def one(event: Event) -> bool:
+            await js.publish(event.subject, event.envelope(), timeout=5,
+                             headers={"Nats-Msg-Id": event.event_id})
+            return True
+
+        results = await asyncio.gather(*(one(e) for _k, e in batch), return_exceptions=True)
+        return [r is True for r in results]
+
+    def _on_published(self, chunk: list[bytes], result: list[bool] | None,
+                      error: BaseException | None) -> None:
+        self.inflight.difference_update(chunk)
+        if error is not None or result is None:
+            self.counts["publish_errors"] += len(chunk)
+            self.last_error = f"publish: {error!r}"
+            return
+        acked = [k for k, ok in zip(chunk, result, strict=True) if ok]
+        self.counts["publish_errors"] += len(chunk) - len(acked)
+        for key in acked:
+            self.unsent.pop(key, None)
+        if acked:
+            self.store.write_batch((), deletes=acked)
+            self.counts["published"] += len(acked)
+
+    def on_wakeup(self, payload: Any) -> None:
+        if payload != _TICK:
+            return
+        now = time.monotonic()
+        if self.connected and self.unsent and now - getattr(self, "_last_republish", 0.0) >= _REPUBLISH_S:
+            self._last_republish = now
+            self._publish_unsent()
+        for corr, (_reply_to, deadline) in list(self.waiting.items()):
+            if deadline <= now:
+                self._respond(corr, {"error": "UNAVAILABLE",
+                                     "reason": "the engine part behind this command did not answer in time"})
+        self.after(_TICK_S, _TICK)
+
+    # --- commands -------------------------------------------------------------------
+
+    async def _on_command_msg(self, msg: Any) -> None:
+        self.aio.post(self._on_command, msg.subject, msg.data, dict(msg.headers or {}), msg.reply)
+
+    def _on_command(self, subject: str, body: bytes, headers: dict[str, str], reply_to: str) -> None:
+        self.counts["commands"] += 1
+        if not reply_to:
+            return
+        corr = uuid.uuid4().hex
+        self.waiting[corr] = (reply_to, time.monotonic() + _COMMAND_TIMEOUT_S)
+        error = self._check(subject, body, headers)
+        if error is not None:
+            self._respond(corr, error)
+            return
+        command = orjson.loads(body)
+        route = {
+            subjects.CMD_PLACE: self._place, subjects.CMD_CANCEL: self._cancel,
+            subjects.CMD_HALT: self._halt, subjects.CMD_RESUME: self._resume,
+            subjects.CMD_STATUS: self._status,
+        }[subject]
+        route(corr, command)
+
+    def _check(self, subject: str, body: bytes, headers: dict[str, str]) -> dict[str, Any] | None:
+        operator = subject in (subjects.CMD_HALT, subjects.CMD_RESUME, subjects.CMD_STATUS)
+        secret = self.operator_secret if operator else self.secret
+        given = headers.get("Titan-Signature", "")
+        expected = sign_command(secret, body).encode()
+        if not isinstance(given, str) or not hmac.compare_digest(expected, given.lower().encode()):
+            return {"error": "BAD_SIGNATURE"}
+        try:
+            command = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return {"error": "INVALID", "reason": "the body is not JSON"}
+        if not isinstance(command, dict):
+            return {"error": "INVALID", "reason": "the body is not a JSON object"}
+        ts = command.get("ts")
+        if not isinstance(ts, int) or isinstance(ts, bool):
+            return {"error": "INVALID", "reason": "ts: must be an integer (ms since the Unix epoch)"}
+        if abs(_now_ms() - ts) > self.window_ms:
+            return {"error": "STALE"}
+        return None
+
+    def _place(self, corr: str, command: dict[str, Any]) -> None:
+        intent = parse_intent(command, venues=self.venues, default_venue=self.default_venue)
+        if isinstance(intent, Refusal):
+            self._respond(corr, {"error": "INVALID", "reason": intent.reason})
+            return
+        self._forward(corr, "gateway", PlaceOrder(intent, corr))
+
+    def _cancel(self, corr: str, command: dict[str, Any]) -> None:
+        signal_id = command.get("signal_id")
+        if not isinstance(signal_id, str) or not signal_id:
+            self._respond(corr, {"error": "INVALID", "reason": "signal_id: missing"})
+            return
+        self._forward(corr, "gateway", CancelByNats(signal_id, corr))
+
+    def _halt(self, corr: str, command: dict[str, Any]) -> None:
+        mode = command.get("mode")
+        if mode not in MODES:
+            self._respond(corr, {"error": "INVALID", "reason": "mode: must be HALTED or REDUCING"})
+            return
+        self._set_state(corr, command, mode)
+
+    def _resume(self, corr: str, command: dict[str, Any]) -> None:
+        self._set_state(corr, command, "ACTIVE")
+
+    def _set_state(self, corr: str, command: dict[str, Any], mode: str) -> None:
+        for field in ("reason", "operator"):
+            if not isinstance(command.get(field), str) or not command[field]:
+                self._respond(corr, {"error": "INVALID", "reason": f"{field}: missing"})
+                return
+        scope = command.get("scope", "global")
+        if not isinstance(scope, str) or not _valid_scope(scope):
+            self._respond(corr, {"error": "INVALID",
+                                 "reason": "scope: must be global, venue:NAME or symbol:SYMBOL"})
+            return
+        state = SetTradingState(mode, scope, command["reason"], command["operator"], corr)
+        self._forward(corr, "risk", state)
+
+    def _status(self, corr: str, _command: dict[str, Any]) -> None:
+        self._forward(corr, "root", TreeStatusRequest(timeout_s=1.5, req_id=corr), via="thespian")
+
+    def _forward(self, corr: str, role: str, msg: Any, via: str = "lane") -> None:
+        if not self.tell(role, msg, via=via):
+            self._respond(corr, {"error": "UNAVAILABLE", "reason": f"{role} is restarting; try again"})
+
+    def _respond(self, corr: str, reply: dict[str, Any]) -> None:
+        waiting = self.waiting.pop(corr, None)
+        if waiting is None or self.nc is None:
+            return
+        reply_to, _deadline = waiting
+        self.aio.submit(self.nc.publish(reply_to, orjson.dumps(reply)))
+
+    # --- market data -----------------------------------------------------------------
+
+    async def _on_ticker_msg(self, msg: Any) -> None:
+        quote = _ticker(msg.data)
+        if quote is not None:
+            self._coalesce(quote)
+
+    async def _on_book_msg(self, msg: Any) -> None:
+        quote = _book(msg.data)
+        if quote is not None:
+            self._coalesce(quote)
+
+    def _coalesce(self, quote: PriceUpdate) -> None:
+        """Loop thread: keep only the newest quote per symbol until the next flush."""
+        self._latest[quote.symbol] = quote
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.aio.loop.call_later(_QUOTE_FLUSH_S, self._flush_quotes)
+
+    def _flush_quotes(self) -> None:
+        latest, self._latest = self._latest, {}
+        self._flush_scheduled = False
+        self.aio.post(self._send_quotes, tuple(latest.values()))
+
+    def _send_quotes(self, quotes: tuple[PriceUpdate, ...]) -> None:
+        self.counts["quotes"] += len(quotes)
+        everything = PriceUpdates(quotes)
+        self.tell("risk", everything)
+        for peer in self.directory.peers:
+            if peer.role.startswith("venue:"):
+                self.tell(peer.role, everything)
+        for quote in quotes:
+            role = f"position:{quote.symbol}"
+            if self.directory.get(role) is not None:
+                self.tell(role, PriceUpdates((quote,)))
+
+    # --- status ---------------------------------------------------------------------
+
     def status_detail(self) -> dict[str, Any]:
+        oldest = min((e.ts for e in self.unsent.values()), default=None)
         return {
-            "boots": self.boots,
-            "url": self.config["url"],
-            "connected": self.connected,
-            "connects": self.connects,
-            "last_error": self.last_error,
+            "boots": self.boots, "url": self.config["url"], "connected": self.connected,
+            "connects": self.connects, "last_error": self.last_error, "outbox_depth": len(self.unsent),
+            "oldest_unsent_ms": _now_ms() - oldest if oldest is not None else None,
+            "stream": self.stream, **self.counts,
         }
+
+
+def _fastpath_secret(config: dict[str, Any], data_dir: str) -> bytes:
+    if config.get("hmac_secret"):
+        return config["hmac_secret"].encode()
+    return (Path(data_dir) / "hmac.secret").read_bytes().strip()
+
+
+def _event_key(event: Event) -> bytes:
+    return f"ev:{event.source}:{event.seq:016d}".encode()
+
+
+def _valid_scope(scope: str) -> bool:
+    kind, _, name = scope.partition(":")
+    return scope == "global" or (kind in ("venue", "symbol") and bool(name))
+
+
+def _positive(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        return None
+    return float(value)
+
+
+def _ticker(data: bytes) -> PriceUpdate | None:
+    try:
+        body = orjson.loads(data)
+        symbol = body["symbol"]
+        bid, ask = _positive(body.get("bid")), _positive(body.get("ask"))
+        last = _positive(body.get("last"))
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    if not isinstance(symbol, str) or bid is None or ask is None:
+        return None
+    return PriceUpdate(symbol, bid, ask, last or (bid + ask) / 2, int(body.get("ts") or _now_ms()))
+
+
+def _book(data: bytes) -> PriceUpdate | None:
+    try:
+        body = orjson.loads(data)
+        symbol = body["symbol"]
+        bid = _positive(body["bids"][0][0])
+        ask = _positive(body["asks"][0][0])
+    except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
+        return None
+    if not isinstance(symbol, str) or bid is None or ask is None:
+        return None
+    return PriceUpdate(symbol, bid, ask, (bid + ask) / 2, int(body.get("ts") or _now_ms()))
+
+
+def _status_reply(tree: TreeStatus) -> dict[str, Any]:
+    actors = [{"role": a.role, "pid": a.pid, "restarts": a.restarts, "state": a.state}
+              for a in sorted(tree.actors, key=lambda a: a.role)]
+    risk = next((a for a in tree.actors if a.role == "risk"), None)
+    venues = [{"venue": a.role.split(":", 1)[1], "state": a.state,
+               "positions": a.detail.get("positions", {}), "open_orders": a.detail.get("open_orders", 0)}
+              for a in tree.actors if a.role.startswith("venue:")]
+    positions = [{"symbol": a.role.split(":", 1)[1], **{k: v for k, v in a.detail.items()
+                                                        if k not in ("peers", "lanes", "directory_version")}}
+                 for a in tree.actors if a.role.startswith("position:")]
+    return {
+        "trading_state": risk.detail.get("trading_state", "UNKNOWN") if risk else "UNKNOWN",
+        "states": risk.detail.get("states", {}) if risk else {},
+        "actors": actors, "missing": list(tree.missing), "venues": venues, "positions": positions,
+    }

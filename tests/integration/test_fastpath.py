@@ -404,8 +404,7 @@ def _connects(path: str) -> bool:
 
 def test_a_connection_closed_by_the_engine_raises_connection_closed(shared: RunningEngine) -> None:
     with shared.client() as client:
-        client.send_raw(struct.pack(">I", 1))
-        client.send_raw(b"\x00" * 8)
+        client.send_raw(struct.pack(">I", 1) + b"\x00" * 8)
         client.recv_unmatched(3)
         with pytest.raises(ConnectionClosed):
             client.ping()
