@@ -68,6 +68,7 @@ from titan_actors.messages import (
     TreeStopped,
 )
 from titan_actors.procs import pid_alive
+from titan_actors.wire import subjects
 
 __all__ = ["Supervisor"]
 
@@ -122,6 +123,9 @@ class Supervisor(TitanActor):
             importlib.import_module(module)
         for spec in cfg.get("children", ()):
             self._add_child(spec)
+        # In memory: a supervisor forks, so it opens no store; the source names
+        # this incarnation so that seqs never repeat under one source.
+        self.open_outbox(None, f"{self.role}@{int(self.started_at_ms())}")
         if self.is_root:
             self._peers: dict[str, Peer] = {self.role: self.my_peer()}
             self._publish()
@@ -276,9 +280,17 @@ class Supervisor(TitanActor):
             return
         child.state, child.pid, child.started_at = "running", msg.peer.pid, msg.started_at
         child.start_failures = 0
+        self._actor_event("ActorRestarted" if child.restarts else "ActorStarted", child, "started")
         self._report_up(msg.peer, via=None)
         self._end(child.spec.id)
         self._advance()
+
+    def _actor_event(self, kind: str, child: _Child, reason: str) -> None:
+        assert self.outbox is not None
+        self.outbox.emit(subjects.SYSTEM_ACTOR, kind, None, {
+            "role": child.spec.id, "pid": child.pid, "restarts": child.restarts, "reason": reason,
+            "supervisor": self.role,
+        })
 
     def _sweep_children(self) -> None:
         """Thespian loses a `ChildActorExited` when several children die at
@@ -294,6 +306,10 @@ class Supervisor(TitanActor):
         if child is None:
             return
         was = child.state
+        reason = "stopped" if was == "stopping" else ("failed at start" if was == "starting" else "crashed")
+        if child.normal_exit:
+            reason = "normal"
+        self._actor_event("ActorExited", child, reason)
         child.state, child.address, child.pid = "stopped", None, 0
         self._report_down((child.spec.id, *sorted(child.subtree)))
         child.subtree.clear()

@@ -213,11 +213,14 @@ class TitanActor(Actor):
             pgid=os.getpgid(0),
         )
 
-    def open_outbox(self, store: Store) -> Outbox:
+    def open_outbox(self, store: Store | None, source: str | None = None) -> Outbox:
         """Events of this actor, kept in `store` until the NATS bridge has them."""
-        self.outbox = Outbox(store, self.role)
+        self.outbox = Outbox(store, source or self.role)
         self.after(_OUTBOX_RESEND_S, _OUTBOX_TICK)
         return self.outbox
+
+    def started_at_ms(self) -> int:
+        return time.time_ns() // 1_000_000 if not self.started_at else int(self.started_at * 1000)
 
     def crash_point(self, name: str) -> None:
         """Die here, as a SIGKILL would, if a chaos test armed this point."""

@@ -103,7 +103,15 @@ def _announce(engine: Any) -> None:
 
 
 def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[str, Any]:
-    from titan_actors.messages import InjectFault, PriceUpdate, Relay, RelayResult, StatusRequest
+    from titan_actors.messages import (
+        InjectFault,
+        PriceUpdate,
+        Relay,
+        RelayResult,
+        SetTradingState,
+        StatusRequest,
+        TradingStateSet,
+    )
 
     cmd = request.get("cmd")
     if cmd == "status":
@@ -125,6 +133,14 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
             # Armed before we answer: thespian keeps the order of one sender's messages.
             engine.ask_role(str(request["role"]), StatusRequest(), timeout=3.0)
         return {"ok": True}
+    if cmd == "trading_state":
+        state = SetTradingState(str(request["mode"]), str(request["scope"]), str(request["reason"]),
+                                str(request["operator"]))
+        reply = engine.ask_role("risk", state, timeout=5.0)
+        if not isinstance(reply, TradingStateSet):
+            return {"ok": False, "error": "the risk guard did not answer; the state is not known to be set"}
+        return {"ok": True, "trading_state": reply.trading_state, "scope": reply.scope,
+                "states": reply.states}
     if cmd == "price":
         quote = PriceUpdate(str(request["symbol"]), float(request["bid"]), float(request["ask"]),
                             float(request["last"]), int(time.time() * 1000))
@@ -263,6 +279,51 @@ def cmd_bench_fastpath(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- titan halt / resume / events ----------------------------------------------------
+
+
+def cmd_trading_state(args: argparse.Namespace) -> int:
+    from titan_actors.domain.trading_state import valid_scope
+
+    config = _config(args)
+    if not valid_scope(args.scope):
+        return _fail("--scope: must be global, venue:NAME or symbol:SYMBOL", EXIT_USAGE)
+    mode = args.mode if args.command == "halt" else "ACTIVE"
+    request = {"cmd": "trading_state", "mode": mode, "scope": args.scope, "reason": args.reason,
+               "operator": args.operator}
+    try:
+        reply = control_request(config.data_dir, request)
+    except EngineNotRunning as exc:
+        return _fail(str(exc))
+    except ControlError as exc:
+        return _fail(f"{args.command} failed: {exc}")
+    reply.pop("ok", None)
+    print(json.dumps(reply))
+    return 0
+
+
+def cmd_events_tail(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from supervisors.bootstrap import read_engine_file
+    from titan_actors.events_tail import TailError, parse_since, tail
+    from titan_actors.wire.subjects import EVENT_SUBJECTS
+
+    config = _config(args)
+    url = args.nats_url or config["nats.url"] or (read_engine_file(config.data_dir) or {}).get("nats_url")
+    if not url:
+        return _fail("no NATS URL: give --nats-url, set NATS_URL, or run the engine on this data dir")
+    try:
+        since = parse_since(args.since)
+        asyncio.run(tail(url, args.subject or list(EVENT_SUBJECTS), stream=config["nats.stream"],
+                         since=since, count=args.count, timeout=args.timeout))
+    except TailError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 # --- titan send -------------------------------------------------------------------
 
 
@@ -349,6 +410,27 @@ def build_parser() -> argparse.ArgumentParser:
     fast.add_argument("--data-dir", help="with --socket: the running engine's data dir (secret, memory)")
     fast.add_argument("--json", action="store_true")
     fast.set_defaults(func=cmd_bench_fastpath)
+
+    for name, help_text in (("halt", "halt trading (or make it REDUCING) in a scope"),
+                            ("resume", "lift a halt in a scope")):
+        state = sub.add_parser(name, parents=[common], help=help_text)
+        state.add_argument("--reason", required=True)
+        state.add_argument("--operator", default=os.environ.get("USER", "operator"))
+        state.add_argument("--scope", default="global", help="global (default), venue:NAME or symbol:SYMBOL")
+        if name == "halt":
+            state.add_argument("--mode", default="HALTED", choices=["HALTED", "REDUCING"])
+        state.set_defaults(func=cmd_trading_state)
+
+    events = sub.add_parser("events", help="the engine's events on NATS")
+    events_sub = events.add_subparsers(dest="events", required=True)
+    tail_cmd = events_sub.add_parser("tail", parents=[common], help="print events as they arrive")
+    tail_cmd.add_argument("--subject", action="append",
+                          help="subject filter (repeatable; default titan.evt.> and execution.trade.closed)")
+    tail_cmd.add_argument("--since", help="start in the past: 10m, 2h, all, or an ISO-8601 time")
+    tail_cmd.add_argument("--count", type=_positive_int, help="stop after this many events")
+    tail_cmd.add_argument("--timeout", type=float, help="stop after this many seconds without an event")
+    tail_cmd.add_argument("--nats-url", help="default: NATS_URL, or the running engine's")
+    tail_cmd.set_defaults(func=cmd_events_tail)
 
     send = sub.add_parser("send", parents=[common], help="send one FastPath request and print the reply")
     send.add_argument("kind", choices=["prepare", "confirm", "abort", "cancel", "ping"])

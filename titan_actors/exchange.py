@@ -59,6 +59,7 @@ from titan_actors.messages import (
     OrderCanceled,
     OrderPrepared,
     PriceUpdate,
+    PriceUpdates,
     StageOrder,
     StartChild,
     SubmitOrder,
@@ -181,6 +182,9 @@ class VenueAdapter(TitanActor):
             self._cancel(msg)
         elif isinstance(msg, PriceUpdate):
             self._on_price(msg)
+        elif isinstance(msg, PriceUpdates):
+            for quote in msg.quotes:
+                self._on_price(quote)
         else:
             super().handle(msg, sender)
 

@@ -39,13 +39,15 @@ def _key(seq: int) -> bytes:
 
 
 class Outbox:
-    def __init__(self, store: Store, source: str) -> None:
+    def __init__(self, store: Store | None, source: str) -> None:
+        """`store` None: kept in memory only (supervisors, which fork and so
+        must not open RocksDB); give such an outbox a source unique to this
+        incarnation, or its seqs would repeat after a restart."""
         self.store = store
         self.source = source
-        self.next_seq = int(store.get(_NEXT) or b"1")
-        self.pending: dict[int, Event] = {
-            Event.from_json(v).seq: Event.from_json(v) for _k, v in store.items(_PREFIX)
-        }
+        self.next_seq = int(store.get(_NEXT) or b"1") if store is not None else 1
+        events = [Event.from_json(v) for _k, v in store.items(_PREFIX)] if store is not None else []
+        self.pending: dict[int, Event] = {e.seq: e for e in events}
         self._sent_at: dict[int, float] = {}
 
     def emit(self, subject: str, type_: str, symbol: str | None, data: dict[str, Any],
@@ -82,7 +84,7 @@ class Outbox:
         deletes = [_key(seq) for seq in seqs if self.pending.pop(seq, None) is not None]
         for seq in seqs:
             self._sent_at.pop(seq, None)
-        if deletes:
+        if deletes and self.store is not None:
             self.store.write_batch((), deletes)
 
     @property

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from titan_actors.base import TitanActor, count_boot
-from titan_actors.messages import ExecutionReport
+from titan_actors.messages import ExecutionReport, PriceUpdates
 
 __all__ = ["PositionActor"]
 
@@ -32,10 +32,13 @@ class PositionActor(TitanActor):
         self.net: dict[str, float] = state["net"]
         self.fills = state["fills"]
         self.reports = 0
+        self.last_price: float | None = None
 
     def handle(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, ExecutionReport):
             self._on_report(msg)
+        elif isinstance(msg, PriceUpdates):
+            self.last_price = msg.quotes[-1].last
         else:
             super().handle(msg, sender)
 
@@ -55,4 +58,4 @@ class PositionActor(TitanActor):
 
     def status_detail(self) -> dict[str, Any]:
         return {"boots": self.boots, "symbol": self.symbol, "net": self.net, "fills": self.fills,
-                "reports": self.reports}
+                "reports": self.reports, "last_price": self.last_price}

@@ -25,6 +25,8 @@ from titan_actors.domain.trading_state import STATES, effective_state, valid_sco
 from titan_actors.messages import (
     CheckOrder,
     CommandRefused,
+    PriceUpdate,
+    PriceUpdates,
     SetTradingState,
     StageOrder,
     TradingStates,
@@ -47,6 +49,7 @@ class RiskGuard(TitanActor):
         self.open_outbox(self.store)
         self.checked = 0
         self.refused = 0
+        self.prices: dict[str, PriceUpdate] = {}
 
     def on_directory(self) -> None:
         gateway = self.directory.get("gateway")
@@ -59,6 +62,9 @@ class RiskGuard(TitanActor):
             self._check(msg)
         elif isinstance(msg, SetTradingState):
             self._set_state(msg, sender)
+        elif isinstance(msg, PriceUpdates):
+            for quote in msg.quotes:
+                self.prices[quote.symbol] = quote
         else:
             super().handle(msg, sender)
 
