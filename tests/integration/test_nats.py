@@ -357,3 +357,17 @@ def test_titan_events_tail_prints_the_stream_as_json_lines(shared: RunningEngine
     assert [e["type"] for e in mine] == ["OrderSubmitted", "OrderAccepted", "OrderFilled"]
     assert all(e["subject"] == "titan.evt.execution.report.v1.BTCUSDT" and e["stream_seq"] > 0 for e in mine)
 
+
+
+def test_killing_a_producer_whose_events_the_bridge_never_got_loses_none(engine: RunningEngine) -> None:
+    bridge = engine.pids()["nats"]
+    os.kill(bridge, signal.SIGSTOP)  # the adapter's events stay in its own outbox
+    try:
+        _flow(engine, 5, "kp")
+        adapter = engine.pids()["venue:paper"]
+        wait_for(lambda: engine.venue()["outbox_depth"] >= 15, 5, 0.05, "events waiting in the adapter")
+        os.kill(adapter, signal.SIGKILL)
+        wait_for(lambda: engine.pids().get("venue:paper") not in (None, adapter), 5, 0.05, "adapter back")
+    finally:
+        os.kill(bridge, signal.SIGCONT)
+    _assert_exactly_once(engine, 5)
