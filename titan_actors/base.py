@@ -44,6 +44,8 @@ from thespian.actors import (
 from titan_actors.lanes import LaneHub
 from titan_actors.messages import (
     ChildStarted,
+    Deliver,
+    Delivered,
     Directory,
     EngineInfo,
     EventsStored,
@@ -60,7 +62,7 @@ from titan_actors.messages import (
     StatusReply,
     StatusRequest,
 )
-from titan_actors.outbox import Outbox
+from titan_actors.outbox import Deliveries, Outbox
 from titan_actors.store import Store
 
 __all__ = ["CRASH_EXIT_CODE", "TitanActor", "count_boot", "hostname", "set_parent_death_signal"]
@@ -119,6 +121,7 @@ class TitanActor(Actor):
         self._stores: list[Store] = []
         self._armed: set[str] = set()
         self.outbox: Outbox | None = None
+        self.deliveries: Deliveries | None = None
 
     # --- thespian entry point -------------------------------------------------
 
@@ -127,6 +130,8 @@ class TitanActor(Actor):
             self._receive(msg, sender)
             if self.outbox is not None:
                 self.outbox.push_new(self)
+            if self.deliveries is not None:
+                self.deliveries.push_new(self)
             self._flush_lanes()
         except Exception:
             self._crash(msg)
@@ -158,6 +163,12 @@ class TitanActor(Actor):
             self.tell(sender, self.status(msg.req_id), via="thespian")
         elif isinstance(msg, EventsStored) and self.outbox is not None:
             self.outbox.acknowledge(msg.seqs)
+        elif isinstance(msg, Delivered) and self.deliveries is not None:
+            self.deliveries.acknowledge(msg.seqs)
+        elif isinstance(msg, Deliver):
+            for _seq, item in msg.items:
+                self._dispatch(item, sender, transport)
+            self.tell(sender, Delivered(msg.source, tuple(seq for seq, _item in msg.items)))
         elif isinstance(msg, GetDirectory):
             self.tell(sender, self.directory, via="thespian")
         elif isinstance(msg, Ping):
@@ -216,8 +227,16 @@ class TitanActor(Actor):
     def open_outbox(self, store: Store | None, source: str | None = None) -> Outbox:
         """Events of this actor, kept in `store` until the NATS bridge has them."""
         self.outbox = Outbox(store, source or self.role)
-        self.after(_OUTBOX_RESEND_S, _OUTBOX_TICK)
+        if self.deliveries is None:
+            self.after(_OUTBOX_RESEND_S, _OUTBOX_TICK)
         return self.outbox
+
+    def open_deliveries(self, store: Store) -> Deliveries:
+        """Messages of this actor that must reach their receiver, kept in `store`."""
+        self.deliveries = Deliveries(store, self.role)
+        if self.outbox is None:
+            self.after(_OUTBOX_RESEND_S, _OUTBOX_TICK)
+        return self.deliveries
 
     def started_at_ms(self) -> int:
         return time.time_ns() // 1_000_000 if not self.started_at else int(self.started_at * 1000)
@@ -276,9 +295,11 @@ class TitanActor(Actor):
                 new = directory.get(role)
                 if new is None or new.lane != peer.lane:
                     self.lanes.forget(role)
-        bridge, before = directory.get("nats"), old.get("nats")
-        if self.outbox is not None and bridge is not None and (before is None or before.pid != bridge.pid):
-            self.outbox.push(self)  # a new bridge: hand it everything not yet acknowledged
+        for queue in (self.outbox, self.deliveries):
+            for role in queue.destinations() if queue is not None else ():
+                now, before = directory.get(role), old.get(role)
+                if now is not None and (before is None or before.pid != now.pid):
+                    queue.push(self, only=role)  # a new receiver: hand it all not acknowledged
         if notify:
             self.on_directory()
 
@@ -353,8 +374,10 @@ class TitanActor(Actor):
         payload = msg.payload
         if payload == _FLUSH:
             self._flush_pending = False
-        elif payload == _OUTBOX_TICK and self.outbox is not None:
-            self.outbox.push(self, resend_after_s=_OUTBOX_RESEND_S)
+        elif payload == _OUTBOX_TICK:
+            for queue in (self.outbox, self.deliveries):
+                if queue is not None:
+                    queue.push(self, resend_after_s=_OUTBOX_RESEND_S)
             self.after(_OUTBOX_RESEND_S, _OUTBOX_TICK)
         elif isinstance(payload, tuple) and payload and payload[0] == _RELAY_TIMEOUT:
             self._relay_timeout(payload[1])
@@ -381,6 +404,8 @@ class TitanActor(Actor):
             detail["lanes"] = {"sent": self.lanes.sent, "received": self.lanes.received}
         if self.outbox is not None:
             detail["outbox_depth"] = self.outbox.depth
+        if self.deliveries is not None:
+            detail["deliveries_depth"] = self.deliveries.depth
         detail.update(self.status_detail())
         return StatusReply(
             role=self.role,

@@ -269,10 +269,11 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
     env = os.environ if env is None else env
     raw, source = _read_file(path)
     for section in raw:
-        if section not in _SCHEMA and section != "venues":
+        if section not in _SCHEMA and section not in ("venues", "risk"):
             raise ConfigError(section, "unknown section")
         if section != "venues" and not isinstance(raw[section], dict):
             raise ConfigError(section, "expected a table")
+    risk = _risk(raw.pop("risk", {}))
     _apply_env(raw, env)
     venues = _venues(raw, env)
     sections = {name: _fill(name, raw.get(name, {}), schema) for name, schema in _SCHEMA.items()}
@@ -284,4 +285,16 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
         raise ConfigError("ipc.hmac_secret", "must be at least 32 bytes (TITAN_HMAC_SECRET)")
     if sections["supervision"]["backoff_max_s"] < sections["supervision"]["backoff_initial_s"]:
         raise ConfigError("supervision.backoff_max_s", "must be >= backoff_initial_s")
-    return Config(sections=sections, venues=venues, source=source)
+    return Config(sections={**sections, "risk": risk}, venues=venues, source=source)
+
+
+def _risk(raw: dict[str, Any]) -> dict[str, Any]:
+    """The `[risk]` table as given (the risk guard builds its policy from it),
+    validated now so that a bad limit stops the start."""
+    from titan_actors.domain.risk_rules import PolicyError, policy_from_config
+
+    try:
+        policy_from_config(raw)
+    except PolicyError as exc:
+        raise ConfigError(f"risk.{exc.key}", str(exc).split(": ", 1)[1])
+    return raw

@@ -57,12 +57,15 @@ from titan_actors.messages import (
     OrderAborted,
     OrderAccepted,
     OrderCanceled,
+    OrderDropped,
     OrderPrepared,
     PriceUpdate,
     PriceUpdates,
+    SetVenueOutage,
     StageOrder,
     StartChild,
     SubmitOrder,
+    VenueHealth,
 )
 from titan_actors.store import Store
 from titan_actors.venues.paper import (
@@ -128,6 +131,9 @@ class VenueAdapter(TitanActor):
         self.boots = count_boot(self.store)
         self.journal = OrderJournal(self.store)
         self.open_outbox(self.store)
+        self.open_deliveries(self.store)
+        self.venue_down = False
+        self.consecutive_errors = 0
         self.venue: PaperVenue | None = None
         self.counts = {"staged": 0, "submitted": 0, "rejected": 0, "fills": 0}
         if self.exchange == "paper":
@@ -159,6 +165,7 @@ class VenueAdapter(TitanActor):
     def status_detail(self) -> dict[str, Any]:
         detail: dict[str, Any] = {
             "boots": self.boots, "venue": self.venue_name, "exchange": self.exchange,
+            "down": self.venue_down, "consecutive_errors": self.consecutive_errors,
             "market": self.config.get("market", ""), "live_orders": len(self.journal.live), **self.counts,
         }
         if self.venue is not None:
@@ -185,6 +192,8 @@ class VenueAdapter(TitanActor):
         elif isinstance(msg, PriceUpdates):
             for quote in msg.quotes:
                 self._on_price(quote)
+        elif isinstance(msg, SetVenueOutage):
+            self.venue_down = msg.down
         else:
             super().handle(msg, sender)
 
@@ -223,6 +232,7 @@ class VenueAdapter(TitanActor):
             return refuse("ALREADY_FINAL", "the signal was aborted")
         if order.stage == "PREPARED" and _now_ms() > order.expires_at:
             self._commit([expire(order, _now_ms())])
+            self.tell("risk", OrderDropped(order.client_order_id))
             order = self.journal.get(order.client_order_id)
         if order is not None and order.stage == "EXPIRED":
             return refuse("EXPIRED", f"the prepared order expired at {order.expires_at}")
@@ -245,6 +255,9 @@ class VenueAdapter(TitanActor):
         it answered)."""
         assert self.venue is not None
         now = _now_ms()
+        if self.venue_down:
+            self._unreachable(order, reply_to, "the venue cannot be reached (simulated outage); not sent")
+            return
         try:
             events = self.venue.submit(_venue_spec(order), now)
         except DuplicateOrder as dup:
@@ -258,12 +271,28 @@ class VenueAdapter(TitanActor):
             self._report(rejected, None)
             return
         self.counts["submitted"] += 1
+        self._venue_ok()
         changes = self._apply(events)
         self.crash_point("adapter.after_venue")
         if reply_to is not None:
             self.reply_now(reply_to, OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
         self._report(order, None)  # SUBMITTED (its event was committed with the journal)
         self._after_changes(changes)
+
+    def _unreachable(self, order: Order, reply_to: str | None, reason: str) -> None:
+        """Not sent: answer VENUE_UNAVAILABLE and count it for the circuit breaker."""
+        self.consecutive_errors += 1
+        rejected = with_status(order, "REJECTED", _now_ms(), reason=reason)
+        self._commit([rejected], [(rejected, None)])
+        if reply_to is not None:
+            self.tell(reply_to, CommandRefused(order.signal_id, "CONFIRM", "VENUE_UNAVAILABLE", reason))
+        self._report(rejected, None)
+        self.tell("risk", VenueHealth(self.venue_name, self.consecutive_errors, reason))
+
+    def _venue_ok(self) -> None:
+        if self.consecutive_errors:
+            self.consecutive_errors = 0
+            self.tell("risk", VenueHealth(self.venue_name, 0))
 
     def _resolve(self, order: Order, reply_to: str | None) -> None:
         """An order journaled as sent whose venue answer we never got."""
@@ -307,6 +336,7 @@ class VenueAdapter(TitanActor):
         else:
             if order.stage == "PREPARED":
                 self._commit([abort(order, _now_ms())])
+                self.tell("risk", OrderDropped(order.client_order_id))
             self.tell(msg.reply_to, OrderAborted(msg.signal_id))
 
     def _cancel(self, msg: CancelOrder) -> None:
@@ -346,6 +376,8 @@ class VenueAdapter(TitanActor):
                    if o.stage == "PREPARED" and o.expires_at < now]
         if expired:
             self._commit(expired)
+            for order in expired:
+                self.tell("risk", OrderDropped(order.client_order_id))
         if self.venue is not None and self.venue.next_due() and self.venue.next_due() <= now:
             self._after_changes(self._apply(self.venue.run_due(now)))
         self.after(_TICK_S, _TICK)
@@ -392,10 +424,12 @@ class VenueAdapter(TitanActor):
         puts: list[tuple[bytes, bytes]] = []
         deletes: list[bytes] = []
         writes = [w for order in orders for w in self.journal.writes(order)]
-        assert self.outbox is not None
+        assert self.outbox is not None and self.deliveries is not None
         for order, last_fill in reported:
             writes += self.outbox.emit(subjects.report(order.symbol), _event_type(order.status),
                                        order.symbol, _report_data(order, last_fill))
+            # The position actor must get every change: re-driven until acknowledged.
+            writes += self.deliveries.enqueue(f"position:{order.symbol}", _execution_report(order, last_fill))
         if self.venue is not None:
             writes += self.venue.drain_writes()
         for key, value in writes:
@@ -407,15 +441,10 @@ class VenueAdapter(TitanActor):
             self.store.write_batch(puts, deletes)
 
     def _report(self, order: Order, last_fill: dict[str, Any] | None) -> None:
-        report = ExecutionReport(
-            signal_id=order.signal_id, client_order_id=order.client_order_id, order_id=order.order_id,
-            symbol=order.symbol, side=order.side, exchange=order.exchange, status=order.status,
-            filled_qty=order.filled_qty, avg_price=order.avg_price, last_fill=last_fill, leg=order.leg,
-            strategy_id=order.strategy_id, phase=order.phase, ts=_now_ms(),
-        )
-        self.tell(GATEWAY, report)
-        position = f"position:{order.symbol}"
-        if not self.tell(position, report):
+        """The EXECUTION push to the confirming connection (best effort; the
+        position actor and NATS get the change durably, from `_commit`)."""
+        self.tell(GATEWAY, _execution_report(order, last_fill))
+        if self.directory.get(f"position:{order.symbol}") is None:
             self.tell("positions", StartChild(position_spec(order.symbol)), via="thespian")
 
     # --- brackets ---------------------------------------------------------------------
@@ -454,6 +483,16 @@ def _report_data(order: Order, last_fill: dict[str, Any] | None) -> dict[str, An
             "status": order.status, "filled_qty": order.filled_qty, "avg_price": order.avg_price,
             "fees": order.fees, "last_fill": last_fill, "leg": order.leg, "reason": order.reason,
             "strategy_id": order.strategy_id, "phase": order.phase}
+
+
+def _execution_report(order: Order, last_fill: dict[str, Any] | None) -> ExecutionReport:
+    return ExecutionReport(
+        signal_id=order.signal_id, client_order_id=order.client_order_id, order_id=order.order_id,
+        symbol=order.symbol, side=order.side, exchange=order.exchange, status=order.status,
+        filled_qty=order.filled_qty, avg_price=order.avg_price, last_fill=last_fill, leg=order.leg,
+        strategy_id=order.strategy_id, phase=order.phase, ts=_now_ms(), quantity=order.quantity,
+        price=order.price,
+    )
 
 
 def _venue_spec(order: Order) -> dict[str, Any]:

@@ -19,8 +19,12 @@ __all__ = [
     "ChildStarted",
     "CommandRefused",
     "CommandReply",
+    "Deliver",
+    "Delivered",
     "Directory",
     "EngineInfo",
+    "EvaluateOrder",
+    "Evaluation",
     "EventsStored",
     "ExecutionReport",
     "GetDirectory",
@@ -31,19 +35,25 @@ __all__ = [
     "OrderAborted",
     "OrderAccepted",
     "OrderCanceled",
+    "OrderDropped",
     "OrderPrepared",
     "Peer",
     "PeerDown",
     "PeerUp",
     "Ping",
     "PlaceOrder",
+    "PolicyReplaced",
     "Pong",
+    "PositionSnapshot",
     "PriceUpdate",
     "PriceUpdates",
     "PublishEvents",
     "Relay",
     "RelayResult",
+    "ReplacePolicy",
     "SetTradingState",
+    "SetVenueOutage",
+    "SnapshotRequest",
     "StageOrder",
     "StartChild",
     "StartChildResult",
@@ -57,6 +67,7 @@ __all__ = [
     "TreeStatus",
     "TreeStatusRequest",
     "TreeStopped",
+    "VenueHealth",
 ]
 
 
@@ -416,6 +427,8 @@ class ExecutionReport:
     strategy_id: str | None = None
     phase: int | None = None
     ts: int = 0
+    quantity: float = 0.0
+    price: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,3 +516,95 @@ class CommandReply:
 
     corr: str
     reply: dict[str, Any]
+
+
+# --- re-driven deliveries and the exposure view -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """Producer → receiver: `(seq, message)` items that must arrive; the
+    receiver handles each message as if it had come alone, then answers
+    `Delivered` with their seqs. Re-sent until acknowledged."""
+
+    source: str
+    items: tuple[tuple[int, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    source: str
+    seqs: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PositionSnapshot:
+    """Position actor → risk guard, after every change (state over deltas: a
+    lost one is healed by the next). `venues[name]` has `qty`, `avg_entry`,
+    `open_buy`, `open_sell`, `open_orders`; `accounted` lists the client
+    order ids this snapshot already counts (open or filled)."""
+
+    symbol: str
+    version: int
+    venues: dict[str, dict[str, Any]]
+    accounted: tuple[str, ...]
+    realised_today: float
+    day: str
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRequest:
+    """Risk guard → position actor: send me your snapshot now (after a restart)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderDropped:
+    """Adapter → risk guard: a prepared order will never be sent (aborted or
+    expired): release what was reserved for it."""
+
+    client_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class VenueHealth:
+    """Adapter → risk guard: consecutive venue errors (0 after a success)."""
+
+    venue: str
+    consecutive_errors: int
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluateOrder:
+    """Operator: every rule's verdict for a hypothetical order; nothing is reserved."""
+
+    intent: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    verdicts: tuple[tuple[str, bool, str], ...]
+    state: str
+    exposure: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplacePolicy:
+    """Operator: a new risk policy (the `[risk]` table), validated before it
+    replaces the old one."""
+
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyReplaced:
+    ok: bool
+    error: str = ""
+    policy: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetVenueOutage:
+    """Paper venue: simulate that the venue cannot be reached (chaos, tests)."""
+
+    down: bool

@@ -1,87 +1,98 @@
-"""A producer's durable outbox of events (re-drive from the owner).
+"""Durable queues of a producer: re-drive from the owner until acknowledged.
 
-An actor that reports facts keeps its events in its own store until the NATS
-bridge says it has stored them:
+Two kinds, one mechanism (`_DurableQueue`):
 
-    writes = outbox.emit(subject, "OrderFilled", symbol, data)   # seq assigned
-    store.write_batch(state_writes + writes)                     # one atomic batch
-    outbox.push(actor)                                           # to the bridge
+- `Outbox`: the actor's events, for the NATS bridge (`PublishEvents`,
+  acknowledged by `EventsStored`). `seq` increases by one per source with no
+  gap, because it is assigned only inside the batch that commits the fact:
 
-`push` sends what is not acknowledged (oldest first, in batches) to the
-bridge; `acknowledge` drops what the bridge stored. The owner calls `push`
-again on a timer and whenever the bridge's address changes, so an event
-survives a SIGKILL of the producer, of the bridge, or both.
+      writes = outbox.emit(subject, "OrderFilled", symbol, data)
+      store.write_batch(state_writes + writes)          # one atomic batch
 
-`seq` increases by one per source, with no gaps: it is assigned only inside
-the batch that commits the event.
+- `Deliveries`: messages that must reach another actor (a fill to its
+  position actor), as `Deliver` batches acknowledged by `Delivered`.
+
+The owner pushes what is new after each handler, re-sends what is not
+acknowledged on a timer and whenever the receiver's address changes, so an
+item survives a SIGKILL of the producer, of the receiver, or both.
+Receivers must be idempotent: an item can arrive more than once.
+
+`store` None keeps the queue in memory only (supervisors: they fork, so they
+open no RocksDB); give such a queue a source unique to the incarnation.
 """
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections.abc import Iterable
 from typing import Any
 
-from titan_actors.messages import PublishEvents
+from titan_actors.messages import Deliver, PublishEvents
 from titan_actors.store import Store
 from titan_actors.wire.events import Event
 
-__all__ = ["Outbox"]
+__all__ = ["BRIDGE", "Deliveries", "Outbox"]
 
-_NEXT = b"outbox:next"
-_PREFIX = b"outbox:e:"
 BATCH = 256
 BRIDGE = "nats"
 
 
-def _key(seq: int) -> bytes:
-    return _PREFIX + f"{seq:016d}".encode()
+class _DurableQueue:
+    prefix: bytes
 
-
-class Outbox:
     def __init__(self, store: Store | None, source: str) -> None:
-        """`store` None: kept in memory only (supervisors, which fork and so
-        must not open RocksDB); give such an outbox a source unique to this
-        incarnation, or its seqs would repeat after a restart."""
         self.store = store
         self.source = source
-        self.next_seq = int(store.get(_NEXT) or b"1") if store is not None else 1
-        events = [Event.from_json(v) for _k, v in store.items(_PREFIX)] if store is not None else []
-        self.pending: dict[int, Event] = {e.seq: e for e in events}
+        self._next_key = self.prefix + b"next"
+        self._item_prefix = self.prefix + b"i:"
+        self.next_seq = int(store.get(self._next_key) or b"1") if store is not None else 1
+        self.pending: dict[int, tuple[str, Any]] = {}
+        if store is not None:
+            for _key, value in store.items(self._item_prefix):
+                seq, dest, item = self._load(value)
+                self.pending[seq] = (dest, item)
         self._sent_at: dict[int, float] = {}
 
-    def emit(self, subject: str, type_: str, symbol: str | None, data: dict[str, Any],
-             ts: int | None = None) -> list[tuple[bytes, bytes]]:
-        """Assign the next seq; returns the writes to commit with the fact."""
-        event = Event(subject=subject, type=type_, ts=ts or time.time_ns() // 1_000_000,
-                      source=self.source, seq=self.next_seq, symbol=symbol, data=data)
-        self.next_seq += 1
-        self.pending[event.seq] = event
-        return [(_key(event.seq), event.to_json()), (_NEXT, str(self.next_seq).encode())]
+    def _key(self, seq: int) -> bytes:
+        return self._item_prefix + f"{seq:016d}".encode()
 
-    def push(self, actor: Any, *, resend_after_s: float = 0.0) -> int:
-        """Send unacknowledged events to the bridge (those sent more than
-        `resend_after_s` ago, or never); returns how many."""
-        now = time.monotonic()
-        due = [e for seq, e in sorted(self.pending.items())
-               if seq not in self._sent_at or now - self._sent_at[seq] >= resend_after_s]
-        for start in range(0, len(due), BATCH):
-            batch = tuple(due[start:start + BATCH])
-            if not actor.tell(BRIDGE, PublishEvents(self.source, batch)):
-                return 0
-            for event in batch:
-                self._sent_at[event.seq] = now
-        return len(due)
+    def _add(self, dest: str, item: Any, stored: bytes) -> list[tuple[bytes, bytes]]:
+        seq = self.next_seq
+        self.next_seq += 1
+        self.pending[seq] = (dest, item)
+        return [(self._key(seq), stored), (self._next_key, str(self.next_seq).encode())]
 
     def push_new(self, actor: Any) -> int:
-        """Send the events never sent yet (called after each handler)."""
+        """Send the items never sent yet (the base does it after each handler)."""
         if len(self._sent_at) >= len(self.pending):
             return 0
         return self.push(actor, resend_after_s=float("inf"))
 
+    def push(self, actor: Any, *, resend_after_s: float = 0.0, only: str | None = None) -> int:
+        """Send what is not acknowledged (sent more than `resend_after_s` ago,
+        or never), oldest first, batched per receiver; returns how many."""
+        now = time.monotonic()
+        by_dest: dict[str, list[tuple[int, Any]]] = {}
+        for seq, (dest, item) in sorted(self.pending.items()):
+            if only is not None and dest != only:
+                continue
+            if seq not in self._sent_at or now - self._sent_at[seq] >= resend_after_s:
+                by_dest.setdefault(dest, []).append((seq, item))
+        sent = 0
+        for dest, items in by_dest.items():
+            for start in range(0, len(items), BATCH):
+                batch = items[start:start + BATCH]
+                if not actor.tell(dest, self._message(batch)):
+                    break
+                for seq, _item in batch:
+                    self._sent_at[seq] = now
+                sent += len(batch)
+        return sent
+
     def acknowledge(self, seqs: Iterable[int]) -> None:
         seqs = tuple(seqs)
-        deletes = [_key(seq) for seq in seqs if self.pending.pop(seq, None) is not None]
+        deletes = [self._key(seq) for seq in seqs if self.pending.pop(seq, None) is not None]
         for seq in seqs:
             self._sent_at.pop(seq, None)
         if deletes and self.store is not None:
@@ -90,3 +101,48 @@ class Outbox:
     @property
     def depth(self) -> int:
         return len(self.pending)
+
+    def destinations(self) -> set[str]:
+        return {dest for dest, _item in self.pending.values()}
+
+    def _message(self, batch: list[tuple[int, Any]]) -> Any:
+        raise NotImplementedError
+
+    def _load(self, value: bytes) -> tuple[int, str, Any]:
+        raise NotImplementedError
+
+
+class Outbox(_DurableQueue):
+    """Events for the NATS bridge."""
+
+    prefix = b"outbox:"
+
+    def emit(self, subject: str, type_: str, symbol: str | None, data: dict[str, Any],
+             ts: int | None = None) -> list[tuple[bytes, bytes]]:
+        """Assign the next seq; returns the writes to commit with the fact."""
+        event = Event(subject=subject, type=type_, ts=ts or time.time_ns() // 1_000_000,
+                      source=self.source, seq=self.next_seq, symbol=symbol, data=data)
+        return self._add(BRIDGE, event, event.to_json())
+
+    def _message(self, batch: list[tuple[int, Any]]) -> Any:
+        return PublishEvents(self.source, tuple(event for _seq, event in batch))
+
+    def _load(self, value: bytes) -> tuple[int, str, Any]:
+        event = Event.from_json(value)
+        return event.seq, BRIDGE, event
+
+
+class Deliveries(_DurableQueue):
+    """Messages that must reach another actor, acknowledged by `Delivered`."""
+
+    prefix = b"deliver:"
+
+    def enqueue(self, dest: str, message: Any) -> list[tuple[bytes, bytes]]:
+        seq = self.next_seq
+        return self._add(dest, message, pickle.dumps((seq, dest, message), protocol=pickle.HIGHEST_PROTOCOL))
+
+    def _message(self, batch: list[tuple[int, Any]]) -> Any:
+        return Deliver(self.source, tuple(batch))
+
+    def _load(self, value: bytes) -> tuple[int, str, Any]:
+        return pickle.loads(value)

@@ -1,23 +1,45 @@
-"""The position actor: one per symbol, the shadow state of what we hold.
+"""The position actor: one per symbol, the engine's truth about what it holds.
 
-It applies every fill reported by the venue adapters once, by trade id,
-writing the fill and the new position in one atomic batch to its store
-(`<data>/positions/<SYMBOL>`), so a restarted actor has exactly the state it
-had. Here the state is the net quantity per venue; the position math (entry,
-PnL, fees), re-driven delivery and reconciliation come with the shadow-state
-issue.
+Per venue it keeps the position (`domain/positions.py`: net quantity, entry,
+realised PnL, fees), the open orders and which orders it has counted. Order
+updates come from the venue adapters as re-driven deliveries (resent until
+acknowledged, also across restarts of either side); each fill is applied
+once, by venue trade id.
+
+Every change is one atomic batch in `<data>/positions/<SYMBOL>`: the fill's
+marker, the new state, and its events — `titan.evt.execution.truth.v1.<SYMBOL>`
+with the position after the change, and `execution.trade.closed` when a
+position went back to flat (entry, exit, size, PnL, fees, duration, strategy
+and phase). A restarted actor reads that state back and is exactly where it
+was. After every change a versioned `PositionSnapshot` goes to the risk
+guard (state over deltas: a lost one is healed by the next, and one is sent
+every 2 s anyway).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections import OrderedDict
+from dataclasses import asdict
 from typing import Any
 
 import orjson
 
 from titan_actors.base import TitanActor, count_boot
-from titan_actors.messages import ExecutionReport, PriceUpdates
+from titan_actors.domain.positions import ClosedTrade, Position, apply_fill, unrealised_pnl
+from titan_actors.messages import ExecutionReport, PositionSnapshot, PriceUpdates, SnapshotRequest
+from titan_actors.wire import subjects
 
 __all__ = ["PositionActor"]
+
+_FINAL = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED"})
+_SNAPSHOT_TICK = "position:snapshot"
+_SNAPSHOT_EVERY_S = 2.0
+_ACCOUNTED_KEEP = 5000
+
+
+def _today() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
 
 
 class PositionActor(TitanActor):
@@ -27,35 +49,140 @@ class PositionActor(TitanActor):
         self.symbol = self.config["symbol"]
         self.store = self.open_store(f"positions/{self.symbol}")
         self.boots = count_boot(self.store)
+        self.open_outbox(self.store)
         raw = self.store.get(b"state")
-        state = orjson.loads(raw) if raw else {"net": {}, "fills": 0}
-        self.net: dict[str, float] = state["net"]
-        self.fills = state["fills"]
+        state = orjson.loads(raw) if raw else {}
+        self.version: int = state.get("version", 0)
+        self.positions = {v: Position(**p) for v, p in state.get("positions", {}).items()}
+        self.open: dict[str, dict[str, dict[str, Any]]] = state.get("open", {})
+        self.accounted: OrderedDict[str, str] = OrderedDict(state.get("accounted", []))
+        self.day: str = state.get("day", _today())
+        self.realised_today: float = state.get("realised_today", 0.0)
+        self.tags: dict[str, list[Any]] = state.get("tags", {})
+        self.mark: float | None = None
         self.reports = 0
-        self.last_price: float | None = None
+        self.after(_SNAPSHOT_EVERY_S, _SNAPSHOT_TICK)
 
     def handle(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, ExecutionReport):
             self._on_report(msg)
         elif isinstance(msg, PriceUpdates):
-            self.last_price = msg.quotes[-1].last
+            self.mark = msg.quotes[-1].last
+        elif isinstance(msg, SnapshotRequest):
+            self.tell(sender, self.snapshot())
         else:
             super().handle(msg, sender)
 
+    def on_wakeup(self, payload: Any) -> None:
+        if payload == _SNAPSHOT_TICK:
+            self.tell("risk", self.snapshot())
+            self.after(_SNAPSHOT_EVERY_S, _SNAPSHOT_TICK)
+
+    # --- applying order updates ---------------------------------------------------------
+
     def _on_report(self, report: ExecutionReport) -> None:
         self.reports += 1
+        venue, coid = report.exchange, report.client_order_id
         fill = report.last_fill
-        if fill is None:
-            return
-        key = f"fill:{report.exchange}:{fill['trade_id']}".encode()
-        if self.store.get(key) is not None:
-            return  # applied before
-        signed = fill["qty"] if report.side == "buy" else -fill["qty"]
-        self.net[report.exchange] = self.net.get(report.exchange, 0.0) + signed
-        self.fills += 1
-        state = orjson.dumps({"net": self.net, "fills": self.fills})
-        self.store.write_batch([(key, orjson.dumps(fill)), (b"state", state)])
+        fill_key = f"fill:{venue}:{fill['trade_id']}".encode() if fill else None
+        new_fill = fill_key is not None and self.store.get(fill_key) is None
+        changed_orders = self._track_order(report)
+        if not new_fill and not changed_orders:
+            return  # a repeat (re-driven delivery): nothing to do
+        assert self.outbox is not None
+        writes: list[tuple[bytes, bytes]] = []
+        closed: ClosedTrade | None = None
+        if new_fill:
+            assert fill is not None and fill_key is not None
+            self._roll_day()
+            before = self.positions.get(venue, Position())
+            after, closed = apply_fill(before, report.side, fill["qty"], fill["price"], fill["fee"],
+                                       fill["ts"])
+            self.positions[venue] = after
+            self.realised_today += after.realised_pnl - before.realised_pnl
+            if report.strategy_id is not None or report.phase is not None:
+                self.tags[venue] = [report.strategy_id, report.phase]
+            writes.append((fill_key, orjson.dumps(fill)))
+        self.version += 1
+        writes += self.outbox.emit(subjects.truth(self.symbol), "PositionChanged", self.symbol,
+                                   self._truth(venue, cause=coid))
+        if closed is not None:
+            writes += self.outbox.emit(subjects.TRADE_CLOSED, "TradeClosed", self.symbol,
+                                       self._closed_trade(venue, closed, report))
+        writes.append((b"state", self._state()))
+        self.store.write_batch(writes)
+        self.tell("risk", self.snapshot())
+
+    def _track_order(self, report: ExecutionReport) -> bool:
+        """Open orders per venue; a final status is terminal (a late, older
+        update cannot reopen an order)."""
+        venue, coid = report.exchange, report.client_order_id
+        if self.accounted.get(coid) in _FINAL:
+            return False
+        open_orders = self.open.setdefault(venue, {})
+        if report.status in _FINAL:
+            open_orders.pop(coid, None)
+        else:
+            remaining = max(report.quantity - report.filled_qty, 0.0)
+            open_orders[coid] = {"side": report.side, "remaining": remaining, "price": report.price,
+                                 "status": report.status}
+        changed = self.accounted.get(coid) != report.status
+        self.accounted[coid] = report.status
+        self.accounted.move_to_end(coid)
+        while len(self.accounted) > _ACCOUNTED_KEEP:
+            self.accounted.popitem(last=False)
+        return changed
+
+    def _roll_day(self) -> None:
+        today = _today()
+        if today != self.day:
+            self.day, self.realised_today = today, 0.0
+
+    # --- outputs --------------------------------------------------------------------------
+
+    def _state(self) -> bytes:
+        return orjson.dumps({
+            "version": self.version, "positions": {v: asdict(p) for v, p in self.positions.items()},
+            "open": self.open, "accounted": list(self.accounted.items()), "day": self.day,
+            "realised_today": self.realised_today, "tags": self.tags,
+        })
+
+    def _venue_view(self, venue: str) -> dict[str, Any]:
+        p = self.positions.get(venue, Position())
+        open_orders = self.open.get(venue, {})
+        return {
+            "qty": p.qty, "avg_entry": p.avg_entry, "realised_pnl": p.realised_pnl, "fees": p.fees,
+            "unrealised_pnl": unrealised_pnl(p, self.mark), "fills": p.fills,
+            "open_orders": len(open_orders),
+            "open_buy": sum(o["remaining"] for o in open_orders.values() if o["side"] == "buy"),
+            "open_sell": sum(o["remaining"] for o in open_orders.values() if o["side"] == "sell"),
+        }
+
+    def _truth(self, venue: str, cause: str) -> dict[str, Any]:
+        return {"venue": venue, "version": self.version, "cause": cause, "mark": self.mark,
+                **self._venue_view(venue), "realised_today": self.realised_today}
+
+    def _closed_trade(self, venue: str, trade: ClosedTrade, report: ExecutionReport) -> dict[str, Any]:
+        strategy, phase = self.tags.get(venue, [report.strategy_id, report.phase])
+        return {
+            "symbol": self.symbol, "venue": venue, "side": trade.side, "size": trade.size,
+            "entry_price": trade.entry_price, "exit_price": trade.exit_price,
+            "realised_pnl": trade.realised_pnl, "fees": trade.fees, "net_pnl": trade.net_pnl,
+            "opened_at": trade.opened_at, "closed_at": trade.closed_at, "duration_ms": trade.duration_ms,
+            "strategy_id": strategy, "phase": phase,
+        }
+
+    def snapshot(self) -> PositionSnapshot:
+        venues = set(self.positions) | set(self.open)
+        return PositionSnapshot(
+            symbol=self.symbol, version=self.version,
+            venues={v: self._venue_view(v) for v in sorted(venues)},
+            accounted=tuple(self.accounted), realised_today=self.realised_today, day=self.day,
+        )
 
     def status_detail(self) -> dict[str, Any]:
-        return {"boots": self.boots, "symbol": self.symbol, "net": self.net, "fills": self.fills,
-                "reports": self.reports, "last_price": self.last_price}
+        venues = {v: self._venue_view(v) for v in sorted(set(self.positions) | set(self.open))}
+        return {"boots": self.boots, "symbol": self.symbol, "version": self.version, "venues": venues,
+                "fills": sum(p.fills for p in self.positions.values()), "reports": self.reports,
+                "realised_today": self.realised_today, "mark": self.mark,
+                "net": {v: p.qty for v, p in self.positions.items()}}

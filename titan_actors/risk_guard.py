@@ -1,88 +1,339 @@
 """The risk guard actor: no order reaches a venue without its approval.
 
-PREPARE comes as `CheckOrder` from the gateway; an approved order goes on
-to its venue adapter as `StageOrder` (one hop fewer than answering the
-gateway first), a refused one goes back as `CommandRefused`.
+PREPARE comes as `CheckOrder` from the gateway. The guard checks, in order:
+its view is rebuilt (else `INTERNAL`: fail closed), the trading state of the
+order's scopes (`HALTED`; REDUCING admits only orders that reduce the
+position), then every rule of `domain/risk_rules.py` against the policy and
+the exposure view. An approved order is reserved (persisted) and goes on to
+its venue adapter as `StageOrder`; a refused one goes back as
+`CommandRefused` naming the rule, and is an `OrderDenied` event.
 
-Trading states (`domain/trading_state.py`) are set by operators
-(`SetTradingState`, from `titan halt|resume` and the NATS operator
-subjects). A change is written to `<data>/risk` together with its
-`titan.evt.risk.state.v1` event in one batch *before* it is acknowledged,
-so it survives a SIGKILL and a restart; only a resume lifts it. The gateway
-is told every state (`TradingStates`) for its PONG.
+The exposure view: per symbol, the latest versioned `PositionSnapshot` from
+its position actor (filled positions and open orders), plus reservations for
+approved orders that no snapshot counts yet (released when one does, when
+the adapter drops the order, or after `ttl_ms` + 60 s). So two PREPAREs can
+never together pass a limit each passes alone.
 
-Failure: when the adapter is not in the directory the order is refused
-(`VENUE_UNAVAILABLE`) — never sent elsewhere. If this actor is down or slow,
-the gateway's timeout answers `INTERNAL` (fail closed).
+Automatic states: realised losses of the UTC day beyond `daily_loss_limit`
+set the global state to REDUCING; `venue_error_limit` consecutive venue
+errors halt that venue (circuit breaker). Operators set states with
+`SetTradingState`: written with its `titan.evt.risk.state.v1` event in one
+batch before it is acknowledged; it survives restarts, and only a resume
+lifts it.
+
+After a (re)start the guard asks every position actor for its snapshot and
+approves nothing until all answered or 2 s passed; reservations come back
+from its store.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import orjson
+
 from titan_actors.base import TitanActor, count_boot
+from titan_actors.domain.risk_rules import (
+    Exposure,
+    OrderView,
+    Policy,
+    PolicyError,
+    TokenBucket,
+    check_order,
+    policy_from_config,
+    reduces_position,
+)
 from titan_actors.domain.trading_state import STATES, effective_state, valid_scope
 from titan_actors.messages import (
     CheckOrder,
     CommandRefused,
+    EvaluateOrder,
+    Evaluation,
+    OrderDropped,
+    PolicyReplaced,
+    PositionSnapshot,
     PriceUpdate,
     PriceUpdates,
+    ReplacePolicy,
     SetTradingState,
+    SnapshotRequest,
     StageOrder,
     TradingStates,
     TradingStateSet,
+    VenueHealth,
 )
 from titan_actors.wire import subjects
 
 __all__ = ["RiskGuard"]
 
 _STATE = b"state:"
+_RESERVED = b"resv:"
+_POLICY = b"policy"
+_REBUILD_S = 2.0
+_TICK = "risk:tick"
+_TICK_S = 0.5
+_RESERVATION_GRACE_MS = 60_000
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class RiskGuard(TitanActor):
-    needs = ("nats", "positions", "venue:", "gateway")
+    needs = ("nats", "positions", "position:", "venue:", "gateway")
 
     def on_start(self) -> None:
         self.store = self.open_store("risk")
         self.boots = count_boot(self.store)
         self.states = {k[len(_STATE):].decode(): v.decode() for k, v in self.store.items(_STATE)}
         self.open_outbox(self.store)
-        self.checked = 0
-        self.refused = 0
+        self.policy, self.policy_raw = self._load_policy()
+        self.references: dict[str, dict[str, float]] = self.config.get("references", {})
+        self.reserved: dict[str, dict[str, Any]] = {
+            k[len(_RESERVED):].decode(): orjson.loads(v) for k, v in self.store.items(_RESERVED)}
+        self.snapshots: dict[str, PositionSnapshot] = {}
         self.prices: dict[str, PriceUpdate] = {}
+        self.venue_buckets: dict[str, TokenBucket] = {}
+        self.strategy_buckets: dict[str, TokenBucket] = {}
+        self.counts = {"checked": 0, "approved": 0, "refused": 0}
+        self.loss_tripped_day = (self.store.get(b"loss_tripped_day") or b"").decode()
+        self.rebuild_until = time.monotonic() + _REBUILD_S
+        self.awaiting: set[str] = set()
+        self.after(_TICK_S, _TICK)
+
+    def _load_policy(self) -> tuple[Policy, dict[str, Any]]:
+        """The config's policy, or the one an operator put in place during this
+        engine run (`titan risk reload`), which survives a restart of this actor."""
+        raw = self.config.get("policy", {})
+        stored = self.store.get(_POLICY)
+        if stored is not None:
+            saved = orjson.loads(stored)
+            if saved.get("engine_id") == (self.engine.engine_id if self.engine else None):
+                raw = saved["raw"]
+        return policy_from_config(raw), raw
+
+    # --- the view ---------------------------------------------------------------------
 
     def on_directory(self) -> None:
         gateway = self.directory.get("gateway")
         if gateway is not None and gateway.pid != getattr(self, "_told_gateway", 0):
             self._told_gateway = gateway.pid
             self.tell("gateway", TradingStates(dict(self.states)))
+        if self.rebuilding:
+            for peer in self.directory.peers:
+                if peer.role.startswith("position:") and peer.role not in self.awaiting:
+                    symbol = peer.role.split(":", 1)[1]
+                    if symbol not in self.snapshots:
+                        self.awaiting.add(peer.role)
+                        self.tell(peer.role, SnapshotRequest())
+
+    @property
+    def rebuilding(self) -> bool:
+        if self.rebuild_until == 0.0:
+            return False
+        if time.monotonic() >= self.rebuild_until or (self.awaiting and all(
+                r.split(":", 1)[1] in self.snapshots for r in self.awaiting)):
+            self.rebuild_until = 0.0
+            return False
+        return True
+
+    def _on_snapshot(self, snap: PositionSnapshot) -> None:
+        current = self.snapshots.get(snap.symbol)
+        if current is not None and snap.version < current.version:
+            return
+        self.snapshots[snap.symbol] = snap
+        accounted = set(snap.accounted)
+        self._release([c for c, r in self.reserved.items() if r["symbol"] == snap.symbol and c in accounted])
+        self._check_daily_loss()
+
+    def _release(self, coids: list[str]) -> None:
+        deletes = [_RESERVED + c.encode() for c in coids if self.reserved.pop(c, None) is not None]
+        if deletes:
+            self.store.write_batch((), deletes)
+
+    def _pending(self, symbol: str) -> tuple[float, float, float, int]:
+        """Filled net quantity, pending buys, pending sells and open orders of a
+        symbol: its snapshot plus the reservations no snapshot counts yet."""
+        snap = self.snapshots.get(symbol)
+        venues = list(snap.venues.values()) if snap else []
+        qty = sum(v["qty"] for v in venues)
+        buys = sum(v["open_buy"] for v in venues)
+        sells = sum(v["open_sell"] for v in venues)
+        count = sum(v["open_orders"] for v in venues)
+        for r in self.reserved.values():
+            if r["symbol"] == symbol:
+                buys += r["qty"] if r["side"] == "buy" else 0.0
+                sells += r["qty"] if r["side"] == "sell" else 0.0
+                count += 1
+        return qty, buys, sells, count
+
+    def exposure(self, symbol: str) -> Exposure:
+        qty, buys, sells, count = self._pending(symbol)
+        others = ({s for s in self.snapshots} | {r["symbol"] for r in self.reserved.values()}) - {symbol}
+        total = sum(self._pending(s)[3] for s in others) + count
+        return Exposure(position_qty=qty, open_buy_qty=buys, open_sell_qty=sells, open_orders=count,
+                        gross_notional_other=sum(self._worst_notional(s) for s in others),
+                        open_orders_total=total, realised_today=self._realised_today())
+
+    def _worst_notional(self, symbol: str) -> float:
+        qty, buys, sells, _count = self._pending(symbol)
+        price = self._price(symbol)
+        return max(abs(qty + buys), abs(qty - sells)) * price if price else 0.0
+
+    def _price(self, symbol: str, venue: str | None = None) -> float | None:
+        quote = self.prices.get(symbol)
+        if quote is not None:
+            return quote.last
+        return self._reference(symbol, venue)
+
+    def _reference(self, symbol: str, venue: str | None) -> float | None:
+        if venue is not None:
+            return self.references.get(venue, {}).get(symbol)
+        return next((refs[symbol] for refs in self.references.values() if symbol in refs), None)
+
+    def _realised_today(self) -> float:
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        return sum(s.realised_today for s in self.snapshots.values() if s.day == today)
+
+    # --- messages -----------------------------------------------------------------------
 
     def handle(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, CheckOrder):
             self._check(msg)
-        elif isinstance(msg, SetTradingState):
-            self._set_state(msg, sender)
+        elif isinstance(msg, PositionSnapshot):
+            self._on_snapshot(msg)
+        elif isinstance(msg, OrderDropped):
+            self._release([msg.client_order_id])
         elif isinstance(msg, PriceUpdates):
             for quote in msg.quotes:
                 self.prices[quote.symbol] = quote
+        elif isinstance(msg, SetTradingState):
+            self._set_state(msg, sender)
+        elif isinstance(msg, VenueHealth):
+            self._on_venue_health(msg)
+        elif isinstance(msg, EvaluateOrder):
+            self._evaluate(msg.intent, sender)
+        elif isinstance(msg, ReplacePolicy):
+            self._replace_policy(msg, sender)
         else:
             super().handle(msg, sender)
 
-    # --- pre-trade -------------------------------------------------------------------
+    def on_wakeup(self, payload: Any) -> None:
+        if payload != _TICK:
+            return
+        now = _now_ms()
+        stale = [c for c, r in self.reserved.items() if now > r["expires_at"] + _RESERVATION_GRACE_MS]
+        self._release(stale)
+        self.after(_TICK_S, _TICK)
+
+    # --- pre-trade ------------------------------------------------------------------------
+
+    def _view(self, intent: Any) -> OrderView:
+        return OrderView(venue=intent.exchange, symbol=intent.symbol, side=intent.side, qty=intent.quantity,
+                         order_type=intent.order_type, price=intent.price, reduce_only=intent.reduce_only,
+                         strategy_id=intent.strategy_id)
+
+    def _verdicts(self, order: OrderView, exposure: Exposure) -> list[Any]:
+        now = time.monotonic()
+        venue_rate = strategy_rate = None
+        if self.policy.orders_per_second_per_venue:
+            bucket = self.venue_buckets.setdefault(
+                order.venue, TokenBucket(self.policy.orders_per_second_per_venue, now))
+            venue_rate = bucket.available(now)
+        if self.policy.orders_per_second_per_strategy and order.strategy_id:
+            bucket = self.strategy_buckets.setdefault(
+                order.strategy_id, TokenBucket(self.policy.orders_per_second_per_strategy, now))
+            strategy_rate = bucket.available(now)
+        quote = self.prices.get(order.symbol)
+        return check_order(order, self.policy, exposure, market=quote.last if quote else None,
+                           reference=self._reference(order.symbol, order.venue), venue_rate=venue_rate,
+                           strategy_rate=strategy_rate)
+
+    def _state_refusal(self, order: OrderView, exposure: Exposure) -> str | None:
+        state, scope = effective_state(self.states, venue=order.venue, symbol=order.symbol)
+        if state == "HALTED":
+            return f"trading is halted ({scope})"
+        if state == "REDUCING" and not (order.reduce_only or reduces_position(order, exposure)):
+            return f"trading is REDUCING ({scope}): only orders that reduce the position"
+        return None
 
     def _check(self, msg: CheckOrder) -> None:
         intent = msg.intent
-        self.checked += 1
-        state, scope = effective_state(self.states, venue=intent.exchange, symbol=intent.symbol)
-        if state == "HALTED" or (state == "REDUCING" and not intent.reduce_only):
-            self.refused += 1
-            why = "trading is halted" if state == "HALTED" else "trading is REDUCING: reduce-only orders only"
-            refusal = CommandRefused(intent.signal_id, "PREPARE", "HALTED", f"{why} ({scope})")
-            self.tell(msg.reply_to, refusal)
+        self.counts["checked"] += 1
+
+        def refuse(code: str, reason: str, rule: str = "") -> None:
+            self.counts["refused"] += 1
+            self.tell(msg.reply_to, CommandRefused(intent.signal_id, "PREPARE", code, reason, rule))
+            if code != "INTERNAL":
+                self._denied(intent, code, reason, rule)
+
+        if self.rebuilding:
+            refuse("INTERNAL", "the risk guard is rebuilding its view after a restart; resend")
             return
-        if not self.tell(f"venue:{intent.exchange}", StageOrder(intent, msg.reply_to)):
-            self.tell(msg.reply_to, CommandRefused(intent.signal_id, "PREPARE", "VENUE_UNAVAILABLE",
-                                                   f"the adapter of venue {intent.exchange} is down"))
+        order = self._view(intent)
+        exposure = self.exposure(order.symbol)
+        halted = self._state_refusal(order, exposure)
+        if halted is not None:
+            refuse("HALTED", halted)
+            return
+        failed = next((v for v in self._verdicts(order, exposure) if not v.ok), None)
+        if failed is not None:
+            refuse("RISK_REJECTED", failed.reason, failed.rule)
+            return
+        self._approve(intent, msg.reply_to)
+
+    def _approve(self, intent: Any, reply_to: str) -> None:
+        from titan_actors.domain.ids import client_order_id
+
+        now = time.monotonic()
+        if intent.exchange in self.venue_buckets:
+            self.venue_buckets[intent.exchange].take(now)
+        if intent.strategy_id in self.strategy_buckets:
+            self.strategy_buckets[intent.strategy_id].take(now)
+        coid = client_order_id(intent.signal_id)
+        reservation = {"symbol": intent.symbol, "venue": intent.exchange, "side": intent.side,
+                       "qty": intent.quantity, "expires_at": _now_ms() + intent.ttl_ms}
+        self.reserved[coid] = reservation
+        self.store.put(_RESERVED + coid.encode(), orjson.dumps(reservation))
+        self.counts["approved"] += 1
+        if not self.tell(f"venue:{intent.exchange}", StageOrder(intent, reply_to)):
+            self._release([coid])
+            self.tell(reply_to, CommandRefused(intent.signal_id, "PREPARE", "VENUE_UNAVAILABLE",
+                                               f"the adapter of venue {intent.exchange} is down"))
+
+    def _denied(self, intent: Any, code: str, reason: str, rule: str) -> None:
+        assert self.outbox is not None
+        data = {"signal_id": intent.signal_id, "exchange": intent.exchange, "side": intent.side,
+                "quantity": intent.quantity, "order_type": intent.order_type, "price": intent.price,
+                "code": code, "rule": rule, "reason": reason, "strategy_id": intent.strategy_id}
+        self.store.write_batch(self.outbox.emit(subjects.report(intent.symbol), "OrderDenied", intent.symbol,
+                                                data))
+
+    def _evaluate(self, intent: Any, asker: Any) -> None:
+        order = self._view(intent)
+        exposure = self.exposure(order.symbol)
+        verdicts = [(v.rule, v.ok, v.reason) for v in self._verdicts(order, exposure)]
+        halted = self._state_refusal(order, exposure)
+        verdicts.insert(0, ("trading_state", halted is None, halted or ""))
+        state, _scope = effective_state(self.states, venue=order.venue, symbol=order.symbol)
+        self.tell(asker, Evaluation(tuple(verdicts), state, {
+            "position_qty": exposure.position_qty, "open_buy_qty": exposure.open_buy_qty,
+            "open_sell_qty": exposure.open_sell_qty, "open_orders": exposure.open_orders,
+            "gross_notional_other": exposure.gross_notional_other,
+            "open_orders_total": exposure.open_orders_total, "realised_today": exposure.realised_today,
+        }), via="thespian")
+
+    def _replace_policy(self, msg: ReplacePolicy, asker: Any) -> None:
+        try:
+            policy = policy_from_config(msg.raw)
+        except PolicyError as exc:
+            self.tell(asker, PolicyReplaced(False, str(exc)), via="thespian")
+            return
+        assert self.engine is not None
+        self.store.put(_POLICY, orjson.dumps({"engine_id": self.engine.engine_id, "raw": msg.raw}))
+        self.policy, self.policy_raw = policy, msg.raw
+        self.tell(asker, PolicyReplaced(True, policy=policy.as_dict()), via="thespian")
 
     # --- trading states -----------------------------------------------------------------
 
@@ -92,23 +343,45 @@ class RiskGuard(TitanActor):
             refused = TradingStateSet(msg.corr, msg.scope, current, dict(self.states))
             self.tell(sender, refused, via="thespian")
             return
-        previous = self.states.get(msg.scope, "ACTIVE")
-        key = _STATE + msg.scope.encode()
-        if msg.mode == "ACTIVE":
-            self.states.pop(msg.scope, None)
+        self._change_state(msg.scope, msg.mode, msg.reason, msg.operator)
+        self.tell(sender, TradingStateSet(msg.corr, msg.scope, msg.mode, dict(self.states)))
+
+    def _change_state(self, scope: str, mode: str, reason: str, operator: str,
+                      extra: list[tuple[bytes, bytes]] = ()) -> None:
+        previous = self.states.get(scope, "ACTIVE")
+        key = _STATE + scope.encode()
+        if mode == "ACTIVE":
+            self.states.pop(scope, None)
         else:
-            self.states[msg.scope] = msg.mode
+            self.states[scope] = mode
         assert self.outbox is not None
         event = self.outbox.emit(subjects.RISK_STATE, "TradingStateChanged", None, {
-            "scope": msg.scope, "trading_state": msg.mode, "previous": previous,
-            "reason": msg.reason, "operator": msg.operator, "states": dict(self.states),
+            "scope": scope, "trading_state": mode, "previous": previous, "reason": reason,
+            "operator": operator, "states": dict(self.states),
         })
-        puts = [*event] + ([(key, msg.mode.encode())] if msg.mode != "ACTIVE" else [])
-        deletes = [key] if msg.mode == "ACTIVE" else []
-        self.store.write_batch(puts, deletes)  # persisted before it is acknowledged
-        self.tell(sender, TradingStateSet(msg.corr, msg.scope, msg.mode, dict(self.states)))
+        puts = [*event, *extra] + ([(key, mode.encode())] if mode != "ACTIVE" else [])
+        self.store.write_batch(puts, [key] if mode == "ACTIVE" else [])  # before it is acknowledged
         self.tell("gateway", TradingStates(dict(self.states)))
+
+    def _check_daily_loss(self) -> None:
+        limit = self.policy.daily_loss_limit
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        if not limit or self.loss_tripped_day == today or -self._realised_today() <= limit:
+            return
+        self.loss_tripped_day = today
+        if self.states.get("global", "ACTIVE") == "ACTIVE":
+            self._change_state("global", "REDUCING", f"daily realised loss beyond {limit:g}", "risk-guard",
+                               [(b"loss_tripped_day", today.encode())])
+
+    def _on_venue_health(self, msg: VenueHealth) -> None:
+        limit = self.policy.venue_error_limit
+        scope = f"venue:{msg.venue}"
+        if limit and msg.consecutive_errors >= limit and self.states.get(scope) != "HALTED":
+            self._change_state(scope, "HALTED", f"circuit breaker: {msg.consecutive_errors} consecutive "
+                                                f"venue errors ({msg.last_error})", "risk-guard")
 
     def status_detail(self) -> dict[str, Any]:
         return {"boots": self.boots, "trading_state": self.states.get("global", "ACTIVE"),
-                "states": dict(self.states), "checked": self.checked, "refused": self.refused}
+                "states": dict(self.states), "rebuilding": self.rebuilding, "reserved": len(self.reserved),
+                "snapshots": {s: v.version for s, v in self.snapshots.items()},
+                "realised_today": self._realised_today(), **self.counts}
