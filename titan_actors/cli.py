@@ -104,11 +104,16 @@ def _announce(engine: Any) -> None:
 
 def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[str, Any]:
     from titan_actors.messages import (
+        EvaluateOrder,
+        Evaluation,
         InjectFault,
+        PolicyReplaced,
         PriceUpdate,
         Relay,
         RelayResult,
+        ReplacePolicy,
         SetTradingState,
+        SetVenueOutage,
         StatusRequest,
         TradingStateSet,
     )
@@ -141,6 +146,34 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
             return {"ok": False, "error": "the risk guard did not answer; the state is not known to be set"}
         return {"ok": True, "trading_state": reply.trading_state, "scope": reply.scope,
                 "states": reply.states}
+    if cmd == "risk_check":
+        from titan_actors.domain.signals import Refusal, parse_intent
+
+        venues = {name: frozenset(v["symbols"]) for name, v in engine.config.venues.items()}
+        intent = parse_intent(request["order"], venues=venues,
+                              default_venue=engine.config["routing.default_venue"])
+        if isinstance(intent, Refusal):
+            return {"ok": False, "error": intent.reason}
+        evaluation = engine.ask_role("risk", EvaluateOrder(intent), timeout=5.0)
+        if not isinstance(evaluation, Evaluation):
+            return {"ok": False, "error": "the risk guard did not answer"}
+        return {"ok": True, "state": evaluation.state, "exposure": evaluation.exposure,
+                "verdicts": [{"rule": r, "ok": ok, "reason": why} for r, ok, why in evaluation.verdicts]}
+    if cmd == "risk_reload":
+        from titan_actors.config import ConfigError, load_config
+
+        try:
+            fresh = load_config(engine.config.source, dict(os.environ))
+        except ConfigError as exc:
+            return {"ok": False, "error": str(exc)}
+        replaced = engine.ask_role("risk", ReplacePolicy(fresh.sections["risk"]), timeout=5.0)
+        if not isinstance(replaced, PolicyReplaced) or not replaced.ok:
+            return {"ok": False, "error": getattr(replaced, "error", "the risk guard did not answer")}
+        return {"ok": True, "policy": replaced.policy}
+    if cmd == "venue_outage":
+        engine.tell_role(f"venue:{request.get('venue', 'paper')}", SetVenueOutage(bool(request["down"])))
+        engine.ask_role(f"venue:{request.get('venue', 'paper')}", StatusRequest(), timeout=3.0)
+        return {"ok": True}
     if cmd == "price":
         quote = PriceUpdate(str(request["symbol"]), float(request["bid"]), float(request["ask"]),
                             float(request["last"]), int(time.time() * 1000))
@@ -324,6 +357,63 @@ def cmd_events_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_risk_check(args: argparse.Namespace) -> int:
+    config = _config(args)
+    order = {"signal_id": "risk-check", "symbol": args.symbol, "side": args.side, "quantity": args.quantity,
+             "order_type": args.order_type, "reduce_only": args.reduce_only}
+    for key in ("price", "exchange", "strategy_id"):
+        if getattr(args, key) is not None:
+            order[key] = getattr(args, key)
+    try:
+        reply = control_request(config.data_dir, {"cmd": "risk_check", "order": order})
+    except EngineNotRunning as exc:
+        return _fail(str(exc))
+    except ControlError as exc:
+        return _fail(f"risk check: {exc}")
+    if args.json:
+        reply.pop("ok", None)
+        print(json.dumps(reply, indent=2))
+        return 0
+    print(f"trading state {reply['state']}; exposure {json.dumps(reply['exposure'])}")
+    for verdict in reply["verdicts"]:
+        mark = "PASS" if verdict["ok"] else "FAIL"
+        print(f"{mark}  {verdict['rule']:<24} {verdict['reason']}")
+    return 0 if all(v["ok"] for v in reply["verdicts"]) else 1
+
+
+def cmd_risk_reload(args: argparse.Namespace) -> int:
+    config = _config(args)
+    try:
+        reply = control_request(config.data_dir, {"cmd": "risk_reload"})
+    except EngineNotRunning as exc:
+        return _fail(str(exc))
+    except ControlError as exc:
+        return _fail(f"risk reload refused, the old policy stays: {exc}")
+    print(json.dumps(reply["policy"], indent=2))
+    return 0
+
+
+def cmd_positions(args: argparse.Namespace) -> int:
+    config = _config(args)
+    try:
+        status = control_request(config.data_dir, {"cmd": "status"})
+    except EngineNotRunning as exc:
+        return _fail(str(exc))
+    actors = [a for a in status["actors"] if a["role"].startswith("position:")]
+    rows = [(a["detail"]["symbol"], venue, view) for a in actors
+            for venue, view in a["detail"].get("venues", {}).items()]
+    if args.json:
+        print(json.dumps([{"symbol": s, "venue": v, **view} for s, v, view in rows], indent=2))
+        return 0
+    print(f"{'SYMBOL':<10} {'VENUE':<10} {'QTY':>12} {'ENTRY':>12} {'REALISED':>12} {'UNREALISED':>12} "
+          f"{'FEES':>10} {'OPEN':>5}")
+    for symbol, venue, v in rows:
+        print(f"{symbol:<10} {venue:<10} {v['qty']:>12.6g} {v['avg_entry']:>12.6g} "
+              f"{v['realised_pnl']:>12.2f} {v['unrealised_pnl']:>12.2f} {v['fees']:>10.2f} "
+              f"{v['open_orders']:>5}")
+    return 0
+
+
 # --- titan send -------------------------------------------------------------------
 
 
@@ -420,6 +510,28 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "halt":
             state.add_argument("--mode", default="HALTED", choices=["HALTED", "REDUCING"])
         state.set_defaults(func=cmd_trading_state)
+
+    risk = sub.add_parser("risk", help="the risk guard")
+    risk_sub = risk.add_subparsers(dest="risk", required=True)
+    check = risk_sub.add_parser("check", parents=[common],
+                                help="every rule's verdict for a hypothetical order (nothing is reserved)")
+    check.add_argument("--symbol", required=True)
+    check.add_argument("--side", required=True, choices=["buy", "sell"])
+    check.add_argument("--quantity", required=True, type=float)
+    check.add_argument("--order-type", default="market", choices=["market", "limit"])
+    check.add_argument("--price", type=float)
+    check.add_argument("--exchange")
+    check.add_argument("--strategy-id")
+    check.add_argument("--reduce-only", action="store_true")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=cmd_risk_check)
+    reload_cmd = risk_sub.add_parser("reload", parents=[common],
+                                     help="read [risk] from the config file again and put it in place")
+    reload_cmd.set_defaults(func=cmd_risk_reload)
+
+    positions = sub.add_parser("positions", parents=[common], help="every position with its PnL")
+    positions.add_argument("--json", action="store_true")
+    positions.set_defaults(func=cmd_positions)
 
     events = sub.add_parser("events", help="the engine's events on NATS")
     events_sub = events.add_subparsers(dest="events", required=True)
