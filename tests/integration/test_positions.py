@@ -1,0 +1,96 @@
+"""Position actors in a running engine: every fill applied once, across kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.support.engine import RunningEngine, titan_cmd, wait_for
+from tests.support.nats import read_stream
+from titan_actors.wire import subjects
+
+
+def _settled(engine: RunningEngine) -> bool:
+    status = engine.status()
+    return not status["missing"] and all(
+        a["detail"].get("outbox_depth", 0) == 0 and a["detail"].get("deliveries_depth", 0) == 0
+        for a in status["actors"])
+
+
+def _trade(engine: RunningEngine, count: int, prefix: str) -> None:
+    with engine.client(timeout=10) as client:
+        for i in range(count):
+            side, qty = ("buy", 0.3) if i % 3 else ("sell", 0.2)
+            signal_id = f"{prefix}-{i}"
+            while client.prepare(signal_id, "BTCUSDT", side, qty)["type"] != "PREPARED":
+                time.sleep(0.05)
+            while client.confirm(signal_id)["type"] != "ACCEPTED":
+                time.sleep(0.05)
+            time.sleep(0.02)  # a stream, so that the kills land in the middle of it
+
+
+def test_a_position_actor_killed_during_a_stream_of_fills_applies_each_fill_exactly_once(
+    engine: RunningEngine,
+) -> None:
+    flow = threading.Thread(target=_trade, args=(engine, 30, "pk"))
+    flow.start()
+    kills = 0
+    while flow.is_alive() and kills < 3:
+        time.sleep(0.15)
+        pid = engine.pids().get("position:BTCUSDT")
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            kills += 1
+    flow.join(60)
+    assert kills >= 2
+    wait_for(lambda: _settled(engine), 20, 0.1, "every delivery acknowledged")
+    venue = engine.venue()["positions"]["BTCUSDT"]
+    position = engine.actor("position:BTCUSDT")["detail"]
+    paper = position["venues"]["paper"]
+    assert paper["fills"] == 30, "each of the 30 fills once"
+    assert paper["qty"] == pytest.approx(venue["qty"]) == pytest.approx(20 * 0.3 - 10 * 0.2)
+    assert paper["avg_entry"] == pytest.approx(venue["avg_price"])
+    assert position["boots"] >= 3, "it was really killed and restarted"
+
+
+def test_truth_and_trade_closed_events_report_a_round_trip(engine: RunningEngine) -> None:
+    with engine.client() as client:
+        client.prepare("rt-1", "ETHUSDT", "buy", 2, strategy_id="mean-rev", phase=1)
+        client.confirm("rt-1")
+        engine.control({"cmd": "price", "symbol": "ETHUSDT", "bid": 3100, "ask": 3101, "last": 3100.5})
+        client.prepare("rt-2", "ETHUSDT", "sell", 2, strategy_id="mean-rev", phase=2)
+        client.confirm("rt-2")
+    wait_for(lambda: _settled(engine), 10, 0.1, "outboxes drained")
+    url = engine.info["nats_url"]
+    truth = [e for e in read_stream(url, subjects.truth("ETHUSDT"))]
+    # One truth event per change (orders too); the fills move it from 0 to 2 and back.
+    by_fills = {e["data"]["fills"]: e["data"]["qty"] for e in truth}
+    assert by_fills == {0: 0, 1: 2, 2: 0}
+    assert [e["seq"] for e in truth] == list(range(1, len(truth) + 1))
+    assert truth[-1]["source"] == "position:ETHUSDT"
+    (closed,) = read_stream(url, subjects.TRADE_CLOSED)
+    data = closed["data"]
+    assert (data["side"], data["size"], data["entry_price"], data["exit_price"]) == ("long", 2, 3000, 3100)
+    assert data["realised_pnl"] == pytest.approx(200) and data["fees"] > 0
+    assert data["strategy_id"] == "mean-rev" and data["duration_ms"] >= 0 and data["venue"] == "paper"
+
+
+def test_titan_positions_prints_every_position_with_its_pnl(engine: RunningEngine) -> None:
+    with engine.client() as client:
+        client.prepare("tp-1", "BTCUSDT", "buy", 0.5)
+        client.confirm("tp-1")
+    wait_for(lambda: engine.actor("position:BTCUSDT")["detail"]["fills"] == 1, 5, 0.05, "the fill")
+    result = subprocess.run(titan_cmd("positions", "--json", "--config", str(engine.config)), env=engine.env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    rows = {(r["symbol"], r["venue"]): r for r in json.loads(result.stdout)}
+    assert rows[("BTCUSDT", "paper")]["qty"] == 0.5 and rows[("BTCUSDT", "paper")]["avg_entry"] == 60000.0
+    text = subprocess.run(titan_cmd("positions", "--config", str(engine.config)), env=engine.env,
+                          capture_output=True, text=True, timeout=60)
+    assert "BTCUSDT" in text.stdout and "REALISED" in text.stdout
