@@ -139,6 +139,16 @@ def _flock(path: Path, what: str) -> int:
     return fd
 
 
+def _trading_ready(tree: TreeStatus) -> bool:
+    """The risk guard has rebuilt its view and every position is reconciled."""
+    for actor in tree.actors:
+        if actor.role == "risk" and actor.detail.get("rebuilding"):
+            return False
+        if actor.role.startswith("position:") and not all(actor.detail.get("reconciled", {}).values()):
+            return False
+    return True
+
+
 class Engine:
     """See the module docstring."""
 
@@ -260,7 +270,7 @@ class Engine:
             last = self.tree_status(timeout=2.0)
             if last is not None:
                 have = {a.role for a in last.actors}
-                if want <= have and not last.missing:
+                if want <= have and not last.missing and _trading_ready(last):
                     return last
             time.sleep(0.05)
         missing = sorted(want - {a.role for a in last.actors}) if last else sorted(want)

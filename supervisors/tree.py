@@ -31,13 +31,18 @@ def _supervision(config: Config) -> dict[str, Any]:
     return dict(config.sections["supervision"])
 
 
-def position_spec(symbol: str) -> ChildSpec:
-    """The child spec of the position actor of `symbol` (also for `StartChild`)."""
+def position_spec(symbol: str, venues: dict[str, dict[str, Any]], interval_s: float = 30.0) -> ChildSpec:
+    """The child spec of the position actor of `symbol` (also for `StartChild`):
+    `venues` maps each venue trading it to its reconciliation settings."""
     return ChildSpec(
         id=f"position:{symbol}",
         actor="titan_actors.position.PositionActor",
-        config={"symbol": symbol},
+        config={"symbol": symbol, "venues": venues, "reconcile_interval_s": interval_s},
     )
+
+
+def reconcile_settings(venue: dict[str, Any]) -> dict[str, Any]:
+    return {"policy": venue["reconcile_policy"], "tolerance": venue["reconcile_tolerance"]}
 
 
 def root_config(config: Config, *, nats_url: str, gave_up_marker: str) -> dict[str, Any]:
@@ -48,7 +53,12 @@ def root_config(config: Config, *, nats_url: str, gave_up_marker: str) -> dict[s
                   config={"name": name, **venue})
         for name, venue in config.venues.items()
     ]
-    positions = [position_spec(symbol) for symbol in config.symbols]
+    interval = config["positions.reconcile_interval_s"]
+    positions = [
+        position_spec(symbol, {name: reconcile_settings(v) for name, v in config.venues.items()
+                               if symbol in v["symbols"]}, interval)
+        for symbol in config.symbols
+    ]
     preload_venues = ["ccxt.async_support"] if any(
         v["exchange"] != "paper" for v in config.venues.values()
     ) else []

@@ -107,6 +107,8 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
         EvaluateOrder,
         Evaluation,
         InjectFault,
+        PaperAdjust,
+        PaperPlace,
         PolicyReplaced,
         PriceUpdate,
         Relay,
@@ -170,6 +172,15 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
         if not isinstance(replaced, PolicyReplaced) or not replaced.ok:
             return {"ok": False, "error": getattr(replaced, "error", "the risk guard did not answer")}
         return {"ok": True, "policy": replaced.policy}
+    if cmd in ("paper_adjust", "paper_place"):
+        venue = f"venue:{request.get('venue', 'paper')}"
+        if cmd == "paper_adjust":
+            msg = PaperAdjust(str(request["symbol"]), float(request["qty"]), float(request["avg_price"]))
+        else:
+            msg = PaperPlace(dict(request["spec"]))
+        engine.tell_role(venue, msg)
+        engine.ask_role(venue, StatusRequest(), timeout=3.0)
+        return {"ok": True}
     if cmd == "venue_outage":
         engine.tell_role(f"venue:{request.get('venue', 'paper')}", SetVenueOutage(bool(request["down"])))
         engine.ask_role(f"venue:{request.get('venue', 'paper')}", StatusRequest(), timeout=3.0)
@@ -400,17 +411,25 @@ def cmd_positions(args: argparse.Namespace) -> int:
     except EngineNotRunning as exc:
         return _fail(str(exc))
     actors = [a for a in status["actors"] if a["role"].startswith("position:")]
-    rows = [(a["detail"]["symbol"], venue, view) for a in actors
-            for venue, view in a["detail"].get("venues", {}).items()]
+    rows = [(a["detail"]["symbol"], venue,
+             {**view, "reconciled": (a["detail"].get("reconciled") or {}).get(venue)})
+            for a in actors for venue, view in a["detail"].get("venues", {}).items()]
     if args.json:
         print(json.dumps([{"symbol": s, "venue": v, **view} for s, v, view in rows], indent=2))
         return 0
     print(f"{'SYMBOL':<10} {'VENUE':<10} {'QTY':>12} {'ENTRY':>12} {'REALISED':>12} {'UNREALISED':>12} "
-          f"{'FEES':>10} {'OPEN':>5}")
+          f"{'FEES':>10} {'OPEN':>5}  RECONCILED")
     for symbol, venue, v in rows:
         print(f"{symbol:<10} {venue:<10} {v['qty']:>12.6g} {v['avg_entry']:>12.6g} "
               f"{v['realised_pnl']:>12.2f} {v['unrealised_pnl']:>12.2f} {v['fees']:>10.2f} "
-              f"{v['open_orders']:>5}")
+              f"{v['open_orders']:>5}  {_reconciliation(v['reconciled'])}")
+
+
+def _reconciliation(result: dict[str, Any] | None) -> str:
+    if not result:
+        return "not yet"
+    age = time.time() - result["at"] / 1000
+    return f"{result['result']} ({age:.0f}s ago, {result['corrections']} corrections)"
     return 0
 
 

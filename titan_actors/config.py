@@ -115,6 +115,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, Check | None]]]
     },
     "positions": {
         "symbols": (list, [], _symbols),
+        "reconcile_interval_s": ((int, float), 30.0, _positive),
     },
 }
 
@@ -133,6 +134,8 @@ _VENUE_SCHEMA: dict[str, tuple[type | tuple[type, ...], Any, Check | None]] = {
     "maker_fee_bps": ((int, float), 2.0, _non_negative),
     "liquidity": ((int, float), 0.0, _non_negative),
     "balance": ((int, float), 100_000.0, _positive),
+    "reconcile_policy": (str, "adopt", _one_of("adopt", "halt")),
+    "reconcile_tolerance": ((int, float), 1e-9, _non_negative),
 }
 
 ENV_VARS = {

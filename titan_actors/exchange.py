@@ -37,7 +37,7 @@ from typing import Any
 
 import orjson
 
-from supervisors.tree import position_spec
+from supervisors.tree import position_spec, reconcile_settings
 from titan_actors.base import TitanActor, count_boot
 from titan_actors.domain.ids import client_order_id, exit_order_id
 from titan_actors.domain.orders import (
@@ -59,6 +59,8 @@ from titan_actors.messages import (
     OrderCanceled,
     OrderDropped,
     OrderPrepared,
+    PaperAdjust,
+    PaperPlace,
     PriceUpdate,
     PriceUpdates,
     SetVenueOutage,
@@ -66,6 +68,8 @@ from titan_actors.messages import (
     StartChild,
     SubmitOrder,
     VenueHealth,
+    VenueState,
+    VenueStateRequest,
 )
 from titan_actors.store import Store
 from titan_actors.venues.paper import (
@@ -194,6 +198,15 @@ class VenueAdapter(TitanActor):
                 self._on_price(quote)
         elif isinstance(msg, SetVenueOutage):
             self.venue_down = msg.down
+        elif isinstance(msg, VenueStateRequest):
+            self._venue_state(msg.symbol, sender)
+        elif isinstance(msg, PaperAdjust) and self.venue is not None:
+            self.venue.positions[msg.symbol] = (msg.qty, msg.avg_price)
+            self.venue._save_account()
+            self._commit([])
+        elif isinstance(msg, PaperPlace) and self.venue is not None:
+            self.venue.submit(msg.spec, _now_ms())
+            self._commit([])
         else:
             super().handle(msg, sender)
 
@@ -278,6 +291,23 @@ class VenueAdapter(TitanActor):
             self.reply_now(reply_to, OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
         self._report(order, None)  # SUBMITTED (its event was committed with the journal)
         self._after_changes(changes)
+
+    def _venue_state(self, symbol: str, asker: Any) -> None:
+        """The venue's own figures for a symbol, for reconciliation. No answer
+        while the venue cannot be reached: the position actor asks again."""
+        if self.venue is None:
+            self.tell(asker, VenueState(self.venue_name, symbol, 0.0, 0.0, {}, _now_ms(), available=False))
+            return
+        if self.venue_down:
+            return
+        qty, avg = self.venue.positions.get(symbol, (0.0, 0.0))
+        orders = {o.client_order_id: {"side": o.side, "remaining": o.remaining, "price": o.price,
+                                      "status": o.status}
+                  for o in self.venue.open.values() if o.symbol == symbol}
+        assert self.deliveries is not None
+        dest = f"position:{symbol}"
+        undelivered = sum(1 for d, _m in self.deliveries.pending.values() if d == dest)
+        self.tell(asker, VenueState(self.venue_name, symbol, qty, avg, orders, _now_ms(), undelivered))
 
     def _unreachable(self, order: Order, reply_to: str | None, reason: str) -> None:
         """Not sent: answer VENUE_UNAVAILABLE and count it for the circuit breaker."""
@@ -445,7 +475,8 @@ class VenueAdapter(TitanActor):
         position actor and NATS get the change durably, from `_commit`)."""
         self.tell(GATEWAY, _execution_report(order, last_fill))
         if self.directory.get(f"position:{order.symbol}") is None:
-            self.tell("positions", StartChild(position_spec(order.symbol)), via="thespian")
+            spec = position_spec(order.symbol, {self.venue_name: reconcile_settings(self.config)})
+            self.tell("positions", StartChild(spec), via="thespian")
 
     # --- brackets ---------------------------------------------------------------------
 

@@ -37,6 +37,8 @@ __all__ = [
     "OrderCanceled",
     "OrderDropped",
     "OrderPrepared",
+    "PaperAdjust",
+    "PaperPlace",
     "Peer",
     "PeerDown",
     "PeerUp",
@@ -68,6 +70,8 @@ __all__ = [
     "TreeStatusRequest",
     "TreeStopped",
     "VenueHealth",
+    "VenueState",
+    "VenueStateRequest",
 ]
 
 
@@ -550,6 +554,8 @@ class PositionSnapshot:
     accounted: tuple[str, ...]
     realised_today: float
     day: str
+    reconciled: dict[str, bool] = field(default_factory=dict)
+    unavailable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -608,3 +614,46 @@ class SetVenueOutage:
     """Paper venue: simulate that the venue cannot be reached (chaos, tests)."""
 
     down: bool
+
+
+# --- reconciliation ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VenueStateRequest:
+    """Position actor → adapter: the venue's own figures for `symbol`."""
+
+    symbol: str
+
+
+@dataclass(frozen=True, slots=True)
+class VenueState:
+    """Adapter → position actor: what the venue says it holds for a symbol.
+    `open_orders[client_order_id]` has `side`, `remaining`, `price`, `status`."""
+
+    venue: str
+    symbol: str
+    qty: float
+    avg_price: float
+    open_orders: dict[str, dict[str, Any]]
+    ts: int
+    undelivered: int = 0  # order updates for this symbol not yet acknowledged by its position actor
+    available: bool = True  # False: the adapter has no venue to ask (its exchange is not available)
+
+
+@dataclass(frozen=True, slots=True)
+class PaperAdjust:
+    """Paper venue (tests, drills): change the venue's position behind the
+    engine's back, as a manual trade at the exchange would."""
+
+    symbol: str
+    qty: float
+    avg_price: float
+
+
+@dataclass(frozen=True, slots=True)
+class PaperPlace:
+    """Paper venue (tests, drills): an order placed at the venue by someone
+    else (the exchange UI, another client), unknown to the engine."""
+
+    spec: dict[str, Any]

@@ -6,6 +6,18 @@ updates come from the venue adapters as re-driven deliveries (resent until
 acknowledged, also across restarts of either side); each fill is applied
 once, by venue trade id.
 
+Reconciliation, at start and every `reconcile_interval_s`: the actor asks
+each venue adapter for the venue's own figures (`VenueState`) and turns every
+difference into an explicit event on `titan.evt.execution.drift.v1.<SYMBOL>`:
+`OrderAdopted` (open at the venue, unknown here), `OrderClosedAtVenue` (open
+here, not at the venue), `PositionDrift` (beyond the venue's
+`reconcile_tolerance`), after which the venue's `reconcile_policy` applies:
+`adopt` takes the venue's quantity and entry, `halt` halts the symbol at the
+risk guard until an operator resumes. The comparison is made only when the
+adapter has no undelivered update for this symbol (else a fill in flight
+would look like drift and be counted twice); otherwise it is tried again. Until a venue is reconciled
+after a start, the risk guard approves no order for this symbol there.
+
 Every change is one atomic batch in `<data>/positions/<SYMBOL>`: the fill's
 marker, the new state, and its events — `titan.evt.execution.truth.v1.<SYMBOL>`
 with the position after the change, and `execution.trade.closed` when a
@@ -20,19 +32,30 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import OrderedDict
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import orjson
 
 from titan_actors.base import TitanActor, count_boot
 from titan_actors.domain.positions import ClosedTrade, Position, apply_fill, unrealised_pnl
-from titan_actors.messages import ExecutionReport, PositionSnapshot, PriceUpdates, SnapshotRequest
+from titan_actors.messages import (
+    ExecutionReport,
+    PositionSnapshot,
+    PriceUpdates,
+    SetTradingState,
+    SnapshotRequest,
+    TradingStateSet,
+    VenueState,
+    VenueStateRequest,
+)
 from titan_actors.wire import subjects
 
 __all__ = ["PositionActor"]
 
-_FINAL = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED"})
+_FINAL = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED", "CLOSED_AT_VENUE"})
+_RECONCILE = "position:reconcile"
+_RETRY_S = 0.5
 _SNAPSHOT_TICK = "position:snapshot"
 _SNAPSHOT_EVERY_S = 2.0
 _ACCOUNTED_KEEP = 5000
@@ -61,7 +84,12 @@ class PositionActor(TitanActor):
         self.tags: dict[str, list[Any]] = state.get("tags", {})
         self.mark: float | None = None
         self.reports = 0
+        self.venue_settings: dict[str, dict[str, Any]] = self.config.get("venues", {})
+        self.interval_s = float(self.config.get("reconcile_interval_s", 30.0))
+        self.reconciled: dict[str, dict[str, Any]] = {}  # since this start: fail closed until then
+        self._reported_drift: dict[str, tuple[float, float]] = {}
         self.after(_SNAPSHOT_EVERY_S, _SNAPSHOT_TICK)
+        self.after(0.0, _RECONCILE)
 
     def handle(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, ExecutionReport):
@@ -70,6 +98,10 @@ class PositionActor(TitanActor):
             self.mark = msg.quotes[-1].last
         elif isinstance(msg, SnapshotRequest):
             self.tell(sender, self.snapshot())
+        elif isinstance(msg, VenueState):
+            self._reconcile(msg)
+        elif isinstance(msg, TradingStateSet):
+            pass  # the risk guard confirmed a halt we asked for
         else:
             super().handle(msg, sender)
 
@@ -77,6 +109,72 @@ class PositionActor(TitanActor):
         if payload == _SNAPSHOT_TICK:
             self.tell("risk", self.snapshot())
             self.after(_SNAPSHOT_EVERY_S, _SNAPSHOT_TICK)
+        elif payload == _RECONCILE:
+            for venue in self.venue_settings:
+                self.tell(f"venue:{venue}", VenueStateRequest(self.symbol))
+            pending = any(v not in self.reconciled for v in self.venue_settings)
+            self.after(_RETRY_S if pending else self.interval_s, _RECONCILE)
+
+    # --- reconciliation ---------------------------------------------------------------
+
+    def _reconcile(self, state: VenueState) -> None:
+        venue = state.venue
+        if not state.available:
+            self.reconciled[venue] = {"at": state.ts, "result": "venue unavailable", "corrections": 0}
+            self.tell("risk", self.snapshot())
+            return
+        if state.undelivered:
+            return  # updates on their way would look like drift: compare once they have arrived
+        settings = self.venue_settings.get(venue, {"policy": "adopt", "tolerance": 1e-9})
+        corrections = self._reconcile_orders(venue, state.open_orders)
+        drift = None
+        position = self.positions.get(venue, Position())
+        if abs(position.qty - state.qty) > settings["tolerance"]:
+            drift = {"venue": venue, "shadow_qty": position.qty, "venue_qty": state.qty,
+                     "diff": state.qty - position.qty, "shadow_avg_entry": position.avg_entry,
+                     "venue_avg_price": state.avg_price, "policy": settings["policy"]}
+            result = f"drift ({settings['policy']})"
+            if self._reported_drift.get(venue) != (position.qty, state.qty):
+                # Reported once while it stays the same (a halted symbol keeps drifting).
+                self._reported_drift[venue] = (position.qty, state.qty)
+                corrections.append(("PositionDrift", drift))
+            else:
+                drift = None
+        else:
+            self._reported_drift.pop(venue, None)
+            result = "ok"
+        if drift is not None and settings["policy"] == "adopt":
+            self.positions[venue] = replace(position, qty=state.qty, avg_entry=state.avg_price)
+        assert self.outbox is not None
+        self.version += 1
+        writes: list[tuple[bytes, bytes]] = []
+        for kind, data in corrections:
+            writes += self.outbox.emit(subjects.drift(self.symbol), kind, self.symbol, data)
+        writes += self.outbox.emit(subjects.truth(self.symbol), "PositionReconciled", self.symbol,
+                                   self._truth(venue, cause="reconciliation"))
+        writes.append((b"state", self._state()))
+        self.store.write_batch(writes)
+        self.reconciled[venue] = {"at": state.ts, "result": result, "corrections": len(corrections)}
+        if drift is not None and settings["policy"] == "halt":
+            self.tell("risk", SetTradingState("HALTED", f"symbol:{self.symbol}",
+                                              f"reconciliation: position drift on {venue} "
+                                              f"({drift['shadow_qty']:g} here, {drift['venue_qty']:g} there)",
+                                              "reconciliation"))
+        self.tell("risk", self.snapshot())
+
+    def _reconcile_orders(self, venue: str, at_venue: dict[str, dict[str, Any]]) -> list[tuple[str, dict]]:
+        corrections: list[tuple[str, dict]] = []
+        shadow = self.open.setdefault(venue, {})
+        for coid, order in at_venue.items():
+            if coid not in shadow and self.accounted.get(coid) not in _FINAL:
+                shadow[coid] = dict(order)
+                self.accounted[coid] = order["status"]
+                corrections.append(("OrderAdopted", {"venue": venue, "client_order_id": coid, **order}))
+        for coid in [c for c in shadow if c not in at_venue]:
+            order = shadow.pop(coid)
+            self.accounted[coid] = "CLOSED_AT_VENUE"
+            corrections.append(("OrderClosedAtVenue", {"venue": venue, "client_order_id": coid, **order}))
+        return corrections
 
     # --- applying order updates ---------------------------------------------------------
 
@@ -178,11 +276,18 @@ class PositionActor(TitanActor):
             symbol=self.symbol, version=self.version,
             venues={v: self._venue_view(v) for v in sorted(venues)},
             accounted=tuple(self.accounted), realised_today=self.realised_today, day=self.day,
+            reconciled={v: self._reconciled(v) for v in self.venue_settings},
+            unavailable=tuple(v for v, r in self.reconciled.items() if r["result"] == "venue unavailable"),
         )
+
+    def _reconciled(self, venue: str) -> bool:
+        result = self.reconciled.get(venue)
+        return result is not None and result["result"] != "venue unavailable"
 
     def status_detail(self) -> dict[str, Any]:
         venues = {v: self._venue_view(v) for v in sorted(set(self.positions) | set(self.open))}
         return {"boots": self.boots, "symbol": self.symbol, "version": self.version, "venues": venues,
                 "fills": sum(p.fills for p in self.positions.values()), "reports": self.reports,
                 "realised_today": self.realised_today, "mark": self.mark,
-                "net": {v: p.qty for v, p in self.positions.items()}}
+                "net": {v: p.qty for v, p in self.positions.items()},
+                "reconciled": {v: self.reconciled.get(v) for v in self.venue_settings}}

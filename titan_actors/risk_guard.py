@@ -272,6 +272,13 @@ class RiskGuard(TitanActor):
             refuse("INTERNAL", "the risk guard is rebuilding its view after a restart; resend")
             return
         order = self._view(intent)
+        snap = self.snapshots.get(order.symbol)
+        if snap is not None and order.venue in snap.unavailable:
+            refuse("VENUE_UNAVAILABLE", f"venue {order.venue} is not available")
+            return
+        if snap is None or not snap.reconciled.get(order.venue, False):
+            refuse("INTERNAL", f"{order.symbol} is not reconciled with venue {order.venue} yet; resend")
+            return
         exposure = self.exposure(order.symbol)
         halted = self._state_refusal(order, exposure)
         if halted is not None:
@@ -343,7 +350,8 @@ class RiskGuard(TitanActor):
             refused = TradingStateSet(msg.corr, msg.scope, current, dict(self.states))
             self.tell(sender, refused, via="thespian")
             return
-        self._change_state(msg.scope, msg.mode, msg.reason, msg.operator)
+        if self.states.get(msg.scope, "ACTIVE") != msg.mode:  # a repeat changes nothing, reports nothing
+            self._change_state(msg.scope, msg.mode, msg.reason, msg.operator)
         self.tell(sender, TradingStateSet(msg.corr, msg.scope, msg.mode, dict(self.states)))
 
     def _change_state(self, scope: str, mode: str, reason: str, operator: str,

@@ -374,10 +374,9 @@ symbols = ["BTCUSDT"]
     engine = RunningEngine(tmp_path, config).start()
     try:
         with engine.client() as client:
-            s = sig()
-            assert client.prepare(s, "BTCUSDT", "buy", 0.01, exchange="bybit")["type"] == "PREPARED"
-            refused = client.confirm(s)
+            refused = client.prepare(sig(), "BTCUSDT", "buy", 0.01, exchange="bybit")
             assert (refused["type"], refused["code"]) == ("REJECTED", "VENUE_UNAVAILABLE")
+            assert client.prepare(sig(), "BTCUSDT", "buy", 0.01)["type"] == "PREPARED", "paper still trades"
     finally:
         engine.stop()
 

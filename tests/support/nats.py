@@ -41,6 +41,7 @@ def read_stream(url: str, subject: str = ">", stream: str = "TITAN_EXECUTION") -
             js = nc.jetstream()
             info = await js.stream_info(stream)
             out: list[dict[str, Any]] = []
+            last = info.state.last_seq  # what the stream holds now: a growing stream still ends
             if not info.state.messages:
                 return out
             sub = await js.subscribe(subject, stream=stream, ordered_consumer=True)
@@ -49,8 +50,12 @@ def read_stream(url: str, subject: str = ">", stream: str = "TITAN_EXECUTION") -
                     msg = await sub.next_msg(1.0)
                 except Exception:
                     return out
+                if msg.metadata.sequence.stream > last:
+                    return out
                 out.append({"subject": msg.subject, "msg_id": (msg.headers or {}).get("Nats-Msg-Id"),
                             **json.loads(msg.data)})
+                if msg.metadata.sequence.stream >= last:
+                    return out
         finally:
             await nc.close()
 
