@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisors.embedded_nats import EmbeddedNats, free_port
+from supervisors.policy import Intensity
 from supervisors.tree import ROOT_ROLE, SUPERVISOR, expected_roles, root_config
 from titan_actors.actorsystem import open_actor_system
 from titan_actors.base import hostname
@@ -152,7 +153,7 @@ def _trading_ready(tree: TreeStatus) -> bool:
 class Engine:
     """See the module docstring."""
 
-    def __init__(self, config: Config, *, root_restart_limit: int = 3) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
         self.data_dir = config.data_dir
         self.run_dir = self.data_dir / "run"
@@ -165,7 +166,8 @@ class Engine:
         self.nats: EmbeddedNats | None = None
         self.nats_url = config["nats.url"]
         self.root_restarts = 0
-        self._root_restart_limit = root_restart_limit
+        # The watchdog is the root's parent: the same intensity as every supervisor.
+        self._root_intensity = Intensity(config["supervision.intensity"], config["supervision.period_s"])
         self._lock_fds: list[int] = []
         self.marker = self.run_dir / "root-gave-up"
 
@@ -333,7 +335,7 @@ class Engine:
         if not pid_alive(self.root_pid):
             if self.marker.exists():
                 return Fatal(f"the root supervisor gave up: {self.marker.read_text().strip()}", 4)
-            if self.root_restarts >= self._root_restart_limit:
+            if not self._root_intensity.record(time.monotonic()):
                 return Fatal("the root supervisor died too often", 4)
             self.root_restarts += 1
             log.error("the root supervisor died; starting the tree again")

@@ -38,6 +38,7 @@ import orjson
 
 from titan_actors.base import TitanActor, count_boot
 from titan_actors.domain.signals import Refusal, Request, parse_request
+from titan_actors.domain.trading_state import effective_state
 from titan_actors.messages import (
     AbortOrder,
     CancelByNats,
@@ -141,6 +142,7 @@ class IpcGateway(TitanActor):
         self.held: dict[str, list[tuple[Target, Request]]] = {}
         self.confirmed_by: dict[str, int] = {}
         self.trading_state = "ACTIVE"
+        self.states: dict[str, str] = {}
         self.counts = {"requests": 0, "replies": 0, "executions": 0, "busy": 0, "internal": 0}
         self._flush_armed = False
         self._prune_replies()
@@ -313,20 +315,22 @@ class IpcGateway(TitanActor):
             if not sent:
                 self._settle_internal(key, "the risk guard is not available")
             return
-        venue = self._venue_of(req.signal_id)
-        if venue is None:
+        prepared = self._stored((req.signal_id, "PREPARE"))
+        if prepared is None or prepared.get("type") != "PREPARED":
             self._on_outcome(CommandRefused(req.signal_id, req.type, "UNKNOWN_SIGNAL",
                                             "signal_id: no PREPARE of this signal was accepted"))
             return
+        venue, symbol = prepared["order"]["exchange"], prepared["order"]["symbol"]
+        if req.type == "CONFIRM":
+            # A halt forbids new orders: one prepared before it is not sent during it.
+            state, scope = effective_state(self.states, venue=venue, symbol=symbol)
+            if state == "HALTED":
+                self._on_outcome(CommandRefused(req.signal_id, req.type, "HALTED",
+                                                f"trading is halted ({scope})"))
+                return
         command = {"CONFIRM": SubmitOrder, "ABORT": AbortOrder, "CANCEL": CancelOrder}[req.type]
         if not self.tell(f"venue:{venue}", command(req.signal_id, self.role)):
             self._settle_internal(key, f"the adapter of venue {venue} is not available")
-
-    def _venue_of(self, signal_id: str) -> str | None:
-        prepared = self._stored((signal_id, "PREPARE"))
-        if prepared is None or prepared.get("type") != "PREPARED":
-            return None
-        return prepared["order"]["exchange"]
 
     # --- outcomes ---------------------------------------------------------------------
 
@@ -341,6 +345,7 @@ class IpcGateway(TitanActor):
         elif isinstance(msg, CancelByNats):
             self._submit(("nats", msg.corr), Request("CANCEL", msg.signal_id, _now_ms(), None))
         elif isinstance(msg, TradingStates):
+            self.states = dict(msg.states)
             self.trading_state = msg.states.get("global", "ACTIVE")
         else:
             super().handle(msg, sender)

@@ -283,3 +283,13 @@ def test_titan_risk_reload_validates_before_it_replaces_the_policy(guarded: Runn
     finally:
         guarded.config.write_text(original)
         _titan(guarded, "risk", "reload")
+
+
+def test_a_signal_prepared_before_a_halt_cannot_be_confirmed_during_it(engine: RunningEngine) -> None:
+    with engine.client() as client:
+        assert client.prepare("pb-1", "BTCUSDT", "buy", 0.1)["type"] == "PREPARED"
+        assert _titan(engine, "halt", "--reason", "now", "--scope", "symbol:BTCUSDT").returncode == 0
+        refused = wait_for(lambda: (r := client.confirm("pb-1"))["type"] == "REJECTED" and r, 2, 0.05,
+                           "the confirm refused")
+        assert refused["code"] == "HALTED"
+    assert engine.venue()["orders_placed"] == 0
