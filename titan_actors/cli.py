@@ -118,6 +118,8 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
         SetVenueOutage,
         StatusRequest,
         TradingStateSet,
+        VenueOrders,
+        VenueOrdersRequest,
     )
 
     cmd = request.get("cmd")
@@ -181,6 +183,11 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
         engine.tell_role(venue, msg)
         engine.ask_role(venue, StatusRequest(), timeout=3.0)
         return {"ok": True}
+    if cmd == "venue_orders":
+        audit = engine.ask_role(f"venue:{request.get('venue', 'paper')}", VenueOrdersRequest(), timeout=10.0)
+        if not isinstance(audit, VenueOrders):
+            return {"ok": False, "error": "the adapter did not answer"}
+        return {"ok": True, "venue": audit.venue, "journal": audit.journal, "positions": audit.positions}
     if cmd == "venue_outage":
         engine.tell_role(f"venue:{request.get('venue', 'paper')}", SetVenueOutage(bool(request["down"])))
         engine.ask_role(f"venue:{request.get('venue', 'paper')}", StatusRequest(), timeout=3.0)
@@ -433,6 +440,19 @@ def _reconciliation(result: dict[str, Any] | None) -> str:
     return 0
 
 
+def cmd_chaos(args: argparse.Namespace) -> int:
+    from titan_actors.chaos import DEFAULT_ROLES, run_chaos
+
+    roles = args.roles.split(",") if args.roles else list(DEFAULT_ROLES)
+    unknown = [r for r in roles if r not in DEFAULT_ROLES]
+    if unknown:
+        return _fail(f"--roles: unknown {', '.join(unknown)} (known: {', '.join(DEFAULT_ROLES)})", EXIT_USAGE)
+    result = run_chaos(duration=args.duration, rate=args.rate, kill_every_ms=args.kill_every, roles=roles,
+                       seed=args.seed)
+    print(json.dumps(result.as_dict(), indent=2) if args.json else result.text(), flush=True)
+    return 0 if result.ok else 1
+
+
 # --- titan send -------------------------------------------------------------------
 
 
@@ -562,6 +582,15 @@ def build_parser() -> argparse.ArgumentParser:
     tail_cmd.add_argument("--timeout", type=float, help="stop after this many seconds without an event")
     tail_cmd.add_argument("--nats-url", help="default: NATS_URL, or the running engine's")
     tail_cmd.set_defaults(func=cmd_events_tail)
+
+    chaos = sub.add_parser("chaos", help="kill actors under load and check every invariant")
+    chaos.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
+    chaos.add_argument("--rate", type=float, default=20.0, help="FastPath signals per second (default 20)")
+    chaos.add_argument("--kill-every", type=float, default=1000.0, help="ms between kills (default 1000)")
+    chaos.add_argument("--roles", help="comma-separated roles to kill (default: all, and nats-server)")
+    chaos.add_argument("--seed", type=int, default=1)
+    chaos.add_argument("--json", action="store_true")
+    chaos.set_defaults(func=cmd_chaos)
 
     send = sub.add_parser("send", parents=[common], help="send one FastPath request and print the reply")
     send.add_argument("kind", choices=["prepare", "confirm", "abort", "cancel", "ping"])

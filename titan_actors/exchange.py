@@ -68,6 +68,8 @@ from titan_actors.messages import (
     StartChild,
     SubmitOrder,
     VenueHealth,
+    VenueOrders,
+    VenueOrdersRequest,
     VenueState,
     VenueStateRequest,
 )
@@ -200,6 +202,8 @@ class VenueAdapter(TitanActor):
             self.venue_down = msg.down
         elif isinstance(msg, VenueStateRequest):
             self._venue_state(msg.symbol, sender)
+        elif isinstance(msg, VenueOrdersRequest):
+            self._audit(sender)
         elif isinstance(msg, PaperAdjust) and self.venue is not None:
             self.venue.positions[msg.symbol] = (msg.qty, msg.avg_price)
             self.venue._save_account()
@@ -291,6 +295,23 @@ class VenueAdapter(TitanActor):
             self.reply_now(reply_to, OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
         self._report(order, None)  # SUBMITTED (its event was committed with the journal)
         self._after_changes(changes)
+
+    def _audit(self, asker: Any) -> None:
+        venue = {}
+        if self.venue is not None:
+            for _key, value in self.store.items(ORDER_KEY):
+                o = VenueOrder(**orjson.loads(value))
+                venue[o.client_order_id] = {"symbol": o.symbol, "side": o.side, "status": o.status,
+                                            "filled_qty": o.filled_qty, "fills": o.fills,
+                                            "created_ts": o.created_ts}
+        journal = {}
+        for _key, value in self.store.items(b"o:"):
+            o = Order.from_json(value)
+            journal[o.client_order_id] = {"signal_id": o.signal_id, "symbol": o.symbol, "stage": o.stage,
+                                          "status": o.status, "order_id": o.order_id,
+                                          "filled_qty": o.filled_qty, "leg": o.leg}
+        positions = {s: q for s, (q, _a) in self.venue.positions.items()} if self.venue else {}
+        self.tell(asker, VenueOrders(venue, journal, positions), via="thespian")
 
     def _venue_state(self, symbol: str, asker: Any) -> None:
         """The venue's own figures for a symbol, for reconciliation. No answer

@@ -70,6 +70,8 @@ __all__ = [
     "TreeStatusRequest",
     "TreeStopped",
     "VenueHealth",
+    "VenueOrders",
+    "VenueOrdersRequest",
     "VenueState",
     "VenueStateRequest",
 ]
@@ -657,3 +659,16 @@ class PaperPlace:
     else (the exchange UI, another client), unknown to the engine."""
 
     spec: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class VenueOrdersRequest:
+    """Audit (chaos checks): every order the venue holds and every order the
+    adapter journaled, by client order id."""
+
+
+@dataclass(frozen=True, slots=True)
+class VenueOrders:
+    venue: dict[str, dict[str, Any]]
+    journal: dict[str, dict[str, Any]]
+    positions: dict[str, float]
