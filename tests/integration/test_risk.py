@@ -293,3 +293,40 @@ def test_a_signal_prepared_before_a_halt_cannot_be_confirmed_during_it(engine: R
                            "the confirm refused")
         assert refused["code"] == "HALTED"
     assert engine.venue()["orders_placed"] == 0
+
+
+TWO_VENUES = """
+[venues.paper]
+exchange = "paper"
+[venues.paper2]
+exchange = "paper"
+[routing]
+default_venue = "paper"
+"""
+
+
+@pytest.mark.parametrize(
+    ("policy", "orders", "rule"),
+    [
+        (TWO_VENUES + "[risk]\nallowed_venues = ['paper']\n",
+         [("BTCUSDT", 0.1, {"exchange": "paper2"})], "allowed_venue"),
+        ("[risk]\nmax_gross_notional = 100000\n", [("BTCUSDT", 2, {})], "max_gross_notional"),
+        ("[risk]\nmax_leverage = 1\nequity = 100000\n", [("BTCUSDT", 2, {})], "max_leverage"),
+        ("[risk]\nmax_open_orders_total = 1\n", [("BTCUSDT", 0.1, {}), ("ETHUSDT", 0.1, {})],
+         "max_open_orders_total"),
+        ("[risk]\norders_per_second_per_venue = 2\n",
+         [("BTCUSDT", 0.1, {}), ("BTCUSDT", 0.1, {}), ("BTCUSDT", 0.1, {})], "rate_per_venue"),
+        ("[risk]\nno_market_price = 'refuse'\n", [("BTCUSDT", 0.1, {})], "market_price"),
+    ],
+)
+def test_the_other_rules_refuse_through_the_socket_too(tmp_path: Path, policy: str, orders: list,
+                                                       rule: str) -> None:
+    engine = RunningEngine(tmp_path, FAST_SUPERVISION + policy).start()
+    try:
+        with engine.client() as client:
+            replies = [client.prepare(f"o-{i}", symbol, "buy", qty, **extra)
+                       for i, (symbol, qty, extra) in enumerate(orders)]
+        assert all(r["type"] == "PREPARED" for r in replies[:-1])
+        assert _refused_by(replies[-1]) == rule
+    finally:
+        engine.stop()
