@@ -29,7 +29,6 @@ import fcntl
 import json
 import logging
 import os
-import secrets
 import signal
 import socket
 import threading
@@ -57,21 +56,19 @@ from titan_actors.messages import (
     TreeStopped,
 )
 from titan_actors.procs import parent_of, pgid_alive, pgid_members, pid_alive
+from titan_actors.secret import ensure_secret
 
 __all__ = [
     "Engine",
     "EngineError",
     "EngineRunning",
     "Fatal",
-    "ensure_secret",
     "pgid_alive",
     "pgid_members",
     "read_engine_file",
 ]
 
 log = logging.getLogger(__name__)
-
-SECRET_FILE = "hmac.secret"
 
 
 class EngineError(RuntimeError):
@@ -88,23 +85,6 @@ class Fatal:
 
     reason: str
     exit_code: int
-
-
-def ensure_secret(data_dir: Path, configured: str) -> bytes:
-    """The FastPath secret: the configured one, else `<data>/hmac.secret`,
-    created (random, mode 0600) on first start."""
-    if configured:
-        return configured.encode()
-    path = data_dir / SECRET_FILE
-    try:
-        return path.read_bytes().strip()
-    except FileNotFoundError:
-        pass
-    secret = secrets.token_hex(32).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(secret)
-    return secret
 
 
 def read_engine_file(data_dir: Path) -> dict[str, Any] | None:

@@ -29,6 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from titan_actors.secret import SECRET_FILE, read_secret
 from titan_actors.wire.fastpath import (
     Frame,
     FrameReader,
@@ -62,14 +63,11 @@ class ConnectionClosed(FastPathError):
 
 def load_secret(data_dir: str | os.PathLike[str] | None = None) -> bytes:
     """`TITAN_HMAC_SECRET`, else the file the engine made in its data dir."""
-    env = os.environ.get("TITAN_HMAC_SECRET")
-    if env:
-        return env.encode()
     base = Path(data_dir or os.environ.get("TITAN_DATA_DIR", "./data"))
     try:
-        return (base / "hmac.secret").read_bytes().strip()
+        return read_secret(base, os.environ.get("TITAN_HMAC_SECRET", ""))
     except FileNotFoundError:
-        raise FastPathError(f"no TITAN_HMAC_SECRET and no {base / 'hmac.secret'}: start the engine first")
+        raise FastPathError(f"no TITAN_HMAC_SECRET and no {base / SECRET_FILE}: start the engine first")
 
 
 def prepare_request(signal_id: str, symbol: str, side: str, quantity: float, order_type: str = "market",

@@ -31,7 +31,6 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -55,9 +54,10 @@ from titan_actors.messages import (
     SubmitOrder,
     TradingStates,
 )
+from titan_actors.secret import read_secret
 from titan_actors.wire.fastpath import FrameError, FrameReader, decode_payload, encode_message, mac_ok
 
-__all__ = ["IpcGateway", "load_secret", "serve_unix_socket"]
+__all__ = ["IpcGateway", "serve_unix_socket"]
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +67,6 @@ _TICK_S = 0.02
 _MAX_OUT = 16 * 1024 * 1024
 _KEEP_REPLIES_MS = 48 * 3600 * 1000
 _NOT_FINAL = frozenset({"BUSY", "INTERNAL", "STALE", "BAD_FRAME", "BAD_SIGNATURE"})
-
-
-def load_secret(config: dict[str, Any], data_dir: str) -> bytes:
-    """The FastPath secret: configured, else `<data>/hmac.secret` (made by `titan run`)."""
-    if config.get("hmac_secret"):
-        return config["hmac_secret"].encode()
-    return (Path(data_dir) / "hmac.secret").read_bytes().strip()
 
 
 def serve_unix_socket(path: str) -> socket.socket:
@@ -127,7 +120,7 @@ class IpcGateway(TitanActor):
         self.boots = count_boot(self.store)
         cfg = self.config
         assert self.engine is not None
-        self.secret = load_secret(cfg, self.engine.data_dir)
+        self.secret = read_secret(self.engine.data_dir, cfg.get("hmac_secret", ""))
         self.window_ms = int(cfg.get("replay_window_ms", 5000))
         self.max_in_flight = int(cfg.get("max_in_flight", 256))
         self.timeout_s = int(cfg.get("request_timeout_ms", 2000)) / 1000

@@ -39,7 +39,6 @@ import hmac
 import logging
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -60,6 +59,7 @@ from titan_actors.messages import (
     TreeStatus,
     TreeStatusRequest,
 )
+from titan_actors.secret import read_secret
 from titan_actors.wire import subjects
 from titan_actors.wire.events import Event
 
@@ -120,7 +120,7 @@ class NatsBridge(TitanActor):
         self.boots = count_boot(self.store)
         assert self.engine is not None
         cfg = self.config
-        self.secret = _fastpath_secret(cfg, self.engine.data_dir)
+        self.secret = read_secret(self.engine.data_dir, cfg.get("hmac_secret", ""))
         self.operator_secret = cfg["operator_secret"].encode() if cfg.get("operator_secret") else self.secret
         self.window_ms = int(cfg.get("replay_window_ms", 5000))
         self.stream = cfg.get("stream", "TITAN_EXECUTION")
@@ -444,12 +444,6 @@ class NatsBridge(TitanActor):
             "oldest_unsent_ms": _now_ms() - oldest if oldest is not None else None,
             "stream": self.stream, **self.counts,
         }
-
-
-def _fastpath_secret(config: dict[str, Any], data_dir: str) -> bytes:
-    if config.get("hmac_secret"):
-        return config["hmac_secret"].encode()
-    return (Path(data_dir) / "hmac.secret").read_bytes().strip()
 
 
 def _event_key(event: Event) -> bytes:

@@ -264,34 +264,30 @@ def _worst_position(order: OrderView, exposure: Exposure) -> float:
     return max(abs(exposure.position_qty + buys), abs(exposure.position_qty - sells))
 
 
+def _notional(rule: str, order: OrderView, exposure: Exposure, limit: float, value: float | None,
+              what: str) -> Verdict:
+    """A worst-case notional rule; an order that only reduces the position passes."""
+    if not limit or value is None or value <= limit or _reduces(order, exposure):
+        return Verdict(rule, True)
+    return Verdict(rule, False, f"{what} could reach {value:g}, above the limit {limit:g}")
+
+
 def _position(order: OrderView, limits: Limits, exposure: Exposure, price: float | None) -> Verdict:
-    if not limits.max_position_notional or price is None:
-        return Verdict("max_position_notional", True)
-    notional = _worst_position(order, exposure) * price
-    if notional > limits.max_position_notional and not _reduces(order, exposure):
-        return Verdict("max_position_notional", False, f"position notional could reach {notional:g}, "
-                                                       f"above the limit {limits.max_position_notional:g}")
-    return Verdict("max_position_notional", True)
+    value = _worst_position(order, exposure) * price if price is not None else None
+    return _notional("max_position_notional", order, exposure, limits.max_position_notional, value,
+                     "position notional")
 
 
 def _gross(order: OrderView, policy: Policy, exposure: Exposure, price: float | None) -> Verdict:
-    if not policy.max_gross_notional or price is None:
-        return Verdict("max_gross_notional", True)
-    gross = exposure.gross_notional_other + _worst_position(order, exposure) * price
-    if gross > policy.max_gross_notional and not _reduces(order, exposure):
-        return Verdict("max_gross_notional", False, f"gross notional could reach {gross:g}, "
-                                                    f"above the limit {policy.max_gross_notional:g}")
-    return Verdict("max_gross_notional", True)
+    value = exposure.gross_notional_other + _worst_position(order, exposure) * price if price else None
+    return _notional("max_gross_notional", order, exposure, policy.max_gross_notional, value,
+                     "gross notional")
 
 
 def _leverage(order: OrderView, policy: Policy, exposure: Exposure, price: float | None) -> Verdict:
-    if not policy.max_leverage or price is None:
-        return Verdict("max_leverage", True)
-    leverage = (exposure.gross_notional_other + _worst_position(order, exposure) * price) / policy.equity
-    if leverage > policy.max_leverage and not _reduces(order, exposure):
-        return Verdict("max_leverage", False, f"leverage could reach {leverage:.2f}x, "
-                                              f"above the limit {policy.max_leverage:g}x")
-    return Verdict("max_leverage", True)
+    gross = exposure.gross_notional_other + _worst_position(order, exposure) * price if price else None
+    value = gross / policy.equity if gross is not None and policy.equity else None
+    return _notional("max_leverage", order, exposure, policy.max_leverage, value, "leverage (x equity)")
 
 
 def _reduces(order: OrderView, exposure: Exposure) -> bool:
