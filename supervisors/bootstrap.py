@@ -121,9 +121,12 @@ def _flock(path: Path, what: str) -> int:
 
 
 def _trading_ready(tree: TreeStatus) -> bool:
-    """The risk guard has rebuilt its view and every position is reconciled."""
+    """The risk guard has rebuilt its view, the gateway knows the trading
+    states, and every position is reconciled."""
     for actor in tree.actors:
         if actor.role == "risk" and actor.detail.get("rebuilding"):
+            return False
+        if actor.role == "gateway" and not actor.detail.get("trading_states_known"):
             return False
         if actor.role.startswith("position:") and not all(actor.detail.get("reconciled", {}).values()):
             return False

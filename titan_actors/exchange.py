@@ -63,6 +63,7 @@ from titan_actors.messages import (
     PaperPlace,
     PriceUpdate,
     PriceUpdates,
+    ReservationCheck,
     SetVenueOutage,
     StageOrder,
     StartChild,
@@ -204,6 +205,11 @@ class VenueAdapter(TitanActor):
             self._venue_state(msg.symbol, sender)
         elif isinstance(msg, VenueOrdersRequest):
             self._audit(sender)
+        elif isinstance(msg, ReservationCheck):
+            for coid in msg.client_order_ids:
+                order = self.journal.get(coid)
+                if order is None or order.stage in ("ABORTED", "EXPIRED"):
+                    self.tell(sender, OrderDropped(coid))
         elif isinstance(msg, PaperAdjust) and self.venue is not None:
             self.venue.positions[msg.symbol] = (msg.qty, msg.avg_price)
             self.venue._save_account()

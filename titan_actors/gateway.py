@@ -134,8 +134,9 @@ class IpcGateway(TitanActor):
         self.pending: dict[tuple[str, str], _Pending] = {}
         self.held: dict[str, list[tuple[Target, Request]]] = {}
         self.confirmed_by: dict[str, int] = {}
-        self.trading_state = "ACTIVE"
-        self.states: dict[str, str] = {}
+        # Unknown until the risk guard tells us: no CONFIRM passes meanwhile.
+        self.trading_state = "HALTED"
+        self.states: dict[str, str] | None = None
         self.counts = {"requests": 0, "replies": 0, "executions": 0, "busy": 0, "internal": 0}
         self._flush_armed = False
         self._prune_replies()
@@ -150,7 +151,7 @@ class IpcGateway(TitanActor):
 
     def status_detail(self) -> dict[str, Any]:
         return {"boots": self.boots, "socket": self.path, "connections": len(self.conns),
-                "pending": len(self.pending), **self.counts}
+                "pending": len(self.pending), "trading_states_known": self.states is not None, **self.counts}
 
     # --- sockets --------------------------------------------------------------------
 
@@ -315,6 +316,9 @@ class IpcGateway(TitanActor):
             return
         venue, symbol = prepared["order"]["exchange"], prepared["order"]["symbol"]
         if req.type == "CONFIRM":
+            if self.states is None:
+                self._settle_internal((req.signal_id, req.type), "the trading state is not known yet; resend")
+                return
             # A halt forbids new orders: one prepared before it is not sent during it.
             state, scope = effective_state(self.states, venue=venue, symbol=symbol)
             if state == "HALTED":

@@ -53,6 +53,7 @@ __all__ = [
     "Relay",
     "RelayResult",
     "ReplacePolicy",
+    "ReservationCheck",
     "SetTradingState",
     "SetVenueOutage",
     "SnapshotRequest",
@@ -571,6 +572,15 @@ class OrderDropped:
     expired): release what was reserved for it."""
 
     client_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationCheck:
+    """Risk guard → adapter: which of these orders will never reach the venue?
+    The adapter answers `OrderDropped` for each one it does not know or that
+    was aborted or expired unconfirmed; the others stay reserved."""
+
+    client_order_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,9 @@ its venue adapter as `StageOrder`; a refused one goes back as
 
 The exposure view: per symbol, the latest versioned `PositionSnapshot` from
 its position actor (filled positions and open orders), plus reservations for
-approved orders that no snapshot counts yet (released when one does, when
-the adapter drops the order, or after `ttl_ms` + 60 s). So two PREPAREs can
+approved orders that no snapshot counts yet (released when one does, or when
+the adapter says the order will never be sent: aborted, expired, or never
+staged — it is asked once the order's `ttl_ms` has passed). So two PREPAREs can
 never together pass a limit each passes alone.
 
 Automatic states: realised losses of the UTC day beyond `daily_loss_limit`
@@ -56,6 +57,7 @@ from titan_actors.messages import (
     PriceUpdate,
     PriceUpdates,
     ReplacePolicy,
+    ReservationCheck,
     SetTradingState,
     SnapshotRequest,
     StageOrder,
@@ -73,7 +75,7 @@ _POLICY = b"policy"
 _REBUILD_S = 2.0
 _TICK = "risk:tick"
 _TICK_S = 0.5
-_RESERVATION_GRACE_MS = 60_000
+_RESERVATION_GRACE_MS = 5_000
 
 
 def _now_ms() -> int:
@@ -222,9 +224,16 @@ class RiskGuard(TitanActor):
     def on_wakeup(self, payload: Any) -> None:
         if payload != _TICK:
             return
+        # A reservation outlives its ttl only if its order may still reach the
+        # venue: ask the adapter, which drops the ones it never sent (fail closed:
+        # a confirmed order stays counted until a snapshot counts it).
         now = _now_ms()
-        stale = [c for c, r in self.reserved.items() if now > r["expires_at"] + _RESERVATION_GRACE_MS]
-        self._release(stale)
+        stale: dict[str, list[str]] = {}
+        for coid, r in self.reserved.items():
+            if now > r["expires_at"] + _RESERVATION_GRACE_MS:
+                stale.setdefault(r["venue"], []).append(coid)
+        for venue, coids in stale.items():
+            self.tell(f"venue:{venue}", ReservationCheck(tuple(coids)))
         self.after(_TICK_S, _TICK)
 
     # --- pre-trade ------------------------------------------------------------------------

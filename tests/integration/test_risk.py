@@ -330,3 +330,48 @@ def test_the_other_rules_refuse_through_the_socket_too(tmp_path: Path, policy: s
         assert _refused_by(replies[-1]) == rule
     finally:
         engine.stop()
+
+
+def test_a_restarted_gateway_confirms_nothing_until_it_knows_the_trading_states(
+    engine: RunningEngine,
+) -> None:
+    with engine.client() as client:
+        assert client.prepare("gw-1", "BTCUSDT", "buy", 0.1)["type"] == "PREPARED"
+    assert _titan(engine, "halt", "--reason", "r", "--scope", "symbol:BTCUSDT").returncode == 0
+    risk, gateway = engine.pids()["risk"], engine.pids()["gateway"]
+    os.kill(risk, signal.SIGSTOP)  # the new gateway cannot learn the states
+    try:
+        os.kill(gateway, signal.SIGKILL)
+        wait_for(lambda: engine.pids().get("gateway") not in (None, gateway), 10, 0.05, "a new gateway")
+
+        def confirm() -> dict | None:
+            try:
+                with engine.client(timeout=5) as client:
+                    return client.confirm("gw-1")
+            except Exception:
+                return None
+
+        reply = wait_for(confirm, 10, 0.1, "an answer from the new gateway")
+        assert (reply["type"], reply["code"]) == ("REJECTED", "INTERNAL")
+    finally:
+        os.kill(risk, signal.SIGCONT)
+    reply = wait_for(lambda: (r := confirm()) and r.get("code") != "INTERNAL" and r, 10, 0.1,
+                     "the states known")
+    assert reply["code"] == "HALTED"
+    assert engine.venue()["orders_placed"] == 0
+
+
+def test_a_confirmed_order_stays_reserved_until_a_snapshot_counts_it(engine: RunningEngine) -> None:
+    position = engine.pids()["position:BTCUSDT"]
+    os.kill(position, signal.SIGSTOP)  # no snapshot can count the new order
+    try:
+        with engine.client() as client:
+            assert client.prepare("rv-1", "BTCUSDT", "buy", 0.1, ttl_ms=100)["type"] == "PREPARED"
+            assert client.confirm("rv-1")["type"] == "ACCEPTED"
+            assert client.prepare("rv-2", "BTCUSDT", "buy", 0.1, ttl_ms=100)["type"] == "PREPARED"
+        time.sleep(6.5)  # past ttl + the grace: the adapter was asked
+        detail = engine.actor("risk")["detail"]
+        assert detail["reserved"] == 1, "the confirmed one stays, the expired one is released"
+    finally:
+        os.kill(position, signal.SIGCONT)
+    wait_for(lambda: engine.actor("risk")["detail"]["reserved"] == 0, 10, 0.1, "counted by a snapshot")
