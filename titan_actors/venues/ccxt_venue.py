@@ -1,0 +1,213 @@
+"""Exchanges through ccxt (async): Bybit, Binance, MEXC.
+
+One `CcxtVenue` per configured venue. `start()` loads only the configured
+market type (`linear` → the exchange's USDT perpetuals, `spot`) and builds
+the symbol map (`BTCUSDT` ⇄ `BTC/USDT:USDT`) with each market's precision
+and minimums. Orders carry our `client_order_id` in the venue's own field
+(ccxt's unified `clientOrderId` param: Bybit `orderLinkId`, Binance
+`newClientOrderId`, MEXC `clientOrderId`), so an order can always be found
+again by it.
+
+`base_url` replaces the exchange's API host (a testnet, a proxy, a fake);
+`testnet` uses ccxt's sandbox URLs.
+
+Failure, as the engine's journal needs it (`classify`):
+
+- `DuplicateClientOrderId`: the venue already has an order with that client
+  order id (Bybit 110072, Binance -4116): it was placed — look it up;
+- `VenueUnknownOutcome`: timeouts, 5xx, rate limits, lost connections (the
+  ccxt `NetworkError` family): the order may or may not be placed — look it
+  up by client order id before any resend;
+- `VenueRejected`: everything else the venue refused (`InvalidOrder`,
+  `InsufficientFunds`, `AuthenticationError`, ...), with its message.
+
+Verified against a local fake of Bybit v5 (tests/support/fake_bybit.py);
+the Binance and MEXC parameters are not yet verified against fakes, and the
+venue adapter does not use this class yet (see the venues issue).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "CcxtVenue",
+    "DuplicateClientOrderId",
+    "MarketInfo",
+    "VenueError",
+    "VenueRejected",
+    "VenueUnknownOutcome",
+    "classify",
+]
+
+EXCHANGES = ("bybit", "binance", "mexc")
+#: The venue's own parameter that names an order by our client order id, for
+#: cancel and look-up (ccxt maps `clientOrderId` only when creating).
+_CLIENT_ID_PARAM = {"bybit": "orderLinkId", "binance": "origClientOrderId", "mexc": "origClientOrderId"}
+_DUPLICATE_MARKERS = ("110072", "-4116", "duplicate")
+
+
+class VenueError(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class VenueRejected(VenueError):
+    """The venue refused: the order is not placed."""
+
+
+class VenueUnknownOutcome(VenueError):
+    """No answer we can trust: the order may be placed. Look it up."""
+
+
+class DuplicateClientOrderId(VenueError):
+    """The venue already has an order with this client order id."""
+
+
+def classify(exc: BaseException) -> VenueError:
+    """Only errors that surely mean "not placed" are rejections; anything else
+    (network errors, 5xx, a generic exchange error) is an unknown outcome, to be
+    looked up — never reported as refused while the order may exist."""
+    import ccxt
+
+    text = f"{type(exc).__name__}: {str(exc)[:300]}"
+    if isinstance(exc, ccxt.DuplicateOrderId) or (
+        isinstance(exc, ccxt.ExchangeError) and any(m in text.lower() for m in _DUPLICATE_MARKERS)
+    ):
+        return DuplicateClientOrderId(text)
+    if isinstance(exc, ccxt.NetworkError):
+        return VenueUnknownOutcome(text)
+    refusals = (ccxt.InvalidOrder, ccxt.InsufficientFunds, ccxt.AuthenticationError, ccxt.PermissionDenied,
+                ccxt.BadSymbol, ccxt.BadRequest, ccxt.ArgumentsRequired, ccxt.NotSupported,
+                ccxt.AccountSuspended)
+    if isinstance(exc, refusals):
+        return VenueRejected(text)
+    return VenueUnknownOutcome(text)
+
+
+@dataclass(frozen=True, slots=True)
+class MarketInfo:
+    symbol: str  # BTCUSDT
+    unified: str  # BTC/USDT:USDT
+    min_qty: float | None
+    qty_step: float | None
+    tick: float | None
+    min_notional: float | None
+
+
+class CcxtVenue:
+    def __init__(self, *, exchange: str, market: str, api_key: str, api_secret: str, base_url: str = "",
+                 testnet: bool = False, symbols: list[str] | None = None, timeout_ms: int = 3000) -> None:
+        if exchange not in EXCHANGES:
+            raise ValueError(f"exchange must be one of {', '.join(EXCHANGES)}")
+        self.exchange_id, self.market_type = exchange, market
+        self.api_key, self.api_secret = api_key, api_secret
+        self.base_url, self.testnet, self.timeout_ms = base_url, testnet, timeout_ms
+        self.wanted = set(symbols or [])
+        self.client: Any = None
+        self.markets: dict[str, MarketInfo] = {}
+
+    async def start(self) -> None:
+        import ccxt.async_support as ccxt_async
+
+        kind = "swap" if self.market_type == "linear" else "spot"
+        options: dict[str, Any] = {"defaultType": kind, "fetchMarkets": {"types": [self.market_type]}}
+        client = getattr(ccxt_async, self.exchange_id)({
+            "apiKey": self.api_key, "secret": self.api_secret, "enableRateLimit": False,
+            "timeout": self.timeout_ms, "options": options,
+        })
+        client.has["fetchCurrencies"] = False  # one call at start: the markets we trade
+        if self.testnet:
+            client.set_sandbox_mode(True)
+        if self.base_url:
+            api = client.urls["api"]
+            client.urls["api"] = {k: self.base_url for k in api} if isinstance(api, dict) else self.base_url
+        self.client = client
+        markets = await client.load_markets()
+        for unified, market in markets.items():
+            if (market.get("linear") if self.market_type == "linear" else market.get("spot")) and (
+                    not self.wanted or market["id"] in self.wanted):
+                limits, precision = market.get("limits", {}), market.get("precision", {})
+                self.markets[market["id"]] = MarketInfo(
+                    symbol=market["id"], unified=unified, min_qty=(limits.get("amount") or {}).get("min"),
+                    qty_step=precision.get("amount"), tick=precision.get("price"),
+                    min_notional=(limits.get("cost") or {}).get("min"))
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+
+    def unified(self, symbol: str) -> str:
+        return self.markets[symbol].unified
+
+    async def create(self, *, client_order_id: str, symbol: str, side: str, quantity: float, order_type: str,
+                     price: float | None = None, time_in_force: str = "GTC",
+                     reduce_only: bool = False) -> dict[str, Any]:
+        params: dict[str, Any] = {"clientOrderId": client_order_id}
+        if reduce_only:
+            params["reduceOnly"] = True
+        if time_in_force == "PO":
+            params["postOnly"] = True
+        elif time_in_force in ("IOC", "FOK"):
+            params["timeInForce"] = time_in_force
+        try:
+            return await self.client.create_order(self.unified(symbol), order_type, side, quantity,
+                                                  price if order_type == "limit" else None, params)
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    def _by_client_id(self, client_order_id: str) -> dict[str, Any]:
+        return {_CLIENT_ID_PARAM[self.exchange_id]: client_order_id}
+
+    async def cancel(self, *, client_order_id: str, symbol: str) -> dict[str, Any]:
+        try:
+            return await self.client.cancel_order(None, self.unified(symbol),
+                                                  self._by_client_id(client_order_id))
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    async def fetch_by_client_id(self, *, client_order_id: str, symbol: str) -> dict[str, Any] | None:
+        """The order with this client order id, or None if the venue has none.
+        Looks in the open orders, then in the closed ones (ccxt's `fetch_order`
+        needs the venue's order id, which after a lost answer we do not have)."""
+        params = self._by_client_id(client_order_id)
+        try:
+            for fetch in (self.client.fetch_open_orders, self.client.fetch_closed_orders):
+                for order in await fetch(self.unified(symbol), None, None, params):
+                    if order.get("clientOrderId") == client_order_id:
+                        return order
+        except Exception as exc:
+            raise classify(exc) from exc
+        return None
+
+    async def open_orders(self, symbol: str) -> list[dict[str, Any]]:
+        try:
+            return await self.client.fetch_open_orders(self.unified(symbol))
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    async def positions(self) -> dict[str, float]:
+        """Net quantity per exchange-style symbol (signed)."""
+        rows: list[dict[str, Any]] = []
+        try:
+            for market in self.markets.values():  # some venues (Bybit) take one symbol at a time
+                rows += await self.client.fetch_positions([market.unified])
+        except Exception as exc:
+            raise classify(exc) from exc
+        by_unified = {m.unified: s for s, m in self.markets.items()}
+        out: dict[str, float] = {}
+        for row in rows:
+            symbol = by_unified.get(row.get("symbol"))
+            if symbol is not None:
+                size = float(row.get("contracts") or 0.0) * float(row.get("contractSize") or 1.0)
+                out[symbol] = size if row.get("side") == "long" else -size
+        return out
+
+    async def balances(self) -> dict[str, float]:
+        try:
+            balance = await self.client.fetch_balance()
+        except Exception as exc:
+            raise classify(exc) from exc
+        return {coin: float(total) for coin, total in (balance.get("total") or {}).items() if total}
