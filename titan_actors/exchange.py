@@ -49,6 +49,7 @@ from titan_actors.domain.orders import (
     order_from_intent,
     with_status,
 )
+from titan_actors.domain.trading_state import effective_state
 from titan_actors.messages import (
     AbortOrder,
     CancelOrder,
@@ -68,6 +69,7 @@ from titan_actors.messages import (
     StageOrder,
     StartChild,
     SubmitOrder,
+    TradingStates,
     VenueHealth,
     VenueOrders,
     VenueOrdersRequest,
@@ -141,6 +143,7 @@ class VenueAdapter(TitanActor):
         self.open_deliveries(self.store)
         self.venue_down = False
         self.consecutive_errors = 0
+        self.states: dict[str, str] | None = None  # from the risk guard; None: not known yet
         self.venue: PaperVenue | None = None
         self.counts = {"staged": 0, "submitted": 0, "rejected": 0, "fills": 0}
         if self.exchange == "paper":
@@ -148,7 +151,8 @@ class VenueAdapter(TitanActor):
         else:
             self.state = "unavailable"
             log.error("venue %s: exchange %s is not supported yet", self.venue_name, self.exchange)
-        self._resolve_unanswered()
+        # Orders journaled but never answered are resolved once the trading
+        # states are known (a halt set meanwhile forbids sending them).
         self.after(_TICK_S, _TICK)
 
     def _open_paper(self) -> PaperVenue:
@@ -201,6 +205,11 @@ class VenueAdapter(TitanActor):
                 self._on_price(quote)
         elif isinstance(msg, SetVenueOutage):
             self.venue_down = msg.down
+        elif isinstance(msg, TradingStates):
+            first = self.states is None
+            self.states = dict(msg.states)
+            if first:
+                self._resolve_unanswered()
         elif isinstance(msg, VenueStateRequest):
             self._venue_state(msg.symbol, sender)
         elif isinstance(msg, VenueOrdersRequest):
@@ -360,15 +369,20 @@ class VenueAdapter(TitanActor):
             if reply_to is not None:
                 self.tell(reply_to, OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
             self._after_changes(changes)
-        elif _now_ms() - order.confirmed_at <= order.ttl_ms:
+        elif _now_ms() - order.confirmed_at <= order.ttl_ms and not self._halted(order):
             self._send_to_venue(order, reply_to)
         else:
-            reason = "not sent: the engine restarted before sending it and its ttl has passed"
+            reason = ("not sent: trading was halted before it could be sent" if self._halted(order)
+                      else "not sent: the engine restarted before sending it and its ttl has passed")
             rejected = with_status(order, "REJECTED", _now_ms(), reason=reason)
             self._commit([rejected], [(rejected, None)])
             if reply_to is not None:
                 self.tell(reply_to, CommandRefused(order.signal_id, "CONFIRM", "VENUE_REJECTED", reason))
             self._report(rejected, None)
+
+    def _halted(self, order: Order) -> bool:
+        state, _scope = effective_state(self.states or {}, venue=order.exchange, symbol=order.symbol)
+        return state == "HALTED"
 
     def _resolve_unanswered(self) -> None:
         if self.venue is None:

@@ -118,10 +118,14 @@ class RiskGuard(TitanActor):
     # --- the view ---------------------------------------------------------------------
 
     def on_directory(self) -> None:
-        gateway = self.directory.get("gateway")
-        if gateway is not None and gateway.pid != getattr(self, "_told_gateway", 0):
-            self._told_gateway = gateway.pid
-            self.tell("gateway", TradingStates(dict(self.states)))
+        # The gateway (CONFIRM) and the adapters (orders resolved after their
+        # restart) must know the states: tell every new one.
+        told = getattr(self, "_told", {})
+        for peer in self.directory.peers:
+            if (peer.role == "gateway" or peer.role.startswith("venue:")) and told.get(peer.role) != peer.pid:
+                told[peer.role] = peer.pid
+                self.tell(peer.role, TradingStates(dict(self.states)))
+        self._told = told
         if self.rebuilding:
             for peer in self.directory.peers:
                 if peer.role.startswith("position:") and peer.role not in self.awaiting:
@@ -378,7 +382,9 @@ class RiskGuard(TitanActor):
         })
         puts = [*event, *extra] + ([(key, mode.encode())] if mode != "ACTIVE" else [])
         self.store.write_batch(puts, [key] if mode == "ACTIVE" else [])  # before it is acknowledged
-        self.tell("gateway", TradingStates(dict(self.states)))
+        for peer in self.directory.peers:
+            if peer.role == "gateway" or peer.role.startswith("venue:"):
+                self.tell(peer.role, TradingStates(dict(self.states)))
 
     def _check_daily_loss(self) -> None:
         limit = self.policy.daily_loss_limit

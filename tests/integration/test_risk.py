@@ -375,3 +375,26 @@ def test_a_confirmed_order_stays_reserved_until_a_snapshot_counts_it(engine: Run
     finally:
         os.kill(position, signal.SIGCONT)
     wait_for(lambda: engine.actor("risk")["detail"]["reserved"] == 0, 10, 0.1, "counted by a snapshot")
+
+
+def test_an_order_journaled_before_a_halt_but_never_sent_is_not_sent_after_the_restart(
+    engine: RunningEngine,
+) -> None:
+    with engine.client() as client:
+        assert client.prepare("jh-1", "BTCUSDT", "buy", 0.1)["type"] == "PREPARED"
+    engine.control({"cmd": "fault", "role": "venue:paper", "at": "adapter.after_journal"})
+    venues = engine.pids()["venues"]
+    os.kill(venues, signal.SIGSTOP)  # the killed adapter stays down until we let it
+    try:
+        with engine.client(timeout=4) as client:
+            reply = client.confirm("jh-1")  # journaled, then the adapter dies before sending
+        assert reply.get("code") == "INTERNAL"
+        assert _titan(engine, "halt", "--reason", "meanwhile", "--scope", "symbol:BTCUSDT").returncode == 0
+    finally:
+        os.kill(venues, signal.SIGCONT)
+    engine.wait_whole(set(engine.pids()) | {"venue:paper"})
+    with engine.client() as client:
+        again = wait_for(lambda: (r := client.confirm("jh-1")).get("code") != "INTERNAL" and r, 10, 0.1,
+                         "the resolved outcome")
+    assert again["code"] in ("HALTED", "VENUE_REJECTED"), again
+    assert engine.venue()["orders_placed"] == 0, "nothing reached the venue during the halt"
