@@ -30,6 +30,7 @@ import logging
 import os
 import socket
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,7 @@ _TICK = "gw:tick"
 _FLUSH = "gw:flush"
 _TICK_S = 0.02
 _MAX_OUT = 16 * 1024 * 1024
+_MAX_CONFIRMERS = 200_000
 _KEEP_REPLIES_MS = 48 * 3600 * 1000
 _NOT_FINAL = frozenset({"BUSY", "INTERNAL", "STALE", "BAD_FRAME", "BAD_SIGNATURE"})
 
@@ -104,6 +106,7 @@ class _Conn:
     out: bytearray = field(default_factory=bytearray)
     in_flight: int = 0
     closing: bool = False
+    confirmed: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -133,7 +136,9 @@ class IpcGateway(TitanActor):
         self._ids = itertools.count(1)
         self.pending: dict[tuple[str, str], _Pending] = {}
         self.held: dict[str, list[tuple[Target, Request]]] = {}
-        self.confirmed_by: dict[str, int] = {}
+        # signal → the connection that confirmed it (EXECUTION pushes); bounded,
+        # and a connection's entries go with it.
+        self.confirmed_by: OrderedDict[str, int] = OrderedDict()
         # Unknown until the risk guard tells us: no CONFIRM passes meanwhile.
         self.trading_state = "HALTED"
         self.states: dict[str, str] | None = None
@@ -151,7 +156,8 @@ class IpcGateway(TitanActor):
 
     def status_detail(self) -> dict[str, Any]:
         return {"boots": self.boots, "socket": self.path, "connections": len(self.conns),
-                "pending": len(self.pending), "trading_states_known": self.states is not None, **self.counts}
+                "pending": len(self.pending), "trading_states_known": self.states is not None,
+                "confirmers": len(self.confirmed_by), **self.counts}
 
     # --- sockets --------------------------------------------------------------------
 
@@ -214,7 +220,20 @@ class IpcGateway(TitanActor):
         except FrameError as exc:
             self._close_with(conn, "BAD_FRAME", str(exc))
 
+    def _remember_confirmer(self, signal_id: str, conn_id: int) -> None:
+        self.confirmed_by[signal_id] = conn_id
+        self.confirmed_by.move_to_end(signal_id)
+        conn = self.by_id.get(conn_id)
+        if conn is not None:
+            conn.confirmed.add(signal_id)
+        while len(self.confirmed_by) > _MAX_CONFIRMERS:
+            self.confirmed_by.popitem(last=False)
+
     def _drop(self, conn: _Conn) -> None:
+        for signal_id in conn.confirmed:
+            if self.confirmed_by.get(signal_id) == conn.id:
+                del self.confirmed_by[signal_id]
+        conn.confirmed.clear()
         self.conns.pop(conn.sock.fileno(), None)
         self.by_id.pop(conn.id, None)
         with contextlib.suppress(OSError):
@@ -359,7 +378,7 @@ class IpcGateway(TitanActor):
         if pending is not None:
             for target, req in pending.waiters:
                 if msg.command == "CONFIRM" and isinstance(msg, OrderAccepted) and isinstance(target, int):
-                    self.confirmed_by[msg.signal_id] = target
+                    self._remember_confirmer(msg.signal_id, target)
                 self._answer(target, req, reply)
         if msg.command == "PREPARE":
             for target, req in self.held.pop(msg.signal_id, []):

@@ -407,3 +407,12 @@ def test_a_connection_closed_by_the_engine_raises_connection_closed(shared: Runn
         client.recv_unmatched(3)
         with pytest.raises(ConnectionClosed):
             client.ping()
+
+
+def test_a_closed_connection_leaves_nothing_behind_in_the_gateway(engine: RunningEngine) -> None:
+    with engine.client() as client:
+        for i in range(5):
+            client.prepare(f"leak-{i}", "BTCUSDT", "buy", 0.001)
+            client.confirm(f"leak-{i}")
+        assert engine.actor("gateway")["detail"]["confirmers"] == 5
+    wait_for(lambda: engine.actor("gateway")["detail"]["confirmers"] == 0, 5, 0.05, "entries dropped")
