@@ -68,6 +68,8 @@ _TICK_S = 0.02
 _MAX_OUT = 16 * 1024 * 1024
 _MAX_CONFIRMERS = 200_000
 _KEEP_REPLIES_MS = 48 * 3600 * 1000
+_PRUNE = "gw:prune"
+_PRUNE_EVERY_S = 3600.0
 _NOT_FINAL = frozenset({"BUSY", "INTERNAL", "STALE", "BAD_FRAME", "BAD_SIGNATURE"})
 
 
@@ -146,6 +148,7 @@ class IpcGateway(TitanActor):
         self._flush_armed = False
         self._prune_replies()
         self.after(_TICK_S, _TICK)
+        self.after(_PRUNE_EVERY_S, _PRUNE)
 
     def on_stop(self) -> None:
         for conn in list(self.conns.values()):
@@ -437,6 +440,9 @@ class IpcGateway(TitanActor):
     def on_wakeup(self, payload: Any) -> None:
         if payload == _FLUSH:
             self._flush_armed = False
+        elif payload == _PRUNE:
+            self._prune_replies()
+            self.after(_PRUNE_EVERY_S, _PRUNE)
         elif payload == _TICK:
             now = time.monotonic()
             for key in [k for k, p in self.pending.items() if p.deadline <= now]:
@@ -456,14 +462,23 @@ class IpcGateway(TitanActor):
 
     def _persist(self, key: tuple[str, str], reply: dict[str, Any]) -> None:
         body = {k: v for k, v in reply.items() if k not in ("req_id", "ts", "duplicate")}
-        self.store.put(_reply_key(key), orjson.dumps({**body, "stored_at": _now_ms()}))
+        now = _now_ms()
+        reply_key = _reply_key(key)
+        self.store.write_batch([(reply_key, orjson.dumps({**body, "stored_at": now})),
+                                (b"ridx:%016d:" % now + reply_key, b"")])
 
     def _prune_replies(self) -> None:
-        """Keep replies 48 hours (the spec asks for at least 24)."""
+        """Keep replies 48 hours (the spec asks for at least 24): walk the time
+        index from the oldest and stop at the first one young enough."""
         cutoff = _now_ms() - _KEEP_REPLIES_MS
-        old = [k for k, v in self.store.items(b"reply:") if orjson.loads(v).get("stored_at", 0) < cutoff]
-        if old:
-            self.store.write_batch((), deletes=old)
+        deletes = []
+        for index_key, _ in self.store.items(b"ridx:"):
+            stored_at = int(index_key[5:21])
+            if stored_at >= cutoff:
+                break
+            deletes += [index_key, index_key[22:]]
+        if deletes:
+            self.store.write_batch((), deletes=deletes)
 
 
 def _now_ms() -> int:
