@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from titan_actors.client import ConnectionClosed, FastPathClient, FastPathError
+from titan_actors.events_tail import read_stream
 
 __all__ = ["ChaosResult", "run_chaos"]
 
@@ -269,32 +270,6 @@ def _settled(engine: Any) -> bool:
     return True
 
 
-def _read_stream(url: str) -> list[dict[str, Any]]:
-    import nats
-
-    async def run() -> list[dict[str, Any]]:
-        nc = await nats.connect(url, error_cb=_quiet)
-        try:
-            js = nc.jetstream()
-            info = await js.stream_info("TITAN_EXECUTION")
-            last, out = info.state.last_seq, []
-            if not info.state.messages:
-                return out
-            sub = await js.subscribe(">", stream="TITAN_EXECUTION", ordered_consumer=True)
-            while True:
-                try:
-                    msg = await sub.next_msg(2.0)
-                except Exception:
-                    return out
-                out.append({"subject": msg.subject, **json.loads(msg.data)})
-                if msg.metadata.sequence.stream >= last:
-                    return out
-        finally:
-            await nc.close()
-
-    return asyncio.run(run())
-
-
 def _check_all(result: ChaosResult, engine: Any, traffic: _Traffic, placed: list[tuple[str, str]],
                recoveries: dict[str, list[float]], halt: tuple[float, float, float, float] | None) -> None:
     from titan_actors.domain.ids import client_order_id
@@ -328,7 +303,7 @@ def _check_all(result: ChaosResult, engine: Any, traffic: _Traffic, placed: list
         if shadow is None or abs(shadow - at_venue) > 1e-9 or abs(fills - at_venue) > 1e-9:
             bad.append(f"{symbol}: shadow {shadow} venue {at_venue} fills {fills}")
     result.add("positions equal the venue and the fills", not bad, "; ".join(bad) or "BTCUSDT, ETHUSDT match")
-    events = _read_stream(status["nats_url"])
+    events = read_stream(status["nats_url"])
     trade_ids = [e["data"]["last_fill"]["trade_id"] for e in events
                  if e["subject"].startswith("titan.evt.execution.report.") and e["data"].get("last_fill")]
     venue_fills = sum(o["fills"] for o in venue.values())

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-__all__ = ["TailError", "parse_since", "tail"]
+__all__ = ["TailError", "parse_since", "read_stream", "tail"]
 
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -93,3 +93,39 @@ async def tail(url: str, subjects: list[str], *, stream: str, since: dt.datetime
         return printed
     finally:
         await nc.close()
+
+
+async def _quiet(_error: Exception) -> None:
+    """Errors of a connection that is read once: the caller sees the result."""
+
+
+def read_stream(url: str, subject: str = ">", stream: str = "TITAN_EXECUTION") -> list[dict[str, Any]]:
+    """Every message the stream holds now on `subject`, in stream order: the
+    envelope plus `subject` and `msg_id` (the `Nats-Msg-Id` header). Reads up
+    to the stream's last sequence at the call, so a growing stream still ends."""
+    import nats
+
+    async def run() -> list[dict[str, Any]]:
+        nc = await nats.connect(url, error_cb=_quiet)
+        try:
+            js = nc.jetstream()
+            info = await js.stream_info(stream)
+            last, out = info.state.last_seq, []
+            if not info.state.messages:
+                return out
+            sub = await js.subscribe(subject, stream=stream, ordered_consumer=True)
+            while True:
+                try:
+                    msg = await sub.next_msg(1.0)
+                except Exception:  # nothing more on this subject
+                    return out
+                if msg.metadata.sequence.stream > last:
+                    return out
+                out.append({"subject": msg.subject, "msg_id": (msg.headers or {}).get("Nats-Msg-Id"),
+                            **json.loads(msg.data)})
+                if msg.metadata.sequence.stream >= last:
+                    return out
+        finally:
+            await nc.close()
+
+    return asyncio.run(run())

@@ -576,6 +576,8 @@ def _venue_spec(order: Order) -> dict[str, Any]:
 
 def _exit_orders(entry: Order, now_ms: int) -> list[Order]:
     """The reduce-only exits of a filled entry: a stop, and limits splitting its size."""
+    if entry.stop_loss is None and not entry.take_profits:
+        return []
     side = "sell" if entry.side == "buy" else "buy"
     base = replace(entry, side=side, reduce_only=True, time_in_force="GTC", stop_loss=None,
                    take_profits=(), stage="CONFIRMED", status="SUBMITTED", order_id="", filled_qty=0.0,

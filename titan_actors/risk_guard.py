@@ -177,15 +177,15 @@ class RiskGuard(TitanActor):
     def exposure(self, symbol: str) -> Exposure:
         qty, buys, sells, count = self._pending(symbol)
         others = ({s for s in self.snapshots} | {r["symbol"] for r in self.reserved.values()}) - {symbol}
-        total = sum(self._pending(s)[3] for s in others) + count
+        gross_other, total = 0.0, count
+        for other in others:
+            o_qty, o_buys, o_sells, o_count = self._pending(other)
+            price = self._price(other)
+            gross_other += max(abs(o_qty + o_buys), abs(o_qty - o_sells)) * price if price else 0.0
+            total += o_count
         return Exposure(position_qty=qty, open_buy_qty=buys, open_sell_qty=sells, open_orders=count,
-                        gross_notional_other=sum(self._worst_notional(s) for s in others),
-                        open_orders_total=total, realised_today=self._realised_today())
-
-    def _worst_notional(self, symbol: str) -> float:
-        qty, buys, sells, _count = self._pending(symbol)
-        price = self._price(symbol)
-        return max(abs(qty + buys), abs(qty - sells)) * price if price else 0.0
+                        gross_notional_other=gross_other, open_orders_total=total,
+                        realised_today=self._realised_today())
 
     def _price(self, symbol: str, venue: str | None = None) -> float | None:
         quote = self.prices.get(symbol)
