@@ -45,11 +45,15 @@ def reconcile_settings(venue: dict[str, Any]) -> dict[str, Any]:
     return {"policy": venue["reconcile_policy"], "tolerance": venue["reconcile_tolerance"]}
 
 
+_VENUE_ACTORS = {"paper": "titan_actors.exchange.VenueAdapter"}
+_CCXT_ADAPTER = "titan_actors.ccxt_adapter.CcxtVenueAdapter"
+
+
 def root_config(config: Config, *, nats_url: str, gave_up_marker: str) -> dict[str, Any]:
     """The `Init.config` of the root supervisor for this engine."""
     sup = _supervision(config)
     venues = [
-        ChildSpec(id=f"venue:{name}", actor="titan_actors.exchange.VenueAdapter",
+        ChildSpec(id=f"venue:{name}", actor=_VENUE_ACTORS.get(venue["exchange"], _CCXT_ADAPTER),
                   config={"name": name, **venue})
         for name, venue in config.venues.items()
     ]

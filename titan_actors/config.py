@@ -136,6 +136,12 @@ _VENUE_SCHEMA: dict[str, tuple[type | tuple[type, ...], Any, Check | None]] = {
     "balance": ((int, float), 100_000.0, _positive),
     "reconcile_policy": (str, "adopt", _one_of("adopt", "halt")),
     "reconcile_tolerance": ((int, float), 1e-9, _non_negative),
+    "rate_limit_per_s": ((int, float), 0.0, _non_negative),
+    "max_queue_wait_ms": (int, 1000, _positive),
+    "poll_interval_ms": (int, 1000, _positive),
+    "request_timeout_ms": (int, 3000, _positive),
+    "retry_backoff_ms": (int, 200, _positive),
+    "retry_backoff_max_ms": (int, 5000, _positive),
 }
 
 ENV_VARS = {

@@ -24,8 +24,9 @@ At start, before any command, every journaled order the venue never answered
 is resolved: adopted if the venue has it, else sent if it is still within its
 `ttl_ms` of its confirmation, else rejected as not sent.
 
-The paper venue is built in. ccxt venues come with the venues issue; until
-then such an adapter starts and refuses orders with VENUE_UNAVAILABLE.
+The paper venue is built in; exchanges reached through ccxt are served by
+the subclass in `ccxt_adapter`, which overrides the venue-facing hooks
+(`_open_venue`, `_send_to_venue`, `_resolve`, `_cancel_at_venue`, ...).
 """
 
 from __future__ import annotations
@@ -146,14 +147,13 @@ class VenueAdapter(TitanActor):
         self.states: dict[str, str] | None = None  # from the risk guard; None: not known yet
         self.venue: PaperVenue | None = None
         self.counts = {"staged": 0, "submitted": 0, "rejected": 0, "fills": 0}
-        if self.exchange == "paper":
-            self.venue = self._open_paper()
-        else:
-            self.state = "unavailable"
-            log.error("venue %s: exchange %s is not supported yet", self.venue_name, self.exchange)
+        self.venue = self._open_venue()
         # Orders journaled but never answered are resolved once the trading
         # states are known (a halt set meanwhile forbids sending them).
         self.after(_TICK_S, _TICK)
+
+    def _open_venue(self) -> PaperVenue | None:
+        return self._open_paper()
 
     def _open_paper(self) -> PaperVenue:
         cfg = self.config
@@ -234,7 +234,12 @@ class VenueAdapter(TitanActor):
         coid = client_order_id(intent.signal_id)
         order = self.journal.get(coid)
         if order is None:
-            order = order_from_intent(intent, coid, _now_ms())
+            order, problem = self._normalise(order_from_intent(intent, coid, _now_ms()))
+            if problem:
+                self.tell("risk", OrderDropped(coid))  # release what the risk guard reserved
+                code = "INVALID" if self._unavailable_reason() is None else "VENUE_UNAVAILABLE"
+                self.reply_now(msg.reply_to, CommandRefused(intent.signal_id, "PREPARE", code, problem))
+                return
             self._commit([order])
             self.counts["staged"] += 1
         self.reply_now(msg.reply_to, OrderPrepared(intent.signal_id, order.public(), order.expires_at))
@@ -248,6 +253,10 @@ class VenueAdapter(TitanActor):
         assert order is not None
         if order.stage == "CONFIRMED":
             self._answer_confirmed(order, msg.reply_to)
+            return
+        busy = self._busy_reason()
+        if busy:
+            self.tell(msg.reply_to, CommandRefused(msg.signal_id, "CONFIRM", "BUSY", busy))
             return
         order = confirm(order, _now_ms())
         self._commit([order], [(order, None)])  # journal (and its event) before the side effect
@@ -268,9 +277,21 @@ class VenueAdapter(TitanActor):
             order = self.journal.get(order.client_order_id)
         if order is not None and order.stage == "EXPIRED":
             return refuse("EXPIRED", f"the prepared order expired at {order.expires_at}")
-        if self.venue is None:
-            return refuse("VENUE_UNAVAILABLE", f"venue {self.venue_name} ({self.exchange}) is not available")
-        return None
+        unavailable = self._unavailable_reason()
+        return refuse("VENUE_UNAVAILABLE", unavailable) if unavailable else None
+
+    # --- hooks a venue of another kind overrides ---------------------------------------
+
+    def _normalise(self, order: Order) -> tuple[Order, str]:
+        """The order as the venue will take it, or a reason it cannot."""
+        return order, ""
+
+    def _unavailable_reason(self) -> str:
+        return "" if self.venue is not None else f"venue {self.venue_name} ({self.exchange}) is not available"
+
+    def _busy_reason(self) -> str:
+        """Why a new order cannot be taken now ("" if it can)."""
+        return ""
 
     def _answer_confirmed(self, order: Order, reply_to: str) -> None:
         """A repeated CONFIRM: the original outcome, never a second order."""
@@ -420,17 +441,21 @@ class VenueAdapter(TitanActor):
             refuse("UNKNOWN_SIGNAL", "signal_id: no confirmed order for this signal")
         elif order.final:
             refuse("ALREADY_FINAL", f"the order is {order.status}")
-        elif self.venue is None:
-            refuse("VENUE_UNAVAILABLE", f"venue {self.venue_name} is not available")
+        elif self._unavailable_reason():
+            refuse("VENUE_UNAVAILABLE", self._unavailable_reason())
         else:
-            try:
-                events = self.venue.cancel(order.client_order_id, _now_ms())
-            except VenueRejected as exc:
-                refuse("ALREADY_FINAL", exc.reason)
-                return
-            changes = self._apply(events)
-            self.tell(msg.reply_to, OrderCanceled(msg.signal_id, order.client_order_id))
-            self._after_changes(changes)
+            self._cancel_at_venue(order, msg.reply_to)
+
+    def _cancel_at_venue(self, order: Order, reply_to: str) -> None:
+        assert self.venue is not None
+        try:
+            events = self.venue.cancel(order.client_order_id, _now_ms())
+        except VenueRejected as exc:
+            self.tell(reply_to, CommandRefused(order.signal_id, "CANCEL", "ALREADY_FINAL", exc.reason))
+            return
+        changes = self._apply(events)
+        self.tell(reply_to, OrderCanceled(order.signal_id, order.client_order_id))
+        self._after_changes(changes)
 
     # --- the venue's side -----------------------------------------------------------
 
@@ -487,7 +512,7 @@ class VenueAdapter(TitanActor):
         for order, _ in changes:
             if order.leg == "entry" and order.status == "FILLED":
                 self._place_exits(order)
-            elif order.leg != "entry" and order.filled_qty and self._flat(order.symbol):
+            elif order.leg != "entry" and order.filled_qty and self._flat(order):
                 self._cancel_exits(order.signal_id, order.symbol)
 
     def _commit(self, orders: list[Order], reported: list[tuple[Order, dict[str, Any] | None]] = ()) -> None:
@@ -528,8 +553,9 @@ class VenueAdapter(TitanActor):
             self._commit([exit_order], [(exit_order, None)])
             self._send_to_venue(exit_order, None)
 
-    def _flat(self, symbol: str) -> bool:
-        return self.venue is not None and abs(self.venue.position(symbol)) < 1e-12
+    def _flat(self, exit_order: Order) -> bool:
+        """After a fill of `exit_order`: is the position it protects closed?"""
+        return self.venue is not None and abs(self.venue.position(exit_order.symbol)) < 1e-12
 
     def _cancel_exits(self, signal_id: str, symbol: str) -> None:
         assert self.venue is not None

@@ -21,15 +21,15 @@ Failure, as the engine's journal needs it (`classify`):
 - `VenueRejected`: everything else the venue refused (`InvalidOrder`,
   `InsufficientFunds`, `AuthenticationError`, ...), with its message.
 
-Verified against a local fake of Bybit v5 (tests/support/fake_bybit.py);
-the Binance and MEXC parameters are not yet verified against fakes, and the
-venue adapter does not use this class yet (see the venues issue).
+Each exchange's parameters are verified against a local fake of its REST
+API (tests/support/fake_*.py), signatures included.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = [
     "CcxtVenue",
@@ -39,6 +39,8 @@ __all__ = [
     "VenueRejected",
     "VenueUnknownOutcome",
     "classify",
+    "order_status",
+    "replace_host",
 ]
 
 EXCHANGES = ("bybit", "binance", "mexc")
@@ -46,6 +48,28 @@ EXCHANGES = ("bybit", "binance", "mexc")
 #: cancel and look-up (ccxt maps `clientOrderId` only when creating).
 _CLIENT_ID_PARAM = {"bybit": "orderLinkId", "binance": "origClientOrderId", "mexc": "origClientOrderId"}
 _DUPLICATE_MARKERS = ("110072", "-4116", "duplicate")
+
+
+_STATUSES = {"open": "ACCEPTED", "closed": "FILLED", "canceled": "CANCELED", "cancelled": "CANCELED",
+             "rejected": "REJECTED", "expired": "EXPIRED"}
+
+
+def order_status(order: dict[str, Any]) -> str:
+    """A ccxt order's status as ours (`SUBMITTED` if the venue did not say)."""
+    status = _STATUSES.get(order.get("status") or "", "SUBMITTED")
+    if status == "ACCEPTED" and float(order.get("filled") or 0.0) > 0.0:
+        return "PARTIALLY_FILLED"
+    return status
+
+
+def replace_host(urls: Any, base_url: str) -> Any:
+    """ccxt's API URLs (a string, or tables of them) with scheme and host
+    replaced by `base_url`'s; each keeps its path (Binance `/fapi/v1`, ...)."""
+    if isinstance(urls, dict):
+        return {k: replace_host(v, base_url) for k, v in urls.items()}
+    if not isinstance(urls, str):
+        return urls
+    return base_url.rstrip("/") + urlsplit(urls).path
 
 
 class VenueError(Exception):
@@ -112,6 +136,7 @@ class CcxtVenue:
     async def start(self) -> None:
         import ccxt.async_support as ccxt_async
 
+        await self.close()  # a retried start: the previous client's sessions
         kind = "swap" if self.market_type == "linear" else "spot"
         options: dict[str, Any] = {"defaultType": kind, "fetchMarkets": {"types": [self.market_type]}}
         client = getattr(ccxt_async, self.exchange_id)({
@@ -122,8 +147,7 @@ class CcxtVenue:
         if self.testnet:
             client.set_sandbox_mode(True)
         if self.base_url:
-            api = client.urls["api"]
-            client.urls["api"] = {k: self.base_url for k in api} if isinstance(api, dict) else self.base_url
+            client.urls["api"] = replace_host(client.urls["api"], self.base_url)
         self.client = client
         markets = await client.load_markets()
         for unified, market in markets.items():
@@ -137,15 +161,18 @@ class CcxtVenue:
 
     async def close(self) -> None:
         if self.client is not None:
-            await self.client.close()
+            client, self.client = self.client, None
+            await client.close()
 
     def unified(self, symbol: str) -> str:
         return self.markets[symbol].unified
 
     async def create(self, *, client_order_id: str, symbol: str, side: str, quantity: float, order_type: str,
-                     price: float | None = None, time_in_force: str = "GTC",
-                     reduce_only: bool = False) -> dict[str, Any]:
+                     price: float | None = None, time_in_force: str = "GTC", reduce_only: bool = False,
+                     trigger_price: float | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"clientOrderId": client_order_id}
+        if order_type == "stop":  # a bracket stop-loss: a market order the venue triggers
+            order_type, params["triggerPrice"] = "market", trigger_price
         if reduce_only:
             params["reduceOnly"] = True
         if time_in_force == "PO":
@@ -187,6 +214,34 @@ class CcxtVenue:
             return await self.client.fetch_open_orders(self.unified(symbol))
         except Exception as exc:
             raise classify(exc) from exc
+
+    async def my_trades(self, symbol: str, since_ms: int) -> list[dict[str, Any]]:
+        """Our trades on `symbol` since `since_ms`, oldest first."""
+        try:
+            trades = await self.client.fetch_my_trades(self.unified(symbol), since_ms)
+        except Exception as exc:
+            raise classify(exc) from exc
+        return sorted(trades, key=lambda t: (t.get("timestamp") or 0, str(t.get("id"))))
+
+    async def position(self, symbol: str) -> tuple[float, float]:
+        """(signed net quantity, average entry price) of `symbol`: the
+        position for derivatives, the base coin's balance for spot."""
+        market = self.markets[symbol]
+        try:
+            if self.market_type == "spot":
+                balance = await self.client.fetch_balance()
+                base = market.unified.split("/")[0]
+                return float((balance.get("total") or {}).get(base) or 0.0), 0.0
+            rows = await self.client.fetch_positions([market.unified])
+        except Exception as exc:
+            raise classify(exc) from exc
+        qty = avg = 0.0
+        for row in rows:
+            if row.get("symbol") == market.unified:
+                size = float(row.get("contracts") or 0.0) * float(row.get("contractSize") or 1.0)
+                qty += size if row.get("side") == "long" else -size
+                avg = float(row.get("entryPrice") or 0.0) or avg
+        return qty, avg
 
     async def positions(self) -> dict[str, float]:
         """Net quantity per exchange-style symbol (signed)."""

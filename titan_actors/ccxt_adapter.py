@@ -1,0 +1,544 @@
+"""The venue adapter for exchanges reached through ccxt (Bybit, Binance, MEXC).
+
+The journal, the commands and the reports are the paper adapter's
+(`exchange.VenueAdapter`); what differs is that the venue answers later, over
+HTTP, from an asyncio loop (`AsyncHost`), and may not answer at all.
+
+Every call to the exchange goes through the `Pacer`: a token bucket below
+the venue's published limit, cancels first, one request at a time per order.
+A CONFIRM that would wait longer than `max_queue_wait_ms` is refused `BUSY`
+before anything is journaled.
+
+An order's life:
+
+- CONFIRM: journaled CONFIRMED/SUBMITTED first (in `VenueAdapter._submit`),
+  then created with our client order id. The CONFIRM is answered when the
+  venue answered: ACCEPTED, or VENUE_REJECTED with the venue's message for a
+  sure refusal. Until then the gateway answers INTERNAL at its timeout and a
+  resent CONFIRM waits for the same outcome (never a second create).
+- An unknown outcome (timeout, 5xx, rate limit, lost connection) is looked
+  up by client order id — after an exponential backoff — before any resend;
+  a look-up that fails is retried, never skipped. Not at the venue and still
+  within the order's `ttl_ms` of its confirmation: created again with the
+  same client order id (a duplicate answer means it was placed: looked up
+  again). Not at the venue and past its ttl: REJECTED, not sent.
+- Fills come from polling our trades (`fetch_my_trades`) every
+  `poll_interval_ms` while orders are live, with the venue's trade ids, into
+  the journal, the position actor's deliveries and the outbox — the paper
+  venue's path. Open orders are polled too; an order gone from them is
+  looked up for its final status, which is applied once the fills that led
+  to it have arrived.
+- After a restart, before any new order is taken (`BUSY` meanwhile), every
+  order journaled as sent but never answered is looked up and resolved as
+  above.
+
+Failure: a callback that raises crashes the actor (let it crash); the
+supervisor restarts it and the journal tells it what to resolve.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+from titan_actors.aiohost import AsyncHost
+from titan_actors.domain.ids import client_order_id, exit_order_id
+from titan_actors.domain.orders import FINAL_STATUSES, Fill, Order, with_status
+from titan_actors.exchange import VenueAdapter, _now_ms
+from titan_actors.messages import (
+    CommandRefused,
+    OrderAccepted,
+    OrderCanceled,
+    VenueHealth,
+    VenueOrders,
+    VenueState,
+)
+from titan_actors.venues.ccxt_venue import (
+    CcxtVenue,
+    DuplicateClientOrderId,
+    VenueRejected,
+    order_status,
+)
+from titan_actors.venues.pacing import PUBLISHED_LIMITS, Pacer, Request, default_rate
+from titan_actors.venues.paper import VenueEvent, VenueOrder
+
+__all__ = ["CcxtVenueAdapter"]
+
+log = logging.getLogger(__name__)
+
+_MARKETS = "ccxt:markets"
+_POLL = "ccxt:poll"
+_EPS = 1e-12
+_MAX_WAITERS = 16
+#: Fills are looked for from this long before the oldest live order's confirmation.
+_TRADES_MARGIN_MS = 5_000
+
+
+def _monotonic() -> float:
+    return time.monotonic()
+
+
+class CcxtVenueAdapter(VenueAdapter):
+    # --- start, stop, status -----------------------------------------------------------
+
+    def _open_venue(self) -> None:
+        cfg = self.config
+        self.client = CcxtVenue(
+            exchange=self.exchange, market=cfg.get("market", "linear"), api_key=cfg.get("api_key", ""),
+            api_secret=cfg.get("api_secret", ""), base_url=cfg.get("base_url", ""),
+            testnet=bool(cfg.get("testnet", False)), symbols=list(cfg.get("symbols", [])),
+            timeout_ms=int(cfg.get("request_timeout_ms", 3000)))
+        published = PUBLISHED_LIMITS.get(self.exchange, 10.0)
+        rate = float(cfg.get("rate_limit_per_s") or default_rate(self.exchange))
+        self.pacer = Pacer(rate=min(rate, published), published=published,
+                           max_wait_s=int(cfg.get("max_queue_wait_ms", 1000)) / 1000, now=_monotonic())
+        self.poll_s = int(cfg.get("poll_interval_ms", 1000)) / 1000
+        self.backoff_s = (int(cfg.get("retry_backoff_ms", 200)) / 1000,
+                          int(cfg.get("retry_backoff_max_ms", 5000)) / 1000)
+        self.markets_ready = False
+        self.connection = "connecting"
+        self.last_error = ""
+        self.resolving: set[str] | None = None  # orders to resolve after a restart; None: not begun
+        self.waiters: dict[tuple[str, str], list[str]] = {}  # (client order id, command) → reply_to
+        self.attempts: dict[str, int] = {}
+        self.held: dict[str, tuple[str, float]] = {}  # a final status waiting for its fills
+        self.calls = {"requests": 0, "errors": 0}
+        self._polls = 0
+        self.aio = AsyncHost(name=f"titan-{self.venue_name}")
+        self._load_markets(0)
+        self.after(self.poll_s, _POLL)
+        return None
+
+    def on_stop(self) -> None:
+        try:
+            self.aio.submit(self.client.close())
+            self.aio.stop()
+        except Exception:  # stopping anyway: nothing to save here
+            log.exception("venue %s: closing the ccxt client", self.venue_name)
+
+    def watch_fds(self) -> list[int]:
+        return [self.aio.fileno()]
+
+    def on_watch(self, fd: int) -> None:
+        if fd == self.aio.fileno():
+            self.aio.drain()
+            self._pump()
+
+    def status_detail(self) -> dict[str, Any]:
+        now = _monotonic()
+        bucket = self.pacer.bucket
+        in_flight = [{"client_order_id": o.client_order_id, "symbol": o.symbol, "status": o.status,
+                      "age_ms": _now_ms() - o.confirmed_at}
+                     for o in self.journal.live.values() if o.stage == "CONFIRMED"]
+        return {
+            **super().status_detail(), "connection": self.connection, "last_error": self.last_error,
+            "markets": sorted(self.client.markets),
+            "rate_limit": {"limit_per_s": bucket.rate, "published_per_s": bucket.rate + bucket.burst,
+                           "headroom": round(bucket.headroom(now), 2), "queued": len(self.pacer.queue),
+                           "running": len(self.pacer.busy_keys)},
+            "in_flight": in_flight, "resolving": len(self.resolving or ()), **self.calls,
+        }
+
+    def _unavailable_reason(self) -> str:
+        if self.markets_ready:
+            return ""
+        why = self.last_error or "connecting"
+        return f"venue {self.venue_name} ({self.exchange}) is not reachable yet: {why}"
+
+    def _busy_reason(self) -> str:
+        if self.resolving is None or self.resolving:
+            return "the adapter is resolving orders journaled before its restart; retry shortly"
+        if self.pacer.full():
+            return f"venue {self.venue_name}: requests queued beyond the rate limit; retry shortly"
+        return ""
+
+    def _normalise(self, order: Order) -> tuple[Order, str]:
+        market = self.client.markets.get(order.symbol)
+        if market is None:
+            if not self.markets_ready:
+                return order, self._unavailable_reason()
+            return order, f"symbol: {order.symbol} is not traded on venue {self.venue_name}"
+        qty = _floor_to(order.quantity, market.qty_step)
+        price = _round_to(order.price, market.tick)
+        if market.min_qty and qty < market.min_qty - _EPS:
+            return order, f"quantity: {order.quantity:g} is below the venue's minimum {market.min_qty:g}"
+        if market.min_notional and price and qty * price < market.min_notional - _EPS:
+            return order, (f"quantity: {qty:g} at {price:g} is below the venue's minimum notional "
+                           f"{market.min_notional:g}")
+        return replace(order, quantity=qty, price=price), ""
+
+    # --- markets ------------------------------------------------------------------------
+
+    def _load_markets(self, attempt: int) -> None:
+        self.aio.submit(self.client.start(), lambda _r, error: self._on_markets(error, attempt))
+
+    def _on_markets(self, error: BaseException | None, attempt: int) -> None:
+        if error is not None:
+            self._note_error(f"loading markets: {error!r}")
+            self.after(self._delay(attempt), (_MARKETS, attempt + 1))
+            return
+        self.markets_ready, self.connection = True, "ready"
+        log.info("venue %s: %d markets loaded", self.venue_name, len(self.client.markets))
+        self._resolve_unanswered()
+
+    def on_wakeup(self, payload: Any) -> None:
+        if isinstance(payload, tuple) and payload[0] == _MARKETS:
+            self._load_markets(payload[1])
+        elif payload == _POLL:
+            self._schedule_polls()
+            self.after(self.poll_s, _POLL)
+        else:
+            super().on_wakeup(payload)
+        self._pump()
+
+    # --- requests -----------------------------------------------------------------------
+
+    def _request(self, kind: str, key: str, make: Any, on_done: Any, *, delay: float = 0.0) -> None:
+        self.pacer.put(Request(kind, key, make, tags={"on_done": on_done}), _monotonic(), delay=delay)
+        self._pump()
+
+    def _pump(self) -> None:
+        for request in self.pacer.due(_monotonic()):
+            self.calls["requests"] += 1
+            self.aio.submit(request.start(), partial(self._finished, request))
+
+    def _finished(self, request: Request, result: Any, error: BaseException | None) -> None:
+        self.pacer.done(request.key)
+        if error is None:
+            self.connection = "ready"
+            self._venue_ok()
+        elif not isinstance(error, VenueRejected):
+            self._note_error(f"{request.kind} {request.key}: {error}")
+        request.tags["on_done"](result, error)
+
+    def _note_error(self, text: str) -> None:
+        self.calls["errors"] += 1
+        self.last_error = text[:300]
+        self.consecutive_errors += 1
+        if self.markets_ready:
+            self.connection = "degraded"
+        self.tell("risk", VenueHealth(self.venue_name, self.consecutive_errors, self.last_error))
+
+    def _delay(self, attempt: int) -> float:
+        first, most = self.backoff_s
+        return min(most, first * (2 ** attempt))
+
+    def _backoff(self, coid: str) -> float:
+        attempt = self.attempts.get(coid, 0)
+        self.attempts[coid] = attempt + 1
+        return self._delay(attempt)
+
+    def _wait(self, coid: str, command: str, reply_to: str | None) -> None:
+        if reply_to is not None:
+            waiting = self.waiters.setdefault((coid, command), [])
+            if len(waiting) < _MAX_WAITERS:
+                waiting.append(reply_to)
+
+    def _answer(self, coid: str, command: str, answer: Any) -> None:
+        for reply_to in self.waiters.pop((coid, command), []):
+            self.reply_now(reply_to, answer)
+
+    # --- create, look up, resolve -----------------------------------------------------------
+
+    def _send_to_venue(self, order: Order, reply_to: str | None) -> None:
+        self._wait(order.client_order_id, "CONFIRM", reply_to)
+        self._create(order)
+
+    def _create(self, order: Order, delay: float = 0.0) -> None:
+        coid = order.client_order_id
+        make = partial(self.client.create, client_order_id=coid, symbol=order.symbol, side=order.side,
+                       quantity=order.quantity, order_type=order.order_type, price=order.price,
+                       time_in_force=order.time_in_force, reduce_only=order.reduce_only,
+                       trigger_price=order.trigger_price)
+        self.counts["submitted"] += 1
+        self._request("create", coid, make, partial(self._on_created, coid), delay=delay)
+
+    def _on_created(self, coid: str, result: Any, error: BaseException | None) -> None:
+        order = self.journal.get(coid)
+        if order is None:
+            return
+        if error is None:
+            self.attempts.pop(coid, None)
+            self._acknowledged(order, result)
+        elif isinstance(error, DuplicateClientOrderId):
+            self._lookup(order)  # placed before: learn its state
+        elif isinstance(error, VenueRejected):
+            self._reject(order, error.reason, "VENUE_REJECTED")
+        else:
+            self._lookup(order, delay=self._backoff(coid))  # unknown outcome: look before any resend
+
+    def _resolve(self, order: Order, reply_to: str | None) -> None:
+        """A repeated CONFIRM, or a restart, for an order sent but never answered."""
+        self._wait(order.client_order_id, "CONFIRM", reply_to)
+        if not self.pacer.active(order.client_order_id):
+            self._lookup(order)
+
+    def _resolve_unanswered(self) -> None:
+        if not self.markets_ready or self.states is None or self.resolving is not None:
+            return
+        unanswered = [o for o in self.journal.live.values()
+                      if o.stage == "CONFIRMED" and o.status == "SUBMITTED"]
+        self.resolving = {o.client_order_id for o in unanswered}
+        for order in unanswered:
+            log.warning("venue %s: resolving %s after a restart", self.venue_name, order.client_order_id)
+            self._lookup(order)
+
+    def _lookup(self, order: Order, delay: float = 0.0) -> None:
+        coid = order.client_order_id
+        make = partial(self.client.fetch_by_client_id, client_order_id=coid, symbol=order.symbol)
+        self._request("lookup", coid, make, partial(self._on_looked_up, coid), delay=delay)
+
+    def _on_looked_up(self, coid: str, found: Any, error: BaseException | None) -> None:
+        order = self.journal.get(coid)
+        if order is None:
+            return
+        if error is not None:
+            self._lookup(order, delay=self._backoff(coid))  # no answer: never resend blind
+            return
+        if found is not None:
+            self._acknowledged(order, found)
+        elif order.status != "SUBMITTED":
+            log.warning("venue %s: %s (%s) is not found at the venue", self.venue_name, coid, order.status)
+        elif _now_ms() - order.confirmed_at <= order.ttl_ms and not self._halted(order):
+            self._create(order, delay=self._backoff(coid))  # surely not placed: send it, same id
+        else:
+            reason = ("not sent: trading was halted before it could be sent" if self._halted(order)
+                      else "not sent: the venue could not be reached within the order's ttl")
+            self._reject(order, reason, "VENUE_UNAVAILABLE")
+        self._resolved(coid)
+
+    def _resolved(self, coid: str) -> None:
+        if self.resolving:
+            self.resolving.discard(coid)
+
+    def _acknowledged(self, order: Order, info: dict[str, Any]) -> None:
+        """The venue has the order: answer the CONFIRMs waiting, then report."""
+        changes = self._venue_update(order, info)
+        self._answer(order.client_order_id, "CONFIRM",
+                     OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
+        self._after_changes(changes)
+        self._poll_trades(order.symbol)
+
+    def _reject(self, order: Order, reason: str, code: str) -> None:
+        self.counts["rejected"] += 1
+        self.attempts.pop(order.client_order_id, None)
+        self._resolved(order.client_order_id)
+        rejected = with_status(order, "REJECTED", _now_ms(), reason=reason)
+        self._commit([rejected], [(rejected, None)])
+        refused = CommandRefused(order.signal_id, "CONFIRM", code, reason)
+        self._answer(order.client_order_id, "CONFIRM", refused)
+        self._report(rejected, None)
+
+    def _venue_update(self, order: Order, info: dict[str, Any]) -> list[tuple[Order, dict[str, Any] | None]]:
+        """A venue order's state onto ours. Fill statuses come only with their
+        trades (the position actor needs each fill); a final status reached
+        through fills we have not seen waits for them (`held`)."""
+        status = order_status(info)
+        behind = float(info.get("filled") or 0.0) > order.filled_qty + _EPS
+        current = "ACCEPTED" if order.status == "SUBMITTED" else order.status
+        if status in FINAL_STATUSES and behind:
+            self.held[order.client_order_id] = (status, float(info.get("filled") or 0.0))
+            status = current
+        elif status not in FINAL_STATUSES or status == "FILLED":
+            status = current
+        if behind:
+            self._poll_trades(order.symbol)
+        order_id = str(info.get("id") or order.order_id)
+        if status == order.status and order_id == order.order_id:
+            return []
+        reason = str((info.get("info") or {}).get("rejectReason") or "") if status == "REJECTED" else ""
+        return self._apply([VenueEvent(_venue_order(order, status, order_id, reason))])
+
+    # --- cancel -------------------------------------------------------------------------
+
+    def _cancel_at_venue(self, order: Order, reply_to: str | None) -> None:
+        coid = order.client_order_id
+        self._wait(coid, "CANCEL", reply_to)
+        if not self.pacer.queued("cancel", coid):
+            make = partial(self.client.cancel, client_order_id=coid, symbol=order.symbol)
+            self._request("cancel", coid, make, partial(self._on_canceled, coid))
+
+    def _on_canceled(self, coid: str, result: Any, error: BaseException | None) -> None:
+        order = self.journal.get(coid)
+        if order is None:
+            return
+        if error is None:
+            self._answer(coid, "CANCEL", OrderCanceled(order.signal_id, coid))
+            self._lookup(order)  # its final state, with what filled before the cancel
+        elif isinstance(error, VenueRejected):  # not open at the venue any more
+            self._answer(coid, "CANCEL", CommandRefused(order.signal_id, "CANCEL", "ALREADY_FINAL",
+                                                        error.reason))
+            self._lookup(order)
+        else:
+            self.waiters.setdefault((coid, "CANCEL"), [])
+            make = partial(self.client.cancel, client_order_id=coid, symbol=order.symbol)
+            self._request("cancel", coid, make, partial(self._on_canceled, coid), delay=self._backoff(coid))
+
+    def _flat(self, exit_order: Order) -> bool:
+        """The signal's exits have filled as much as its entry did (the account's
+        position is not ours alone on a real exchange)."""
+        entry = self.journal.get(client_order_id(exit_order.signal_id))
+        if entry is None:
+            return False
+        legs = (["sl"] if entry.stop_loss is not None else []) + [
+            f"tp{i}" for i in range(1, len(entry.take_profits) + 1)]
+        exits = [self.journal.get(exit_order_id(entry.signal_id, leg)) for leg in legs]
+        return sum(o.filled_qty for o in exits if o is not None) >= entry.filled_qty - _EPS
+
+    def _cancel_exits(self, signal_id: str, symbol: str) -> None:
+        for order in [o for o in self.journal.live.values() if o.signal_id == signal_id and o.leg != "entry"]:
+            self._cancel_at_venue(order, None)
+
+    # --- polling: fills and order states ----------------------------------------------------
+
+    def _schedule_polls(self) -> None:
+        if not self.markets_ready:
+            return
+        self._polls += 1
+        for symbol in sorted({o.symbol for o in self.journal.live.values() if o.stage == "CONFIRMED"
+                              and (o.status != "SUBMITTED" or o.order_id)}):
+            self._poll_trades(symbol)
+            if self._polls % 3 == 0:
+                self._poll_open(symbol)
+
+    def _poll_trades(self, symbol: str, then: Any = None) -> None:
+        key = f"trades:{symbol}"
+        if self.pacer.queued("poll", key) and then is None:
+            return
+        live = [o.confirmed_at for o in self.journal.live.values() if o.symbol == symbol and o.confirmed_at]
+        since = (min(live) if live else _now_ms()) - _TRADES_MARGIN_MS
+        make = partial(self.client.my_trades, symbol, since)
+        self._request("poll", key, make, partial(self._on_trades, symbol, then))
+
+    def _on_trades(self, symbol: str, then: Any, trades: Any, error: BaseException | None) -> None:
+        if error is None:
+            self._apply_trades(symbol, trades)
+        if then is not None:
+            then(trades, error)
+
+    def _apply_trades(self, symbol: str, trades: list[dict[str, Any]]) -> None:
+        by_id = {o.order_id: o for o in self.journal.live.values() if o.symbol == symbol and o.order_id}
+        by_coid = {o.client_order_id: o for o in self.journal.live.values() if o.symbol == symbol}
+        events: list[VenueEvent] = []
+        current: dict[str, Order] = {}
+        for trade in trades:
+            order = (by_id.get(str(trade.get("order") or ""))
+                     or by_coid.get(str(trade.get("clientOrderId") or "")))
+            if order is None:
+                continue
+            order = current.get(order.client_order_id, order)
+            fill = _fill_of(trade)
+            if any(f.trade_id == fill.trade_id for f in order.fills):
+                continue
+            filled = order.filled_qty + fill.qty
+            status = "FILLED" if filled >= order.quantity - _EPS else "PARTIALLY_FILLED"
+            held = self.held.get(order.client_order_id)
+            if held is not None and filled >= held[1] - _EPS:
+                status = held[0]  # the fills that led to the venue's final status are all here
+            venue_order = replace(_venue_order(order, status, order.order_id), filled_qty=filled)
+            events.append(VenueEvent(venue_order, fill))
+            current[order.client_order_id] = replace(order, filled_qty=filled,
+                                                     fills=(*order.fills, fill))
+        for coid, order in current.items():
+            held = self.held.get(coid)
+            if held is not None and order.filled_qty >= held[1] - _EPS:
+                self.held.pop(coid)
+        if events:
+            self._after_changes(self._apply(events))
+
+    def _poll_open(self, symbol: str) -> None:
+        key = f"orders:{symbol}"
+        if not self.pacer.queued("poll", key):
+            self._request("poll", key, partial(self.client.open_orders, symbol),
+                          partial(self._on_open_orders, symbol))
+
+    def _on_open_orders(self, symbol: str, open_orders: Any, error: BaseException | None) -> None:
+        if error is not None:
+            return
+        at_venue = {str(o.get("clientOrderId") or ""): o for o in open_orders}
+        for order in [o for o in self.journal.live.values() if o.symbol == symbol and o.stage == "CONFIRMED"]:
+            info = at_venue.get(order.client_order_id)
+            if info is not None:
+                self._after_changes(self._venue_update(order, info))
+            elif not self.pacer.active(order.client_order_id):
+                self._lookup(order)  # gone from the open orders: learn how it ended
+
+    # --- reconciliation and audits -----------------------------------------------------------
+
+    def _venue_state(self, symbol: str, asker: Any) -> None:
+        """Position, then open orders, then our trades since: fills the position
+        already counts are applied (and delivered) before the answer, and the
+        answer says `undelivered` while any is on its way."""
+        if not self.markets_ready or symbol not in self.client.markets:
+            self.tell(asker, VenueState(self.venue_name, symbol, 0.0, 0.0, {}, _now_ms(), available=False))
+            return
+        key = f"state:{symbol}"
+        if self.pacer.queued("state", key):
+            return  # one question in flight per symbol; the position actor asks again
+        asked_at = _now_ms()
+        self._request("state", key, partial(self.client.position, symbol),
+                      partial(self._on_state_position, symbol, asker, asked_at))
+
+    def _on_state_position(self, symbol: str, asker: Any, asked_at: int, position: Any,
+                           error: BaseException | None) -> None:
+        if error is not None:
+            return  # unreachable: no answer, the position actor asks again
+        self._request("state", f"state:{symbol}", partial(self.client.open_orders, symbol),
+                      partial(self._on_state_orders, symbol, asker, asked_at, position))
+
+    def _on_state_orders(self, symbol: str, asker: Any, asked_at: int, position: tuple[float, float],
+                         open_orders: Any, error: BaseException | None) -> None:
+        if error is not None:
+            return
+        orders = {str(o.get("clientOrderId") or o.get("id")): {
+            "side": o.get("side"), "remaining": float(o.get("remaining") or 0.0), "price": o.get("price"),
+            "status": order_status(o)} for o in open_orders}
+
+        def answer(trades: Any, trades_error: BaseException | None) -> None:
+            if trades_error is not None:
+                return
+            recent = any((t.get("timestamp") or 0) >= asked_at - 1000 for t in trades)
+            assert self.deliveries is not None
+            dest = f"position:{symbol}"
+            undelivered = sum(1 for d, _m in self.deliveries.pending.values() if d == dest) + int(recent)
+            qty, avg = position
+            self.tell(asker, VenueState(self.venue_name, symbol, qty, avg, orders, _now_ms(), undelivered))
+
+        self._poll_trades(symbol, then=answer)
+
+    def _audit(self, asker: Any) -> None:
+        journal = {o.client_order_id: {"signal_id": o.signal_id, "symbol": o.symbol, "stage": o.stage,
+                                       "status": o.status, "order_id": o.order_id,
+                                       "filled_qty": o.filled_qty, "leg": o.leg}
+                   for o in (Order.from_json(v) for _k, v in self.store.items(b"o:"))}
+        self.tell(asker, VenueOrders({}, journal, {}), via="thespian")
+
+
+def _venue_order(order: Order, status: str, order_id: str, reason: str = "") -> VenueOrder:
+    return VenueOrder(
+        client_order_id=order.client_order_id, order_id=order_id, symbol=order.symbol, side=order.side,
+        quantity=order.quantity, order_type=order.order_type, price=order.price,
+        trigger_price=order.trigger_price, time_in_force=order.time_in_force, reduce_only=order.reduce_only,
+        status=status, filled_qty=order.filled_qty, avg_price=order.avg_price, reason=reason)
+
+
+def _fill_of(trade: dict[str, Any]) -> Fill:
+    fee = trade.get("fee") or {}
+    return Fill(trade_id=str(trade["id"]), qty=float(trade["amount"]), price=float(trade["price"]),
+                fee=float(fee.get("cost") or 0.0), liquidity=str(trade.get("takerOrMaker") or "taker"),
+                ts=int(trade.get("timestamp") or _now_ms()))
+
+
+def _floor_to(value: float, step: float | None) -> float:
+    if not step:
+        return value
+    return round(int(value / step + 1e-9) * step, 12)
+
+
+def _round_to(value: float | None, step: float | None) -> float | None:
+    if value is None or not step:
+        return value
+    return round(round(value / step) * step, 12)
