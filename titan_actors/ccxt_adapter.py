@@ -136,7 +136,7 @@ class CcxtVenueAdapter(VenueAdapter):
         return {
             **super().status_detail(), "connection": self.connection, "last_error": self.last_error,
             "markets": sorted(self.client.markets),
-            "rate_limit": {"limit_per_s": bucket.rate, "published_per_s": bucket.rate + bucket.burst,
+            "rate_limit": {"limit_per_s": bucket.rate, "published_per_s": self.pacer.published,
                            "headroom": round(bucket.headroom(now), 2), "queued": len(self.pacer.queue),
                            "running": len(self.pacer.busy_keys)},
             "in_flight": in_flight, "resolving": len(self.resolving or ()), **self.calls,

@@ -237,7 +237,7 @@ class VenueAdapter(TitanActor):
             order, problem = self._normalise(order_from_intent(intent, coid, _now_ms()))
             if problem:
                 self.tell("risk", OrderDropped(coid))  # release what the risk guard reserved
-                code = "INVALID" if self._unavailable_reason() is None else "VENUE_UNAVAILABLE"
+                code = "VENUE_UNAVAILABLE" if self._unavailable_reason() else "INVALID"
                 self.reply_now(msg.reply_to, CommandRefused(intent.signal_id, "PREPARE", code, problem))
                 return
             self._commit([order])

@@ -112,7 +112,10 @@ class PositionActor(TitanActor):
         elif payload == _RECONCILE:
             for venue in self.venue_settings:
                 self.tell(f"venue:{venue}", VenueStateRequest(self.symbol))
-            pending = any(v not in self.reconciled for v in self.venue_settings)
+            # Not yet reconciled, or the venue was not reachable: ask again soon
+            # (the risk guard refuses orders for the symbol until then).
+            pending = any(self.reconciled.get(v, {}).get("result", "venue unavailable") == "venue unavailable"
+                          for v in self.venue_settings)
             self.after(_RETRY_S if pending else self.interval_s, _RECONCILE)
 
     # --- reconciliation ---------------------------------------------------------------

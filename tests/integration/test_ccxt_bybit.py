@@ -68,7 +68,7 @@ def test_create_fetch_cancel_carry_our_client_order_id_and_every_private_call_is
     assert canceled["status"] == "canceled"
     assert positions["BTCUSDT"] == pytest.approx(0.01)
     assert missing is None
-    assert fake.orders["tt-a"]["orderLinkId"] == "tt-a", "the venue's own field holds our id"
+    assert fake.orders["tt-a"].client_id == "tt-a", "the venue's own field holds our id"
     private = [r for r in fake.requests if r[1].startswith(("/v5/order", "/v5/position"))]
     assert private and all(signed for _m, _p, signed in private)
     assert fake.bad_signatures == 0

@@ -4,9 +4,10 @@ below the venue's published limit and a priority queue in front of it.
 Pure: time comes in as `now` (seconds, monotonic).
 
 - The bucket refills at `rate` per second and holds at most `burst` tokens,
-  with `burst = published - rate`: in any one-second window at most
-  `burst + rate = published` requests start, so the limit is never exceeded
-  even right after an idle spell.
+  with `burst = published - rate - 1` (at least 1): in any one-second window
+  at most `burst + rate = published - 1` requests start, so the limit is
+  never exceeded even right after an idle spell, with one request to spare
+  for the network's jitter.
 - The queue serves cancels first, then look-ups (unknown outcomes), then new
   orders, then the venue-state questions of reconciliation, then polls; a
   request that has waited `AGE_S` is served as a look-up so polls are never
@@ -72,7 +73,8 @@ class Request:
 
 class Pacer:
     def __init__(self, *, rate: float, published: float, max_wait_s: float, now: float) -> None:
-        self.bucket = TokenBucket(rate, published - rate, now)
+        self.published = published
+        self.bucket = TokenBucket(rate, published - rate - 1, now)
         self.max_wait_s = max_wait_s
         self.queue: list[Request] = []
         self.busy_keys: set[str] = set()
@@ -98,7 +100,10 @@ class Pacer:
         """The requests to start now, each with its token taken; their keys are busy
         until `done(key)`."""
         started: list[Request] = []
-        ready = sorted((r for r in self.queue if r.not_before <= now),
+        first: dict[str, int] = {}
+        for r in self.queue:
+            first[r.key] = min(first.get(r.key, r.seq), r.seq)
+        ready = sorted((r for r in self.queue if r.not_before <= now and r.seq == first[r.key]),
                        key=lambda r: (self._rank(r, now), r.seq))
         for request in ready:
             if request.key in self.busy_keys:

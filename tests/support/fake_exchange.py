@@ -1,0 +1,260 @@
+"""The venue-neutral core of the local fake exchanges: an account (orders,
+trades, positions, balances) and an HTTP server with fault injection.
+
+A fake of one exchange (`fake_bybit`, `fake_binance`, `fake_mexc`) subclasses
+`FakeExchange` and supplies `authenticate` (the venue's signature check) and
+`route` (its REST paths and payloads); everything else is here:
+
+- orders are kept by client order id; market orders and limits that cross
+  fill at once at the symbol's mark price; post-only that would cross is
+  rejected; IOC fills what crosses and cancels the rest; FOK all or nothing;
+  a repeated client order id is refused (`Duplicate`);
+- `fill(client_id, qty)` fills a resting order (partially) for a test;
+- `fail_next(kind, n)` injects faults into the next order calls: `5xx`,
+  `ratelimit`, `timeout` (the order is placed, the answer comes after the
+  client gave up) and `lost` (placed, then the answer is lost: HTTP 504);
+- `calls` records every request (time, method, path, signed), for the
+  rate-limit tests.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+__all__ = ["Call", "Duplicate", "FakeExchange", "FakeOrder", "FakeTrade", "INSTRUMENTS", "Reply"]
+
+INSTRUMENTS = {
+    "BTCUSDT": {"base": "BTC", "min_qty": "0.001", "step": "0.001", "tick": "0.10", "price": 60000.0},
+    "ETHUSDT": {"base": "ETH", "min_qty": "0.01", "step": "0.01", "tick": "0.01", "price": 3000.0},
+}
+FEE_RATE = 0.00055
+OPEN = ("new", "partially_filled")
+
+
+class Duplicate(Exception):
+    """The client order id is used already."""
+
+
+@dataclass
+class FakeOrder:
+    client_id: str
+    symbol: str
+    side: str  # buy | sell
+    kind: str  # market | limit
+    qty: float
+    price: float
+    tif: str  # GTC | IOC | FOK | PO
+    reduce_only: bool
+    trigger: float = 0.0
+    order_id: str = field(default_factory=lambda: str(uuid.uuid4().int % 10**18))
+    status: str = "new"  # new | partially_filled | filled | canceled | rejected
+    filled: float = 0.0
+    value: float = 0.0
+    fee: float = 0.0
+    created: int = field(default_factory=lambda: int(time.time() * 1000))
+    updated: int = field(default_factory=lambda: int(time.time() * 1000))
+
+    @property
+    def avg(self) -> float:
+        return self.value / self.filled if self.filled else 0.0
+
+    @property
+    def remaining(self) -> float:
+        return max(self.qty - self.filled, 0.0)
+
+
+@dataclass
+class FakeTrade:
+    trade_id: str
+    order: FakeOrder
+    qty: float
+    price: float
+    fee: float
+    maker: bool
+    ts: int
+
+
+@dataclass
+class Call:
+    at: float
+    method: str
+    path: str
+    signed: bool
+
+
+@dataclass
+class Reply:
+    status: int
+    payload: Any
+
+
+class FakeExchange:
+    #: Paths whose calls take injected faults (the order endpoints).
+    fault_paths: tuple[str, ...] = ()
+
+    def __init__(self, api_key: str = "test-key", secret: str = "test-secret") -> None:
+        self.api_key, self.secret = api_key, secret
+        self.orders: dict[str, FakeOrder] = {}  # by client order id
+        self.trades: list[FakeTrade] = []
+        self.calls: list[Call] = []
+        self.bad_signatures = 0
+        self.faults: deque[str] = deque()
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def requests(self) -> list[tuple[str, str, bool]]:
+        return [(c.method, c.path, c.signed) for c in self.calls]
+
+    def start(self) -> FakeExchange:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def fail_next(self, kind: str, n: int = 1) -> None:
+        with self.lock:
+            self.faults.extend([kind] * n)
+
+    # --- the account ------------------------------------------------------------------------
+
+    def place(self, *, client_id: str, symbol: str, side: str, kind: str, qty: float, price: float = 0.0,
+              tif: str = "GTC", reduce_only: bool = False, trigger: float = 0.0) -> FakeOrder:
+        if not client_id:
+            client_id = uuid.uuid4().hex
+        if client_id in self.orders:
+            raise Duplicate(client_id)
+        order = FakeOrder(client_id, symbol, side, kind, qty, price, tif, reduce_only, trigger)
+        self.orders[client_id] = order
+        mark = INSTRUMENTS[symbol]["price"]
+        crosses = not trigger and (kind == "market" or (side == "buy" and price >= mark)
+                                   or (side == "sell" and 0 < price <= mark))
+        if tif == "PO" and crosses:
+            order.status = "canceled"
+        elif crosses:
+            self._fill(order, qty, mark, maker=False)
+        elif tif in ("IOC", "FOK"):
+            order.status = "canceled"
+        return order
+
+    def fill(self, client_id: str, qty: float, price: float | None = None) -> None:
+        """A resting order trades `qty` (a test's market move)."""
+        with self.lock:
+            order = self.orders[client_id]
+            self._fill(order, min(qty, order.remaining), price or order.price, maker=True)
+
+    def _fill(self, order: FakeOrder, qty: float, price: float, *, maker: bool) -> None:
+        fee = qty * price * FEE_RATE
+        order.filled += qty
+        order.value += qty * price
+        order.fee += fee
+        order.status = "filled" if order.remaining <= 1e-12 else "partially_filled"
+        order.updated = int(time.time() * 1000)
+        self.trades.append(FakeTrade(uuid.uuid4().hex, order, qty, price, fee, maker, order.updated))
+
+    def cancel(self, *, client_id: str = "", order_id: str = "") -> FakeOrder | None:
+        order = self.find(client_id=client_id, order_id=order_id)
+        if order is None or order.status not in OPEN:
+            return None
+        order.status = "canceled"
+        order.updated = int(time.time() * 1000)
+        return order
+
+    def find(self, *, client_id: str = "", order_id: str = "") -> FakeOrder | None:
+        if client_id:
+            return self.orders.get(client_id)
+        return next((o for o in self.orders.values() if o.order_id == order_id), None) if order_id else None
+
+    def open_orders(self, symbol: str = "") -> list[FakeOrder]:
+        return [o for o in self.orders.values() if o.status in OPEN and (not symbol or o.symbol == symbol)]
+
+    def my_trades(self, symbol: str = "", since: int = 0) -> list[FakeTrade]:
+        return [t for t in self.trades if (not symbol or t.order.symbol == symbol) and t.ts >= since]
+
+    def position(self, symbol: str) -> float:
+        return sum(t.qty if t.order.side == "buy" else -t.qty for t in self.trades if t.order.symbol == symbol)
+
+    def balance(self, coin: str) -> float:
+        """Spot holdings: 100,000 USDT at the start, moved by every trade."""
+        if coin == "USDT":
+            return 100_000.0 - sum((t.qty * t.price if t.order.side == "buy" else -t.qty * t.price) + t.fee
+                                   for t in self.trades)
+        return sum(self.position(s) for s, i in INSTRUMENTS.items() if i["base"] == coin)
+
+    # --- what a venue supplies ----------------------------------------------------------------
+
+    def authenticate(self, method: str, path: str, query: str, body: str, headers: Any) -> bool | None:
+        """True: signed and valid; False: signed and invalid; None: not a signed call."""
+        raise NotImplementedError
+
+    def route(self, method: str, path: str, query: dict[str, str], body: str) -> Reply:
+        raise NotImplementedError
+
+    def bad_signature(self) -> Reply:
+        raise NotImplementedError
+
+    def rate_limited(self) -> Reply:
+        raise NotImplementedError
+
+    # --- HTTP -----------------------------------------------------------------------------------
+
+    def _serve(self, method: str, target: str, raw: str, headers: Any) -> Reply:
+        parts = urlsplit(target)
+        verdict = self.authenticate(method, parts.path, parts.query, raw, headers)
+        with self.lock:
+            self.calls.append(Call(time.monotonic(), method, parts.path, verdict is not None))
+            fault = self.faults.popleft() if self.faults and parts.path in self.fault_paths else None
+        if verdict is False:
+            self.bad_signatures += 1
+            return self.bad_signature()
+        if fault == "5xx":
+            return Reply(502, {"error": "bad gateway"})
+        if fault == "ratelimit":
+            return self.rate_limited()
+        with self.lock:
+            reply = self.route(method, parts.path, dict(parse_qsl(parts.query)), raw)
+        if fault == "timeout":
+            time.sleep(3.0)
+        if fault == "lost":
+            return Reply(504, {"error": "gateway timeout"})
+        return reply
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode() if length else ""
+                reply = fake._serve(self.command, self.path, raw, self.headers)
+                data = json.dumps(reply.payload).encode()
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            do_GET = do_POST = do_DELETE = do_PUT = _any
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        return Handler
