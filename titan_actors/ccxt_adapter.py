@@ -87,17 +87,28 @@ class CcxtVenueAdapter(VenueAdapter):
     def _open_venue(self) -> None:
         cfg = self.config
         self.client = CcxtVenue(
-            exchange=self.exchange, market=cfg.get("market", "linear"), api_key=cfg.get("api_key", ""),
-            api_secret=cfg.get("api_secret", ""), base_url=cfg.get("base_url", ""),
-            testnet=bool(cfg.get("testnet", False)), symbols=list(cfg.get("symbols", [])),
-            timeout_ms=int(cfg.get("request_timeout_ms", 3000)))
+            exchange=self.exchange,
+            market=cfg.get("market", "linear"),
+            api_key=cfg.get("api_key", ""),
+            api_secret=cfg.get("api_secret", ""),
+            base_url=cfg.get("base_url", ""),
+            testnet=bool(cfg.get("testnet", False)),
+            symbols=list(cfg.get("symbols", [])),
+            timeout_ms=int(cfg.get("request_timeout_ms", 3000)),
+        )
         published = PUBLISHED_LIMITS.get(self.exchange, 10.0)
         rate = float(cfg.get("rate_limit_per_s") or default_rate(self.exchange))
-        self.pacer = Pacer(rate=min(rate, published), published=published,
-                           max_wait_s=int(cfg.get("max_queue_wait_ms", 1000)) / 1000, now=_monotonic())
+        self.pacer = Pacer(
+            rate=min(rate, published),
+            published=published,
+            max_wait_s=int(cfg.get("max_queue_wait_ms", 1000)) / 1000,
+            now=_monotonic(),
+        )
         self.poll_s = int(cfg.get("poll_interval_ms", 1000)) / 1000
-        self.backoff_s = (int(cfg.get("retry_backoff_ms", 200)) / 1000,
-                          int(cfg.get("retry_backoff_max_ms", 5000)) / 1000)
+        self.backoff_s = (
+            int(cfg.get("retry_backoff_ms", 200)) / 1000,
+            int(cfg.get("retry_backoff_max_ms", 5000)) / 1000,
+        )
         self.markets_ready = False
         self.connection = "connecting"
         self.last_error = ""
@@ -130,16 +141,31 @@ class CcxtVenueAdapter(VenueAdapter):
     def status_detail(self) -> dict[str, Any]:
         now = _monotonic()
         bucket = self.pacer.bucket
-        in_flight = [{"client_order_id": o.client_order_id, "symbol": o.symbol, "status": o.status,
-                      "age_ms": _now_ms() - o.confirmed_at}
-                     for o in self.journal.live.values() if o.stage == "CONFIRMED"]
+        in_flight = [
+            {
+                "client_order_id": o.client_order_id,
+                "symbol": o.symbol,
+                "status": o.status,
+                "age_ms": _now_ms() - o.confirmed_at,
+            }
+            for o in self.journal.live.values()
+            if o.stage == "CONFIRMED"
+        ]
         return {
-            **super().status_detail(), "connection": self.connection, "last_error": self.last_error,
+            **super().status_detail(),
+            "connection": self.connection,
+            "last_error": self.last_error,
             "markets": sorted(self.client.markets),
-            "rate_limit": {"limit_per_s": bucket.rate, "published_per_s": self.pacer.published,
-                           "headroom": round(bucket.headroom(now), 2), "queued": len(self.pacer.queue),
-                           "running": len(self.pacer.busy_keys)},
-            "in_flight": in_flight, "resolving": len(self.resolving or ()), **self.calls,
+            "rate_limit": {
+                "limit_per_s": bucket.rate,
+                "published_per_s": self.pacer.published,
+                "headroom": round(bucket.headroom(now), 2),
+                "queued": len(self.pacer.queue),
+                "running": len(self.pacer.busy_keys),
+            },
+            "in_flight": in_flight,
+            "resolving": len(self.resolving or ()),
+            **self.calls,
         }
 
     def _unavailable_reason(self) -> str:
@@ -166,8 +192,10 @@ class CcxtVenueAdapter(VenueAdapter):
         if market.min_qty and qty < market.min_qty - _EPS:
             return order, f"quantity: {order.quantity:g} is below the venue's minimum {market.min_qty:g}"
         if market.min_notional and price and qty * price < market.min_notional - _EPS:
-            return order, (f"quantity: {qty:g} at {price:g} is below the venue's minimum notional "
-                           f"{market.min_notional:g}")
+            return order, (
+                f"quantity: {qty:g} at {price:g} is below the venue's minimum notional "
+                f"{market.min_notional:g}"
+            )
         return replace(order, quantity=qty, price=price), ""
 
     # --- markets ------------------------------------------------------------------------
@@ -224,7 +252,7 @@ class CcxtVenueAdapter(VenueAdapter):
 
     def _delay(self, attempt: int) -> float:
         first, most = self.backoff_s
-        return min(most, first * (2 ** attempt))
+        return min(most, first * (2**attempt))
 
     def _backoff(self, coid: str) -> float:
         attempt = self.attempts.get(coid, 0)
@@ -249,10 +277,18 @@ class CcxtVenueAdapter(VenueAdapter):
 
     def _create(self, order: Order, delay: float = 0.0) -> None:
         coid = order.client_order_id
-        make = partial(self.client.create, client_order_id=coid, symbol=order.symbol, side=order.side,
-                       quantity=order.quantity, order_type=order.order_type, price=order.price,
-                       time_in_force=order.time_in_force, reduce_only=order.reduce_only,
-                       trigger_price=order.trigger_price)
+        make = partial(
+            self.client.create,
+            client_order_id=coid,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=order.quantity,
+            order_type=order.order_type,
+            price=order.price,
+            time_in_force=order.time_in_force,
+            reduce_only=order.reduce_only,
+            trigger_price=order.trigger_price,
+        )
         self.counts["submitted"] += 1
         self._request("create", coid, make, partial(self._on_created, coid), delay=delay)
 
@@ -279,8 +315,9 @@ class CcxtVenueAdapter(VenueAdapter):
     def _resolve_unanswered(self) -> None:
         if not self.markets_ready or self.states is None or self.resolving is not None:
             return
-        unanswered = [o for o in self.journal.live.values()
-                      if o.stage == "CONFIRMED" and o.status == "SUBMITTED"]
+        unanswered = [
+            o for o in self.journal.live.values() if o.stage == "CONFIRMED" and o.status == "SUBMITTED"
+        ]
         self.resolving = {o.client_order_id for o in unanswered}
         for order in unanswered:
             log.warning("venue %s: resolving %s after a restart", self.venue_name, order.client_order_id)
@@ -305,8 +342,11 @@ class CcxtVenueAdapter(VenueAdapter):
         elif _now_ms() - order.confirmed_at <= order.ttl_ms and not self._halted(order):
             self._create(order, delay=self._backoff(coid))  # surely not placed: send it, same id
         else:
-            reason = ("not sent: trading was halted before it could be sent" if self._halted(order)
-                      else "not sent: the venue could not be reached within the order's ttl")
+            reason = (
+                "not sent: trading was halted before it could be sent"
+                if self._halted(order)
+                else "not sent: the venue could not be reached within the order's ttl"
+            )
             self._reject(order, reason, "VENUE_UNAVAILABLE")
         self._resolved(coid)
 
@@ -317,8 +357,11 @@ class CcxtVenueAdapter(VenueAdapter):
     def _acknowledged(self, order: Order, info: dict[str, Any]) -> None:
         """The venue has the order: answer the CONFIRMs waiting, then report."""
         changes = self._venue_update(order, info)
-        self._answer(order.client_order_id, "CONFIRM",
-                     OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
+        self._answer(
+            order.client_order_id,
+            "CONFIRM",
+            OrderAccepted(order.signal_id, order.client_order_id, order.exchange),
+        )
         self._after_changes(changes)
         self._poll_trades(order.symbol)
 
@@ -369,8 +412,9 @@ class CcxtVenueAdapter(VenueAdapter):
             self._answer(coid, "CANCEL", OrderCanceled(order.signal_id, coid))
             self._lookup(order)  # its final state, with what filled before the cancel
         elif isinstance(error, VenueRejected):  # not open at the venue any more
-            self._answer(coid, "CANCEL", CommandRefused(order.signal_id, "CANCEL", "ALREADY_FINAL",
-                                                        error.reason))
+            self._answer(
+                coid, "CANCEL", CommandRefused(order.signal_id, "CANCEL", "ALREADY_FINAL", error.reason)
+            )
             self._lookup(order)
         else:
             self.waiters.setdefault((coid, "CANCEL"), [])
@@ -384,7 +428,8 @@ class CcxtVenueAdapter(VenueAdapter):
         if entry is None:
             return False
         legs = (["sl"] if entry.stop_loss is not None else []) + [
-            f"tp{i}" for i in range(1, len(entry.take_profits) + 1)]
+            f"tp{i}" for i in range(1, len(entry.take_profits) + 1)
+        ]
         exits = [self.journal.get(exit_order_id(entry.signal_id, leg)) for leg in legs]
         return sum(o.filled_qty for o in exits if o is not None) >= entry.filled_qty - _EPS
 
@@ -398,8 +443,13 @@ class CcxtVenueAdapter(VenueAdapter):
         if not self.markets_ready:
             return
         self._polls += 1
-        for symbol in sorted({o.symbol for o in self.journal.live.values() if o.stage == "CONFIRMED"
-                              and (o.status != "SUBMITTED" or o.order_id)}):
+        for symbol in sorted(
+            {
+                o.symbol
+                for o in self.journal.live.values()
+                if o.stage == "CONFIRMED" and (o.status != "SUBMITTED" or o.order_id)
+            }
+        ):
             self._poll_trades(symbol)
             if self._polls % 3 == 0:
                 self._poll_open(symbol)
@@ -425,8 +475,9 @@ class CcxtVenueAdapter(VenueAdapter):
         events: list[VenueEvent] = []
         current: dict[str, Order] = {}
         for trade in trades:
-            order = (by_id.get(str(trade.get("order") or ""))
-                     or by_coid.get(str(trade.get("clientOrderId") or "")))
+            order = by_id.get(str(trade.get("order") or "")) or by_coid.get(
+                str(trade.get("clientOrderId") or "")
+            )
             if order is None:
                 continue
             order = current.get(order.client_order_id, order)
@@ -440,8 +491,7 @@ class CcxtVenueAdapter(VenueAdapter):
                 status = held[0]  # the fills that led to the venue's final status are all here
             venue_order = replace(_venue_order(order, status, order.order_id), filled_qty=filled)
             events.append(VenueEvent(venue_order, fill))
-            current[order.client_order_id] = replace(order, filled_qty=filled,
-                                                     fills=(*order.fills, fill))
+            current[order.client_order_id] = replace(order, filled_qty=filled, fills=(*order.fills, fill))
         for coid, order in current.items():
             held = self.held.get(coid)
             if held is not None and order.filled_qty >= held[1] - _EPS:
@@ -452,8 +502,9 @@ class CcxtVenueAdapter(VenueAdapter):
     def _poll_open(self, symbol: str) -> None:
         key = f"orders:{symbol}"
         if not self.pacer.queued("poll", key):
-            self._request("poll", key, partial(self.client.open_orders, symbol),
-                          partial(self._on_open_orders, symbol))
+            self._request(
+                "poll", key, partial(self.client.open_orders, symbol), partial(self._on_open_orders, symbol)
+            )
 
     def _on_open_orders(self, symbol: str, open_orders: Any, error: BaseException | None) -> None:
         if error is not None:
@@ -479,23 +530,45 @@ class CcxtVenueAdapter(VenueAdapter):
         if self.pacer.queued("state", key):
             return  # one question in flight per symbol; the position actor asks again
         asked_at = _now_ms()
-        self._request("state", key, partial(self.client.position, symbol),
-                      partial(self._on_state_position, symbol, asker, asked_at))
+        self._request(
+            "state",
+            key,
+            partial(self.client.position, symbol),
+            partial(self._on_state_position, symbol, asker, asked_at),
+        )
 
-    def _on_state_position(self, symbol: str, asker: Any, asked_at: int, position: Any,
-                           error: BaseException | None) -> None:
+    def _on_state_position(
+        self, symbol: str, asker: Any, asked_at: int, position: Any, error: BaseException | None
+    ) -> None:
         if error is not None:
             return  # unreachable: no answer, the position actor asks again
-        self._request("state", f"state:{symbol}", partial(self.client.open_orders, symbol),
-                      partial(self._on_state_orders, symbol, asker, asked_at, position))
+        self._request(
+            "state",
+            f"state:{symbol}",
+            partial(self.client.open_orders, symbol),
+            partial(self._on_state_orders, symbol, asker, asked_at, position),
+        )
 
-    def _on_state_orders(self, symbol: str, asker: Any, asked_at: int, position: tuple[float, float],
-                         open_orders: Any, error: BaseException | None) -> None:
+    def _on_state_orders(
+        self,
+        symbol: str,
+        asker: Any,
+        asked_at: int,
+        position: tuple[float, float],
+        open_orders: Any,
+        error: BaseException | None,
+    ) -> None:
         if error is not None:
             return
-        orders = {str(o.get("clientOrderId") or o.get("id")): {
-            "side": o.get("side"), "remaining": float(o.get("remaining") or 0.0), "price": o.get("price"),
-            "status": order_status(o)} for o in open_orders}
+        orders = {
+            str(o.get("clientOrderId") or o.get("id")): {
+                "side": o.get("side"),
+                "remaining": float(o.get("remaining") or 0.0),
+                "price": o.get("price"),
+                "status": order_status(o),
+            }
+            for o in open_orders
+        }
 
         def answer(trades: Any, trades_error: BaseException | None) -> None:
             if trades_error is not None:
@@ -510,26 +583,50 @@ class CcxtVenueAdapter(VenueAdapter):
         self._poll_trades(symbol, then=answer)
 
     def _audit(self, asker: Any) -> None:
-        journal = {o.client_order_id: {"signal_id": o.signal_id, "symbol": o.symbol, "stage": o.stage,
-                                       "status": o.status, "order_id": o.order_id,
-                                       "filled_qty": o.filled_qty, "leg": o.leg}
-                   for o in (Order.from_json(v) for _k, v in self.store.items(b"o:"))}
+        journal = {
+            o.client_order_id: {
+                "signal_id": o.signal_id,
+                "symbol": o.symbol,
+                "stage": o.stage,
+                "status": o.status,
+                "order_id": o.order_id,
+                "filled_qty": o.filled_qty,
+                "leg": o.leg,
+            }
+            for o in (Order.from_json(v) for _k, v in self.store.items(b"o:"))
+        }
         self.tell(asker, VenueOrders({}, journal, {}), via="thespian")
 
 
 def _venue_order(order: Order, status: str, order_id: str, reason: str = "") -> VenueOrder:
     return VenueOrder(
-        client_order_id=order.client_order_id, order_id=order_id, symbol=order.symbol, side=order.side,
-        quantity=order.quantity, order_type=order.order_type, price=order.price,
-        trigger_price=order.trigger_price, time_in_force=order.time_in_force, reduce_only=order.reduce_only,
-        status=status, filled_qty=order.filled_qty, avg_price=order.avg_price, reason=reason)
+        client_order_id=order.client_order_id,
+        order_id=order_id,
+        symbol=order.symbol,
+        side=order.side,
+        quantity=order.quantity,
+        order_type=order.order_type,
+        price=order.price,
+        trigger_price=order.trigger_price,
+        time_in_force=order.time_in_force,
+        reduce_only=order.reduce_only,
+        status=status,
+        filled_qty=order.filled_qty,
+        avg_price=order.avg_price,
+        reason=reason,
+    )
 
 
 def _fill_of(trade: dict[str, Any]) -> Fill:
     fee = trade.get("fee") or {}
-    return Fill(trade_id=str(trade["id"]), qty=float(trade["amount"]), price=float(trade["price"]),
-                fee=float(fee.get("cost") or 0.0), liquidity=str(trade.get("takerOrMaker") or "taker"),
-                ts=int(trade.get("timestamp") or _now_ms()))
+    return Fill(
+        trade_id=str(trade["id"]),
+        qty=float(trade["amount"]),
+        price=float(trade["price"]),
+        fee=float(fee.get("cost") or 0.0),
+        liquidity=str(trade.get("takerOrMaker") or "taker"),
+        ts=int(trade.get("timestamp") or _now_ms()),
+    )
 
 
 def _floor_to(value: float, step: float | None) -> float:

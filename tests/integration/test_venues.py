@@ -4,6 +4,7 @@ ccxt itself is neither patched nor mocked."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -24,7 +25,9 @@ CASES: dict[str, tuple[Callable[[], FakeExchange], str, str]] = {
 
 
 def _config(fake: FakeExchange, exchange: str, market: str, extra: str = "") -> str:
-    return FAST_SUPERVISION + f"""
+    return (
+        FAST_SUPERVISION
+        + f"""
 [positions]
 reconcile_interval_s = 0.5
 [routing]
@@ -40,6 +43,7 @@ request_timeout_ms = 800
 retry_backoff_ms = 50
 {extra}
 """
+    )
 
 
 class Venue:
@@ -68,8 +72,13 @@ class Venue:
         return self.engine.venue("ex")
 
     def creates(self) -> int:
-        return sum(1 for c in self.fake.calls if c.method == "POST" and "cancel" not in c.path
-                   and c.path.endswith(("/order", "/order/create", "/order/submit")))
+        return sum(
+            1
+            for c in self.fake.calls
+            if c.method == "POST"
+            and "cancel" not in c.path
+            and c.path.endswith(("/order", "/order/create", "/order/submit"))
+        )
 
 
 @pytest.fixture
@@ -117,9 +126,20 @@ def test_orders_are_created_filled_and_canceled_at_the_exchange_with_every_call_
         assert venue.fake.orders[resting].status == "canceled"
         position = venue.engine.actor("position:BTCUSDT")["detail"]
         assert position["net"]["ex"] == pytest.approx(0.005)
-        private = [c for c in venue.fake.calls if c.path.startswith(("/v5/order", "/v5/position", "/v5/execution",
-                                                                     "/fapi/v1/order", "/api/v3/order",
-                                                                     "/api/v1/private"))]
+        private = [
+            c
+            for c in venue.fake.calls
+            if c.path.startswith(
+                (
+                    "/v5/order",
+                    "/v5/position",
+                    "/v5/execution",
+                    "/fapi/v1/order",
+                    "/api/v3/order",
+                    "/api/v1/private",
+                )
+            )
+        ]
         assert private and all(c.signed for c in private)
         assert venue.fake.bad_signatures == 0
     finally:
@@ -162,7 +182,9 @@ def test_an_order_placed_whose_answer_was_lost_is_found_by_client_order_id_and_i
 
 
 @pytest.mark.parametrize("fault", ["5xx", "ratelimit"])
-def test_5xx_and_rate_limit_answers_are_retried_with_backoff_and_make_one_order(bybit: Venue, fault: str) -> None:
+def test_5xx_and_rate_limit_answers_are_retried_with_backoff_and_make_one_order(
+    bybit: Venue, fault: str
+) -> None:
     bybit.fake.fail_next(fault, 2)
     with bybit.engine.client() as client:
         client.prepare("f-1", "BTCUSDT", "buy", 0.01)
@@ -170,13 +192,18 @@ def test_5xx_and_rate_limit_answers_are_retried_with_backoff_and_make_one_order(
     assert list(bybit.fake.orders) == [client_order_id("f-1")]
     creates = [c.at for c in bybit.fake.calls if c.path == "/v5/order/create"]
     assert len(creates) == 2, "the second create came after a look-up said it was not placed"
-    assert any(creates[0] < c.at < creates[1] for c in bybit.fake.calls
-               if c.path in ("/v5/order/realtime", "/v5/order/history"))
-    gaps = [b - a for a, b in zip(creates, creates[1:], strict=False)]
+    assert any(
+        creates[0] < c.at < creates[1]
+        for c in bybit.fake.calls
+        if c.path in ("/v5/order/realtime", "/v5/order/history")
+    )
+    gaps = [b - a for a, b in itertools.pairwise(creates)]
     assert all(gap >= 0.05 for gap in gaps), "backed off"
 
 
-def test_a_kill_after_journaling_resolves_the_order_after_restart_without_sending_it_twice(bybit: Venue) -> None:
+def test_a_kill_after_journaling_resolves_the_order_after_restart_without_sending_it_twice(
+    bybit: Venue,
+) -> None:
     engine = bybit.engine
     with engine.client() as client:
         client.prepare("k-1", "BTCUSDT", "buy", 0.01)
@@ -205,8 +232,12 @@ def test_a_kill_while_the_venue_holds_the_answer_adopts_the_placed_order_after_r
     wait_for(lambda: engine.pids().get("venue:ex") not in (None, old), 10, 0.05, "the adapter restarted")
     with engine.client() as client:
         wait_for(lambda: _accepted(client, "k-2"), 10, 0.1, "the resent CONFIRM accepted")
-    wait_for(lambda: engine.actor("position:BTCUSDT")["detail"]["net"].get("ex") == pytest.approx(0.01), 10, 0.1,
-             "the fill, found by polling after the restart")
+    wait_for(
+        lambda: engine.actor("position:BTCUSDT")["detail"]["net"].get("ex") == pytest.approx(0.01),
+        10,
+        0.1,
+        "the fill, found by polling after the restart",
+    )
     assert bybit.creates() == 1, "adopted, never sent again"
     assert engine.actor("position:BTCUSDT")["detail"]["fills"] == 1
 

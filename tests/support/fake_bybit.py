@@ -20,8 +20,13 @@ from tests.support.fake_exchange import INSTRUMENTS, Duplicate, FakeExchange, Fa
 
 __all__ = ["FakeBybit"]
 
-_STATUS = {"new": "New", "partially_filled": "PartiallyFilled", "filled": "Filled", "canceled": "Cancelled",
-           "rejected": "Rejected"}
+_STATUS = {
+    "new": "New",
+    "partially_filled": "PartiallyFilled",
+    "filled": "Filled",
+    "canceled": "Cancelled",
+    "rejected": "Rejected",
+}
 _TIF = {"GTC": "GTC", "IOC": "IOC", "FOK": "FOK", "PostOnly": "PO"}
 
 
@@ -30,8 +35,16 @@ def _ok(result: Any) -> Reply:
 
 
 def _answer(code: int, message: str, result: Any = None) -> Reply:
-    return Reply(200, {"retCode": code, "retMsg": message, "result": result if result is not None else {},
-                       "retExtInfo": {}, "time": int(time.time() * 1000)})
+    return Reply(
+        200,
+        {
+            "retCode": code,
+            "retMsg": message,
+            "result": result if result is not None else {},
+            "retExtInfo": {},
+            "time": int(time.time() * 1000),
+        },
+    )
 
 
 class FakeBybit(FakeExchange):
@@ -58,34 +71,68 @@ class FakeBybit(FakeExchange):
 
     @staticmethod
     def _order(o: FakeOrder) -> dict[str, Any]:
-        return {"orderId": o.order_id, "orderLinkId": o.client_id, "symbol": o.symbol, "side": o.side.title(),
-                "orderType": o.kind.title(), "price": str(o.price or 0), "qty": str(o.qty),
-                "timeInForce": {"PO": "PostOnly"}.get(o.tif, o.tif), "reduceOnly": o.reduce_only,
-                "orderStatus": _STATUS[o.status], "cumExecQty": str(o.filled), "avgPrice": str(o.avg),
-                "cumExecValue": str(o.value), "cumExecFee": str(o.fee), "leavesQty": str(o.remaining),
-                "triggerPrice": str(o.trigger or ""), "createdTime": str(o.created),
-                "updatedTime": str(o.updated)}
+        return {
+            "orderId": o.order_id,
+            "orderLinkId": o.client_id,
+            "symbol": o.symbol,
+            "side": o.side.title(),
+            "orderType": o.kind.title(),
+            "price": str(o.price or 0),
+            "qty": str(o.qty),
+            "timeInForce": {"PO": "PostOnly"}.get(o.tif, o.tif),
+            "reduceOnly": o.reduce_only,
+            "orderStatus": _STATUS[o.status],
+            "cumExecQty": str(o.filled),
+            "avgPrice": str(o.avg),
+            "cumExecValue": str(o.value),
+            "cumExecFee": str(o.fee),
+            "leavesQty": str(o.remaining),
+            "triggerPrice": str(o.trigger or ""),
+            "createdTime": str(o.created),
+            "updatedTime": str(o.updated),
+        }
 
     @staticmethod
     def _trade(t: FakeTrade) -> dict[str, Any]:
         o = t.order
-        return {"symbol": o.symbol, "orderId": o.order_id, "orderLinkId": o.client_id, "side": o.side.title(),
-                "execPrice": str(t.price), "execQty": str(t.qty), "execFee": str(t.fee), "execId": t.trade_id,
-                "execTime": str(t.ts), "orderType": o.kind.title(), "isMaker": t.maker, "feeRate": "0.00055",
-                "execValue": str(t.qty * t.price), "closedSize": "0", "orderPrice": str(o.price),
-                "orderQty": str(o.qty), "leavesQty": str(o.remaining), "execType": "Trade",
-                "feeCurrency": "USDT"}
+        return {
+            "symbol": o.symbol,
+            "orderId": o.order_id,
+            "orderLinkId": o.client_id,
+            "side": o.side.title(),
+            "execPrice": str(t.price),
+            "execQty": str(t.qty),
+            "execFee": str(t.fee),
+            "execId": t.trade_id,
+            "execTime": str(t.ts),
+            "orderType": o.kind.title(),
+            "isMaker": t.maker,
+            "feeRate": "0.00055",
+            "execValue": str(t.qty * t.price),
+            "closedSize": "0",
+            "orderPrice": str(o.price),
+            "orderQty": str(o.qty),
+            "leavesQty": str(o.remaining),
+            "execType": "Trade",
+            "feeCurrency": "USDT",
+        }
 
     def _create(self, body: dict[str, Any]) -> Reply:
         symbol = body["symbol"]
         if symbol not in INSTRUMENTS:
             return _answer(10001, f"params error: symbol invalid {symbol}")
         try:
-            order = self.place(client_id=body.get("orderLinkId", ""), symbol=symbol, side=body["side"].lower(),
-                               kind=body["orderType"].lower(), qty=float(body["qty"]),
-                               price=float(body.get("price") or 0), tif=_TIF[body.get("timeInForce", "GTC")],
-                               reduce_only=bool(body.get("reduceOnly")),
-                               trigger=float(body.get("triggerPrice") or 0))
+            order = self.place(
+                client_id=body.get("orderLinkId", ""),
+                symbol=symbol,
+                side=body["side"].lower(),
+                kind=body["orderType"].lower(),
+                qty=float(body["qty"]),
+                price=float(body.get("price") or 0),
+                tif=_TIF[body.get("timeInForce", "GTC")],
+                reduce_only=bool(body.get("reduceOnly")),
+                trigger=float(body.get("triggerPrice") or 0),
+            )
         except Duplicate:
             return _answer(110072, "OrderLinkedID is duplicate")
         return _ok({"orderId": order.order_id, "orderLinkId": order.client_id})
@@ -97,13 +144,17 @@ class FakeBybit(FakeExchange):
         return _ok({"orderId": order.order_id, "orderLinkId": order.client_id})
 
     def _orders(self, query: dict[str, str], open_only: bool) -> Reply:
-        found = [o for o in self.orders.values()
-                 if (not query.get("symbol") or o.symbol == query["symbol"])
-                 and (not query.get("orderLinkId") or o.client_id == query["orderLinkId"])
-                 and (not query.get("orderId") or o.order_id == query["orderId"])
-                 and (not open_only or o.status in ("new", "partially_filled"))]
-        return _ok({"category": query.get("category"), "list": [self._order(o) for o in found],
-                    "nextPageCursor": ""})
+        found = [
+            o
+            for o in self.orders.values()
+            if (not query.get("symbol") or o.symbol == query["symbol"])
+            and (not query.get("orderLinkId") or o.client_id == query["orderLinkId"])
+            and (not query.get("orderId") or o.order_id == query["orderId"])
+            and (not open_only or o.status in ("new", "partially_filled"))
+        ]
+        return _ok(
+            {"category": query.get("category"), "list": [self._order(o) for o in found], "nextPageCursor": ""}
+        )
 
     def _positions(self, query: dict[str, str]) -> Reply:
         rows = []
@@ -111,37 +162,89 @@ class FakeBybit(FakeExchange):
             if query.get("symbol") and query["symbol"] != symbol:
                 continue
             net = self.position(symbol)
-            rows.append({"symbol": symbol, "side": "Buy" if net > 0 else ("Sell" if net < 0 else ""),
-                         "size": str(abs(net)), "avgPrice": str(info["price"] if net else 0),
-                         "positionValue": str(abs(net) * info["price"]), "markPrice": str(info["price"]),
-                         "leverage": "10", "positionIdx": 0, "unrealisedPnl": "0", "cumRealisedPnl": "0",
-                         "createdTime": "1", "updatedTime": "1", "tradeMode": 0, "positionStatus": "Normal"})
+            rows.append(
+                {
+                    "symbol": symbol,
+                    "side": "Buy" if net > 0 else ("Sell" if net < 0 else ""),
+                    "size": str(abs(net)),
+                    "avgPrice": str(info["price"] if net else 0),
+                    "positionValue": str(abs(net) * info["price"]),
+                    "markPrice": str(info["price"]),
+                    "leverage": "10",
+                    "positionIdx": 0,
+                    "unrealisedPnl": "0",
+                    "cumRealisedPnl": "0",
+                    "createdTime": "1",
+                    "updatedTime": "1",
+                    "tradeMode": 0,
+                    "positionStatus": "Normal",
+                }
+            )
         return _ok({"category": "linear", "list": rows})
 
     def _instruments(self, category: str) -> Reply:
         if category == "spot":
-            rows = [{"symbol": s, "baseCoin": i["base"], "quoteCoin": "USDT", "status": "Trading",
-                     "innovation": "0", "lotSizeFilter": {"basePrecision": i["step"], "quotePrecision": "0.01",
-                                                          "minOrderQty": i["min_qty"], "maxOrderQty": "100",
-                                                          "minOrderAmt": "5", "maxOrderAmt": "1000000"},
-                     "priceFilter": {"tickSize": i["tick"]}} for s, i in INSTRUMENTS.items()]
+            rows = [
+                {
+                    "symbol": s,
+                    "baseCoin": i["base"],
+                    "quoteCoin": "USDT",
+                    "status": "Trading",
+                    "innovation": "0",
+                    "lotSizeFilter": {
+                        "basePrecision": i["step"],
+                        "quotePrecision": "0.01",
+                        "minOrderQty": i["min_qty"],
+                        "maxOrderQty": "100",
+                        "minOrderAmt": "5",
+                        "maxOrderAmt": "1000000",
+                    },
+                    "priceFilter": {"tickSize": i["tick"]},
+                }
+                for s, i in INSTRUMENTS.items()
+            ]
         elif category == "linear":
-            rows = [{"symbol": s, "contractType": "LinearPerpetual", "status": "Trading", "baseCoin": i["base"],
-                     "quoteCoin": "USDT", "settleCoin": "USDT", "launchTime": "1", "deliveryTime": "0",
-                     "priceScale": "2", "leverageFilter": {"minLeverage": "1", "maxLeverage": "100",
-                                                           "leverageStep": "0.01"},
-                     "priceFilter": {"minPrice": "0.1", "maxPrice": "1999999", "tickSize": i["tick"]},
-                     "lotSizeFilter": {"maxOrderQty": "100", "minOrderQty": i["min_qty"], "qtyStep": i["step"],
-                                       "minNotionalValue": "5"}, "fundingInterval": 480}
-                    for s, i in INSTRUMENTS.items()]
+            rows = [
+                {
+                    "symbol": s,
+                    "contractType": "LinearPerpetual",
+                    "status": "Trading",
+                    "baseCoin": i["base"],
+                    "quoteCoin": "USDT",
+                    "settleCoin": "USDT",
+                    "launchTime": "1",
+                    "deliveryTime": "0",
+                    "priceScale": "2",
+                    "leverageFilter": {"minLeverage": "1", "maxLeverage": "100", "leverageStep": "0.01"},
+                    "priceFilter": {"minPrice": "0.1", "maxPrice": "1999999", "tickSize": i["tick"]},
+                    "lotSizeFilter": {
+                        "maxOrderQty": "100",
+                        "minOrderQty": i["min_qty"],
+                        "qtyStep": i["step"],
+                        "minNotionalValue": "5",
+                    },
+                    "fundingInterval": 480,
+                }
+                for s, i in INSTRUMENTS.items()
+            ]
         else:
             rows = []
         return _ok({"category": category, "list": rows, "nextPageCursor": ""})
 
     def _wallet(self) -> Reply:
-        coins = [{"coin": coin, "walletBalance": str(self.balance(coin)), "equity": str(self.balance(coin)),
-                  "availableToWithdraw": str(self.balance(coin)), "locked": "0", "totalPositionIM": "0",
-                  "totalOrderIM": "0", "usdValue": "0"} for coin in ("USDT", "BTC", "ETH")]
+        coins = [
+            {
+                "coin": coin,
+                "walletBalance": str(self.balance(coin)),
+                "equity": str(self.balance(coin)),
+                "availableToWithdraw": str(self.balance(coin)),
+                "locked": "0",
+                "totalPositionIM": "0",
+                "totalOrderIM": "0",
+                "usdValue": "0",
+            }
+            for coin in ("USDT", "BTC", "ETH")
+        ]
         return _ok({"list": [{"accountType": "UNIFIED", "coin": coins}]})
 
     def route(self, method: str, path: str, query: dict[str, str], body: str) -> Reply:
@@ -165,8 +268,13 @@ class FakeBybit(FakeExchange):
         if path == "/v5/execution/list":
             since = int(query.get("startTime") or 0)
             trades = self.my_trades(query.get("symbol", ""), since)
-            return _ok({"category": query.get("category"), "list": [self._trade(t) for t in trades],
-                        "nextPageCursor": ""})
+            return _ok(
+                {
+                    "category": query.get("category"),
+                    "list": [self._trade(t) for t in trades],
+                    "nextPageCursor": "",
+                }
+            )
         if path == "/v5/account/wallet-balance":
             return self._wallet()
         if path in ("/v5/account/info", "/v5/user/query-api"):

@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["Call", "Duplicate", "FakeExchange", "FakeOrder", "FakeTrade", "INSTRUMENTS", "Reply"]
+__all__ = ["INSTRUMENTS", "Call", "Duplicate", "FakeExchange", "FakeOrder", "FakeTrade", "Reply"]
 
 INSTRUMENTS = {
     "BTCUSDT": {"base": "BTC", "min_qty": "0.001", "step": "0.001", "tick": "0.10", "price": 60000.0},
@@ -133,8 +133,19 @@ class FakeExchange:
 
     # --- the account ------------------------------------------------------------------------
 
-    def place(self, *, client_id: str, symbol: str, side: str, kind: str, qty: float, price: float = 0.0,
-              tif: str = "GTC", reduce_only: bool = False, trigger: float = 0.0) -> FakeOrder:
+    def place(
+        self,
+        *,
+        client_id: str,
+        symbol: str,
+        side: str,
+        kind: str,
+        qty: float,
+        price: float = 0.0,
+        tif: str = "GTC",
+        reduce_only: bool = False,
+        trigger: float = 0.0,
+    ) -> FakeOrder:
         if not client_id:
             client_id = uuid.uuid4().hex
         if client_id in self.orders:
@@ -142,8 +153,9 @@ class FakeExchange:
         order = FakeOrder(client_id, symbol, side, kind, qty, price, tif, reduce_only, trigger)
         self.orders[client_id] = order
         mark = INSTRUMENTS[symbol]["price"]
-        crosses = not trigger and (kind == "market" or (side == "buy" and price >= mark)
-                                   or (side == "sell" and 0 < price <= mark))
+        crosses = not trigger and (
+            kind == "market" or (side == "buy" and price >= mark) or (side == "sell" and 0 < price <= mark)
+        )
         if tif == "PO" and crosses:
             order.status = "canceled"
         elif crosses:
@@ -187,13 +199,16 @@ class FakeExchange:
         return [t for t in self.trades if (not symbol or t.order.symbol == symbol) and t.ts >= since]
 
     def position(self, symbol: str) -> float:
-        return sum(t.qty if t.order.side == "buy" else -t.qty for t in self.trades if t.order.symbol == symbol)
+        return sum(
+            t.qty if t.order.side == "buy" else -t.qty for t in self.trades if t.order.symbol == symbol
+        )
 
     def balance(self, coin: str) -> float:
         """Spot holdings: 100,000 USDT at the start, moved by every trade."""
         if coin == "USDT":
-            return 100_000.0 - sum((t.qty * t.price if t.order.side == "buy" else -t.qty * t.price) + t.fee
-                                   for t in self.trades)
+            return 100_000.0 - sum(
+                (t.qty * t.price if t.order.side == "buy" else -t.qty * t.price) + t.fee for t in self.trades
+            )
         return sum(self.position(s) for s, i in INSTRUMENTS.items() if i["base"] == coin)
 
     # --- what a venue supplies ----------------------------------------------------------------

@@ -52,6 +52,6 @@ def test_the_queue_is_full_when_a_new_order_would_wait_longer_than_allowed() -> 
     for i in range(5):
         assert not pacer.full()
         pacer.put(_request("create", f"o{i}"), 0.0)
-    assert pacer.full(), "1 + 8 × 0.5 = 5 new orders may wait; the sixth gets BUSY"
+    assert pacer.full(), "1 + 8 x 0.5 = 5 new orders may wait; the sixth gets BUSY"
     pacer.put(_request("poll", "trades:BTCUSDT"), 0.0)
     assert len([r for r in pacer.due(0.0)]) == 1

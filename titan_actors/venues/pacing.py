@@ -103,8 +103,10 @@ class Pacer:
         first: dict[str, int] = {}
         for r in self.queue:
             first[r.key] = min(first.get(r.key, r.seq), r.seq)
-        ready = sorted((r for r in self.queue if r.not_before <= now and r.seq == first[r.key]),
-                       key=lambda r: (self._rank(r, now), r.seq))
+        ready = sorted(
+            (r for r in self.queue if r.not_before <= now and r.seq == first[r.key]),
+            key=lambda r: (self._rank(r, now), r.seq),
+        )
         for request in ready:
             if request.key in self.busy_keys:
                 continue
