@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support.engine import FAST_SUPERVISION, RunningEngine, wait_for
+from tests.support.fake_binance import FakeBinance
 from tests.support.fake_bybit import FakeBybit
 from tests.support.fake_exchange import FakeExchange
 from titan_actors.domain.ids import client_order_id
@@ -21,6 +22,8 @@ from titan_actors.domain.ids import client_order_id
 CASES: dict[str, tuple[Callable[[], FakeExchange], str, str]] = {
     "bybit-linear": (FakeBybit, "bybit", "linear"),
     "bybit-spot": (FakeBybit, "bybit", "spot"),
+    "binance-linear": (FakeBinance, "binance", "linear"),
+    "binance-spot": (FakeBinance, "binance", "spot"),
 }
 
 

@@ -177,7 +177,8 @@ class FakeExchange:
         order.fee += fee
         order.status = "filled" if order.remaining <= 1e-12 else "partially_filled"
         order.updated = int(time.time() * 1000)
-        self.trades.append(FakeTrade(uuid.uuid4().hex, order, qty, price, fee, maker, order.updated))
+        trade_id = str(uuid.uuid4().int % 10**15)  # numeric: Binance and MEXC ids are numbers
+        self.trades.append(FakeTrade(trade_id, order, qty, price, fee, maker, order.updated))
 
     def cancel(self, *, client_id: str = "", order_id: str = "") -> FakeOrder | None:
         order = self.find(client_id=client_id, order_id=order_id)

@@ -138,7 +138,8 @@ class CcxtVenue:
 
         await self.close()  # a retried start: the previous client's sessions
         kind = "swap" if self.market_type == "linear" else "spot"
-        options: dict[str, Any] = {"defaultType": kind, "fetchMarkets": {"types": [self.market_type]}}
+        options: dict[str, Any] = {"defaultType": kind, "fetchMarkets": {"types": [self.market_type]},
+                                   "fetchMargins": False}  # Binance: no margin-pair calls at start
         client = getattr(ccxt_async, self.exchange_id)({
             "apiKey": self.api_key, "secret": self.api_secret, "enableRateLimit": False,
             "timeout": self.timeout_ms, "options": options,
@@ -200,6 +201,15 @@ class CcxtVenue:
         Looks in the open orders, then in the closed ones (ccxt's `fetch_order`
         needs the venue's order id, which after a lost answer we do not have)."""
         params = self._by_client_id(client_order_id)
+        if self.exchange_id != "bybit":  # these fetch one order by its client order id directly
+            import ccxt
+
+            try:
+                return await self.client.fetch_order(None, self.unified(symbol), params)
+            except ccxt.OrderNotFound:
+                return None
+            except Exception as exc:
+                raise classify(exc) from exc
         try:
             for fetch in (self.client.fetch_open_orders, self.client.fetch_closed_orders):
                 for order in await fetch(self.unified(symbol), None, None, params):

@@ -1,0 +1,370 @@
+"""A local fake of Binance's REST API: the subset ccxt uses for USDⓈ-M
+futures (`/fapi`) and spot (`/api/v3`), served over real HTTP.
+
+Private calls are authenticated as Binance does: the `X-MBX-APIKEY` header
+and `signature` = hex HMAC-SHA256(secret, the query string — or the form
+body for POST — before `&signature=`); a wrong one answers -1022. A repeated
+client order id is -4116 on futures and -2010 "Duplicate order sent." on
+spot; an unknown order -2013 (fetch) / -2011 (cancel); a rate limit HTTP
+429 with -1003. The account and the faults are `FakeExchange`'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+from tests.support.fake_exchange import INSTRUMENTS, Duplicate, FakeExchange, FakeOrder, FakeTrade, Reply
+
+__all__ = ["FakeBinance"]
+
+_STATUS = {
+    "new": "NEW",
+    "partially_filled": "PARTIALLY_FILLED",
+    "filled": "FILLED",
+    "canceled": "CANCELED",
+    "rejected": "REJECTED",
+}
+_ORDER_PATHS = ("/fapi/v1/order", "/api/v3/order")
+
+
+def _error(code: int, message: str, status: int = 400) -> Reply:
+    return Reply(status, {"code": code, "msg": message})
+
+
+def _filters(info: dict[str, Any], futures: bool) -> list[dict[str, Any]]:
+    notional = (
+        {"filterType": "MIN_NOTIONAL", "notional": "5"}
+        if futures
+        else {
+            "filterType": "NOTIONAL",
+            "minNotional": "5",
+            "applyMinToMarket": True,
+            "maxNotional": "9000000",
+            "applyMaxToMarket": False,
+            "avgPriceMins": 5,
+        }
+    )
+    return [
+        {"filterType": "PRICE_FILTER", "minPrice": "0.10", "maxPrice": "4529764", "tickSize": info["tick"]},
+        {"filterType": "LOT_SIZE", "minQty": info["min_qty"], "maxQty": "1000", "stepSize": info["step"]},
+        {
+            "filterType": "MARKET_LOT_SIZE",
+            "minQty": info["min_qty"],
+            "maxQty": "120",
+            "stepSize": info["step"],
+        },
+        notional,
+    ]
+
+
+class FakeBinance(FakeExchange):
+    fault_paths = (*_ORDER_PATHS, "/fapi/v1/openOrders", "/api/v3/openOrders")
+
+    def authenticate(self, method: str, path: str, query: str, body: str, headers: Any) -> bool | None:
+        signed = query if method in ("GET", "DELETE") else body
+        if "signature=" not in signed:
+            return None
+        payload, _, signature = signed.rpartition("&signature=")
+        if headers.get("X-MBX-APIKEY") != self.api_key:
+            return False
+        expected = hmac.new(self.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, signature)
+
+    def bad_signature(self) -> Reply:
+        return _error(-1022, "Signature for this request is not valid.")
+
+    def rate_limited(self) -> Reply:
+        return _error(-1003, "Too many requests; current limit of IP is 2400 requests per minute.", 429)
+
+    # --- payloads ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _order(o: FakeOrder, futures: bool) -> dict[str, Any]:
+        order = {
+            "orderId": int(o.order_id),
+            "symbol": o.symbol,
+            "status": _STATUS[o.status],
+            "clientOrderId": o.client_id,
+            "price": str(o.price),
+            "origQty": str(o.qty),
+            "executedQty": str(o.filled),
+            "timeInForce": {"PO": "GTX"}.get(o.tif, o.tif),
+            "type": ("STOP_MARKET" if o.trigger else o.kind.upper()),
+            "side": o.side.upper(),
+            "stopPrice": str(o.trigger),
+            "time": o.created,
+            "updateTime": o.updated,
+        }
+        if futures:
+            order.update(
+                avgPrice=str(o.avg),
+                cumQuote=str(o.value),
+                reduceOnly=o.reduce_only,
+                positionSide="BOTH",
+                origType=order["type"],
+                workingType="CONTRACT_PRICE",
+            )
+        else:
+            order.update(
+                cummulativeQuoteQty=str(o.value),
+                isWorking=True,
+                workingTime=o.created,
+                origQuoteOrderQty="0",
+                selfTradePreventionMode="NONE",
+            )
+            if o.tif == "PO":
+                order["type"], order["timeInForce"] = "LIMIT_MAKER", "GTC"
+        return order
+
+    @staticmethod
+    def _trade(t: FakeTrade, futures: bool) -> dict[str, Any]:
+        o = t.order
+        trade = {
+            "symbol": o.symbol,
+            "id": int(t.trade_id),
+            "orderId": int(o.order_id),
+            "price": str(t.price),
+            "qty": str(t.qty),
+            "quoteQty": str(t.qty * t.price),
+            "commission": str(t.fee),
+            "commissionAsset": "USDT",
+            "time": t.ts,
+        }
+        if futures:
+            trade.update(
+                side=o.side.upper(),
+                realizedPnl="0",
+                positionSide="BOTH",
+                buyer=o.side == "buy",
+                maker=t.maker,
+            )
+        else:
+            trade.update(isBuyer=o.side == "buy", isMaker=t.maker, isBestMatch=True, orderListId=-1)
+        return trade
+
+    def _create(self, params: dict[str, str], futures: bool) -> Reply:
+        symbol = params.get("symbol", "")
+        if symbol not in INSTRUMENTS:
+            return _error(-1121, "Invalid symbol.")
+        kind = params["type"].lower()
+        tif = params.get("timeInForce", "GTC")
+        if kind == "limit_maker":
+            kind, tif = "limit", "PO"
+        trigger = float(params.get("stopPrice") or 0)
+        if kind == "stop_market":
+            kind = "market"
+        try:
+            order = self.place(
+                client_id=params.get("newClientOrderId", ""),
+                symbol=symbol,
+                side=params["side"].lower(),
+                kind=kind,
+                qty=float(params["quantity"]),
+                price=float(params.get("price") or 0),
+                tif={"GTX": "PO"}.get(tif, tif),
+                reduce_only=params.get("reduceOnly") == "true",
+                trigger=trigger,
+            )
+        except Duplicate:
+            if futures:
+                return _error(-4116, "ClientOrderId is duplicated.")
+            return _error(-2010, "Duplicate order sent.")
+        return Reply(200, self._order(order, futures))
+
+    def _positions(self, params: dict[str, str]) -> Reply:
+        rows = []
+        for symbol, info in INSTRUMENTS.items():
+            if params.get("symbol") and params["symbol"] != symbol:
+                continue
+            net = self.position(symbol)
+            rows.append(
+                {
+                    "symbol": symbol,
+                    "positionSide": "BOTH",
+                    "positionAmt": str(net),
+                    "entryPrice": str(info["price"] if net else 0),
+                    "breakEvenPrice": "0",
+                    "markPrice": str(info["price"]),
+                    "unRealizedProfit": "0",
+                    "liquidationPrice": "0",
+                    "isolatedMargin": "0",
+                    "notional": str(net * info["price"]),
+                    "marginAsset": "USDT",
+                    "isolatedWallet": "0",
+                    "initialMargin": "0",
+                    "maintMargin": "0",
+                    "positionInitialMargin": "0",
+                    "openOrderInitialMargin": "0",
+                    "adl": 0,
+                    "bidNotional": "0",
+                    "askNotional": "0",
+                    "updateTime": int(time.time() * 1000),
+                    "leverage": "10",
+                    "marginType": "cross",
+                    "isAutoAddMargin": "false",
+                }
+            )
+        return Reply(200, rows)
+
+    def _exchange_info(self, futures: bool) -> Reply:
+        symbols = []
+        for symbol, info in INSTRUMENTS.items():
+            row: dict[str, Any] = {
+                "symbol": symbol,
+                "status": "TRADING",
+                "baseAsset": info["base"],
+                "quoteAsset": "USDT",
+                "baseAssetPrecision": 8,
+                "quotePrecision": 8,
+                "filters": _filters(info, futures),
+                "orderTypes": ["LIMIT", "MARKET", "STOP_MARKET"],
+            }
+            if futures:
+                row.update(
+                    pair=symbol,
+                    contractType="PERPETUAL",
+                    deliveryDate=4133404800000,
+                    onboardDate=1569398400000,
+                    marginAsset="USDT",
+                    pricePrecision=2,
+                    quantityPrecision=3,
+                    underlyingType="COIN",
+                    settlePlan=0,
+                    timeInForce=["GTC", "IOC", "FOK", "GTX"],
+                    maintMarginPercent="2.5",
+                    requiredMarginPercent="5.0",
+                    triggerProtect="0.05",
+                    liquidationFee="0.0125",
+                    marketTakeBound="0.05",
+                )
+            else:
+                row.update(
+                    quoteAssetPrecision=8,
+                    baseCommissionPrecision=8,
+                    quoteCommissionPrecision=8,
+                    icebergAllowed=True,
+                    ocoAllowed=True,
+                    quoteOrderQtyMarketAllowed=True,
+                    allowTrailingStop=True,
+                    cancelReplaceAllowed=True,
+                    isSpotTradingAllowed=True,
+                    isMarginTradingAllowed=False,
+                    permissions=[],
+                    permissionSets=[["SPOT"]],
+                    defaultSelfTradePreventionMode="NONE",
+                    allowedSelfTradePreventionModes=["NONE"],
+                )
+            symbols.append(row)
+        return Reply(
+            200,
+            {
+                "timezone": "UTC",
+                "serverTime": int(time.time() * 1000),
+                "rateLimits": [],
+                "exchangeFilters": [],
+                "assets": [],
+                "symbols": symbols,
+            },
+        )
+
+    def _balances(self, futures: bool) -> Reply:
+        coins = ("USDT",) if futures else ("USDT", "BTC", "ETH")
+        if futures:
+            assets = [
+                {
+                    "asset": c,
+                    "walletBalance": str(self.balance(c)),
+                    "unrealizedProfit": "0",
+                    "marginBalance": str(self.balance(c)),
+                    "availableBalance": str(self.balance(c)),
+                    "maxWithdrawAmount": str(self.balance(c)),
+                    "crossWalletBalance": str(self.balance(c)),
+                    "initialMargin": "0",
+                    "maintMargin": "0",
+                    "positionInitialMargin": "0",
+                    "openOrderInitialMargin": "0",
+                    "crossUnPnl": "0",
+                    "marginAvailable": True,
+                    "updateTime": 0,
+                }
+                for c in coins
+            ]
+            return Reply(
+                200,
+                {
+                    "assets": assets,
+                    "positions": [],
+                    "canTrade": True,
+                    "totalWalletBalance": "0",
+                    "availableBalance": str(self.balance("USDT")),
+                    "updateTime": 0,
+                },
+            )
+        balances = [{"asset": c, "free": str(self.balance(c)), "locked": "0"} for c in coins]
+        return Reply(
+            200,
+            {
+                "makerCommission": 10,
+                "takerCommission": 10,
+                "canTrade": True,
+                "accountType": "SPOT",
+                "balances": balances,
+                "permissions": ["SPOT"],
+                "updateTime": 0,
+            },
+        )
+
+    def route(self, method: str, path: str, query: dict[str, str], body: str) -> Reply:
+        params = {**query, **dict(parse_qsl(body))}
+        futures = path.startswith("/fapi")
+        base = "/fapi/v1" if futures else "/api/v3"
+        if path in ("/fapi/v1/exchangeInfo", "/api/v3/exchangeInfo"):
+            return self._exchange_info(futures)
+        if path in ("/fapi/v1/time", "/api/v3/time"):
+            return Reply(200, {"serverTime": int(time.time() * 1000)})
+        if path == f"{base}/order" and method == "POST":
+            return self._create(params, futures)
+        if path == f"{base}/order" and method in ("GET", "DELETE"):
+            client_id, order_id = params.get("origClientOrderId", ""), params.get("orderId", "")
+            if method == "DELETE":
+                order = self.cancel(client_id=client_id, order_id=order_id)
+                return (
+                    Reply(200, self._order(order, futures)) if order else _error(-2011, "Unknown order sent.")
+                )
+            order = self.find(client_id=client_id, order_id=order_id)
+            return (
+                Reply(200, self._order(order, futures)) if order else _error(-2013, "Order does not exist.")
+            )
+        if path == f"{base}/openOrders":
+            return Reply(200, [self._order(o, futures) for o in self.open_orders(params.get("symbol", ""))])
+        if path == f"{base}/allOrders":
+            symbol = params.get("symbol", "")
+            return Reply(200, [self._order(o, futures) for o in self.orders.values() if o.symbol == symbol])
+        if path in ("/fapi/v1/userTrades", "/api/v3/myTrades"):
+            trades = self.my_trades(params.get("symbol", ""), int(params.get("startTime") or 0))
+            return Reply(200, [self._trade(t, futures) for t in trades])
+        if path == "/fapi/v1/leverageBracket":
+            bracket = {
+                "bracket": 1,
+                "initialLeverage": 125,
+                "notionalCap": 50000,
+                "notionalFloor": 0,
+                "maintMarginRatio": 0.004,
+                "cum": 0.0,
+            }
+            return Reply(200, [{"symbol": s, "brackets": [bracket]} for s in INSTRUMENTS])
+        if path.startswith("/fapi/") and path.endswith("/positionRisk"):
+            return self._positions(params)
+        if path in (
+            "/fapi/v2/account",
+            "/fapi/v3/account",
+            "/fapi/v2/balance",
+            "/fapi/v3/balance",
+            "/api/v3/account",
+        ):
+            return self._balances(futures)
+        return _error(-1000, f"unknown endpoint {method} {path}", 404)
