@@ -59,14 +59,14 @@ def test_create_fetch_cancel_carry_our_client_order_id_and_every_private_call_is
         resting = [o["clientOrderId"] for o in await v.open_orders("BTCUSDT")]
         await v.cancel(client_order_id="tt-b", symbol="BTCUSDT")
         canceled = await v.fetch_by_client_id(client_order_id="tt-b", symbol="BTCUSDT")
-        return filled, resting, canceled, await v.positions(), await v.fetch_by_client_id(
+        return filled, resting, canceled, (await v.position("BTCUSDT"))[0], await v.fetch_by_client_id(
             client_order_id="never", symbol="BTCUSDT")
 
     filled, resting, canceled, positions, missing = _run(fake, body)
     assert (filled["clientOrderId"], filled["status"], filled["filled"]) == ("tt-a", "closed", 0.01)
     assert resting == ["tt-b"]
     assert canceled["status"] == "canceled"
-    assert positions["BTCUSDT"] == pytest.approx(0.01)
+    assert positions == pytest.approx(0.01)
     assert missing is None
     assert fake.orders["tt-a"].client_id == "tt-a", "the venue's own field holds our id"
     private = [r for r in fake.requests if r[1].startswith(("/v5/order", "/v5/position"))]

@@ -17,6 +17,7 @@ from tests.support.engine import FAST_SUPERVISION, RunningEngine, wait_for
 from tests.support.fake_binance import FakeBinance
 from tests.support.fake_bybit import FakeBybit
 from tests.support.fake_exchange import FakeExchange
+from tests.support.fake_mexc import FakeMexc
 from titan_actors.domain.ids import client_order_id
 
 CASES: dict[str, tuple[Callable[[], FakeExchange], str, str]] = {
@@ -24,6 +25,8 @@ CASES: dict[str, tuple[Callable[[], FakeExchange], str, str]] = {
     "bybit-spot": (FakeBybit, "bybit", "spot"),
     "binance-linear": (FakeBinance, "binance", "linear"),
     "binance-spot": (FakeBinance, "binance", "spot"),
+    "mexc-swap": (FakeMexc, "mexc", "linear"),
+    "mexc-spot": (FakeMexc, "mexc", "spot"),
 }
 
 
@@ -107,7 +110,7 @@ def test_orders_are_created_filled_and_canceled_at_the_exchange_with_every_call_
     venue = Venue(tmp_path, case).start()
     try:
         with venue.engine.client() as client:
-            prepared = client.prepare("v-1", "BTCUSDT", "buy", 0.0107)
+            prepared = client.prepare("v-1", "BTCUSDT", "buy", 0.01005)
             assert prepared["order"]["quantity"] == pytest.approx(0.01), "rounded down to the venue's step"
             assert client.confirm("v-1")["type"] == "ACCEPTED"
             filled = _executions(client, lambda e: e["status"] == "FILLED")[-1]
@@ -170,18 +173,32 @@ def test_a_sure_refusal_by_the_venue_is_venue_rejected_with_its_message(tmp_path
         venue.stop()
 
 
-@pytest.mark.parametrize("fault", ["timeout", "lost"])
+@pytest.mark.parametrize(
+    ("case", "fault"),
+    [
+        ("bybit-linear", "timeout"),
+        ("bybit-linear", "lost"),
+        ("binance-linear", "lost"),
+        ("binance-spot", "timeout"),
+        ("mexc-swap", "lost"),
+        ("mexc-spot", "timeout"),
+    ],
+)
 def test_an_order_placed_whose_answer_was_lost_is_found_by_client_order_id_and_its_fills_arrive(
-    bybit: Venue, fault: str
+    tmp_path: Path, case: str, fault: str
 ) -> None:
-    bybit.fake.fail_next(fault)
-    with bybit.engine.client() as client:
-        client.prepare("t-1", "BTCUSDT", "buy", 0.01)
-        assert client.confirm("t-1")["type"] == "ACCEPTED"
-        filled = _executions(client, lambda e: e["status"] == "FILLED")[-1]
-    assert filled["filled_qty"] == pytest.approx(0.01)
-    assert list(bybit.fake.orders) == [client_order_id("t-1")], "exactly one order"
-    assert bybit.creates() == 1, "looked up, never sent again"
+    venue = Venue(tmp_path, case).start()
+    try:
+        venue.fake.fail_next(fault)
+        with venue.engine.client() as client:
+            client.prepare("t-1", "BTCUSDT", "buy", 0.01)
+            assert client.confirm("t-1")["type"] == "ACCEPTED"
+            filled = _executions(client, lambda e: e["status"] == "FILLED")[-1]
+        assert filled["filled_qty"] == pytest.approx(0.01)
+        assert list(venue.fake.orders) == [client_order_id("t-1")], "exactly one order"
+        assert venue.creates() == 1, "looked up, never sent again"
+    finally:
+        venue.stop()
 
 
 @pytest.mark.parametrize("fault", ["5xx", "ratelimit"])

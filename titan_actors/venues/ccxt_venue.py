@@ -46,8 +46,10 @@ __all__ = [
 EXCHANGES = ("bybit", "binance", "mexc")
 #: The venue's own parameter that names an order by our client order id, for
 #: cancel and look-up (ccxt maps `clientOrderId` only when creating).
-_CLIENT_ID_PARAM = {"bybit": "orderLinkId", "binance": "origClientOrderId", "mexc": "origClientOrderId"}
+_CLIENT_ID_PARAM = {"bybit": "orderLinkId", "binance": "origClientOrderId", "mexc": "clientOrderId"}
 _DUPLICATE_MARKERS = ("110072", "-4116", "duplicate")
+#: "No such order" answers ccxt does not map to OrderNotFound (MEXC spot -2013, swap 2040).
+_NOT_FOUND_MARKERS = ("-2013", "order not exist", "order does not exist")
 
 
 _STATUSES = {"open": "ACCEPTED", "closed": "FILLED", "canceled": "CANCELED", "cancelled": "CANCELED",
@@ -113,15 +115,27 @@ def classify(exc: BaseException) -> VenueError:
 
 @dataclass(frozen=True, slots=True)
 class MarketInfo:
+    """One market, in base units (a contract market's sizes are multiplied by
+    its contract size: MEXC's BTC_USDT contract is 0.0001 BTC)."""
+
     symbol: str  # BTCUSDT
     unified: str  # BTC/USDT:USDT
     min_qty: float | None
     qty_step: float | None
     tick: float | None
     min_notional: float | None
+    contract_size: float = 1.0
+
+
+def _times(value: Any, factor: float) -> float | None:
+    return None if value is None else float(value) * factor
 
 
 class CcxtVenue:
+    """One exchange account through ccxt (async). Quantities in and out are in
+    base units; orders are named by our client order id. Every method raises
+    a `VenueError` (see `classify`) when the call fails."""
+
     def __init__(self, *, exchange: str, market: str, api_key: str, api_secret: str, base_url: str = "",
                  testnet: bool = False, symbols: list[str] | None = None, timeout_ms: int = 3000) -> None:
         if exchange not in EXCHANGES:
@@ -132,6 +146,8 @@ class CcxtVenue:
         self.wanted = set(symbols or [])
         self.client: Any = None
         self.markets: dict[str, MarketInfo] = {}
+        #: MEXC's swap API names orders by `externalOid` through its own endpoints.
+        self.mexc_swap = exchange == "mexc" and market == "linear"
 
     async def start(self) -> None:
         import ccxt.async_support as ccxt_async
@@ -139,7 +155,10 @@ class CcxtVenue:
         await self.close()  # a retried start: the previous client's sessions
         kind = "swap" if self.market_type == "linear" else "spot"
         options: dict[str, Any] = {"defaultType": kind, "fetchMarkets": {"types": [self.market_type]},
-                                   "fetchMargins": False}  # Binance: no margin-pair calls at start
+                                   "fetchMargins": False,  # Binance: no margin-pair calls at start
+                                   "createMarketBuyOrderRequiresPrice": False}  # spot: quantity in base units
+        if self.exchange_id == "mexc":
+            options["fetchMarkets"] = {"types": [kind]}
         client = getattr(ccxt_async, self.exchange_id)({
             "apiKey": self.api_key, "secret": self.api_secret, "enableRateLimit": False,
             "timeout": self.timeout_ms, "options": options,
@@ -152,13 +171,15 @@ class CcxtVenue:
         self.client = client
         markets = await client.load_markets()
         for unified, market in markets.items():
+            symbol = f"{market.get('base')}{market.get('quote')}"  # BTC_USDT, BTCUSDT → BTCUSDT
             if (market.get("linear") if self.market_type == "linear" else market.get("spot")) and (
-                    not self.wanted or market["id"] in self.wanted):
+                    not self.wanted or symbol in self.wanted):
                 limits, precision = market.get("limits", {}), market.get("precision", {})
-                self.markets[market["id"]] = MarketInfo(
-                    symbol=market["id"], unified=unified, min_qty=(limits.get("amount") or {}).get("min"),
-                    qty_step=precision.get("amount"), tick=precision.get("price"),
-                    min_notional=(limits.get("cost") or {}).get("min"))
+                size = float(market.get("contractSize") or 1.0)
+                self.markets[symbol] = MarketInfo(
+                    symbol=symbol, unified=unified, min_qty=_times((limits.get("amount") or {}).get("min"), size),
+                    qty_step=_times(precision.get("amount"), size), tick=precision.get("price"),
+                    min_notional=(limits.get("cost") or {}).get("min"), contract_size=size)
 
     async def close(self) -> None:
         if self.client is not None:
@@ -168,60 +189,87 @@ class CcxtVenue:
     def unified(self, symbol: str) -> str:
         return self.markets[symbol].unified
 
+    def _in_base(self, symbol: str, order: dict[str, Any]) -> dict[str, Any]:
+        """A ccxt order or trade with its sizes in base units, and its client
+        order id where ccxt leaves it in the venue's own field."""
+        size = self.markets[symbol].contract_size
+        out = {**order, **{k: float(order[k]) * size for k in ("amount", "filled", "remaining")
+                           if order.get(k) is not None}} if size != 1.0 else order
+        if self.mexc_swap and not out.get("clientOrderId"):
+            out = {**out, "clientOrderId": (out.get("info") or {}).get("externalOid")}
+        return out
+
     async def create(self, *, client_order_id: str, symbol: str, side: str, quantity: float, order_type: str,
                      price: float | None = None, time_in_force: str = "GTC", reduce_only: bool = False,
                      trigger_price: float | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"clientOrderId": client_order_id}
+        kind: Any = order_type
         if order_type == "stop":  # a bracket stop-loss: a market order the venue triggers
-            order_type, params["triggerPrice"] = "market", trigger_price
+            kind, params["triggerPrice"] = "market", trigger_price
         if reduce_only:
             params["reduceOnly"] = True
         if time_in_force == "PO":
             params["postOnly"] = True
+        elif time_in_force in ("IOC", "FOK") and self.mexc_swap:
+            kind = 3 if time_in_force == "IOC" else 4  # MEXC swap: IOC and FOK are order types
         elif time_in_force in ("IOC", "FOK"):
             params["timeInForce"] = time_in_force
+        amount = quantity / self.markets[symbol].contract_size
         try:
-            return await self.client.create_order(self.unified(symbol), order_type, side, quantity,
-                                                  price if order_type == "limit" else None, params)
+            order = await self.client.create_order(self.unified(symbol), kind, side, amount,
+                                                   price if order_type == "limit" else None, params)
         except Exception as exc:
             raise classify(exc) from exc
+        return self._in_base(symbol, order)
 
     def _by_client_id(self, client_order_id: str) -> dict[str, Any]:
         return {_CLIENT_ID_PARAM[self.exchange_id]: client_order_id}
 
+    def _market_id(self, symbol: str) -> str:
+        return self.client.market(self.unified(symbol))["id"]
+
     async def cancel(self, *, client_order_id: str, symbol: str) -> dict[str, Any]:
         try:
+            if self.mexc_swap:
+                await self.client.contractPrivatePostOrderCancelWithExternal(
+                    {"symbol": self._market_id(symbol), "externalOid": client_order_id})
+                return {"clientOrderId": client_order_id, "status": "canceled"}
             return await self.client.cancel_order(None, self.unified(symbol),
                                                   self._by_client_id(client_order_id))
         except Exception as exc:
             raise classify(exc) from exc
 
     async def fetch_by_client_id(self, *, client_order_id: str, symbol: str) -> dict[str, Any] | None:
-        """The order with this client order id, or None if the venue has none.
-        Looks in the open orders, then in the closed ones (ccxt's `fetch_order`
-        needs the venue's order id, which after a lost answer we do not have)."""
-        params = self._by_client_id(client_order_id)
-        if self.exchange_id != "bybit":  # these fetch one order by its client order id directly
-            import ccxt
+        """The order with this client order id, or None if the venue says it has
+        none. Bybit: looked for in the open orders, then the closed ones;
+        Binance and MEXC spot: fetched by client order id; MEXC swap: its
+        `order/external` endpoint."""
+        import ccxt
 
-            try:
-                return await self.client.fetch_order(None, self.unified(symbol), params)
-            except ccxt.OrderNotFound:
-                return None
-            except Exception as exc:
-                raise classify(exc) from exc
         try:
+            if self.mexc_swap:
+                response = await self.client.contractPrivateGetOrderExternalSymbolExternalOid(
+                    {"symbol": self._market_id(symbol), "external_oid": client_order_id})
+                order = self.client.parse_order(response["data"], self.client.market(self.unified(symbol)))
+                return self._in_base(symbol, order)
+            params = self._by_client_id(client_order_id)
+            if self.exchange_id != "bybit":
+                return self._in_base(symbol, await self.client.fetch_order(None, self.unified(symbol), params))
             for fetch in (self.client.fetch_open_orders, self.client.fetch_closed_orders):
                 for order in await fetch(self.unified(symbol), None, None, params):
                     if order.get("clientOrderId") == client_order_id:
                         return order
+        except ccxt.OrderNotFound:
+            return None
         except Exception as exc:
+            if any(m in str(exc).lower() for m in _NOT_FOUND_MARKERS):
+                return None  # the venue's own "no such order" (MEXC's are not mapped by ccxt)
             raise classify(exc) from exc
         return None
 
     async def open_orders(self, symbol: str) -> list[dict[str, Any]]:
         try:
-            return await self.client.fetch_open_orders(self.unified(symbol))
+            return [self._in_base(symbol, o) for o in await self.client.fetch_open_orders(self.unified(symbol))]
         except Exception as exc:
             raise classify(exc) from exc
 
@@ -231,7 +279,8 @@ class CcxtVenue:
             trades = await self.client.fetch_my_trades(self.unified(symbol), since_ms)
         except Exception as exc:
             raise classify(exc) from exc
-        return sorted(trades, key=lambda t: (t.get("timestamp") or 0, str(t.get("id"))))
+        return sorted((self._in_base(symbol, t) for t in trades),
+                      key=lambda t: (t.get("timestamp") or 0, str(t.get("id"))))
 
     async def position(self, symbol: str) -> tuple[float, float]:
         """(signed net quantity, average entry price) of `symbol`: the
@@ -252,23 +301,6 @@ class CcxtVenue:
                 qty += size if row.get("side") == "long" else -size
                 avg = float(row.get("entryPrice") or 0.0) or avg
         return qty, avg
-
-    async def positions(self) -> dict[str, float]:
-        """Net quantity per exchange-style symbol (signed)."""
-        rows: list[dict[str, Any]] = []
-        try:
-            for market in self.markets.values():  # some venues (Bybit) take one symbol at a time
-                rows += await self.client.fetch_positions([market.unified])
-        except Exception as exc:
-            raise classify(exc) from exc
-        by_unified = {m.unified: s for s, m in self.markets.items()}
-        out: dict[str, float] = {}
-        for row in rows:
-            symbol = by_unified.get(row.get("symbol"))
-            if symbol is not None:
-                size = float(row.get("contracts") or 0.0) * float(row.get("contractSize") or 1.0)
-                out[symbol] = size if row.get("side") == "long" else -size
-        return out
 
     async def balances(self) -> dict[str, float]:
         try:
