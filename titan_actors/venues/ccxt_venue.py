@@ -52,8 +52,14 @@ _DUPLICATE_MARKERS = ("110072", "-4116", "duplicate")
 _NOT_FOUND_MARKERS = ("-2013", "order not exist", "order does not exist")
 
 
-_STATUSES = {"open": "ACCEPTED", "closed": "FILLED", "canceled": "CANCELED", "cancelled": "CANCELED",
-             "rejected": "REJECTED", "expired": "EXPIRED"}
+_STATUSES = {
+    "open": "ACCEPTED",
+    "closed": "FILLED",
+    "canceled": "CANCELED",
+    "cancelled": "CANCELED",
+    "rejected": "REJECTED",
+    "expired": "EXPIRED",
+}
 
 
 def order_status(order: dict[str, Any]) -> str:
@@ -105,9 +111,17 @@ def classify(exc: BaseException) -> VenueError:
         return DuplicateClientOrderId(text)
     if isinstance(exc, ccxt.NetworkError):
         return VenueUnknownOutcome(text)
-    refusals = (ccxt.InvalidOrder, ccxt.InsufficientFunds, ccxt.AuthenticationError, ccxt.PermissionDenied,
-                ccxt.BadSymbol, ccxt.BadRequest, ccxt.ArgumentsRequired, ccxt.NotSupported,
-                ccxt.AccountSuspended)
+    refusals = (
+        ccxt.InvalidOrder,
+        ccxt.InsufficientFunds,
+        ccxt.AuthenticationError,
+        ccxt.PermissionDenied,
+        ccxt.BadSymbol,
+        ccxt.BadRequest,
+        ccxt.ArgumentsRequired,
+        ccxt.NotSupported,
+        ccxt.AccountSuspended,
+    )
     if isinstance(exc, refusals):
         return VenueRejected(text)
     return VenueUnknownOutcome(text)
@@ -136,8 +150,18 @@ class CcxtVenue:
     base units; orders are named by our client order id. Every method raises
     a `VenueError` (see `classify`) when the call fails."""
 
-    def __init__(self, *, exchange: str, market: str, api_key: str, api_secret: str, base_url: str = "",
-                 testnet: bool = False, symbols: list[str] | None = None, timeout_ms: int = 3000) -> None:
+    def __init__(
+        self,
+        *,
+        exchange: str,
+        market: str,
+        api_key: str,
+        api_secret: str,
+        base_url: str = "",
+        testnet: bool = False,
+        symbols: list[str] | None = None,
+        timeout_ms: int = 3000,
+    ) -> None:
         if exchange not in EXCHANGES:
             raise ValueError(f"exchange must be one of {', '.join(EXCHANGES)}")
         self.exchange_id, self.market_type = exchange, market
@@ -154,15 +178,23 @@ class CcxtVenue:
 
         await self.close()  # a retried start: the previous client's sessions
         kind = "swap" if self.market_type == "linear" else "spot"
-        options: dict[str, Any] = {"defaultType": kind, "fetchMarkets": {"types": [self.market_type]},
-                                   "fetchMargins": False,  # Binance: no margin-pair calls at start
-                                   "createMarketBuyOrderRequiresPrice": False}  # spot: quantity in base units
+        options: dict[str, Any] = {
+            "defaultType": kind,
+            "fetchMarkets": {"types": [self.market_type]},
+            "fetchMargins": False,  # Binance: no margin-pair calls at start
+            "createMarketBuyOrderRequiresPrice": False,
+        }  # spot: quantity in base units
         if self.exchange_id == "mexc":
             options["fetchMarkets"] = {"types": [kind]}
-        client = getattr(ccxt_async, self.exchange_id)({
-            "apiKey": self.api_key, "secret": self.api_secret, "enableRateLimit": False,
-            "timeout": self.timeout_ms, "options": options,
-        })
+        client = getattr(ccxt_async, self.exchange_id)(
+            {
+                "apiKey": self.api_key,
+                "secret": self.api_secret,
+                "enableRateLimit": False,
+                "timeout": self.timeout_ms,
+                "options": options,
+            }
+        )
         client.has["fetchCurrencies"] = False  # one call at start: the markets we trade
         if self.testnet:
             client.set_sandbox_mode(True)
@@ -173,13 +205,19 @@ class CcxtVenue:
         for unified, market in markets.items():
             symbol = f"{market.get('base')}{market.get('quote')}"  # BTC_USDT, BTCUSDT → BTCUSDT
             if (market.get("linear") if self.market_type == "linear" else market.get("spot")) and (
-                    not self.wanted or symbol in self.wanted):
+                not self.wanted or symbol in self.wanted
+            ):
                 limits, precision = market.get("limits", {}), market.get("precision", {})
                 size = float(market.get("contractSize") or 1.0)
                 self.markets[symbol] = MarketInfo(
-                    symbol=symbol, unified=unified, min_qty=_times((limits.get("amount") or {}).get("min"), size),
-                    qty_step=_times(precision.get("amount"), size), tick=precision.get("price"),
-                    min_notional=(limits.get("cost") or {}).get("min"), contract_size=size)
+                    symbol=symbol,
+                    unified=unified,
+                    min_qty=_times((limits.get("amount") or {}).get("min"), size),
+                    qty_step=_times(precision.get("amount"), size),
+                    tick=precision.get("price"),
+                    min_notional=(limits.get("cost") or {}).get("min"),
+                    contract_size=size,
+                )
 
     async def close(self) -> None:
         if self.client is not None:
@@ -193,15 +231,35 @@ class CcxtVenue:
         """A ccxt order or trade with its sizes in base units, and its client
         order id where ccxt leaves it in the venue's own field."""
         size = self.markets[symbol].contract_size
-        out = {**order, **{k: float(order[k]) * size for k in ("amount", "filled", "remaining")
-                           if order.get(k) is not None}} if size != 1.0 else order
+        out = (
+            {
+                **order,
+                **{
+                    k: float(order[k]) * size
+                    for k in ("amount", "filled", "remaining")
+                    if order.get(k) is not None
+                },
+            }
+            if size != 1.0
+            else order
+        )
         if self.mexc_swap and not out.get("clientOrderId"):
             out = {**out, "clientOrderId": (out.get("info") or {}).get("externalOid")}
         return out
 
-    async def create(self, *, client_order_id: str, symbol: str, side: str, quantity: float, order_type: str,
-                     price: float | None = None, time_in_force: str = "GTC", reduce_only: bool = False,
-                     trigger_price: float | None = None) -> dict[str, Any]:
+    async def create(
+        self,
+        *,
+        client_order_id: str,
+        symbol: str,
+        side: str,
+        quantity: float,
+        order_type: str,
+        price: float | None = None,
+        time_in_force: str = "GTC",
+        reduce_only: bool = False,
+        trigger_price: float | None = None,
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {"clientOrderId": client_order_id}
         kind: Any = order_type
         if order_type == "stop":  # a bracket stop-loss: a market order the venue triggers
@@ -216,8 +274,9 @@ class CcxtVenue:
             params["timeInForce"] = time_in_force
         amount = quantity / self.markets[symbol].contract_size
         try:
-            order = await self.client.create_order(self.unified(symbol), kind, side, amount,
-                                                   price if order_type == "limit" else None, params)
+            order = await self.client.create_order(
+                self.unified(symbol), kind, side, amount, price if order_type == "limit" else None, params
+            )
         except Exception as exc:
             raise classify(exc) from exc
         return self._in_base(symbol, order)
@@ -232,10 +291,12 @@ class CcxtVenue:
         try:
             if self.mexc_swap:
                 await self.client.contractPrivatePostOrderCancelWithExternal(
-                    {"symbol": self._market_id(symbol), "externalOid": client_order_id})
+                    {"symbol": self._market_id(symbol), "externalOid": client_order_id}
+                )
                 return {"clientOrderId": client_order_id, "status": "canceled"}
-            return await self.client.cancel_order(None, self.unified(symbol),
-                                                  self._by_client_id(client_order_id))
+            return await self.client.cancel_order(
+                None, self.unified(symbol), self._by_client_id(client_order_id)
+            )
         except Exception as exc:
             raise classify(exc) from exc
 
@@ -249,12 +310,15 @@ class CcxtVenue:
         try:
             if self.mexc_swap:
                 response = await self.client.contractPrivateGetOrderExternalSymbolExternalOid(
-                    {"symbol": self._market_id(symbol), "external_oid": client_order_id})
+                    {"symbol": self._market_id(symbol), "external_oid": client_order_id}
+                )
                 order = self.client.parse_order(response["data"], self.client.market(self.unified(symbol)))
                 return self._in_base(symbol, order)
             params = self._by_client_id(client_order_id)
             if self.exchange_id != "bybit":
-                return self._in_base(symbol, await self.client.fetch_order(None, self.unified(symbol), params))
+                return self._in_base(
+                    symbol, await self.client.fetch_order(None, self.unified(symbol), params)
+                )
             for fetch in (self.client.fetch_open_orders, self.client.fetch_closed_orders):
                 for order in await fetch(self.unified(symbol), None, None, params):
                     if order.get("clientOrderId") == client_order_id:
@@ -269,7 +333,9 @@ class CcxtVenue:
 
     async def open_orders(self, symbol: str) -> list[dict[str, Any]]:
         try:
-            return [self._in_base(symbol, o) for o in await self.client.fetch_open_orders(self.unified(symbol))]
+            return [
+                self._in_base(symbol, o) for o in await self.client.fetch_open_orders(self.unified(symbol))
+            ]
         except Exception as exc:
             raise classify(exc) from exc
 
@@ -279,8 +345,10 @@ class CcxtVenue:
             trades = await self.client.fetch_my_trades(self.unified(symbol), since_ms)
         except Exception as exc:
             raise classify(exc) from exc
-        return sorted((self._in_base(symbol, t) for t in trades),
-                      key=lambda t: (t.get("timestamp") or 0, str(t.get("id"))))
+        return sorted(
+            (self._in_base(symbol, t) for t in trades),
+            key=lambda t: (t.get("timestamp") or 0, str(t.get("id"))),
+        )
 
     async def position(self, symbol: str) -> tuple[float, float]:
         """(signed net quantity, average entry price) of `symbol`: the
