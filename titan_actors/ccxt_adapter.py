@@ -141,16 +141,6 @@ class CcxtVenueAdapter(VenueAdapter):
     def status_detail(self) -> dict[str, Any]:
         now = _monotonic()
         bucket = self.pacer.bucket
-        in_flight = [
-            {
-                "client_order_id": o.client_order_id,
-                "symbol": o.symbol,
-                "status": o.status,
-                "age_ms": _now_ms() - o.confirmed_at,
-            }
-            for o in self.journal.live.values()
-            if o.stage == "CONFIRMED"
-        ]
         return {
             **super().status_detail(),
             "connection": self.connection,
@@ -163,7 +153,6 @@ class CcxtVenueAdapter(VenueAdapter):
                 "queued": len(self.pacer.queue),
                 "running": len(self.pacer.busy_keys),
             },
-            "in_flight": in_flight,
             "resolving": len(self.resolving or ()),
             **self.calls,
         }

@@ -411,13 +411,49 @@ def cmd_risk_reload(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_positions(args: argparse.Namespace) -> int:
-    config = _config(args)
+def _actors(args: argparse.Namespace, prefix: str) -> list[dict[str, Any]]:
+    """The running engine's actors whose role starts with `prefix`."""
+    status = control_request(_config(args).data_dir, {"cmd": "status"})
+    return [a for a in status["actors"] if a["role"].startswith(prefix)]
+
+
+def cmd_venues(args: argparse.Namespace) -> int:
     try:
-        status = control_request(config.data_dir, {"cmd": "status"})
+        actors = _actors(args, "venue:")
     except EngineNotRunning as exc:
         return _fail(str(exc))
-    actors = [a for a in status["actors"] if a["role"].startswith("position:")]
+    rows = [_venue_row(a) for a in actors]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'VENUE':<12} {'EXCHANGE':<9} {'MARKET':<7} {'CONNECTION':<11} {'RATE/S':>7} {'HEADROOM':>8} "
+          f"{'QUEUED':>6} {'IN FLIGHT':>9}  LAST ERROR")
+    for row in rows:
+        rate = row["rate_limit"]
+        print(f"{row['venue']:<12} {row['exchange']:<9} {row['market']:<7} {row['connection']:<11} "
+              f"{rate.get('limit_per_s', 0):>7g} {rate.get('headroom', 0):>8g} {rate.get('queued', 0):>6} "
+              f"{len(row['in_flight']):>9}  {row['last_error'] or '-'}")
+        for order in row["in_flight"]:
+            print(f"    {order['client_order_id']}  {order['symbol']}  {order['status']}  "
+                  f"{order['age_ms']} ms")
+    return 0
+
+
+def _venue_row(actor: dict[str, Any]) -> dict[str, Any]:
+    detail = actor["detail"]
+    connection = "ready" if detail["exchange"] == "paper" else detail.get("connection", "")
+    return {"venue": detail["venue"], "exchange": detail["exchange"], "market": detail.get("market", ""),
+            "connection": "down" if detail.get("down") else connection,
+            "rate_limit": detail.get("rate_limit", {}), "last_error": detail.get("last_error", ""),
+            "consecutive_errors": detail.get("consecutive_errors", 0),
+            "in_flight": detail.get("in_flight", []), "live_orders": detail.get("live_orders", 0)}
+
+
+def cmd_positions(args: argparse.Namespace) -> int:
+    try:
+        actors = _actors(args, "position:")
+    except EngineNotRunning as exc:
+        return _fail(str(exc))
     rows = [(a["detail"]["symbol"], venue,
              {**view, "reconciled": (a["detail"].get("reconciled") or {}).get(venue)})
             for a in actors for venue, view in a["detail"].get("venues", {}).items()]
@@ -430,6 +466,7 @@ def cmd_positions(args: argparse.Namespace) -> int:
         print(f"{symbol:<10} {venue:<10} {v['qty']:>12.6g} {v['avg_entry']:>12.6g} "
               f"{v['realised_pnl']:>12.2f} {v['unrealised_pnl']:>12.2f} {v['fees']:>10.2f} "
               f"{v['open_orders']:>5}  {_reconciliation(v['reconciled'])}")
+    return 0
 
 
 def _reconciliation(result: dict[str, Any] | None) -> str:
@@ -437,7 +474,6 @@ def _reconciliation(result: dict[str, Any] | None) -> str:
         return "not yet"
     age = time.time() - result["at"] / 1000
     return f"{result['result']} ({age:.0f}s ago, {result['corrections']} corrections)"
-    return 0
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:
@@ -567,6 +603,11 @@ def build_parser() -> argparse.ArgumentParser:
     reload_cmd = risk_sub.add_parser("reload", parents=[common],
                                      help="read [risk] from the config file again and put it in place")
     reload_cmd.set_defaults(func=cmd_risk_reload)
+
+    venues = sub.add_parser("venues", parents=[common], help="each venue: connection, rate-limit headroom, "
+                                                             "last error, journaled in-flight orders")
+    venues.add_argument("--json", action="store_true")
+    venues.set_defaults(func=cmd_venues)
 
     positions = sub.add_parser("positions", parents=[common], help="every position with its PnL")
     positions.add_argument("--json", action="store_true")

@@ -5,15 +5,17 @@ ccxt itself is neither patched nor mocked."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.engine import FAST_SUPERVISION, RunningEngine, wait_for
+from tests.support.engine import FAST_SUPERVISION, RunningEngine, titan_cmd, wait_for
 from tests.support.fake_binance import FakeBinance
 from tests.support.fake_bybit import FakeBybit
 from tests.support.fake_exchange import FakeExchange
@@ -284,3 +286,35 @@ def test_a_burst_beyond_the_rate_limit_is_paced_or_refused_busy_and_never_exceed
         assert busiest <= 10, f"{busiest} requests in one second (Bybit publishes 10/s)"
     finally:
         venue.stop()
+
+
+def test_titan_venues_lists_connection_rate_headroom_last_error_and_in_flight_orders(bybit: Venue) -> None:
+    engine = bybit.engine
+    with engine.client() as client:
+        client.prepare("l-1", "BTCUSDT", "buy", 0.01, order_type="limit", price=50000.0)
+        assert client.confirm("l-1")["type"] == "ACCEPTED"
+
+    def venues(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            titan_cmd("venues", "--config", str(engine.config), *extra),
+            env=engine.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    (row,) = json.loads(venues("--json").stdout)
+    assert (row["venue"], row["exchange"], row["connection"]) == ("ex", "bybit", "ready")
+    assert row["rate_limit"]["limit_per_s"] == 8.0 and row["rate_limit"]["published_per_s"] == 10.0
+    assert [o["client_order_id"] for o in row["in_flight"]] == [client_order_id("l-1")]
+    text = venues().stdout
+    assert "ready" in text and client_order_id("l-1") in text
+
+    bybit.fake.fail_next("5xx", 1000)  # the order endpoints fail from now on
+    row = wait_for(
+        lambda: next((r for r in json.loads(venues("--json").stdout) if r["last_error"]), None),
+        20,
+        0.2,
+        "the error shown",
+    )
+    assert row["connection"] == "degraded" and "bad gateway" in row["last_error"]
