@@ -370,6 +370,7 @@ exchange = "bybit"
 api_key = "k"
 api_secret = "s"
 symbols = ["BTCUSDT"]
+base_url = "http://127.0.0.1:9"
 """
     engine = RunningEngine(tmp_path, config).start()
     try:

@@ -310,7 +310,7 @@ def test_titan_venues_lists_connection_rate_headroom_last_error_and_in_flight_or
     text = venues().stdout
     assert "ready" in text and client_order_id("l-1") in text
 
-    bybit.fake.fail_next("5xx", 1000)  # the order endpoints fail from now on
+    bybit.fake.outage = True
     row = wait_for(
         lambda: next((r for r in json.loads(venues("--json").stdout) if r["last_error"]), None),
         20,

@@ -13,6 +13,7 @@ A fake of one exchange (`fake_bybit`, `fake_binance`, `fake_mexc`) subclasses
 - `fail_next(kind, n)` injects faults into the next order calls: `5xx`,
   `ratelimit`, `timeout` (the order is placed, the answer comes after the
   client gave up) and `lost` (placed, then the answer is lost: HTTP 504);
+- `outage = True`: every call answers HTTP 502 until it is set back;
 - `calls` records every request (time, method, path, signed), for the
   rate-limit tests.
 """
@@ -107,6 +108,7 @@ class FakeExchange:
         self.calls: list[Call] = []
         self.bad_signatures = 0
         self.faults: deque[str] = deque()
+        self.outage = False  # every call answers 502
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -238,7 +240,7 @@ class FakeExchange:
         if verdict is False:
             self.bad_signatures += 1
             return self.bad_signature()
-        if fault == "5xx":
+        if fault == "5xx" or self.outage:
             return Reply(502, {"error": "bad gateway"})
         if fault == "ratelimit":
             return self.rate_limited()
