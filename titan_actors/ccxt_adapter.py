@@ -47,7 +47,7 @@ from typing import Any
 from titan_actors.aiohost import AsyncHost
 from titan_actors.domain.ids import client_order_id, exit_order_id
 from titan_actors.domain.orders import FINAL_STATUSES, Fill, Order, with_status
-from titan_actors.exchange import VenueAdapter, _now_ms
+from titan_actors.exchange import VenueAdapter, _now_ms, _venue_spec
 from titan_actors.messages import (
     CommandRefused,
     OrderAccepted,
@@ -267,18 +267,7 @@ class CcxtVenueAdapter(VenueAdapter):
 
     def _create(self, order: Order, delay: float = 0.0) -> None:
         coid = order.client_order_id
-        make = partial(
-            self.client.create,
-            client_order_id=coid,
-            symbol=order.symbol,
-            side=order.side,
-            quantity=order.quantity,
-            order_type=order.order_type,
-            price=order.price,
-            time_in_force=order.time_in_force,
-            reduce_only=order.reduce_only,
-            trigger_price=order.trigger_price,
-        )
+        make = partial(self.client.create, **_venue_spec(order))  # the paper venue's order spec
         self.counts["submitted"] += 1
         self._request("create", coid, make, partial(self._on_created, coid), delay=delay)
 
