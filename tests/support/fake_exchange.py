@@ -14,6 +14,7 @@ A fake of one exchange (`fake_bybit`, `fake_binance`, `fake_mexc`) subclasses
   `ratelimit`, `timeout` (the order is placed, the answer comes after the
   client gave up) and `lost` (placed, then the answer is lost: HTTP 504);
 - `outage = True`: every call answers HTTP 502 until it is set back;
+  `latency_s`: every answer is that much late;
 - `calls` records every request (time, method, path, signed), for the
   rate-limit tests.
 """
@@ -109,6 +110,7 @@ class FakeExchange:
         self.bad_signatures = 0
         self.faults: deque[str] = deque()
         self.outage = False  # every call answers 502
+        self.latency_s = 0.0  # every answer waits this long
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -237,6 +239,8 @@ class FakeExchange:
         with self.lock:
             self.calls.append(Call(time.monotonic(), method, parts.path, verdict is not None))
             fault = self.faults.popleft() if self.faults and parts.path in self.fault_paths else None
+        if self.latency_s:
+            time.sleep(self.latency_s)
         if verdict is False:
             self.bad_signatures += 1
             return self.bad_signature()
