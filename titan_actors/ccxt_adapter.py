@@ -395,8 +395,7 @@ class CcxtVenueAdapter(VenueAdapter):
                 coid, "CANCEL", CommandRefused(order.signal_id, "CANCEL", "ALREADY_FINAL", error.reason)
             )
             self._lookup(order)
-        else:
-            self.waiters.setdefault((coid, "CANCEL"), [])
+        else:  # unknown: a cancel is safe to repeat; the waiting CANCELs keep waiting
             make = partial(self.client.cancel, client_order_id=coid, symbol=order.symbol)
             self._request("cancel", coid, make, partial(self._on_canceled, coid), delay=self._backoff(coid))
 
