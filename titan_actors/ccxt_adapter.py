@@ -46,7 +46,7 @@ from typing import Any
 
 from titan_actors.aiohost import AsyncHost
 from titan_actors.domain.ids import client_order_id, exit_order_id
-from titan_actors.domain.orders import FINAL_STATUSES, Fill, Order, with_status
+from titan_actors.domain.orders import FINAL_STATUSES, Fill, Order, apply_fill, with_status
 from titan_actors.exchange import VenueAdapter, _now_ms, _venue_spec
 from titan_actors.messages import (
     CommandRefused,
@@ -77,10 +77,6 @@ _MAX_WAITERS = 16
 _TRADES_MARGIN_MS = 5_000
 
 
-def _monotonic() -> float:
-    return time.monotonic()
-
-
 class CcxtVenueAdapter(VenueAdapter):
     # --- start, stop, status -----------------------------------------------------------
 
@@ -102,7 +98,7 @@ class CcxtVenueAdapter(VenueAdapter):
             rate=min(rate, published),
             published=published,
             max_wait_s=int(cfg.get("max_queue_wait_ms", 1000)) / 1000,
-            now=_monotonic(),
+            now=time.monotonic(),
         )
         self.poll_s = int(cfg.get("poll_interval_ms", 1000)) / 1000
         self.backoff_s = (
@@ -139,7 +135,7 @@ class CcxtVenueAdapter(VenueAdapter):
             self._pump()
 
     def status_detail(self) -> dict[str, Any]:
-        now = _monotonic()
+        now = time.monotonic()
         bucket = self.pacer.bucket
         return {
             **super().status_detail(),
@@ -214,11 +210,11 @@ class CcxtVenueAdapter(VenueAdapter):
     # --- requests -----------------------------------------------------------------------
 
     def _request(self, kind: str, key: str, make: Any, on_done: Any, *, delay: float = 0.0) -> None:
-        self.pacer.put(Request(kind, key, make, tags={"on_done": on_done}), _monotonic(), delay=delay)
+        self.pacer.put(Request(kind, key, make, tags={"on_done": on_done}), time.monotonic(), delay=delay)
         self._pump()
 
     def _pump(self) -> None:
-        for request in self.pacer.due(_monotonic()):
+        for request in self.pacer.due(time.monotonic()):
             self.calls["requests"] += 1
             self.aio.submit(request.start(), partial(self._finished, request))
 
@@ -459,21 +455,15 @@ class CcxtVenueAdapter(VenueAdapter):
             if order is None:
                 continue
             order = current.get(order.client_order_id, order)
-            fill = _fill_of(trade)
-            if any(f.trade_id == fill.trade_id for f in order.fills):
-                continue
-            filled = order.filled_qty + fill.qty
-            status = "FILLED" if filled >= order.quantity - _EPS else "PARTIALLY_FILLED"
+            applied = apply_fill(order, _fill_of(trade))
+            if applied is order:
+                continue  # a trade id applied before
+            status = applied.status
             held = self.held.get(order.client_order_id)
-            if held is not None and filled >= held[1] - _EPS:
-                status = held[0]  # the fills that led to the venue's final status are all here
-            venue_order = replace(_venue_order(order, status, order.order_id), filled_qty=filled)
-            events.append(VenueEvent(venue_order, fill))
-            current[order.client_order_id] = replace(order, filled_qty=filled, fills=(*order.fills, fill))
-        for coid, order in current.items():
-            held = self.held.get(coid)
-            if held is not None and order.filled_qty >= held[1] - _EPS:
-                self.held.pop(coid)
+            if held is not None and applied.filled_qty >= held[1] - _EPS:
+                status = self.held.pop(order.client_order_id)[0]  # its fills are all here now
+            events.append(VenueEvent(_venue_order(applied, status, order.order_id), applied.fills[-1]))
+            current[order.client_order_id] = applied
         if events:
             self._after_changes(self._apply(events))
 
