@@ -22,8 +22,8 @@ An order's life:
   within the order's `ttl_ms` of its confirmation: created again with the
   same client order id (a duplicate answer means it was placed: looked up
   again). Not at the venue and past its ttl: REJECTED, not sent.
-- Fills come from polling our trades (`fetch_my_trades`) every
-  `poll_interval_ms` while orders are live, with the venue's trade ids, into
+- Fills come from polling our trades (`fetch_my_trades`, every page of
+  them) every `poll_interval_ms` while orders are live, with the venue's trade ids, into
   the journal, the position actor's deliveries and the outbox — the paper
   venue's path. Open orders are polled too; an order gone from them is
   looked up for its final status, which is applied once the fills that led
@@ -75,6 +75,8 @@ _EPS = 1e-12
 _MAX_WAITERS = 16
 #: Fills are looked for from this long before the oldest live order's confirmation.
 _TRADES_MARGIN_MS = 5_000
+#: A guard against a venue whose pages never end; the next poll starts again.
+_MAX_TRADES_PER_SCAN = 20_000
 
 
 class CcxtVenueAdapter(VenueAdapter):
@@ -91,6 +93,7 @@ class CcxtVenueAdapter(VenueAdapter):
             testnet=bool(cfg.get("testnet", False)),
             symbols=list(cfg.get("symbols", [])),
             timeout_ms=int(cfg.get("request_timeout_ms", 3000)),
+            trades_page=int(cfg.get("trades_page_size", 0)),
         )
         published = PUBLISHED_LIMITS.get(self.exchange, 10.0)
         rate = float(cfg.get("rate_limit_per_s") or default_rate(self.exchange))
@@ -429,19 +432,34 @@ class CcxtVenueAdapter(VenueAdapter):
                 self._poll_open(symbol)
 
     def _poll_trades(self, symbol: str, then: Any = None) -> None:
-        key = f"trades:{symbol}"
-        if self.pacer.queued("poll", key) and then is None:
+        """Our trades on `symbol` page by page, in one request chain; `then` gets
+        every trade seen once the last page is in (or the error that ended it)."""
+        if self.pacer.queued("poll", f"trades:{symbol}") and then is None:
             return
         live = [o.confirmed_at for o in self.journal.live.values() if o.symbol == symbol and o.confirmed_at]
         since = (min(live) if live else _now_ms()) - _TRADES_MARGIN_MS
-        make = partial(self.client.my_trades, symbol, since)
-        self._request("poll", key, make, partial(self._on_trades, symbol, then))
+        self._trades_page(symbol, since, [None], [], then)
 
-    def _on_trades(self, symbol: str, then: Any, trades: Any, error: BaseException | None) -> None:
+    def _trades_page(self, symbol: str, since: int, pages: list[Any], seen: list[Any], then: Any) -> None:
+        make = partial(self.client.my_trades, symbol, since, pages.pop())
+        done = partial(self._on_trades, symbol, since, pages, seen, then)
+        self._request("poll", f"trades:{symbol}", make, done)
+
+    def _on_trades(
+        self, symbol: str, since: int, pages: list[Any], seen: list[Any], then: Any, result: Any, error: Any
+    ) -> None:
         if error is None:
+            trades, more = result
             self._apply_trades(symbol, trades)
+            seen.extend(trades)
+            pages.extend(more)
+            if pages and len(seen) < _MAX_TRADES_PER_SCAN:
+                self._trades_page(symbol, since, pages, seen, then)
+                return
+            if pages:
+                log.warning("venue %s: %s: stopped after %d trades", self.venue_name, symbol, len(seen))
         if then is not None:
-            then(trades, error)
+            then(seen, error)
 
     def _apply_trades(self, symbol: str, trades: list[dict[str, Any]]) -> None:
         by_id = {o.order_id: o for o in self.journal.live.values() if o.symbol == symbol and o.order_id}

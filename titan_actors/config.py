@@ -142,6 +142,7 @@ _VENUE_SCHEMA: dict[str, tuple[type | tuple[type, ...], Any, Check | None]] = {
     "request_timeout_ms": (int, 3000, _positive),
     "retry_backoff_ms": (int, 200, _positive),
     "retry_backoff_max_ms": (int, 5000, _positive),
+    "trades_page_size": (int, 0, _non_negative),
 }
 
 ENV_VARS = {

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ CASES: dict[str, tuple[Callable[[], FakeExchange], str, str]] = {
 }
 
 
-def _config(fake: FakeExchange, exchange: str, market: str, extra: str = "") -> str:
+def _config(fake: FakeExchange, exchange: str, market: str, extra: str = "", poll_ms: int = 100) -> str:
     return (
         FAST_SUPERVISION
         + f"""
@@ -46,7 +47,7 @@ market = "{market}"
 api_key = "test-key"
 api_secret = "test-secret"
 base_url = "{fake.url}"
-poll_interval_ms = 100
+poll_interval_ms = {poll_ms}
 request_timeout_ms = 800
 retry_backoff_ms = 50
 {extra}
@@ -55,10 +56,10 @@ retry_backoff_ms = 50
 
 
 class Venue:
-    def __init__(self, tmp: Path, case: str, extra: str = "") -> None:
+    def __init__(self, tmp: Path, case: str, extra: str = "", poll_ms: int = 100) -> None:
         make, self.exchange, self.market = CASES[case]
         self.fake = make().start()
-        self.engine = RunningEngine(tmp, _config(self.fake, self.exchange, self.market, extra))
+        self.engine = RunningEngine(tmp, _config(self.fake, self.exchange, self.market, extra, poll_ms))
 
     def start(self) -> Venue:
         self.engine.start()
@@ -150,6 +151,38 @@ def test_orders_are_created_filled_and_canceled_at_the_exchange_with_every_call_
         ]
         assert private and all(c.signed for c in private)
         assert venue.fake.bad_signatures == 0
+    finally:
+        venue.stop()
+
+
+#: How each venue's fake is asked for the page after a full one.
+_NEXT_PAGE = {"bybit": "cursor=", "binance": "fromId=", "mexc-swap": "page_num=", "mexc-spot": "endTime="}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_more_fills_between_two_polls_than_a_page_holds_all_arrive_with_their_trade_ids(
+    tmp_path: Path, case: str
+) -> None:
+    venue = Venue(tmp_path, case, "trades_page_size = 20", poll_ms=1500).start()
+    try:
+        with venue.engine.client() as client:
+            client.prepare("pg-1", "BTCUSDT", "buy", 0.07, order_type="limit", price=50000.0)
+            assert client.confirm("pg-1")["type"] == "ACCEPTED"
+            coid = client_order_id("pg-1")
+            wait_for(lambda: coid in venue.fake.orders, 5, 0.02, "the limit order at the venue")
+            for _ in range(70):  # 3½ pages, most within one millisecond (one sweep of a book)
+                venue.fake.fill(coid, 0.001)
+                if case == "mexc-spot":  # it pages by time only: a page needs two timestamps
+                    time.sleep(0.002)
+            executions = _executions(client, lambda e: e["status"] == "FILLED", timeout=15)
+        delivered = {e["last_fill"]["trade_id"] for e in executions if e.get("last_fill")}
+        assert delivered == {t.trade_id for t in venue.fake.trades if t.order.client_id == coid}
+        assert len(delivered) == 70
+        assert executions[-1]["filled_qty"] == pytest.approx(0.07)
+        venue_key = case if case.startswith("mexc") else venue.exchange
+        assert any(_NEXT_PAGE[venue_key] in c.query for c in venue.fake.calls), "a page after a full one"
+        position = venue.engine.actor("position:BTCUSDT")["detail"]
+        assert position["net"]["ex"] == pytest.approx(0.07)
     finally:
         venue.stop()
 

@@ -345,8 +345,19 @@ class FakeBinance(FakeExchange):
             symbol = params.get("symbol", "")
             return Reply(200, [self._order(o, futures) for o in self.orders.values() if o.symbol == symbol])
         if path in ("/fapi/v1/userTrades", "/api/v3/myTrades"):
-            trades = self.my_trades(params.get("symbol", ""), int(params.get("startTime") or 0))
-            return Reply(200, [self._trade(t, futures) for t in trades])
+            if params.get("fromId") and (params.get("startTime") or params.get("endTime")):
+                return _error(-4134, "fromId cannot be sent with startTime or endTime.")
+            trades = [
+                t
+                for t in self.my_trades(
+                    params.get("symbol", ""),
+                    int(params.get("startTime") or 0),
+                    int(params["endTime"]) if params.get("endTime") else None,
+                )
+                if int(t.trade_id) >= int(params.get("fromId") or 0)
+            ]
+            limit = min(1000, int(params.get("limit") or 500))
+            return Reply(200, [self._trade(t, futures) for t in trades[:limit]])
         if path == "/fapi/v1/leverageBracket":
             bracket = {
                 "bracket": 1,

@@ -266,15 +266,18 @@ class FakeBybit(FakeExchange):
         if path == "/v5/position/list":
             return self._positions(query)
         if path == "/v5/execution/list":
-            since = int(query.get("startTime") or 0)
-            trades = self.my_trades(query.get("symbol", ""), since)
-            return _ok(
-                {
-                    "category": query.get("category"),
-                    "list": [self._trade(t) for t in trades],
-                    "nextPageCursor": "",
-                }
+            trades, after = self.page(
+                self.my_trades(
+                    query.get("symbol", ""),
+                    int(query.get("startTime") or 0),
+                    int(query["endTime"]) if query.get("endTime") else None,
+                    newest_first=True,
+                ),
+                int(query.get("cursor") or 0),
+                min(100, int(query.get("limit") or 50)),
             )
+            page = {"category": query.get("category"), "list": [self._trade(t) for t in trades]}
+            return _ok({**page, "nextPageCursor": "" if after is None else str(after)})
         if path == "/v5/account/wallet-balance":
             return self._wallet()
         if path in ("/v5/account/info", "/v5/user/query-api"):

@@ -90,6 +90,7 @@ class Call:
     method: str
     path: str
     signed: bool
+    query: str = ""
 
 
 @dataclass
@@ -106,6 +107,7 @@ class FakeExchange:
         self.api_key, self.secret = api_key, secret
         self.orders: dict[str, FakeOrder] = {}  # by client order id
         self.trades: list[FakeTrade] = []
+        self._last_trade_id = 10**12 + uuid.uuid4().int % 10**12
         self.calls: list[Call] = []
         self.bad_signatures = 0
         self.faults: deque[str] = deque()
@@ -181,7 +183,8 @@ class FakeExchange:
         order.fee += fee
         order.status = "filled" if order.remaining <= 1e-12 else "partially_filled"
         order.updated = int(time.time() * 1000)
-        trade_id = str(uuid.uuid4().int % 10**15)  # numeric: Binance and MEXC ids are numbers
+        self._last_trade_id += 1  # numeric and rising, as Binance's and MEXC's are
+        trade_id = str(self._last_trade_id)
         self.trades.append(FakeTrade(trade_id, order, qty, price, fee, maker, order.updated))
 
     def cancel(self, *, client_id: str = "", order_id: str = "") -> FakeOrder | None:
@@ -200,8 +203,22 @@ class FakeExchange:
     def open_orders(self, symbol: str = "") -> list[FakeOrder]:
         return [o for o in self.orders.values() if o.status in OPEN and (not symbol or o.symbol == symbol)]
 
-    def my_trades(self, symbol: str = "", since: int = 0) -> list[FakeTrade]:
-        return [t for t in self.trades if (not symbol or t.order.symbol == symbol) and t.ts >= since]
+    def my_trades(
+        self, symbol: str = "", since: int = 0, until: int | None = None, *, newest_first: bool = False
+    ) -> list[FakeTrade]:
+        """Our trades in [since, until], in the order the venue pages them."""
+        found = [
+            t
+            for t in self.trades
+            if (not symbol or t.order.symbol == symbol) and since <= t.ts <= (until or t.ts)
+        ]
+        return found[::-1] if newest_first else found
+
+    @staticmethod
+    def page(items: list[Any], offset: int, size: int) -> tuple[list[Any], int | None]:
+        """One page of `items` and the next page's offset (None: the last page)."""
+        end = offset + size
+        return items[offset:end], (end if end < len(items) else None)
 
     def position(self, symbol: str) -> float:
         return sum(
@@ -237,7 +254,7 @@ class FakeExchange:
         parts = urlsplit(target)
         verdict = self.authenticate(method, parts.path, parts.query, raw, headers)
         with self.lock:
-            self.calls.append(Call(time.monotonic(), method, parts.path, verdict is not None))
+            self.calls.append(Call(time.monotonic(), method, parts.path, verdict is not None, parts.query))
             fault = self.faults.popleft() if self.faults and parts.path in self.fault_paths else None
         if self.latency_s:
             time.sleep(self.latency_s)

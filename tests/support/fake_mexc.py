@@ -218,7 +218,12 @@ class FakeMexc(FakeExchange):
         if path == "/api/v3/openOrders":
             return Reply(200, [self._spot_order(o) for o in self.open_orders(params.get("symbol", ""))])
         if path == "/api/v3/myTrades":
-            trades = self.my_trades(params.get("symbol", ""), int(params.get("startTime") or 0))
+            trades = self.my_trades(
+                params.get("symbol", ""),
+                int(params.get("startTime") or 0),
+                int(params["endTime"]) if params.get("endTime") else None,
+                newest_first=True,  # assumed: MEXC does not say (the adapter pages either way)
+            )[: min(100, int(params.get("limit") or 100))]
             return Reply(200, [self._spot_trade(t) for t in trades])
         if path == "/api/v3/account":
             balances = [
@@ -369,7 +374,17 @@ class FakeMexc(FakeExchange):
             symbol = _symbol_of(swap_id or "")
             return _swap([self._swap_order(o) for o in self.open_orders(symbol)])
         if path == "/api/v1/private/order/list/order_deals":
-            trades = self.my_trades(_symbol_of(query.get("symbol", "")), int(query.get("start_time") or 0))
+            size = min(100, int(query.get("page_size") or 20))
+            trades, _after = self.page(
+                self.my_trades(
+                    _symbol_of(query.get("symbol", "")),
+                    int(query.get("start_time") or 0),
+                    int(query["end_time"]) if query.get("end_time") else None,
+                    newest_first=True,
+                ),
+                (int(query.get("page_num") or 1) - 1) * size,
+                size,
+            )
             return _swap([self._swap_deal(t) for t in trades])
         if path == "/api/v1/private/position/open_positions":
             return _swap(self._swap_positions(query))

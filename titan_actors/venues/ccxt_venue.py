@@ -11,6 +11,10 @@ again by it.
 `base_url` replaces the exchange's API host (a testnet, a proxy, a fake);
 `testnet` uses ccxt's sandbox URLs.
 
+Our trades come a page at a time (`my_trades`); a full page names the pages
+still to fetch, in each venue's own way, so no fill is left unseen behind a
+page boundary however many arrived between two polls.
+
 Failure, as the engine's journal needs it (`classify`):
 
 - `DuplicateClientOrderId`: the venue already has an order with that client
@@ -27,11 +31,13 @@ API (tests/support/fake_*.py), signatures included.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = [
+    "TRADES_PAGE",
     "CcxtVenue",
     "DuplicateClientOrderId",
     "MarketInfo",
@@ -42,6 +48,8 @@ __all__ = [
     "order_status",
     "replace_host",
 ]
+
+log = logging.getLogger(__name__)
 
 EXCHANGES = ("bybit", "binance", "mexc")
 #: The venue's own parameter that names an order by our client order id, for
@@ -141,6 +149,10 @@ class MarketInfo:
     contract_size: float = 1.0
 
 
+#: Each venue's largest page of trades (the default page size).
+TRADES_PAGE = {"bybit": 100, "binance": 1000, "mexc": 100}
+
+
 def _times(value: Any, factor: float) -> float | None:
     return None if value is None else float(value) * factor
 
@@ -161,6 +173,7 @@ class CcxtVenue:
         testnet: bool = False,
         symbols: list[str] | None = None,
         timeout_ms: int = 3000,
+        trades_page: int = 0,
     ) -> None:
         if exchange not in EXCHANGES:
             raise ValueError(f"exchange must be one of {', '.join(EXCHANGES)}")
@@ -168,6 +181,8 @@ class CcxtVenue:
         self.api_key, self.api_secret = api_key, api_secret
         self.base_url, self.testnet, self.timeout_ms = base_url, testnet, timeout_ms
         self.wanted = set(symbols or [])
+        maximum = TRADES_PAGE[exchange]
+        self.trades_page = min(trades_page, maximum) if trades_page > 0 else maximum
         self.client: Any = None
         self.markets: dict[str, MarketInfo] = {}
         #: MEXC's swap API names orders by `externalOid` through its own endpoints.
@@ -339,16 +354,44 @@ class CcxtVenue:
         except Exception as exc:
             raise classify(exc) from exc
 
-    async def my_trades(self, symbol: str, since_ms: int) -> list[dict[str, Any]]:
-        """Our trades on `symbol` since `since_ms`, oldest first."""
+    async def my_trades(
+        self, symbol: str, since_ms: int, page: dict[str, Any] | None = None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """One page of our trades on `symbol` since `since_ms`, oldest first, and
+        the pages still to fetch when it was full (each a `page` for the next call)."""
+        params = dict(page or {})
+        since = params.pop("since", since_ms)
+        limit = self.trades_page
         try:
-            trades = await self.client.fetch_my_trades(self.unified(symbol), since_ms)
+            trades = await self.client.fetch_my_trades(self.unified(symbol), since, limit, params)
         except Exception as exc:
             raise classify(exc) from exc
-        return sorted(
+        more = self._next_pages(trades, since, params) if len(trades) >= limit else []
+        ordered = sorted(
             (self._in_base(symbol, t) for t in trades),
             key=lambda t: (t.get("timestamp") or 0, str(t.get("id"))),
         )
+        return ordered, more
+
+    def _next_pages(self, trades: list[dict[str, Any]], since: int | None, params: dict[str, Any]) -> list:
+        """Each venue's own way to the rest of a full page: Bybit's cursor,
+        Binance's trade ids, MEXC swap's page numbers. MEXC spot pages by time
+        from an end it does not document, so both sides of the page are asked."""
+        if self.exchange_id == "bybit":
+            cursors = [(t.get("info") or {}).get("nextPageCursor") for t in trades]
+            cursor = next((c for c in cursors if c), None)
+            return [{"since": since, "cursor": cursor}] if cursor else []
+        if self.exchange_id == "binance":
+            return [{"since": None, "fromId": max(int(t["id"]) for t in trades) + 1}]
+        if self.mexc_swap:
+            return [{"since": since, "page_num": int(params.get("page_num", 1)) + 1}]
+        stamps = [int(t.get("timestamp") or 0) for t in trades]
+        oldest, newest = min(stamps), max(stamps)
+        if oldest == newest:
+            log.warning("%s: a page of trades in one millisecond; the rest is not seen", self.exchange_id)
+            return []
+        until = {"until": params["until"]} if "until" in params else {}
+        return [{"since": since, "until": oldest}, {"since": newest, **until}]
 
     async def position(self, symbol: str) -> tuple[float, float]:
         """(signed net quantity, average entry price) of `symbol`: the
