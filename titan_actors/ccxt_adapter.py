@@ -38,6 +38,7 @@ supervisor restarts it and the journal tells it what to resolve.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import replace
@@ -94,6 +95,7 @@ class CcxtVenueAdapter(VenueAdapter):
             symbols=list(cfg.get("symbols", [])),
             timeout_ms=int(cfg.get("request_timeout_ms", 3000)),
             trades_page=int(cfg.get("trades_page_size", 0)),
+            ws_base_url=cfg.get("ws_base_url", ""),
         )
         published = PUBLISHED_LIMITS.get(self.exchange, 10.0)
         rate = float(cfg.get("rate_limit_per_s") or default_rate(self.exchange))
@@ -116,6 +118,10 @@ class CcxtVenueAdapter(VenueAdapter):
         self.attempts: dict[str, int] = {}
         self.held: dict[str, tuple[str, float]] = {}  # a final status waiting for its fills
         self.calls = {"requests": 0, "errors": 0}
+        off = "" if cfg.get("stream", True) else "stream = false"
+        self.stream_error = self.client.stream_unavailable or off
+        self.stream = "off" if self.stream_error else "connecting"
+        self.streaming = False
         self._polls = 0
         self.aio = AsyncHost(name=f"titan-{self.venue_name}")
         self._load_markets(0)
@@ -153,6 +159,8 @@ class CcxtVenueAdapter(VenueAdapter):
                 "running": len(self.pacer.busy_keys),
             },
             "resolving": len(self.resolving or ()),
+            "stream": self.stream,
+            "stream_error": self.stream_error,
             **self.calls,
         }
 
@@ -199,6 +207,7 @@ class CcxtVenueAdapter(VenueAdapter):
         self.markets_ready, self.connection = True, "ready"
         log.info("venue %s: %d markets loaded", self.venue_name, len(self.client.markets))
         self._resolve_unanswered()
+        self._follow_stream()
 
     def on_wakeup(self, payload: Any) -> None:
         if isinstance(payload, tuple) and payload[0] == _MARKETS:
@@ -503,6 +512,36 @@ class CcxtVenueAdapter(VenueAdapter):
             elif not self.pacer.active(order.client_order_id):
                 self._lookup(order)  # gone from the open orders: learn how it ended
 
+    # --- the private stream: trades and order updates as they happen ------------------------
+
+    def _follow_stream(self) -> None:
+        """Start following the venue's private stream (once). Polling goes on
+        beside it: it catches what the stream missed while it was down."""
+        if self.stream == "off" or self.streaming:
+            return
+        self.streaming = True
+        for kind, watch in (("trades", self.client.watch_trades), ("orders", self.client.watch_orders)):
+            self.aio.submit(_follow(watch, partial(self.aio.post, self._on_stream, kind), self.backoff_s))
+
+    def _on_stream(self, kind: str, batch: Any, error: BaseException | None) -> None:
+        if error is not None:
+            if self.stream != "down":
+                log.warning("venue %s: private stream down: %s", self.venue_name, error)
+            self.stream, self.stream_error = "down", str(error)[:300]
+            return
+        self.stream = "up"
+        for symbol, items in batch.items():
+            if kind == "trades":
+                self._apply_trades(symbol, items)
+            else:
+                self._streamed_orders(items)
+
+    def _streamed_orders(self, items: list[dict[str, Any]]) -> None:
+        for info in items:
+            order = self.journal.get(str(info.get("clientOrderId") or ""))
+            if order is not None and order.stage == "CONFIRMED" and order.status not in FINAL_STATUSES:
+                self._after_changes(self._venue_update(order, info))
+
     # --- reconciliation and audits -----------------------------------------------------------
 
     def _venue_state(self, symbol: str, asker: Any) -> None:
@@ -582,6 +621,26 @@ class CcxtVenueAdapter(VenueAdapter):
             for o in (Order.from_json(v) for _k, v in self.store.items(b"o:"))
         }
         self.tell(asker, VenueOrders({}, journal, {}), via="thespian")
+
+
+async def _follow(watch: Any, deliver: Any, backoff_s: tuple[float, float]) -> None:
+    """In the loop thread: await `watch()` for ever, handing each batch (or
+    error) to `deliver`; after an error, wait (exponential backoff) and go on —
+    ccxt reconnects and authenticates again on the next watch."""
+    failures = 0
+    while True:
+        try:
+            batch = await watch()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            deliver(None, exc)
+            first, most = backoff_s
+            await asyncio.sleep(min(most, first * (2**failures)))
+            failures += 1
+            continue
+        failures = 0
+        deliver(batch, None)
 
 
 def _venue_order(order: Order, status: str, order_id: str, reason: str = "") -> VenueOrder:

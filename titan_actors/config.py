@@ -143,6 +143,8 @@ _VENUE_SCHEMA: dict[str, tuple[type | tuple[type, ...], Any, Check | None]] = {
     "retry_backoff_ms": (int, 200, _positive),
     "retry_backoff_max_ms": (int, 5000, _positive),
     "trades_page_size": (int, 0, _non_negative),
+    "stream": (bool, True, None),
+    "ws_base_url": (str, "", None),
 }
 
 ENV_VARS = {

@@ -33,12 +33,14 @@ CASES: dict[str, tuple[Callable[[], FakeExchange], str, str]] = {
 }
 
 
-def _config(fake: FakeExchange, exchange: str, market: str, extra: str = "", poll_ms: int = 100) -> str:
+def _config(
+    fake: FakeExchange, exchange: str, market: str, extra: str, poll_ms: int = 100, reconcile_s: float = 0.5
+) -> str:
     return (
         FAST_SUPERVISION
         + f"""
 [positions]
-reconcile_interval_s = 0.5
+reconcile_interval_s = {reconcile_s}
 [routing]
 default_venue = "ex"
 [venues.ex]
@@ -56,10 +58,22 @@ retry_backoff_ms = 50
 
 
 class Venue:
-    def __init__(self, tmp: Path, case: str, extra: str = "", poll_ms: int = 100) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        case: str,
+        extra: str = "",
+        *,
+        poll_ms: int = 100,
+        reconcile_s: float = 0.5,
+        stream: bool = False,
+    ) -> None:
         make, self.exchange, self.market = CASES[case]
         self.fake = make().start()
-        self.engine = RunningEngine(tmp, _config(self.fake, self.exchange, self.market, extra, poll_ms))
+        if stream:
+            extra += f'\nws_base_url = "{self.fake.ws_url}"'
+        config = _config(self.fake, self.exchange, self.market, extra, poll_ms, reconcile_s)
+        self.engine = RunningEngine(tmp, config)
 
     def start(self) -> Venue:
         self.engine.start()

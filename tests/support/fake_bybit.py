@@ -6,6 +6,11 @@ HMAC-SHA256(secret, timestamp + api_key + recv_window + (query string for
 GET | body for POST)); a wrong one answers retCode 10004. A repeated
 `orderLinkId` is refused with retCode 110072, a rate limit is retCode 10006.
 The account and the faults are `FakeExchange`'s.
+
+The private stream (`ws_url` + /v5/private) authenticates as Bybit's:
+`{"op": "auth", "args": [api_key, expires, hex HMAC-SHA256(secret,
+"GET/realtime" + expires)]}`, then pushes the topics subscribed ("order",
+"execution") with the REST payloads plus their `category`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 from typing import Any
 
 from tests.support.fake_exchange import INSTRUMENTS, Duplicate, FakeExchange, FakeOrder, FakeTrade, Reply
+from tests.support.fake_stream import StreamConnection
 
 __all__ = ["FakeBybit"]
 
@@ -49,6 +55,55 @@ def _answer(code: int, message: str, result: Any = None) -> Reply:
 
 class FakeBybit(FakeExchange):
     fault_paths = ("/v5/order/create", "/v5/order/cancel", "/v5/order/realtime", "/v5/order/history")
+    has_stream = True
+
+    # --- the private stream: /v5/private, topics "order" and "execution" ---------------------
+
+    def ws_receive(self, conn: StreamConnection, message: Any) -> list[Any]:
+        op = message.get("op")
+        answer = {
+            "success": True,
+            "ret_msg": "",
+            "conn_id": conn.id,
+            "req_id": message.get("req_id"),
+            "op": op,
+        }
+        if op == "ping":
+            return [{**answer, "ret_msg": "pong"}]
+        if op == "auth":
+            key, expires, sign = [*(message.get("args") or []), "", "", ""][:3]
+            expected = hmac.new(self.secret.encode(), f"GET/realtime{expires}".encode(), hashlib.sha256)
+            good = (
+                key == self.api_key
+                and str(expires).isdigit()
+                and int(expires) > time.time() * 1000
+                and hmac.compare_digest(expected.hexdigest(), str(sign))
+            )
+            self.ws_signed(good)
+            conn.state["authed"] = good
+            return [answer if good else {**answer, "success": False, "ret_msg": "error:USVC1111"}]
+        if op == "subscribe":
+            if not conn.state.get("authed"):
+                return [{**answer, "success": False, "ret_msg": "Request not authorized"}]
+            conn.state.setdefault("topics", set()).update(message.get("args") or [])
+            return [answer]
+        return [{**answer, "success": False, "ret_msg": "error:invalid op"}]
+
+    def ws_events(self, conn: StreamConnection, kind: str, item: Any) -> list[Any]:
+        topic = {"trade": "execution", "order": "order"}[kind]
+        if topic not in conn.state.get("topics", ()):
+            return []
+        order = item.order if kind == "trade" else item
+        data = self._trade(item) if kind == "trade" else self._order(item)
+        now = int(time.time() * 1000)
+        return [
+            {
+                "id": f"{topic}-{now}",
+                "topic": topic,
+                "creationTime": now,
+                "data": [{**data, "category": order.market or "linear"}],
+            }
+        ]
 
     def authenticate(self, method: str, path: str, query: str, body: str, headers: Any) -> bool | None:
         if "X-BAPI-SIGN" not in headers:
@@ -132,6 +187,7 @@ class FakeBybit(FakeExchange):
                 tif=_TIF[body.get("timeInForce", "GTC")],
                 reduce_only=bool(body.get("reduceOnly")),
                 trigger=float(body.get("triggerPrice") or 0),
+                market=body.get("category", "linear"),
             )
         except Duplicate:
             return _answer(110072, "OrderLinkedID is duplicate")

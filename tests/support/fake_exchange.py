@@ -31,6 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.support.fake_stream import FakeStream, StreamConnection
+
 __all__ = ["INSTRUMENTS", "Call", "Duplicate", "FakeExchange", "FakeOrder", "FakeTrade", "Reply"]
 
 INSTRUMENTS = {
@@ -56,6 +58,7 @@ class FakeOrder:
     tif: str  # GTC | IOC | FOK | PO
     reduce_only: bool
     trigger: float = 0.0
+    market: str = ""  # linear | spot: the stream it is pushed on
     order_id: str = field(default_factory=lambda: str(uuid.uuid4().int % 10**18))
     status: str = "new"  # new | partially_filled | filled | canceled | rejected
     filled: float = 0.0
@@ -102,6 +105,8 @@ class Reply:
 class FakeExchange:
     #: Paths whose calls take injected faults (the order endpoints).
     fault_paths: tuple[str, ...] = ()
+    #: Serves a private websocket stream too (`ws_url`).
+    has_stream = False
 
     def __init__(self, api_key: str = "test-key", secret: str = "test-secret") -> None:
         self.api_key, self.secret = api_key, secret
@@ -113,7 +118,9 @@ class FakeExchange:
         self.faults: deque[str] = deque()
         self.outage = False  # every call answers 502
         self.latency_s = 0.0  # every answer waits this long
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # the account; held while a change is published
+        self.stream: FakeStream | None = None
+        self.ws_logins = {"ok": 0, "bad": 0}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -127,11 +134,15 @@ class FakeExchange:
 
     def start(self) -> FakeExchange:
         self.thread.start()
+        if self.has_stream:
+            self.stream = FakeStream(self).start()
         return self
 
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        if self.stream is not None:
+            self.stream.stop()
 
     def fail_next(self, kind: str, n: int = 1) -> None:
         with self.lock:
@@ -151,12 +162,13 @@ class FakeExchange:
         tif: str = "GTC",
         reduce_only: bool = False,
         trigger: float = 0.0,
+        market: str = "",
     ) -> FakeOrder:
         if not client_id:
             client_id = uuid.uuid4().hex
         if client_id in self.orders:
             raise Duplicate(client_id)
-        order = FakeOrder(client_id, symbol, side, kind, qty, price, tif, reduce_only, trigger)
+        order = FakeOrder(client_id, symbol, side, kind, qty, price, tif, reduce_only, trigger, market)
         self.orders[client_id] = order
         mark = INSTRUMENTS[symbol]["price"]
         crosses = not trigger and (
@@ -168,6 +180,8 @@ class FakeExchange:
             self._fill(order, qty, mark, maker=False)
         elif tif in ("IOC", "FOK"):
             order.status = "canceled"
+        if not order.filled:
+            self._publish("order", order)
         return order
 
     def fill(self, client_id: str, qty: float, price: float | None = None) -> None:
@@ -186,6 +200,8 @@ class FakeExchange:
         self._last_trade_id += 1  # numeric and rising, as Binance's and MEXC's are
         trade_id = str(self._last_trade_id)
         self.trades.append(FakeTrade(trade_id, order, qty, price, fee, maker, order.updated))
+        self._publish("trade", self.trades[-1])
+        self._publish("order", order)
 
     def cancel(self, *, client_id: str = "", order_id: str = "") -> FakeOrder | None:
         order = self.find(client_id=client_id, order_id=order_id)
@@ -193,6 +209,7 @@ class FakeExchange:
             return None
         order.status = "canceled"
         order.updated = int(time.time() * 1000)
+        self._publish("order", order)
         return order
 
     def find(self, *, client_id: str = "", order_id: str = "") -> FakeOrder | None:
@@ -234,6 +251,35 @@ class FakeExchange:
         return sum(self.position(s) for s, i in INSTRUMENTS.items() if i["base"] == coin)
 
     # --- what a venue supplies ----------------------------------------------------------------
+
+    # --- the private stream (websocket) -------------------------------------------------------
+
+    def _publish(self, kind: str, item: Any) -> None:
+        if self.stream is not None:
+            self.stream.publish(kind, item)
+
+    @property
+    def ws_url(self) -> str:
+        assert self.stream is not None, "this fake has no stream"
+        return self.stream.url
+
+    def ws_open(self, conn: StreamConnection) -> str | None:
+        """A new connection: None to accept it, or the text sent before closing it."""
+        return None
+
+    def ws_receive(self, conn: StreamConnection, message: Any) -> list[Any]:
+        """The replies to one message a client sent."""
+        return []
+
+    def ws_events(self, conn: StreamConnection, kind: str, item: Any) -> list[Any]:
+        """What `conn` is pushed when an order or a trade ("order", "trade") changed."""
+        return []
+
+    def ws_signed(self, good: bool) -> None:
+        with self.lock:
+            self.ws_logins["ok" if good else "bad"] += 1
+
+    # --- REST -----------------------------------------------------------------------------------
 
     def authenticate(self, method: str, path: str, query: str, body: str, headers: Any) -> bool | None:
         """True: signed and valid; False: signed and invalid; None: not a signed call."""

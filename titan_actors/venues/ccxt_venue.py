@@ -153,6 +153,16 @@ class MarketInfo:
 TRADES_PAGE = {"bybit": 100, "binance": 1000, "mexc": 100}
 
 
+#: (exchange, market) whose private stream ccxt speaks with what it installs.
+_STREAMED = {
+    ("bybit", "linear"),
+    ("bybit", "spot"),
+    ("binance", "linear"),
+    ("binance", "spot"),
+    ("mexc", "linear"),
+}
+
+
 def _times(value: Any, factor: float) -> float | None:
     return None if value is None else float(value) * factor
 
@@ -174,6 +184,7 @@ class CcxtVenue:
         symbols: list[str] | None = None,
         timeout_ms: int = 3000,
         trades_page: int = 0,
+        ws_base_url: str = "",
     ) -> None:
         if exchange not in EXCHANGES:
             raise ValueError(f"exchange must be one of {', '.join(EXCHANGES)}")
@@ -183,7 +194,9 @@ class CcxtVenue:
         self.wanted = set(symbols or [])
         maximum = TRADES_PAGE[exchange]
         self.trades_page = min(trades_page, maximum) if trades_page > 0 else maximum
+        self.ws_base_url = ws_base_url
         self.client: Any = None
+        self.pro: Any = None  # the ccxt.pro client of the private stream
         self.markets: dict[str, MarketInfo] = {}
         #: MEXC's swap API names orders by `externalOid` through its own endpoints.
         self.mexc_swap = exchange == "mexc" and market == "linear"
@@ -193,28 +206,15 @@ class CcxtVenue:
 
         await self.close()  # a retried start: the previous client's sessions
         kind = "swap" if self.market_type == "linear" else "spot"
-        options: dict[str, Any] = {
+        self.options: dict[str, Any] = {
             "defaultType": kind,
             "fetchMarkets": {"types": [self.market_type]},
             "fetchMargins": False,  # Binance: no margin-pair calls at start
             "createMarketBuyOrderRequiresPrice": False,
         }  # spot: quantity in base units
         if self.exchange_id == "mexc":
-            options["fetchMarkets"] = {"types": [kind]}
-        client = getattr(ccxt_async, self.exchange_id)(
-            {
-                "apiKey": self.api_key,
-                "secret": self.api_secret,
-                "enableRateLimit": False,
-                "timeout": self.timeout_ms,
-                "options": options,
-            }
-        )
-        client.has["fetchCurrencies"] = False  # one call at start: the markets we trade
-        if self.testnet:
-            client.set_sandbox_mode(True)
-        if self.base_url:
-            client.urls["api"] = replace_host(client.urls["api"], self.base_url)
+            self.options["fetchMarkets"] = {"types": [kind]}
+        client = self._client(ccxt_async)
         self.client = client
         markets = await client.load_markets()
         for unified, market in markets.items():
@@ -234,10 +234,79 @@ class CcxtVenue:
                     contract_size=size,
                 )
 
+    def _client(self, module: Any) -> Any:
+        """A ccxt client of `module` (ccxt.async_support or ccxt.pro) for this account."""
+        client = getattr(module, self.exchange_id)(
+            {
+                "apiKey": self.api_key,
+                "secret": self.api_secret,
+                "enableRateLimit": False,
+                "timeout": self.timeout_ms,
+                "options": dict(self.options),
+            }
+        )
+        client.has["fetchCurrencies"] = False  # one call at start: the markets we trade
+        if self.testnet:
+            client.set_sandbox_mode(True)
+        api = client.urls["api"]
+        if self.base_url:
+            client.urls["api"] = replace_host(api, self.base_url)
+        if "ws" in api:  # REST hosts and stream hosts differ at every exchange
+            ws = api["ws"]
+            client.urls["api"]["ws"] = replace_host(ws, self.ws_base_url) if self.ws_base_url else ws
+        return client
+
     async def close(self) -> None:
-        if self.client is not None:
-            client, self.client = self.client, None
-            await client.close()
+        for name in ("pro", "client"):
+            client = getattr(self, name)
+            if client is not None:
+                setattr(self, name, None)
+                await client.close()
+
+    # --- the private stream ---------------------------------------------------------------
+
+    @property
+    def stream_unavailable(self) -> str:
+        """Why this venue's private stream is not followed ("" when it is)."""
+        if (self.exchange_id, self.market_type) not in _STREAMED:
+            # MEXC spot's stream is protobuf: ccxt needs the `protobuf` package for it.
+            return f"ccxt cannot stream {self.exchange_id} {self.market_type} without extra packages"
+        if self.base_url and not self.ws_base_url:
+            return "base_url is set and ws_base_url is not: where the stream is served is unknown"
+        return ""
+
+    def _stream_client(self) -> Any:
+        if self.pro is None:
+            import ccxt.pro
+
+            self.pro = self._client(ccxt.pro)
+            self.pro.set_markets(self.client.markets, self.client.currencies)
+        return self.pro
+
+    async def watch_trades(self) -> dict[str, list[dict[str, Any]]]:
+        """Our next trades from the stream, by engine symbol (base units)."""
+        try:
+            trades = await self._stream_client().watch_my_trades()
+        except Exception as exc:
+            raise classify(exc) from exc
+        return self._by_symbol(trades)
+
+    async def watch_orders(self) -> dict[str, list[dict[str, Any]]]:
+        """Our next order updates from the stream, by engine symbol (base units)."""
+        try:
+            orders = await self._stream_client().watch_orders()
+        except Exception as exc:
+            raise classify(exc) from exc
+        return self._by_symbol(orders)
+
+    def _by_symbol(self, items: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        symbols = {m.unified: m.symbol for m in self.markets.values()}
+        out: dict[str, list[dict[str, Any]]] = {}
+        for item in items:
+            symbol = symbols.get(item.get("symbol") or "")
+            if symbol is not None:  # not a market we trade here
+                out.setdefault(symbol, []).append(self._in_base(symbol, item))
+        return out
 
     def unified(self, symbol: str) -> str:
         return self.markets[symbol].unified

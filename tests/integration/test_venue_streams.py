@@ -1,0 +1,59 @@
+"""The exchanges' private streams (websockets, through ccxt.pro) feeding the
+engine: fills and order changes at the venue arrive without a poll, over a
+stream the fake authenticates as the exchange does."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_venues import Venue, _executions
+from tests.support.engine import wait_for
+from titan_actors.domain.ids import client_order_id
+
+#: Every venue whose private stream ccxt speaks without extra packages.
+STREAMED = ["bybit-linear", "bybit-spot", "binance-linear", "binance-spot", "mexc-swap"]
+#: The REST paths that would have found a fill or a cancel by polling.
+_POLLED = (
+    "/v5/execution/list",
+    "/v5/order/",
+    "userTrades",
+    "myTrades",
+    "openOrders",
+    "/order/",
+    "order_deals",
+)
+
+
+@pytest.mark.parametrize("case", STREAMED)
+def test_fills_and_cancels_at_the_venue_arrive_over_its_private_stream_without_a_poll(
+    tmp_path: Path, case: str
+) -> None:
+    venue = Venue(tmp_path, case, poll_ms=600_000, reconcile_s=600, stream=True).start()
+    try:
+        wait_for(lambda: venue.fake.ws_logins["ok"] >= 1, 10, 0.05, "the stream authenticated")
+        with venue.engine.client() as client:
+            client.prepare("s-1", "BTCUSDT", "buy", 0.02, order_type="limit", price=50000.0)
+            assert client.confirm("s-1")["type"] == "ACCEPTED"
+            coid = client_order_id("s-1")
+            wait_for(lambda: coid in venue.fake.orders, 5, 0.02, "the limit order at the venue")
+            time.sleep(0.3)  # the create's own trade poll is done
+            since = time.monotonic()
+            venue.fake.fill(coid, 0.005)
+            part = _executions(client, lambda e: e["status"] == "PARTIALLY_FILLED", timeout=5)[-1]
+            (trade,) = [t for t in venue.fake.trades if t.order.client_id == coid]
+            assert part["last_fill"]["trade_id"] == trade.trade_id
+            assert part["filled_qty"] == pytest.approx(0.005)
+            venue.fake.cancel(client_id=coid)  # canceled at the venue (an operator, a liquidation)
+            canceled = _executions(client, lambda e: e["status"] == "CANCELED", timeout=5)[-1]
+            assert canceled["filled_qty"] == pytest.approx(0.005)
+        polled = [c for c in venue.fake.calls if c.at >= since and any(p in c.path for p in _POLLED)]
+        assert polled == [], "found by the stream, not by a poll"
+        assert venue.detail()["stream"] == "up"
+        assert venue.fake.ws_logins["bad"] == 0
+        position = venue.engine.actor("position:BTCUSDT")["detail"]
+        assert position["net"]["ex"] == pytest.approx(0.005)
+    finally:
+        venue.stop()
