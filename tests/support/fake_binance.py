@@ -7,17 +7,26 @@ body for POST — before `&signature=`); a wrong one answers -1022. A repeated
 client order id is -4116 on futures and -2010 "Duplicate order sent." on
 spot; an unknown order -2013 (fetch) / -2011 (cancel); a rate limit HTTP
 429 with -1003. The account and the faults are `FakeExchange`'s.
+
+Private streams: futures through a listen key (`POST /fapi/v1/listenKey`
+with the API key, then `/private/ws?listenKey=...`) pushing
+ORDER_TRADE_UPDATE; spot through the ws-api (`/ws-api/v3`,
+`userDataStream.subscribe.signature` with `signature` = HMAC-SHA256 of the
+sorted, url-encoded params) pushing executionReport events.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import secrets
 import time
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from tests.support.fake_exchange import INSTRUMENTS, Duplicate, FakeExchange, FakeOrder, FakeTrade, Reply
+from tests.support.fake_stream import StreamConnection
 
 __all__ = ["FakeBinance"]
 
@@ -63,8 +72,86 @@ def _filters(info: dict[str, Any], futures: bool) -> list[dict[str, Any]]:
 
 class FakeBinance(FakeExchange):
     fault_paths = (*_ORDER_PATHS, "/fapi/v1/openOrders", "/api/v3/openOrders")
+    has_stream = True
+
+    def __init__(self, api_key: str = "test-key", secret: str = "test-secret") -> None:
+        super().__init__(api_key, secret)
+        self.listen_keys: set[str] = set()
+
+    # --- the private streams: futures by listen key, spot by a signed ws-api subscription ----
+
+    def ws_open(self, conn: StreamConnection) -> str | None:
+        if conn.path == "/private/ws":
+            if conn.query.get("listenKey") not in self.listen_keys:
+                self.ws_signed(False)
+                return json.dumps({"error": {"code": -1125, "msg": "This listenKey does not exist."}})
+            self.ws_signed(True)
+            conn.state["market"] = "linear"
+        return None
+
+    def ws_receive(self, conn: StreamConnection, message: Any) -> list[Any]:
+        request_id = message.get("id")
+        if message.get("method") != "userDataStream.subscribe.signature":
+            return [{"id": request_id, "status": 200, "result": {}}]
+        params = dict(message.get("params") or {})
+        signature = str(params.pop("signature", ""))
+        payload = urlencode(sorted(params.items()))
+        expected = hmac.new(self.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        good = params.get("apiKey") == self.api_key and hmac.compare_digest(expected, signature)
+        self.ws_signed(good)
+        if not good:
+            error = {"code": -1022, "msg": "Signature for this request is not valid."}
+            return [{"id": request_id, "status": 400, "error": error}]
+        conn.state["market"] = "spot"
+        return [{"id": request_id, "status": 200, "result": {"subscriptionId": 0}}]
+
+    def ws_events(self, conn: StreamConnection, kind: str, item: Any) -> list[Any]:
+        order = item.order if kind == "trade" else item
+        filling = kind == "order" and order.status in ("partially_filled", "filled")
+        if conn.state.get("market") != order.market or filling:
+            return []  # a fill's order change is in its trade's report
+        report = self._report(order, item if kind == "trade" else None)
+        now = int(time.time() * 1000)
+        if order.market == "linear":
+            return [{"e": "ORDER_TRADE_UPDATE", "E": now, "T": now, "o": report}]
+        return [{"subscriptionId": 0, "event": {"e": "executionReport", "E": now, **report}}]
+
+    @staticmethod
+    def _report(o: FakeOrder, trade: FakeTrade | None) -> dict[str, Any]:
+        """An execution report: futures' `o` of ORDER_TRADE_UPDATE, spot's executionReport."""
+        canceled = o.status == "canceled"
+        report = {
+            "s": o.symbol,
+            "c": f"cancel-{o.order_id}" if canceled else o.client_id,
+            "C": o.client_id if canceled else "",
+            "S": o.side.upper(),
+            "o": o.kind.upper(),
+            "f": {"PO": "GTX"}.get(o.tif, o.tif),
+            "q": str(o.qty),
+            "p": str(o.price),
+            "x": "TRADE" if trade else ("CANCELED" if canceled else "NEW"),
+            "X": _STATUS[o.status],
+            "i": int(o.order_id),
+            "l": str(trade.qty if trade else 0),
+            "z": str(o.filled),
+            "L": str(trade.price if trade else 0),
+            "n": str(trade.fee if trade else 0),
+            "N": "USDT",
+            "T": trade.ts if trade else o.updated,
+            "t": int(trade.trade_id) if trade else -1,
+            "m": bool(trade and trade.maker),
+            "O": o.created,
+        }
+        if o.market == "linear":
+            report.update(ap=str(o.avg), sp="0", R=o.reduce_only, ps="BOTH", ot=report["o"], rp="0")
+        else:
+            quote = trade.qty * trade.price if trade else 0
+            report.update(Z=str(o.value), Y=str(quote), Q="0", w=not canceled)
+        return report
 
     def authenticate(self, method: str, path: str, query: str, body: str, headers: Any) -> bool | None:
+        if path.endswith("/listenKey"):  # the API key alone, no signature
+            return headers.get("X-MBX-APIKEY") == self.api_key
         signed = query if method in ("GET", "DELETE") else body
         if "signature=" not in signed:
             return None
@@ -168,6 +255,7 @@ class FakeBinance(FakeExchange):
                 tif={"GTX": "PO"}.get(tif, tif),
                 reduce_only=params.get("reduceOnly") == "true",
                 trigger=trigger,
+                market="linear" if futures else "spot",
             )
         except Duplicate:
             if futures:
@@ -322,6 +410,11 @@ class FakeBinance(FakeExchange):
         params = {**query, **dict(parse_qsl(body))}
         futures = path.startswith("/fapi")
         base = "/fapi/v1" if futures else "/api/v3"
+        if path == "/fapi/v1/listenKey":
+            if method == "POST":
+                self.listen_keys.add(secrets.token_hex(32))
+                return Reply(200, {"listenKey": sorted(self.listen_keys)[-1]})
+            return Reply(200, {})
         if path in ("/fapi/v1/exchangeInfo", "/api/v3/exchangeInfo"):
             return self._exchange_info(futures)
         if path in ("/fapi/v1/time", "/api/v3/time"):
