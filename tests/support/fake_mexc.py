@@ -14,6 +14,11 @@ exist"; a rate limit HTTP 429 (spot) / code 510 (swap). MEXC does not publish
 its duplicate-client-id answer: here it is "Duplicate clientOrderId"
 (recognised by the word; were the real one different, the adapter's look-up
 by client order id still finds the order). Account and faults: `FakeExchange`.
+
+The swap's private stream (`/edge`) logs in as MEXC's: `{"method": "login",
+"param": {"apiKey", "reqTime", "signature": hex HMAC-SHA256(secret, api key
++ reqTime)}}`, then pushes `push.personal.order` and
+`push.personal.order.deal` with the REST payloads.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import time
 from typing import Any
 
 from tests.support.fake_exchange import INSTRUMENTS, Duplicate, FakeExchange, FakeOrder, FakeTrade, Reply
+from tests.support.fake_stream import StreamConnection
 
 __all__ = ["FakeMexc"]
 
@@ -63,6 +69,35 @@ class FakeMexc(FakeExchange):
         "/api/v1/private/order/create",
         "/api/v1/private/order/cancel_with_external",
     )
+    has_stream = True  # the swap's (/edge); spot's is protobuf, which ccxt cannot read without extras
+
+    # --- the swap's private stream: login, then every private push -----------------------------
+
+    def ws_receive(self, conn: StreamConnection, message: Any) -> list[Any]:
+        now = int(time.time() * 1000)
+        method = message.get("method")
+        if method == "ping":
+            return [{"channel": "pong", "data": now}]
+        if method != "login":
+            return [{"channel": "rs.error", "data": f"unknown method {method}", "ts": now}]
+        param = message.get("param") or {}
+        key, at, sign = param.get("apiKey"), str(param.get("reqTime", "")), str(param.get("signature", ""))
+        expected = hmac.new(self.secret.encode(), f"{key}{at}".encode(), hashlib.sha256).hexdigest()
+        good = key == self.api_key and hmac.compare_digest(expected, sign)
+        self.ws_signed(good)
+        conn.state["authed"] = good
+        if not good:
+            return [{"channel": "rs.error", "data": "invalid sign"}]
+        return [{"channel": "rs.login", "data": "success"}]
+
+    def ws_events(self, conn: StreamConnection, kind: str, item: Any) -> list[Any]:
+        order = item.order if kind == "trade" else item
+        if not conn.state.get("authed") or order.market != "linear":
+            return []
+        now = int(time.time() * 1000)
+        if kind == "trade":
+            return [{"channel": "push.personal.order.deal", "data": self._swap_deal(item), "ts": now}]
+        return [{"channel": "push.personal.order", "data": self._swap_order(item), "ts": now}]
 
     def authenticate(self, method: str, path: str, query: str, body: str, headers: Any) -> bool | None:
         if path.startswith("/api/v1/private"):
@@ -193,6 +228,7 @@ class FakeMexc(FakeExchange):
                     qty=float(params["quantity"]),
                     price=float(params.get("price") or 0),
                     tif=tif,
+                    market="spot",
                 )
             except Duplicate:
                 return _spot_error(30099, "Duplicate clientOrderId")
@@ -349,6 +385,7 @@ class FakeMexc(FakeExchange):
                 price=float(body.get("price") or 0),
                 tif=tif,
                 reduce_only=int(body["side"]) in (2, 4),
+                market="linear",
             )
         except Duplicate:
             return _swap(code=2011, message="Duplicate externalOid")
