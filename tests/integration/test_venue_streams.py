@@ -27,19 +27,36 @@ _POLLED = (
 )
 
 
+def _quiet(venue: Venue, for_s: float = 0.7) -> None:
+    """Wait until the engine has asked the venue nothing for `for_s`."""
+    wait_for(lambda: time.monotonic() - venue.fake.calls[-1].at > for_s, 10, 0.05, "the engine idle")
+
+
+def _subscribed(venue: Venue) -> bool:
+    """The fake pushes to a connection of this account: authenticated, and on
+    Bybit subscribed to both topics the adapter follows."""
+    assert venue.fake.stream is not None
+    return any(
+        c.state.get("market")
+        or c.state.get("topics", set()) >= {"order", "execution"}
+        or (c.state.get("authed") and venue.exchange == "mexc")
+        for c in venue.fake.stream.connections
+    )
+
+
 @pytest.mark.parametrize("case", STREAMED)
 def test_fills_and_cancels_at_the_venue_arrive_over_its_private_stream_without_a_poll(
     tmp_path: Path, case: str
 ) -> None:
     venue = Venue(tmp_path, case, poll_ms=600_000, reconcile_s=600, stream=True).start()
     try:
-        wait_for(lambda: venue.fake.ws_logins["ok"] >= 1, 10, 0.05, "the stream authenticated")
+        wait_for(lambda: _subscribed(venue), 10, 0.05, "the stream authenticated and subscribed")
         with venue.engine.client() as client:
             client.prepare("s-1", "BTCUSDT", "buy", 0.02, order_type="limit", price=50000.0)
             assert client.confirm("s-1")["type"] == "ACCEPTED"
             coid = client_order_id("s-1")
             wait_for(lambda: coid in venue.fake.orders, 5, 0.02, "the limit order at the venue")
-            time.sleep(0.3)  # the create's own trade poll is done
+            _quiet(venue)  # the create's trade poll and the start's reconciliations are done
             since = time.monotonic()
             venue.fake.fill(coid, 0.005)
             part = _executions(client, lambda e: e["status"] == "PARTIALLY_FILLED", timeout=5)[-1]
@@ -55,5 +72,31 @@ def test_fills_and_cancels_at_the_venue_arrive_over_its_private_stream_without_a
         assert venue.fake.ws_logins["bad"] == 0
         position = venue.engine.actor("position:BTCUSDT")["detail"]
         assert position["net"]["ex"] == pytest.approx(0.005)
+    finally:
+        venue.stop()
+
+
+@pytest.mark.parametrize("case", ["bybit-linear", "binance-linear"])
+def test_a_dropped_stream_is_reconnected_and_authenticated_again_and_fills_go_on_arriving(
+    tmp_path: Path, case: str
+) -> None:
+    venue = Venue(tmp_path, case, poll_ms=600_000, reconcile_s=600, stream=True).start()
+    try:
+        wait_for(lambda: _subscribed(venue), 10, 0.05, "the stream authenticated and subscribed")
+        with venue.engine.client() as client:
+            client.prepare("d-1", "BTCUSDT", "buy", 0.02, order_type="limit", price=50000.0)
+            assert client.confirm("d-1")["type"] == "ACCEPTED"
+            coid = client_order_id("d-1")
+            wait_for(lambda: coid in venue.fake.orders, 5, 0.02, "the limit order at the venue")
+            logins = venue.fake.ws_logins["ok"]
+            assert venue.fake.stream is not None
+            venue.fake.stream.drop_connections()
+            wait_for(lambda: venue.detail()["stream"] == "down", 5, 0.02, "the adapter saw the stream drop")
+            wait_for(lambda: venue.fake.ws_logins["ok"] > logins, 10, 0.05, "a new authenticated stream")
+            wait_for(lambda: _subscribed(venue), 10, 0.02, "subscribed again")
+            venue.fake.fill(coid, 0.02)
+            filled = _executions(client, lambda e: e["status"] == "FILLED", timeout=10)[-1]
+        assert filled["filled_qty"] == pytest.approx(0.02)
+        assert venue.detail()["stream"] == "up"
     finally:
         venue.stop()
