@@ -22,12 +22,14 @@ An order's life:
   within the order's `ttl_ms` of its confirmation: created again with the
   same client order id (a duplicate answer means it was placed: looked up
   again). Not at the venue and past its ttl: REJECTED, not sent.
-- Fills come from polling our trades (`fetch_my_trades`, every page of
-  them) every `poll_interval_ms` while orders are live, with the venue's trade ids, into
-  the journal, the position actor's deliveries and the outbox — the paper
-  venue's path. Open orders are polled too; an order gone from them is
-  looked up for its final status, which is applied once the fills that led
-  to it have arrived.
+- Fills come over the venue's private stream (ccxt.pro `watch_my_trades`,
+  `watch_orders`) as they happen, and from polling our trades
+  (`fetch_my_trades`, every page of them) every `poll_interval_ms` while
+  orders are live, with the venue's trade ids, into the journal, the
+  position actor's deliveries and the outbox — the paper venue's path; a
+  trade seen both ways is applied once. Open orders are polled too; an
+  order gone from them is looked up for its final status, which is applied
+  once the fills that led to it have arrived.
 - After a restart, before any new order is taken (`BUSY` meanwhile), every
   order journaled as sent but never answered is looked up and resolved as
   above.

@@ -426,13 +426,15 @@ def cmd_venues(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'VENUE':<12} {'EXCHANGE':<9} {'MARKET':<7} {'CONNECTION':<11} {'RATE/S':>7} {'HEADROOM':>8} "
-          f"{'QUEUED':>6} {'IN FLIGHT':>9}  LAST ERROR")
+    print(f"{'VENUE':<12} {'EXCHANGE':<9} {'MARKET':<7} {'CONNECTION':<11} {'STREAM':<10} {'RATE/S':>7} "
+          f"{'HEADROOM':>8} {'QUEUED':>6} {'IN FLIGHT':>9}  LAST ERROR")
     for row in rows:
         rate = row["rate_limit"]
         print(f"{row['venue']:<12} {row['exchange']:<9} {row['market']:<7} {row['connection']:<11} "
-              f"{rate.get('limit_per_s', 0):>7g} {rate.get('headroom', 0):>8g} {rate.get('queued', 0):>6} "
-              f"{len(row['in_flight']):>9}  {row['last_error'] or '-'}")
+              f"{row['stream']:<10} {rate.get('limit_per_s', 0):>7g} {rate.get('headroom', 0):>8g} "
+              f"{rate.get('queued', 0):>6} {len(row['in_flight']):>9}  {row['last_error'] or '-'}")
+        if row["stream_error"]:
+            print(f"    stream: {row['stream_error']}")
         for order in row["in_flight"]:
             print(f"    {order['client_order_id']}  {order['symbol']}  {order['status']}  "
                   f"{order['age_ms']} ms")
@@ -446,6 +448,7 @@ def _venue_row(actor: dict[str, Any]) -> dict[str, Any]:
             "connection": "down" if detail.get("down") else connection,
             "rate_limit": detail.get("rate_limit", {}), "last_error": detail.get("last_error", ""),
             "consecutive_errors": detail.get("consecutive_errors", 0),
+            "stream": detail.get("stream", "-"), "stream_error": detail.get("stream_error", ""),
             "in_flight": detail.get("in_flight", []), "live_orders": detail.get("live_orders", 0)}
 
 

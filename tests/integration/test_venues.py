@@ -354,8 +354,9 @@ def test_titan_venues_lists_connection_rate_headroom_last_error_and_in_flight_or
     assert (row["venue"], row["exchange"], row["connection"]) == ("ex", "bybit", "ready")
     assert row["rate_limit"]["limit_per_s"] == 8.0 and row["rate_limit"]["published_per_s"] == 10.0
     assert [o["client_order_id"] for o in row["in_flight"]] == [client_order_id("l-1")]
+    assert row["stream"] == "off" and "ws_base_url" in row["stream_error"], "no stream URL: polling only"
     text = venues().stdout
-    assert "ready" in text and client_order_id("l-1") in text
+    assert "ready" in text and client_order_id("l-1") in text and "stream: base_url is set" in text
 
     bybit.fake.outage = True
     row = wait_for(
