@@ -522,7 +522,8 @@ class CcxtVenueAdapter(VenueAdapter):
         if self.stream == "off" or self.streaming:
             return
         self.streaming = True
-        for kind, watch in (("trades", self.client.watch_trades), ("orders", self.client.watch_orders)):
+        for kind in ("trades", "orders"):
+            watch = partial(self.client.watch, kind)
             self.aio.submit(_follow(watch, partial(self.aio.post, self._on_stream, kind), self.backoff_s))
 
     def _on_stream(self, kind: str, batch: Any, error: BaseException | None) -> None:

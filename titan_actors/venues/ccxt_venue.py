@@ -283,21 +283,15 @@ class CcxtVenue:
             self.pro.set_markets(self.client.markets, self.client.currencies)
         return self.pro
 
-    async def watch_trades(self) -> dict[str, list[dict[str, Any]]]:
-        """Our next trades from the stream, by engine symbol (base units)."""
+    async def watch(self, what: str) -> dict[str, list[dict[str, Any]]]:
+        """The stream's next batch of our "trades" or "orders", by engine
+        symbol, in base units (ccxt hands over what arrived since the last call)."""
+        method = {"trades": "watch_my_trades", "orders": "watch_orders"}[what]
         try:
-            trades = await self._stream_client().watch_my_trades()
+            items = await getattr(self._stream_client(), method)()
         except Exception as exc:
             raise classify(exc) from exc
-        return self._by_symbol(trades)
-
-    async def watch_orders(self) -> dict[str, list[dict[str, Any]]]:
-        """Our next order updates from the stream, by engine symbol (base units)."""
-        try:
-            orders = await self._stream_client().watch_orders()
-        except Exception as exc:
-            raise classify(exc) from exc
-        return self._by_symbol(orders)
+        return self._by_symbol(items)
 
     def _by_symbol(self, items: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         symbols = {m.unified: m.symbol for m in self.markets.values()}
