@@ -548,8 +548,10 @@ class Delivered:
 class PositionSnapshot:
     """Position actor → risk guard, after every change (state over deltas: a
     lost one is healed by the next). `venues[name]` has `qty`, `avg_entry`,
-    `open_buy`, `open_sell`, `open_orders`; `accounted` lists the client
-    order ids this snapshot already counts (open or filled)."""
+    `open_buy`, `open_sell`, `open_orders`; `accounted` lists client order
+    ids this snapshot already counts (open or filled): after a change the 64
+    most recent, every 2 s and when asked (`SnapshotRequest`) all of them, so
+    a snapshot's size does not grow with the account's history."""
 
     symbol: str
     version: int

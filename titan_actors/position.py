@@ -31,6 +31,7 @@ every 2 s anyway).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections import OrderedDict
 from dataclasses import asdict, replace
 from typing import Any
@@ -59,6 +60,12 @@ _RETRY_S = 0.5
 _SNAPSHOT_TICK = "position:snapshot"
 _SNAPSHOT_EVERY_S = 2.0
 _ACCOUNTED_KEEP = 5000
+#: One key per accounted order (`acc:<coid>` → [seq, status]): a fill writes
+#: one small key, not the whole list.
+_ACCOUNTED = b"acc:"
+#: A snapshot after a change names the orders accounted most recently; the
+#: periodic one and the answer to `SnapshotRequest` name them all.
+_RECENT_IN_SNAPSHOT = 64
 
 
 def _today() -> str:
@@ -78,10 +85,12 @@ class PositionActor(TitanActor):
         self.version: int = state.get("version", 0)
         self.positions = {v: Position(**p) for v, p in state.get("positions", {}).items()}
         self.open: dict[str, dict[str, dict[str, Any]]] = state.get("open", {})
-        self.accounted: OrderedDict[str, str] = OrderedDict(state.get("accounted", []))
+        self.accounted: OrderedDict[str, str] = OrderedDict()
+        self._accounted_dirty: dict[str, str | None] = {}  # to persist with the next batch (None: delete)
         self.day: str = state.get("day", _today())
         self.realised_today: float = state.get("realised_today", 0.0)
         self.tags: dict[str, list[Any]] = state.get("tags", {})
+        self._load_accounted(state.get("accounted"))
         self.mark: float | None = None
         self.reports = 0
         self.venue_settings: dict[str, dict[str, Any]] = self.config.get("venues", {})
@@ -97,7 +106,7 @@ class PositionActor(TitanActor):
         elif isinstance(msg, PriceUpdates):
             self.mark = msg.quotes[-1].last
         elif isinstance(msg, SnapshotRequest):
-            self.tell(sender, self.snapshot())
+            self.tell(sender, self.snapshot(full=True))
         elif isinstance(msg, VenueState):
             self._reconcile(msg)
         elif isinstance(msg, TradingStateSet):
@@ -107,7 +116,7 @@ class PositionActor(TitanActor):
 
     def on_wakeup(self, payload: Any) -> None:
         if payload == _SNAPSHOT_TICK:
-            self.tell("risk", self.snapshot())
+            self.tell("risk", self.snapshot(full=True))
             self.after(_SNAPSHOT_EVERY_S, _SNAPSHOT_TICK)
         elif payload == _RECONCILE:
             for venue in self.venue_settings:
@@ -155,8 +164,7 @@ class PositionActor(TitanActor):
             writes += self.outbox.emit(subjects.drift(self.symbol), kind, self.symbol, data)
         writes += self.outbox.emit(subjects.truth(self.symbol), "PositionReconciled", self.symbol,
                                    self._truth(venue, cause="reconciliation"))
-        writes.append((b"state", self._state()))
-        self.store.write_batch(writes)
+        self._commit(writes)
         self.reconciled[venue] = {"at": state.ts, "result": result, "corrections": len(corrections)}
         if drift is not None and settings["policy"] == "halt":
             self.tell("risk", SetTradingState("HALTED", f"symbol:{self.symbol}",
@@ -171,11 +179,11 @@ class PositionActor(TitanActor):
         for coid, order in at_venue.items():
             if coid not in shadow and self.accounted.get(coid) not in _FINAL:
                 shadow[coid] = dict(order)
-                self.accounted[coid] = order["status"]
+                self._account(coid, order["status"])
                 corrections.append(("OrderAdopted", {"venue": venue, "client_order_id": coid, **order}))
         for coid in [c for c in shadow if c not in at_venue]:
             order = shadow.pop(coid)
-            self.accounted[coid] = "CLOSED_AT_VENUE"
+            self._account(coid, "CLOSED_AT_VENUE")
             corrections.append(("OrderClosedAtVenue", {"venue": venue, "client_order_id": coid, **order}))
         return corrections
 
@@ -210,9 +218,43 @@ class PositionActor(TitanActor):
         if closed is not None:
             writes += self.outbox.emit(subjects.TRADE_CLOSED, "TradeClosed", self.symbol,
                                        self._closed_trade(venue, closed, report))
-        writes.append((b"state", self._state()))
-        self.store.write_batch(writes)
+        self._commit(writes)
         self.tell("risk", self.snapshot())
+
+    def _commit(self, writes: list[tuple[bytes, bytes]]) -> None:
+        """One batch: `writes`, the state, and the accounted orders changed since the last."""
+        deletes = []
+        for coid, status in self._accounted_dirty.items():
+            if status is None:
+                deletes.append(_ACCOUNTED + coid.encode())
+            else:
+                self._accounted_seq += 1
+                writes.append((_ACCOUNTED + coid.encode(), orjson.dumps([self._accounted_seq, status])))
+        self._accounted_dirty.clear()
+        writes.append((b"state", self._state()))
+        self.store.write_batch(writes, deletes)
+
+    def _load_accounted(self, legacy: list[list[str]] | None) -> None:
+        stored = self.store.items(_ACCOUNTED)
+        rows = sorted((orjson.loads(v), k[len(_ACCOUNTED):].decode()) for k, v in stored)
+        self.accounted.update((coid, status) for (_seq, status), coid in rows)
+        self._accounted_seq = rows[-1][0][0] if rows else 0
+        if legacy:  # a store from before per-order keys kept the whole list in the state
+            for coid, status in legacy:
+                self._account(coid, status)
+            self._commit([])
+
+    def _account(self, coid: str, status: str) -> None:
+        """`coid` is counted with `status` (newest last; the oldest beyond
+        `_ACCOUNTED_KEEP` are forgotten); persisted by the next `_commit`."""
+        self.accounted[coid] = status
+        self.accounted.move_to_end(coid)
+        self._accounted_dirty.pop(coid, None)
+        self._accounted_dirty[coid] = status
+        while len(self.accounted) > _ACCOUNTED_KEEP:
+            old, _status = self.accounted.popitem(last=False)
+            self._accounted_dirty.pop(old, None)
+            self._accounted_dirty[old] = None
 
     def _track_order(self, report: ExecutionReport) -> bool:
         """Open orders per venue; a final status is terminal (a late, older
@@ -228,10 +270,8 @@ class PositionActor(TitanActor):
             open_orders[coid] = {"side": report.side, "remaining": remaining, "price": report.price,
                                  "status": report.status}
         changed = self.accounted.get(coid) != report.status
-        self.accounted[coid] = report.status
-        self.accounted.move_to_end(coid)
-        while len(self.accounted) > _ACCOUNTED_KEEP:
-            self.accounted.popitem(last=False)
+        if changed:
+            self._account(coid, report.status)
         return changed
 
     def _roll_day(self) -> None:
@@ -244,7 +284,7 @@ class PositionActor(TitanActor):
     def _state(self) -> bytes:
         return orjson.dumps({
             "version": self.version, "positions": {v: asdict(p) for v, p in self.positions.items()},
-            "open": self.open, "accounted": list(self.accounted.items()), "day": self.day,
+            "open": self.open, "day": self.day,
             "realised_today": self.realised_today, "tags": self.tags,
         })
 
@@ -273,12 +313,18 @@ class PositionActor(TitanActor):
             "strategy_id": strategy, "phase": phase,
         }
 
-    def snapshot(self) -> PositionSnapshot:
+    def snapshot(self, *, full: bool = False) -> PositionSnapshot:
+        """The view for the risk guard. `full` names every accounted order;
+        otherwise the most recent (a lost snapshot's are named by the next
+        full one, at most `_SNAPSHOT_EVERY_S` later: its reservations stay
+        counted meanwhile, failing closed)."""
         venues = set(self.positions) | set(self.open)
+        recent = itertools.islice(reversed(self.accounted), _RECENT_IN_SNAPSHOT)
+        accounted = tuple(self.accounted) if full else tuple(recent)[::-1]
         return PositionSnapshot(
             symbol=self.symbol, version=self.version,
             venues={v: self._venue_view(v) for v in sorted(venues)},
-            accounted=tuple(self.accounted), realised_today=self.realised_today, day=self.day,
+            accounted=accounted, realised_today=self.realised_today, day=self.day,
             reconciled={v: self._reconciled(v) for v in self.venue_settings},
             unavailable=tuple(v for v, r in self.reconciled.items() if r["result"] == "venue unavailable"),
         )
@@ -292,5 +338,5 @@ class PositionActor(TitanActor):
         return {"boots": self.boots, "symbol": self.symbol, "version": self.version, "venues": venues,
                 "fills": sum(p.fills for p in self.positions.values()), "reports": self.reports,
                 "realised_today": self.realised_today, "mark": self.mark,
-                "net": {v: p.qty for v, p in self.positions.items()},
+                "net": {v: p.qty for v, p in self.positions.items()}, "accounted": len(self.accounted),
                 "reconciled": {v: self.reconciled.get(v) for v in self.venue_settings}}

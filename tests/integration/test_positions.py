@@ -8,11 +8,14 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.support.engine import RunningEngine, titan_cmd, wait_for
 from tests.support.nats import read_stream
+from titan_actors.store import Store
 from titan_actors.wire import subjects
 
 
@@ -57,6 +60,41 @@ def test_a_position_actor_killed_during_a_stream_of_fills_applies_each_fill_exac
     assert paper["qty"] == pytest.approx(venue["qty"]) == pytest.approx(20 * 0.3 - 10 * 0.2)
     assert paper["avg_entry"] == pytest.approx(venue["avg_price"])
     assert position["boots"] >= 3, "it was really killed and restarted"
+
+
+def test_the_orders_a_position_actor_accounted_survive_its_kill_and_every_reservation_is_released(
+    engine: RunningEngine,
+) -> None:
+    _trade(engine, 70, "ac")  # more orders than a snapshot after a change names
+    wait_for(lambda: _settled(engine), 20, 0.1, "every delivery acknowledged")
+    before = engine.actor("position:BTCUSDT")["detail"]
+    assert before["accounted"] == 70
+    os.kill(engine.pids()["position:BTCUSDT"], signal.SIGKILL)
+    wait_for(lambda: engine.actor("position:BTCUSDT")["detail"]["boots"] > before["boots"], 20, 0.1,
+             "the position actor restarted")
+    after = engine.actor("position:BTCUSDT")["detail"]
+    assert (after["accounted"], after["fills"], after["version"]) == (70, 70, before["version"])
+    wait_for(lambda: engine.actor("risk")["detail"]["reserved"] == 0, 10, 0.1, "no reservation left")
+
+
+def test_a_store_that_kept_the_accounted_orders_in_its_state_is_carried_over(tmp_path: Path) -> None:
+    store_dir = tmp_path / "data" / "positions" / "BTCUSDT"
+    legacy = Store(str(store_dir))
+    legacy.put(b"state", orjson.dumps({"version": 3, "positions": {}, "open": {}, "day": "2026-01-01",
+                                       "accounted": [["old-1", "FILLED"], ["old-2", "CANCELED"]]}))
+    legacy.close()
+    engine = RunningEngine(tmp_path).start()
+    try:
+        detail = engine.actor("position:BTCUSDT")["detail"]
+        assert detail["accounted"] == 2 and detail["version"] >= 3, "the old state, reconciled since"
+    finally:
+        engine.stop()
+    store = Store(str(store_dir))
+    try:
+        assert store.get(b"acc:old-1") is not None and store.get(b"acc:old-2") is not None
+        assert "accounted" not in orjson.loads(store.get(b"state") or b"{}")
+    finally:
+        store.close()
 
 
 def test_truth_and_trade_closed_events_report_a_round_trip(engine: RunningEngine) -> None:
