@@ -532,7 +532,7 @@ class CcxtVenueAdapter(VenueAdapter):
                 log.warning("venue %s: private stream down: %s", self.venue_name, error)
             self.stream, self.stream_error = "down", str(error)[:300]
             return
-        self.stream = "up"
+        self.stream, self.stream_error = "up", ""
         for symbol, items in batch.items():
             if kind == "trades":
                 self._apply_trades(symbol, items)

@@ -101,4 +101,4 @@ def test_a_dropped_stream_is_reconnected_and_authenticated_again_and_fills_go_on
         venue.fake.fill(coid, 0.02)
         filled = _executions(client, lambda e: e["status"] == "FILLED", timeout=10)[-1]
         assert filled["filled_qty"] == pytest.approx(0.02)
-        assert venue.detail()["stream"] == "up"
+        assert (venue.detail()["stream"], venue.detail()["stream_error"]) == ("up", "")
