@@ -44,6 +44,21 @@ def _fail(message: str, code: int = EXIT_FAIL) -> int:
     return code
 
 
+class _Refused(Exception):
+    """The running engine could not be asked, or refused: `main` prints it and exits non-zero."""
+
+
+def _ask(data_dir: Path, request: dict[str, Any], failed: str) -> dict[str, Any]:
+    """The engine's answer to one control request; `_Refused` naming what
+    failed when no engine runs on `data_dir` or it refused."""
+    try:
+        return control_request(data_dir, request)
+    except EngineNotRunning as exc:
+        raise _Refused(str(exc)) from exc
+    except ControlError as exc:
+        raise _Refused(f"{failed}: {exc}") from exc
+
+
 # --- titan run ------------------------------------------------------------------
 
 
@@ -238,12 +253,7 @@ def _role_order(role: str) -> tuple[int, str]:
 
 def cmd_status(args: argparse.Namespace) -> int:
     config = _config(args)
-    try:
-        reply = control_request(config.data_dir, {"cmd": "status"})
-    except EngineNotRunning as exc:
-        return _fail(str(exc))
-    except ControlError as exc:
-        return _fail(f"status failed: {exc}")
+    reply = _ask(config.data_dir, {"cmd": "status"}, "status failed")
     reply.pop("ok", None)
     if args.json:
         print(json.dumps(reply, indent=2))
@@ -263,12 +273,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     config = _config(args)
-    try:
-        control_request(config.data_dir, {"cmd": "stop"})
-    except EngineNotRunning as exc:
-        return _fail(str(exc))
-    except ControlError as exc:
-        return _fail(f"stop failed: {exc}")
+    _ask(config.data_dir, {"cmd": "stop"}, "stop failed")
     # The control socket closes early; the engine is gone when it lets go of
     # its data-dir lock (the kernel drops it when the process exits).
     lock = config.data_dir / "run" / "titan.lock"
@@ -342,12 +347,7 @@ def cmd_trading_state(args: argparse.Namespace) -> int:
     mode = args.mode if args.command == "halt" else "ACTIVE"
     request = {"cmd": "trading_state", "mode": mode, "scope": args.scope, "reason": args.reason,
                "operator": args.operator}
-    try:
-        reply = control_request(config.data_dir, request)
-    except EngineNotRunning as exc:
-        return _fail(str(exc))
-    except ControlError as exc:
-        return _fail(f"{args.command} failed: {exc}")
+    reply = _ask(config.data_dir, request, f"{args.command} failed")
     reply.pop("ok", None)
     print(json.dumps(reply))
     return 0
@@ -382,12 +382,7 @@ def cmd_risk_check(args: argparse.Namespace) -> int:
     for key in ("price", "exchange", "strategy_id"):
         if getattr(args, key) is not None:
             order[key] = getattr(args, key)
-    try:
-        reply = control_request(config.data_dir, {"cmd": "risk_check", "order": order})
-    except EngineNotRunning as exc:
-        return _fail(str(exc))
-    except ControlError as exc:
-        return _fail(f"risk check: {exc}")
+    reply = _ask(config.data_dir, {"cmd": "risk_check", "order": order}, "risk check")
     if args.json:
         reply.pop("ok", None)
         print(json.dumps(reply, indent=2))
@@ -401,27 +396,19 @@ def cmd_risk_check(args: argparse.Namespace) -> int:
 
 def cmd_risk_reload(args: argparse.Namespace) -> int:
     config = _config(args)
-    try:
-        reply = control_request(config.data_dir, {"cmd": "risk_reload"})
-    except EngineNotRunning as exc:
-        return _fail(str(exc))
-    except ControlError as exc:
-        return _fail(f"risk reload refused, the old policy stays: {exc}")
+    reply = _ask(config.data_dir, {"cmd": "risk_reload"}, "risk reload refused, the old policy stays")
     print(json.dumps(reply["policy"], indent=2))
     return 0
 
 
 def _actors(args: argparse.Namespace, prefix: str) -> list[dict[str, Any]]:
     """The running engine's actors whose role starts with `prefix`."""
-    status = control_request(_config(args).data_dir, {"cmd": "status"})
+    status = _ask(_config(args).data_dir, {"cmd": "status"}, "status failed")
     return [a for a in status["actors"] if a["role"].startswith(prefix)]
 
 
 def cmd_venues(args: argparse.Namespace) -> int:
-    try:
-        actors = _actors(args, "venue:")
-    except EngineNotRunning as exc:
-        return _fail(str(exc))
+    actors = _actors(args, "venue:")
     rows = [_venue_row(a) for a in actors]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -453,10 +440,7 @@ def _venue_row(actor: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_positions(args: argparse.Namespace) -> int:
-    try:
-        actors = _actors(args, "position:")
-    except EngineNotRunning as exc:
-        return _fail(str(exc))
+    actors = _actors(args, "position:")
     rows = [(a["detail"]["symbol"], venue,
              {**view, "reconciled": (a["detail"].get("reconciled") or {}).get(venue)})
             for a in actors for venue, view in a["detail"].get("venues", {}).items()]
@@ -672,6 +656,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    except _Refused as exc:
+        return _fail(str(exc))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ class _DurableQueue:
                 seq, dest, item = self._load(value)
                 self.pending[seq] = (dest, item)
         self._sent_at: dict[int, float] = {}
+        self._unsent: list[int] = sorted(self.pending)  # for `push_new`, oldest first
 
     def _key(self, seq: int) -> bytes:
         return self._item_prefix + f"{seq:016d}".encode()
@@ -61,24 +62,37 @@ class _DurableQueue:
         seq = self.next_seq
         self.next_seq += 1
         self.pending[seq] = (dest, item)
+        self._unsent.append(seq)
         return [(self._key(seq), stored), (self._next_key, str(self.next_seq).encode())]
 
     def push_new(self, actor: Any) -> int:
-        """Send the items never sent yet (the base does it after each handler)."""
-        if len(self._sent_at) >= len(self.pending):
+        """Send the items added since the last call (the base does it after
+        each handler): no look at the rest of the queue, however long."""
+        if not self._unsent:
             return 0
-        return self.push(actor, resend_after_s=float("inf"))
+        seqs, self._unsent = self._unsent, []
+        return self._send(actor, [seq for seq in seqs if seq in self.pending and seq not in self._sent_at])
 
     def push(self, actor: Any, *, resend_after_s: float = 0.0, only: str | None = None) -> int:
         """Send what is not acknowledged (sent more than `resend_after_s` ago,
         or never), oldest first, batched per receiver; returns how many."""
         now = time.monotonic()
+        due = [
+            seq
+            for seq, (dest, _item) in sorted(self.pending.items())
+            if (only is None or dest == only)
+            and (seq not in self._sent_at or now - self._sent_at[seq] >= resend_after_s)
+        ]
+        return self._send(actor, due)
+
+    def _send(self, actor: Any, seqs: list[int]) -> int:
+        """Tell each receiver its items, in batches; one a receiver cannot be
+        told (no address yet) waits for the timer or the directory."""
+        now = time.monotonic()
         by_dest: dict[str, list[tuple[int, Any]]] = {}
-        for seq, (dest, item) in sorted(self.pending.items()):
-            if only is not None and dest != only:
-                continue
-            if seq not in self._sent_at or now - self._sent_at[seq] >= resend_after_s:
-                by_dest.setdefault(dest, []).append((seq, item))
+        for seq in seqs:
+            dest, item = self.pending[seq]
+            by_dest.setdefault(dest, []).append((seq, item))
         sent = 0
         for dest, items in by_dest.items():
             for start in range(0, len(items), BATCH):

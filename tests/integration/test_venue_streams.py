@@ -36,15 +36,9 @@ def _quiet(venue: Venue, for_s: float = 0.7) -> None:
 
 
 def _subscribed(venue: Venue) -> bool:
-    """The fake pushes to a connection of this account: authenticated, and on
-    Bybit subscribed to both topics the adapter follows."""
+    """The fake pushes this account's changes to a connection of the engine."""
     assert venue.fake.stream is not None
-    return any(
-        c.state.get("market")
-        or c.state.get("topics", set()) >= {"order", "execution"}
-        or (c.state.get("authed") and venue.exchange == "mexc")
-        for c in venue.fake.stream.connections
-    )
+    return any(venue.fake.ws_following(c) for c in venue.fake.stream.connections)
 
 
 @contextmanager

@@ -105,6 +105,9 @@ class FakeBinance(FakeExchange):
         conn.state["market"] = "spot"
         return [{"id": request_id, "status": 200, "result": {"subscriptionId": 0}}]
 
+    def ws_following(self, conn: StreamConnection) -> bool:
+        return "market" in conn.state
+
     def ws_events(self, conn: StreamConnection, kind: str, item: Any) -> list[Any]:
         order = item.order if kind == "trade" else item
         filling = kind == "order" and order.status in ("partially_filled", "filled")

@@ -89,6 +89,9 @@ class FakeBybit(FakeExchange):
             return [answer]
         return [{**answer, "success": False, "ret_msg": "error:invalid op"}]
 
+    def ws_following(self, conn: StreamConnection) -> bool:
+        return conn.state.get("topics", set()) >= {"order", "execution"}
+
     def ws_events(self, conn: StreamConnection, kind: str, item: Any) -> list[Any]:
         topic = {"trade": "execution", "order": "order"}[kind]
         if topic not in conn.state.get("topics", ()):

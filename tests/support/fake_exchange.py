@@ -275,6 +275,10 @@ class FakeExchange:
         """What `conn` is pushed when an order or a trade ("order", "trade") changed."""
         return []
 
+    def ws_following(self, conn: StreamConnection) -> bool:
+        """`conn` is authenticated and pushed every order and trade change."""
+        return False
+
     def ws_signed(self, good: bool) -> None:
         with self.lock:
             self.ws_logins["ok" if good else "bad"] += 1

@@ -90,6 +90,9 @@ class FakeMexc(FakeExchange):
             return [{"channel": "rs.error", "data": "invalid sign"}]
         return [{"channel": "rs.login", "data": "success"}]
 
+    def ws_following(self, conn: StreamConnection) -> bool:
+        return bool(conn.state.get("authed"))
+
     def ws_events(self, conn: StreamConnection, kind: str, item: Any) -> list[Any]:
         order = item.order if kind == "trade" else item
         if not conn.state.get("authed") or order.market != "linear":
