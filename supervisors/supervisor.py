@@ -102,6 +102,8 @@ class _Child:
 class Supervisor(TitanActor):
     """See the module docstring."""
 
+    OWN_LOOP = False  # it forks its children: no thread of its own
+
     def on_start(self) -> None:
         cfg = self.config
         self.strategy = cfg.get("strategy", "one_for_one")

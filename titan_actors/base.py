@@ -22,7 +22,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import select
 import signal
 import socket
 import time
@@ -41,6 +40,7 @@ from thespian.actors import (
     WatchMessage,
 )
 
+from titan_actors.actorloop import ActorLoop
 from titan_actors.lanes import LaneHub
 from titan_actors.messages import (
     ChildStarted,
@@ -100,8 +100,9 @@ class TitanActor(Actor):
 
     #: Roles this actor talks to (a name ending in ":" is a prefix), shown in status.
     needs: tuple[str, ...] = ()
-    #: The longest an actor keeps serving its own fds before it returns to thespian.
-    HOT_LOOP_S = 0.002
+    #: Serve lanes, sockets and timers on an `ActorLoop` thread. An actor that
+    #: forks (`createActor`: the supervisors) must not: fork after threads.
+    OWN_LOOP = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -122,23 +123,49 @@ class TitanActor(Actor):
         self._armed: set[str] = set()
         self.outbox: Outbox | None = None
         self.deliveries: Deliveries | None = None
+        self._loop: ActorLoop | None = None
 
     # --- thespian entry point -------------------------------------------------
 
     def receiveMessage(self, msg: Any, sender: Any) -> ThespianWatch | None:
-        try:
-            self._receive(msg, sender)
-            if self.outbox is not None:
-                self.outbox.push_new(self)
-            if self.deliveries is not None:
-                self.deliveries.push_new(self)
-            self._flush_lanes()
-        except Exception:
-            self._crash(msg)
+        loop = self._loop
+        if loop is None:
+            self._handle_guarded(msg, sender)
+            if self._loop is not None:  # Init made it: it starts once Init's work is done
+                self._loop.start()
+        elif isinstance(msg, ActorExitRequest):
+            loop.run_deferred()
+            loop.stop()  # no handler runs on the loop past this point
+            self._loop = None
+            self._handle_guarded(msg, sender)
+        elif not isinstance(msg, WatchMessage):  # the one fd thespian watches for us is the loop's
+            with loop.lock:
+                self._handle_guarded(msg, sender)
+            loop.poke()  # the handler may have set timers or opened fds
+        loop = self._loop
+        if loop is not None:
+            loop.run_deferred()
+            return ThespianWatch([loop.thespian_fd()])
         if self.lanes is None:
             return None
         # Returned from every handler: a watch that is not re-armed is dropped.
         return ThespianWatch(self._watched())
+
+    def _handle_guarded(self, msg: Any, sender: Any) -> None:
+        try:
+            self._receive(msg, sender)
+            self._after_handlers()
+        except Exception:
+            self._crash(msg)
+
+    def _after_handlers(self) -> None:
+        if self.started_at:
+            self.end_of_batch()
+        if self.outbox is not None:
+            self.outbox.push_new(self)
+        if self.deliveries is not None:
+            self.deliveries.push_new(self)
+        self._flush_lanes()
 
     def _receive(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, Init):
@@ -204,6 +231,9 @@ class TitanActor(Actor):
         set_process_name(f"t:{init.role}")
         self.parent, self.restarts = sender, init.restarts
         self.lanes = LaneHub(engine_id=init.engine.engine_id, role=init.role)
+        if self.OWN_LOOP:
+            self._loop = ActorLoop(name=init.role, fds=self._watched, serve=self._serve_ready,
+                                   fire=self._on_timer, after_wake=self._after_wake, crash=self._crash)
         if init.directory is not None:
             self._apply_directory(init.directory, notify=False)
         self.on_start()
@@ -267,10 +297,11 @@ class TitanActor(Actor):
                 self.lanes = None
 
     def _crash(self, msg: Any) -> None:
-        """Let it crash: record what failed where a dying process can still
-        write it, then exit so the supervisor restarts us."""
+        """Let it crash: record what failed (a message, or what the loop was
+        doing) where a dying process can still write it, then exit so the
+        supervisor restarts us."""
         text = traceback.format_exc()
-        what = type(msg).__name__
+        what = msg if isinstance(msg, str) else type(msg).__name__
         line = f"{time.time():.3f} pid={os.getpid()} role={self.role or '?'} message={what}\n{text}"
         try:
             if self.engine is not None:
@@ -318,7 +349,7 @@ class TitanActor(Actor):
         not in the directory (nothing was sent).
         """
         if not isinstance(peer, str):
-            self.send(peer, msg)
+            self._send_thespian(peer, msg)
             return True
         target = self.directory.get(peer)
         if target is None:
@@ -333,30 +364,20 @@ class TitanActor(Actor):
             and self.lanes.send(target.role, target.lane, msg)
         ):
             return True
-        self.send(target.address, msg)
+        self._send_thespian(target.address, msg)
         return True
+
+    def _send_thespian(self, address: Any, msg: Any) -> None:
+        """Thespian's transport belongs to its thread: from the loop, hand it over."""
+        if self._loop is not None and self._loop.in_loop():
+            self._loop.defer(self.send, address, msg)
+        else:
+            self.send(address, msg)
 
     # --- sockets and timers -----------------------------------------------------
 
     def _on_watch_message(self, msg: WatchMessage) -> None:
-        """Handle the ready fds, then keep serving our own fds for a moment.
-
-        Thespian rebuilds an epoll set of every fd on each wake (measured: over
-        half of a busy gateway's CPU), so a burst, or a reply we are waiting
-        for, is served here without going back to it: poll again at once, or
-        wait up to `hot_wait_s()` while we expect a reply. Bounded by
-        `HOT_LOOP_S` so thespian's own messages are never starved."""
         self._serve_ready(list(msg.ready))
-        deadline = time.monotonic() + self.HOT_LOOP_S
-        while time.monotonic() < deadline:
-            self._flush_lanes()
-            self.before_wait()
-            fds = self._watched()
-            wait = max(0.0, min(self.hot_wait_s(), deadline - time.monotonic()))
-            ready, _, _ = select.select(fds, [], [], wait)
-            if not ready:
-                return
-            self._serve_ready(ready)
 
     def _serve_ready(self, ready: list[int]) -> None:
         if self.lanes is not None:
@@ -370,8 +391,14 @@ class TitanActor(Actor):
     def _watched(self) -> list[int]:
         return (self.lanes.fds() if self.lanes is not None else []) + self.watch_fds()
 
+    def _after_wake(self) -> None:
+        self.before_wait()
+        self._after_handlers()
+
     def _on_wakeup_message(self, msg: WakeupMessage) -> None:
-        payload = msg.payload
+        self._on_timer(msg.payload)
+
+    def _on_timer(self, payload: Any) -> None:
         if payload == _FLUSH:
             self._flush_pending = False
         elif payload == _OUTBOX_TICK:
@@ -386,7 +413,10 @@ class TitanActor(Actor):
 
     def after(self, seconds: float, payload: Any) -> None:
         """Deliver `payload` to `on_wakeup` in about `seconds`."""
-        self.wakeupAfter(timedelta(seconds=seconds), payload=payload)
+        if self._loop is not None:
+            self._loop.after(seconds, payload)
+        else:
+            self.wakeupAfter(timedelta(seconds=seconds), payload=payload)
 
     def _flush_lanes(self) -> None:
         if self.lanes is None or self.lanes.flush() or self._flush_pending:
@@ -500,10 +530,8 @@ class TitanActor(Actor):
         """Extra fds to watch besides the lanes."""
         return []
 
-    def hot_wait_s(self) -> float:
-        """How long to wait on our fds after serving them (0: just poll).
-        An actor that awaits a reply it asked for returns a short time."""
-        return 0.0
+    def end_of_batch(self) -> None:
+        """The messages that arrived together are handled: send what sums them up."""
 
     def before_wait(self) -> None:
         """Write out what is queued on the actor's own sockets before waiting."""

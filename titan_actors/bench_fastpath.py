@@ -60,7 +60,7 @@ def _echo_server(path: str, secret: bytes, ready: Any) -> None:
                 readers[conn] = FrameReader()
                 sel.register(conn, selectors.EVENT_READ)
                 continue
-            data = sock.recv(262144)
+            data = sock.recv(65536)
             if not data:
                 sel.unregister(sock)
                 readers.pop(sock).feed(b"")

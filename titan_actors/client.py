@@ -154,7 +154,7 @@ class FastPathClient:
         assert self.sock is not None, "connect() first"
         self.sock.settimeout(max(deadline - time.monotonic(), 0.001))
         try:
-            data = self.sock.recv(262144)
+            data = self.sock.recv(65536)
         except TimeoutError:
             return
         except ConnectionResetError:

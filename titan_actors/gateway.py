@@ -167,12 +167,9 @@ class IpcGateway(TitanActor):
     def watch_fds(self) -> list[int]:
         return [self.server.fileno(), *self.conns]
 
-    def hot_wait_s(self) -> float:
-        # A routed request's answer usually comes back within a millisecond:
-        # wait for it here rather than through thespian's loop.
-        return 0.001 if self.pending else 0.0
-
     def before_wait(self) -> None:
+        # Replies go out once per wake, after everything that arrived with them:
+        # one write per connection, however many replies.
         self._flush_all()
 
     def on_watch(self, fd: int) -> None:
@@ -180,7 +177,6 @@ class IpcGateway(TitanActor):
             self._accept()
         elif fd in self.conns:
             self._read(self.conns[fd])
-        self._flush_all()
 
     def _accept(self) -> None:
         while True:
@@ -195,7 +191,7 @@ class IpcGateway(TitanActor):
 
     def _read(self, conn: _Conn) -> None:
         try:
-            data = conn.sock.recv(262144)
+            data = conn.sock.recv(65536)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -368,7 +364,6 @@ class IpcGateway(TitanActor):
             self.trading_state = msg.states.get("global", "ACTIVE")
         else:
             super().handle(msg, sender)
-        self._flush_all()
 
     def _on_outcome(self, msg: Any) -> None:
         self.crash_point(f"gateway.before_persist.{msg.command}")

@@ -38,7 +38,7 @@ _HEADER = struct.Struct(">I")
 _PEERCRED = struct.Struct("3i")
 MAX_FRAME = 64 * 1024 * 1024
 MAX_PENDING = 32 * 1024 * 1024
-_READ_CHUNK = 1024 * 1024
+_READ_CHUNK = 64 * 1024  # under malloc's mmap threshold: no mmap/munmap per read
 
 
 def lane_name(engine_id: str, pid: int) -> str:

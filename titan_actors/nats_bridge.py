@@ -46,6 +46,7 @@ import orjson
 from titan_actors.aiohost import AsyncHost
 from titan_actors.base import TitanActor, count_boot
 from titan_actors.domain.signals import Refusal, parse_intent
+from titan_actors.jetstream import AckedPublisher
 from titan_actors.messages import (
     CancelByNats,
     CommandReply,
@@ -135,6 +136,7 @@ class NatsBridge(TitanActor):
         self.last_error = ""
         self.nc: Any = None
         self.js: Any = None
+        self.publisher: AckedPublisher | None = None
         self._latest: dict[str, PriceUpdate] = {}
         self._flush_scheduled = False
         self.aio = AsyncHost(name="titan-nats")
@@ -161,11 +163,13 @@ class NatsBridge(TitanActor):
                 delay = min(delay * 2, 5.0)
         js = nc.jetstream()
         await self._ensure_stream(js)
+        publisher = AckedPublisher(nc, on_results=lambda results: self.aio.post(self._on_published, results))
+        await publisher.start()
         for subject in subjects.COMMANDS:
             await nc.subscribe(subject, queue="titan", cb=self._on_command_msg)
         await nc.subscribe(f"{subjects.MARKET_TICKER}.*", cb=self._on_ticker_msg)
         await nc.subscribe(f"{subjects.MARKET_BOOK}.*", cb=self._on_book_msg)
-        return nc, js
+        return nc, js, publisher
 
     async def _ensure_stream(self, js: Any) -> None:
         from nats.js.api import StorageType, StreamConfig
@@ -189,7 +193,7 @@ class NatsBridge(TitanActor):
     def _on_connected(self, result: Any, error: BaseException | None) -> None:
         if error is not None:
             raise error
-        self.nc, self.js = result
+        self.nc, self.js, self.publisher = result
         self.connected = True
         self.connects += 1
         log.info("nats bridge connected to %s", self.config["url"])
@@ -255,38 +259,32 @@ class NatsBridge(TitanActor):
             self._publish_unsent()
 
     def _publish_unsent(self) -> None:
-        if not self.connected or self.js is None:
+        if not self.connected or self.publisher is None:
             return
         keys = sorted(k for k in self.unsent if k not in self.inflight)
         for start in range(0, len(keys), _PUBLISH_CHUNK):
             chunk = keys[start:start + _PUBLISH_CHUNK]
             self.inflight.update(chunk)
-            batch = [(k, self.unsent[k]) for k in chunk]
-            self.aio.submit(self._publish(batch), lambda result, error, chunk=chunk:
-                            self._on_published(chunk, result, error))
+            items = [(k, e.subject, e.envelope(), {"Nats-Msg-Id": e.event_id})
+                     for k, e in ((k, self.unsent[k]) for k in chunk)]
+            self.aio.submit(self.publisher.publish(items), lambda _result, error, chunk=chunk:
+                            error is not None and self._publish_failed(chunk, error))
 
-    async def _publish(self, batch: list[tuple[bytes, Event]]) -> list[bool]:
-        js = self.js
-
-        async def one(event: Event) -> bool:
-            await js.publish(event.subject, event.envelope(), timeout=5,
-                             headers={"Nats-Msg-Id": event.event_id})
-            return True
-
-        results = await asyncio.gather(*(one(e) for _k, e in batch), return_exceptions=True)
-        return [r is True for r in results]
-
-    def _on_published(self, chunk: list[bytes], result: list[bool] | None,
-                      error: BaseException | None) -> None:
+    def _publish_failed(self, chunk: list[bytes], error: BaseException) -> None:
+        """Not even handed to the connection: the next tick tries again."""
         self.inflight.difference_update(chunk)
-        if error is not None or result is None:
-            self.counts["publish_errors"] += len(chunk)
-            self.last_error = f"publish: {error!r}"
-            return
-        acked = [k for k, ok in zip(chunk, result, strict=True) if ok]
-        self.counts["publish_errors"] += len(chunk) - len(acked)
-        for key in acked:
-            self.unsent.pop(key, None)
+        self.counts["publish_errors"] += len(chunk)
+        self.last_error = f"publish: {error!r}"
+
+    def _on_published(self, results: list[tuple[bytes, str | None]]) -> None:
+        acked = []
+        for key, error in results:
+            self.inflight.discard(key)
+            if error is not None:
+                self.counts["publish_errors"] += 1
+                self.last_error = f"publish: {error}"
+            elif self.unsent.pop(key, None) is not None:
+                acked.append(key)
         if acked:
             self.store.write_batch((), deletes=acked)
             self.counts["published"] += len(acked)
@@ -297,6 +295,8 @@ class NatsBridge(TitanActor):
         now = time.monotonic()
         if self.connected and self.unsent and now - getattr(self, "_last_republish", 0.0) >= _REPUBLISH_S:
             self._last_republish = now
+            if self.inflight and self.publisher is not None:
+                self.aio.loop.call_soon_threadsafe(self.publisher.sweep)  # answers lost in a reconnect
             self._publish_unsent()
         for corr, (_reply_to, deadline) in list(self.waiting.items()):
             if deadline <= now:

@@ -97,6 +97,7 @@ class PositionActor(TitanActor):
         self.interval_s = float(self.config.get("reconcile_interval_s", 30.0))
         self.reconciled: dict[str, dict[str, Any]] = {}  # since this start: fail closed until then
         self._reported_drift: dict[str, tuple[float, float]] = {}
+        self._snapshot_due = False
         self.after(_SNAPSHOT_EVERY_S, _SNAPSHOT_TICK)
         self.after(0.0, _RECONCILE)
 
@@ -219,7 +220,14 @@ class PositionActor(TitanActor):
             writes += self.outbox.emit(subjects.TRADE_CLOSED, "TradeClosed", self.symbol,
                                        self._closed_trade(venue, closed, report))
         self._commit(writes)
-        self.tell("risk", self.snapshot())
+        self._snapshot_due = True
+
+    def end_of_batch(self) -> None:
+        # State over deltas: the reports that arrived together move the risk
+        # guard's view once.
+        if self._snapshot_due:
+            self._snapshot_due = False
+            self.tell("risk", self.snapshot())
 
     def _commit(self, writes: list[tuple[bytes, bytes]]) -> None:
         """One batch: `writes`, the state, and the accounted orders changed since the last."""
