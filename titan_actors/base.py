@@ -73,6 +73,10 @@ CRASH_EXIT_CODE = 70
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 _FLUSH = "titan:flush-lanes"
+_LAZY_FLUSH = "titan:flush-lazy"
+#: How long a message that is not urgent (acknowledgements, events on their way
+#: to NATS, deliveries to position actors) may wait to share a write with others.
+LAZY_S = 0.005
 _OUTBOX_TICK = "titan:outbox"
 _OUTBOX_RESEND_S = 1.0
 _RELAY_TIMEOUT = "titan:relay-timeout"
@@ -117,6 +121,7 @@ class TitanActor(Actor):
         self.lanes: LaneHub | None = None
         self._roles_by_address: dict[Any, str] = {}
         self._flush_pending = False
+        self._lazy_armed = False
         self._relays: dict[str, tuple[Any, str]] = {}
         self._flood: dict[str, Any] = {}
         self._stores: list[Store] = []
@@ -195,7 +200,7 @@ class TitanActor(Actor):
         elif isinstance(msg, Deliver):
             for _seq, item in msg.items:
                 self._dispatch(item, sender, transport)
-            self.tell(sender, Delivered(msg.source, tuple(seq for seq, _item in msg.items)))
+            self.tell(sender, Delivered(msg.source, tuple(seq for seq, _item in msg.items)), urgent=False)
         elif isinstance(msg, GetDirectory):
             self.tell(sender, self.directory, via="thespian")
         elif isinstance(msg, Ping):
@@ -292,8 +297,7 @@ class TitanActor(Actor):
                 store.close()
             self._stores.clear()
             if self.lanes is not None:
-                self.lanes.flush()
-                self.lanes.close()
+                self.lanes.close()  # writes what is queued, urgent or not
                 self.lanes = None
 
     def _crash(self, msg: Any) -> None:
@@ -341,12 +345,13 @@ class TitanActor(Actor):
         self._flush_lanes()
         return sent
 
-    def tell(self, peer: Any, msg: Any, *, via: str = "lane") -> bool:
+    def tell(self, peer: Any, msg: Any, *, via: str = "lane", urgent: bool = True) -> bool:
         """Send `msg` to a role (through the directory) or to a thespian address.
 
         Over a FastLane when `via="lane"` and the peer is on this host with a
-        lane that opens, else over thespian. Returns False when the role is
-        not in the directory (nothing was sent).
+        lane that opens, else over thespian. A message that is not `urgent`
+        may wait up to `LAZY_S` on its lane to share a write with others.
+        Returns False when the role is not in the directory (nothing was sent).
         """
         if not isinstance(peer, str):
             self._send_thespian(peer, msg)
@@ -361,7 +366,7 @@ class TitanActor(Actor):
             and self.engine is not None
             and target.host == self.engine.host
             and self.lanes is not None
-            and self.lanes.send(target.role, target.lane, msg)
+            and self.lanes.send(target.role, target.lane, msg, urgent=urgent)
         ):
             return True
         self._send_thespian(target.address, msg)
@@ -401,6 +406,9 @@ class TitanActor(Actor):
     def _on_timer(self, payload: Any) -> None:
         if payload == _FLUSH:
             self._flush_pending = False
+        elif payload == _LAZY_FLUSH:
+            self._lazy_armed = False
+            self._flush_lanes(lazy_too=True)
         elif payload == _OUTBOX_TICK:
             for queue in (self.outbox, self.deliveries):
                 if queue is not None:
@@ -418,12 +426,16 @@ class TitanActor(Actor):
         else:
             self.wakeupAfter(timedelta(seconds=seconds), payload=payload)
 
-    def _flush_lanes(self) -> None:
-        if self.lanes is None or self.lanes.flush() or self._flush_pending:
+    def _flush_lanes(self, *, lazy_too: bool = False) -> None:
+        if self.lanes is None:
             return
-        # The peer's socket buffer is full: try again shortly, keep serving meanwhile.
-        self._flush_pending = True
-        self.after(0.001, _FLUSH)
+        if not self.lanes.flush(lazy_too=lazy_too) and not self._flush_pending:
+            # The peer's socket buffer is full: try again shortly, keep serving meanwhile.
+            self._flush_pending = True
+            self.after(0.001, _FLUSH)
+        if not self._lazy_armed and self.lanes.holding():
+            self._lazy_armed = True
+            self.after(LAZY_S, _LAZY_FLUSH)
 
     # --- status -----------------------------------------------------------------
 

@@ -61,12 +61,13 @@ class _Inbound:
 
 
 class _Outbound:
-    __slots__ = ("buf", "name", "sock")
+    __slots__ = ("buf", "name", "sock", "urgent")
 
     def __init__(self, sock: socket.socket, name: str) -> None:
         self.sock = sock
         self.name = name
         self.buf = bytearray()
+        self.urgent = False
 
 
 class LaneHub:
@@ -168,11 +169,14 @@ class LaneHub:
 
     # --- sending --------------------------------------------------------------
 
-    def send(self, role: str, name: str, msg: Any) -> bool:
+    def send(self, role: str, name: str, msg: Any, *, urgent: bool = True) -> bool:
         """Queue `msg` for the peer `role` listening on lane `name`.
 
-        Returns False (nothing queued) when no lane to that peer can be opened;
-        the caller then uses thespian.
+        An urgent message goes out with the next `flush()`; one that is not
+        waits for `flush(lazy_too=True)` or for an urgent one to the same peer
+        (fewer writes, fewer wake-ups of the peer). Returns False (nothing
+        queued) when no lane to that peer can be opened; the caller then uses
+        thespian.
         """
         out = self._outbound.get(role)
         if out is not None and out.name != name:
@@ -183,6 +187,7 @@ class LaneHub:
             if out is None:
                 return False
         out.buf += _frame(msg)
+        out.urgent = out.urgent or urgent
         self.sent += 1
         return True
 
@@ -199,13 +204,22 @@ class LaneHub:
         self._outbound[role] = out
         return out
 
-    def flush(self) -> bool:
-        """Write every queue; True when nothing is left pending."""
+    def flush(self, *, lazy_too: bool = False) -> bool:
+        """Write every queue holding an urgent message (every queue with
+        `lazy_too`); True when none of those is left part-written."""
         idle = True
         for role, out in list(self._outbound.items()):
-            if out.buf and not self._drain(role, out):
+            if not out.buf or not (out.urgent or lazy_too):
+                continue
+            if self._drain(role, out):
+                out.urgent = False
+            else:
                 idle = False
         return idle
+
+    def holding(self) -> bool:
+        """Whether anything (not urgent) waits to be written."""
+        return any(out.buf for out in self._outbound.values())
 
     def _drain(self, role: str, out: _Outbound) -> bool:
         try:
@@ -231,6 +245,7 @@ class LaneHub:
             out.sock.close()
 
     def close(self) -> None:
+        self.flush(lazy_too=True)
         for role in list(self._outbound):
             self.forget(role)
         for conn in list(self._inbound.values()):

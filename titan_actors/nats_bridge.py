@@ -254,7 +254,7 @@ class NatsBridge(TitanActor):
             self.store.write_batch(puts)
             self.counts["stored"] += len(puts)
         # Acknowledged whether new or seen: the producer may drop them now.
-        self.tell(sender, EventsStored(msg.source, tuple(e.seq for e in msg.events)))
+        self.tell(sender, EventsStored(msg.source, tuple(e.seq for e in msg.events)), urgent=False)
         if puts:
             self._publish_unsent()
 

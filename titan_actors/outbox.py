@@ -97,7 +97,7 @@ class _DurableQueue:
         for dest, items in by_dest.items():
             for start in range(0, len(items), BATCH):
                 batch = items[start:start + BATCH]
-                if not actor.tell(dest, self._message(batch)):
+                if not actor.tell(dest, self._message(batch), urgent=False):
                     break
                 for seq, _item in batch:
                     self._sent_at[seq] = now

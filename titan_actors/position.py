@@ -33,7 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections import OrderedDict
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -227,7 +227,7 @@ class PositionActor(TitanActor):
         # guard's view once.
         if self._snapshot_due:
             self._snapshot_due = False
-            self.tell("risk", self.snapshot())
+            self.tell("risk", self.snapshot(), urgent=False)
 
     def _commit(self, writes: list[tuple[bytes, bytes]]) -> None:
         """One batch: `writes`, the state, and the accounted orders changed since the last."""
@@ -291,7 +291,7 @@ class PositionActor(TitanActor):
 
     def _state(self) -> bytes:
         return orjson.dumps({
-            "version": self.version, "positions": {v: asdict(p) for v, p in self.positions.items()},
+            "version": self.version, "positions": self.positions,  # orjson writes dataclasses itself
             "open": self.open, "day": self.day,
             "realised_today": self.realised_today, "tags": self.tags,
         })
