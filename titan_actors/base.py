@@ -122,6 +122,7 @@ class TitanActor(Actor):
         self._roles_by_address: dict[Any, str] = {}
         self._flush_pending = False
         self._lazy_armed = False
+        self._acks: list[tuple[Any, Delivered]] = []
         self._relays: dict[str, tuple[Any, str]] = {}
         self._flood: dict[str, Any] = {}
         self._stores: list[Store] = []
@@ -166,6 +167,9 @@ class TitanActor(Actor):
     def _after_handlers(self) -> None:
         if self.started_at:
             self.end_of_batch()
+        acks, self._acks = self._acks, []
+        for sender, ack in acks:
+            self.tell(sender, ack, urgent=False)
         if self.outbox is not None:
             self.outbox.push_new(self)
         if self.deliveries is not None:
@@ -200,7 +204,9 @@ class TitanActor(Actor):
         elif isinstance(msg, Deliver):
             for _seq, item in msg.items:
                 self._dispatch(item, sender, transport)
-            self.tell(sender, Delivered(msg.source, tuple(seq for seq, _item in msg.items)), urgent=False)
+            # Acknowledged once the batch is handled, after `end_of_batch` (which
+            # may be where the receiver persists what it did with the items).
+            self._acks.append((sender, Delivered(msg.source, tuple(seq for seq, _item in msg.items))))
         elif isinstance(msg, GetDirectory):
             self.tell(sender, self.directory, via="thespian")
         elif isinstance(msg, Ping):
@@ -543,7 +549,8 @@ class TitanActor(Actor):
         return []
 
     def end_of_batch(self) -> None:
-        """The messages that arrived together are handled: send what sums them up."""
+        """The messages that arrived together are handled: persist and send
+        what sums them up. Deliveries are acknowledged after this returns."""
 
     def before_wait(self) -> None:
         """Write out what is queued on the actor's own sockets before waiting."""

@@ -87,6 +87,8 @@ class PositionActor(TitanActor):
         self.open: dict[str, dict[str, dict[str, Any]]] = state.get("open", {})
         self.accounted: OrderedDict[str, str] = OrderedDict()
         self._accounted_dirty: dict[str, str | None] = {}  # to persist with the next batch (None: delete)
+        self._batch: list[tuple[bytes, bytes]] = []  # the reports' writes, until end_of_batch
+        self._batch_fills: set[bytes] = set()
         self.day: str = state.get("day", _today())
         self.realised_today: float = state.get("realised_today", 0.0)
         self.tags: dict[str, list[Any]] = state.get("tags", {})
@@ -195,7 +197,8 @@ class PositionActor(TitanActor):
         venue, coid = report.exchange, report.client_order_id
         fill = report.last_fill
         fill_key = f"fill:{venue}:{fill['trade_id']}".encode() if fill else None
-        new_fill = fill_key is not None and self.store.get(fill_key) is None
+        new_fill = fill_key is not None and fill_key not in self._batch_fills \
+            and self.store.get(fill_key) is None
         changed_orders = self._track_order(report)
         if not new_fill and not changed_orders:
             return  # a repeat (re-driven delivery): nothing to do
@@ -213,24 +216,31 @@ class PositionActor(TitanActor):
             if report.strategy_id is not None or report.phase is not None:
                 self.tags[venue] = [report.strategy_id, report.phase]
             writes.append((fill_key, orjson.dumps(fill)))
+            self._batch_fills.add(fill_key)
         self.version += 1
         writes += self.outbox.emit(subjects.truth(self.symbol), "PositionChanged", self.symbol,
                                    self._truth(venue, cause=coid))
         if closed is not None:
             writes += self.outbox.emit(subjects.TRADE_CLOSED, "TradeClosed", self.symbol,
                                        self._closed_trade(venue, closed, report))
-        self._commit(writes)
+        self._batch += writes  # written by end_of_batch, before the reports are acknowledged
         self._snapshot_due = True
 
     def end_of_batch(self) -> None:
-        # State over deltas: the reports that arrived together move the risk
-        # guard's view once.
+        # The reports that arrived together are written in one batch and move
+        # the risk guard's view once (state over deltas).
+        if self._batch:
+            self._commit([])
         if self._snapshot_due:
             self._snapshot_due = False
             self.tell("risk", self.snapshot(), urgent=False)
 
     def _commit(self, writes: list[tuple[bytes, bytes]]) -> None:
-        """One batch: `writes`, the state, and the accounted orders changed since the last."""
+        """One batch: the reports' writes not yet written, `writes`, the state,
+        and the accounted orders changed since the last."""
+        writes = self._batch + writes
+        self._batch = []
+        self._batch_fills.clear()
         deletes = []
         for coid, status in self._accounted_dirty.items():
             if status is None:
