@@ -3,8 +3,12 @@ socket watching, the address directory and the FastLanes.
 
 Subclasses implement `on_start()` (may raise: that is a failure at start),
 `handle(msg, sender)` for their own messages, and optionally `on_stop()`,
-`on_directory()`, `on_watch(fd)`, `on_wakeup(payload)`, `status_detail()`
-and `watch_fds()`.
+`on_directory()`, `on_watch(fd)`, `on_wakeup(payload)`, `status_detail()`,
+`watch_fds()`, `before_wait()` and `end_of_batch()`.
+
+Lanes, the actor's own fds and its timers are served by an `ActorLoop`
+thread (`OWN_LOOP`, all but the supervisors); thespian's thread delivers the
+control plane. Handlers run under the loop's lock either way.
 
 `sender` in `handle` is the peer's role (a `str`) when the peer is one of
 ours, whichever transport the message came by, else the thespian address of

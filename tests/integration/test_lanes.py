@@ -67,6 +67,33 @@ def test_a_lane_carries_a_frame_larger_than_the_socket_buffer() -> None:
         b.close()
 
 
+def test_a_message_that_is_not_urgent_waits_for_a_lazy_flush_or_an_urgent_one_to_the_same_peer() -> None:
+    a, b = _hubs()
+    try:
+        assert a.send("b", b.name, Ping("ack-1"), urgent=False)
+        assert a.flush() and a.holding()
+        assert _receive(b, 1, timeout=0.2) == []  # held back
+        assert a.send("b", b.name, Ping("reply"))  # urgent: takes what waited along, in order
+        assert a.flush() and not a.holding()
+        assert [m.req_id for m, _ in _receive(b, 2)] == ["ack-1", "reply"]
+        assert a.send("b", b.name, Ping("ack-2"), urgent=False)
+        assert a.flush(lazy_too=True) and not a.holding()
+        assert [m.req_id for m, _ in _receive(b, 1)] == ["ack-2"]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_closing_a_hub_writes_what_was_held_back() -> None:
+    a, b = _hubs()
+    try:
+        assert a.send("b", b.name, Ping("last"), urgent=False)
+        a.close()
+        assert [m.req_id for m, _ in _receive(b, 1)] == ["last"]
+    finally:
+        b.close()
+
+
 def test_sending_to_a_peer_that_is_gone_answers_false_so_the_caller_uses_thespian() -> None:
     a, b = _hubs()
     name = b.name
