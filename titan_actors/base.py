@@ -24,6 +24,7 @@ called twice, then `PoisonMessage`) never happens.
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -256,6 +257,7 @@ class TitanActor(Actor):
         self.started_at = time.time()
         if self.state == "starting":
             self.state = "running"
+        gc.freeze()  # what start built lives as long as we do: full collections need not scan it
         self.send(sender, ChildStarted(self.my_peer(), self.started_at))
 
     def my_peer(self) -> Peer:
