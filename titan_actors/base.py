@@ -170,6 +170,8 @@ class TitanActor(Actor):
             self._crash(msg)
 
     def _after_handlers(self) -> None:
+        if self.lanes is None:
+            return  # not started, or stopped: nothing of ours to finish
         if self.started_at:
             self.end_of_batch()
         acks, self._acks = self._acks, []
@@ -303,6 +305,7 @@ class TitanActor(Actor):
 
     def _shutdown(self) -> None:
         try:
+            self._after_handlers()  # what the last batch left: written, acknowledged, sent
             self.on_stop()
         finally:
             for store in self._stores:

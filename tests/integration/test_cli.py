@@ -38,6 +38,10 @@ def test_titan_run_prints_where_things_are_and_titan_status_shows_the_tree(engin
 def test_sigterm_stops_the_tree_in_reverse_order_and_leaves_no_process(tmp_path: Path) -> None:
     engine = RunningEngine(tmp_path).start()
     try:
+        with engine.client() as client:  # work in flight at the stop: batches to finish, acks to send
+            for i in range(5):
+                client.prepare(f"stop-{i}", "BTCUSDT", "buy", 0.001)
+                assert client.confirm(f"stop-{i}")["type"] == "ACCEPTED"
         pids = engine.pids()
         nats_pid = engine.status()["nats_pid"]
         engine.proc.send_signal(signal.SIGTERM)
@@ -47,6 +51,7 @@ def test_sigterm_stops_the_tree_in_reverse_order_and_leaves_no_process(tmp_path:
         assert pgid_members(engine.info["actors_pgid"]) == []
         assert not (engine.data_dir / "run" / "engine.json").exists()
         assert "titan: stopped" in engine.output()
+        assert not (engine.data_dir / "logs" / "crash.log").exists(), "an actor crashed on its way out"
     finally:
         engine.kill_all()
     assert engine.leftovers() == []
