@@ -173,6 +173,35 @@ def _memory_kb(pids: list[int]) -> dict[str, int]:
     return {"processes": len(pids), "rss_kb": rss, "pss_kb": pss}
 
 
+# --- CPU -------------------------------------------------------------------------------
+
+
+def _cpu_ticks(pids: list[int]) -> dict[int, tuple[str, int]]:
+    """pid → (process name, user + system clock ticks so far)."""
+    out = {}
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, PermissionError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2:].split()
+            out[pid] = (name, int(fields[11]) + int(fields[12]))  # utime, stime
+    return out
+
+
+def _cpu_per_signal(before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]],
+                    driver_s: float, signals: int) -> dict[str, float]:
+    """µs of CPU per signal by process name (actors as `t:<role>`), plus the
+    load generator; a process that restarted meanwhile counts from zero."""
+    hz = os.sysconf("SC_CLK_TCK")
+    per: dict[str, float] = {}
+    for pid, (name, ticks) in after.items():
+        spent = ticks - before.get(pid, (name, 0))[1]
+        per[name] = per.get(name, 0.0) + spent / hz
+    per["load generator"] = driver_s
+    n = max(signals, 1)
+    return {name: seconds * 1e6 / n for name, seconds in sorted(per.items(), key=lambda kv: -kv[1])}
+
+
 # --- the command ------------------------------------------------------------------------
 
 
@@ -204,12 +233,14 @@ def run_fastpath_bench(*, rate: float | None, duration: float, connections: int,
         # Warm-up: imports, stores, lanes.
         asyncio.run(_drive(socket_path, secret, rate=rate, duration=min(1.0, duration),
                            connections=connections, prefix=f"{run}w"))
+        pids = engine.processes() if engine is not None else _running_engine_pids(data_dir)
+        ticks, driver0 = _cpu_ticks(pids), time.process_time()
         figures = asyncio.run(_drive(socket_path, secret, rate=rate, duration=duration,
                                      connections=connections, prefix=run))
-        if engine is not None:
-            figures["memory"] = _memory_kb(engine.processes())
-        elif data_dir:
-            figures["memory"] = _running_engine_memory(data_dir)
+        if pids:
+            figures["cpu_us_per_signal"] = _cpu_per_signal(ticks, _cpu_ticks(pids),
+                                                           time.process_time() - driver0, figures["signals"])
+            figures["memory"] = _memory_kb(pids)
         return {"rate": rate or "max", "duration_s": duration, "connections": connections,
                 "engine": figures, "floor": floor_figures}
     finally:
@@ -217,14 +248,15 @@ def run_fastpath_bench(*, rate: float | None, duration: float, connections: int,
             engine.stop()
 
 
-def _running_engine_memory(data_dir: str) -> dict[str, int]:
+def _running_engine_pids(data_dir: str | None) -> list[int]:
     from supervisors.bootstrap import read_engine_file
     from titan_actors.procs import pgid_members
 
+    if not data_dir:
+        return []
     info = read_engine_file(Path(data_dir)) or {}
     pids = pgid_members(info.get("actors_pgid", 0)) if info.get("actors_pgid") else []
-    pids += [p for p in (info.get("pid", 0), info.get("nats_pid", 0)) if p]
-    return _memory_kb(pids)
+    return pids + [p for p in (info.get("pid", 0), info.get("nats_pid", 0)) if p]
 
 
 def format_fastpath(result: dict[str, Any]) -> str:
@@ -243,6 +275,10 @@ def format_fastpath(result: dict[str, Any]) -> str:
         lines.append(f"{'  x floor':<22}" + "".join(
             f"{engine[key][k] / floor[key][k]:>9.1f}" if floor[key][k] else f"{'-':>9}"
             for k in ("p50", "p90", "p99", "p99.9", "max")))
+    if "cpu_us_per_signal" in engine:
+        cpu = engine["cpu_us_per_signal"]
+        lines.append(f"CPU per signal: {sum(cpu.values()):.0f} µs: "
+                     + ", ".join(f"{name} {us:.0f}" for name, us in cpu.items() if us >= 1))
     if "memory" in engine:
         mem = engine["memory"]
         lines.append(f"engine memory: {mem['processes']} processes, RSS {mem['rss_kb'] / 1024:.0f} MiB, "

@@ -186,3 +186,22 @@ def test_bench_lanes_prints_figures_for_lanes_and_thespian(tmp_path: Path) -> No
         assert figures[via]["msgs_per_s"] > 0
         assert figures[via]["round_trips"] == 50
         assert 0 < figures[via]["rtt_p50_us"] <= figures[via]["rtt_p99_us"]
+
+
+def test_bench_fastpath_prints_latency_throughput_the_floor_memory_and_cpu_per_signal() -> None:
+    result = subprocess.run(
+        titan_cmd("bench", "fastpath", "--rate", "200", "--duration", "2", "--connections", "2", "--json"),
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    engine, floor = figures["engine"], figures["floor"]
+    assert engine["errors"] == {} and engine["signals"] >= 200
+    for side in (engine, floor):
+        for phase in ("prepare_ms", "confirm_ms"):
+            p = side[phase]
+            assert 0 < p["p50"] <= p["p90"] <= p["p99"] <= p["p99.9"] <= p["max"]
+    assert engine["memory"]["processes"] >= 10 and engine["memory"]["pss_kb"] > 0
+    cpu = engine["cpu_us_per_signal"]
+    for name in ("t:gateway", "t:risk", "t:venue:paper", "t:nats", "nats-server", "load generator"):
+        assert cpu[name] > 0, name  # every process on the path did work for the signals
