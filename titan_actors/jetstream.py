@@ -60,8 +60,12 @@ class AckedPublisher:
         now = time.monotonic()
         for key, subject, payload, headers in items:
             token = str(next(self._tokens))
-            self._waiting[token] = (key, now)
-            await self._nc.publish(subject, payload, reply=f"{self._prefix}.{token}", headers=headers)
+            self._waiting[token] = (key, now)  # before: the answer may come while publish() awaits
+            try:
+                await self._nc.publish(subject, payload, reply=f"{self._prefix}.{token}", headers=headers)
+            except BaseException:
+                self._waiting.pop(token, None)  # never sent: the caller hears of it from the exception
+                raise
         if now - self._last_sweep >= 1.0:
             self.sweep()
 
