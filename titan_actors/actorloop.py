@@ -24,11 +24,12 @@ import collections
 import heapq
 import itertools
 import select
-import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from titan_actors.waker import Waker
 
 __all__ = ["ActorLoop"]
 
@@ -38,30 +39,6 @@ _POLL_BAD = select.POLLNVAL
 
 class _Crashed(Exception):
     pass
-
-
-def _pair() -> tuple[socket.socket, socket.socket]:
-    r, w = socket.socketpair()
-    r.setblocking(False)
-    w.setblocking(False)
-    return r, w
-
-
-def _poke(sock: socket.socket) -> None:
-    try:
-        sock.send(b"\x01")
-    except (BlockingIOError, InterruptedError):
-        pass  # a wake is already pending: one is enough
-    except OSError:
-        pass  # closed by stop(): nobody is waiting any more
-
-
-def _drain(sock: socket.socket) -> None:
-    try:
-        while sock.recv(4096):
-            pass
-    except (BlockingIOError, InterruptedError):
-        pass
 
 
 class ActorLoop:
@@ -81,8 +58,8 @@ class ActorLoop:
         self._after_wake, self._crash = after_wake, crash
         self._timers: list[tuple[float, int, Any]] = []
         self._seq = itertools.count()
-        self._wake_r, self._wake_w = _pair()
-        self._thespian_r, self._thespian_w = _pair()
+        self._wake = Waker()  # wakes this loop
+        self._thespian = Waker()  # wakes thespian's thread for deferred calls
         self._deferred: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = collections.deque()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=f"{name}-io", daemon=True)
@@ -99,36 +76,36 @@ class ActorLoop:
         """Fire `payload` in about `seconds` (never earlier)."""
         heapq.heappush(self._timers, (time.monotonic() + seconds, next(self._seq), payload))
         if not self.in_loop():
-            _poke(self._wake_w)
+            self._wake.poke()
 
     def poke(self) -> None:
         """Make the loop look at its fds and timers again (they changed from outside)."""
-        _poke(self._wake_w)
+        self._wake.poke()
 
     def defer(self, call: Callable[..., Any], *args: Any) -> None:
         """Have thespian's thread run `call(*args)` (see `thespian_fd`)."""
         self._deferred.append((call, args))
-        _poke(self._thespian_w)
+        self._thespian.poke()
 
     # --- used from thespian's thread -----------------------------------------------------
 
     def thespian_fd(self) -> int:
         """The fd thespian's thread must watch: readable when deferred calls wait."""
-        return self._thespian_r.fileno()
+        return self._thespian.fileno()
 
     def run_deferred(self) -> None:
-        _drain(self._thespian_r)
+        self._thespian.drain()
         while self._deferred:
             call, args = self._deferred.popleft()
             call(*args)
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stopping = True
-        _poke(self._wake_w)
+        self._wake.poke()
         if self._thread.is_alive() and not self.in_loop():
             self._thread.join(timeout)
-        for sock in (self._wake_r, self._wake_w, self._thespian_r, self._thespian_w):
-            sock.close()
+        self._wake.close()
+        self._thespian.close()
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -140,7 +117,7 @@ class ActorLoop:
 
     def _serve_forever(self) -> None:
         poller = select.poll()
-        wake = self._wake_r.fileno()
+        wake = self._wake.fileno()
         poller.register(wake, _POLL_IN)
         watched: set[int] = set()
         while not self._stopping:
@@ -158,7 +135,7 @@ class ActorLoop:
             ready = []
             for fd, flags in events:
                 if fd == wake:
-                    _drain(self._wake_r)
+                    self._wake.drain()
                 elif flags & _POLL_BAD:
                     poller.unregister(fd)  # closed under us; fds() no longer names it
                     watched.discard(fd)

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import socket
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
+
+from titan_actors.waker import Waker
 
 __all__ = ["AsyncHost"]
 
@@ -30,9 +31,7 @@ class AsyncHost:
     """Owns one loop thread and the socketpair that wakes the actor."""
 
     def __init__(self, *, name: str = "titan-aio") -> None:
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._waker = Waker()
         self._ready: collections.deque[tuple[Callback, tuple[Any, ...]]] = collections.deque()
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -43,7 +42,7 @@ class AsyncHost:
         self.loop.run_forever()
 
     def fileno(self) -> int:
-        return self._wake_r.fileno()
+        return self._waker.fileno()
 
     def submit(
         self,
@@ -66,18 +65,11 @@ class AsyncHost:
     def post(self, callback: Callback, *args: Any) -> None:
         """Thread-safe: queue `callback(*args)` for the actor thread and wake it."""
         self._ready.append((callback, args))
-        try:
-            self._wake_w.send(b"\x01")
-        except (BlockingIOError, InterruptedError):
-            pass  # the actor is already woken: drain() empties the whole queue
+        self._waker.poke()  # one pending wake is enough: drain() empties the whole queue
 
     def drain(self) -> int:
         """In the actor thread: run every queued callback; returns how many ran."""
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
+        self._waker.drain()
         ran = 0
         while self._ready:
             callback, args = self._ready.popleft()
@@ -89,5 +81,4 @@ class AsyncHost:
         if self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout)
-        self._wake_r.close()
-        self._wake_w.close()
+        self._waker.close()
