@@ -40,9 +40,9 @@ from typing import Any
 
 from supervisors.embedded_nats import EmbeddedNats, free_port
 from supervisors.policy import Intensity
-from supervisors.tree import ROOT_ROLE, SUPERVISOR, expected_roles, root_config
-from titan_actors.actorsystem import open_actor_system
-from titan_actors.base import hostname
+from supervisors.tree import ROOT_ROLE, SUPERVISOR, expected_roles, placement_of, root_config
+from titan_actors.runtime.actorsystem import open_actor_system
+from titan_actors.runtime.procs import hostname
 from titan_actors.config import Config
 from titan_actors.messages import (
     ChildStarted,
@@ -55,7 +55,10 @@ from titan_actors.messages import (
     TreeStatusRequest,
     TreeStopped,
 )
-from titan_actors.procs import parent_of, pgid_alive, pgid_members, pid_alive
+from titan_actors.runtime.placement import ROOT_WORKER
+from titan_actors.runtime.protocol import KillRole, Routed, StartCell, WorkerInit
+from titan_actors.runtime.worker import WORKER_CLASS
+from titan_actors.runtime.procs import parent_of, pgid_alive, pgid_members, pid_alive
 from titan_actors.secret import ensure_secret
 
 __all__ = [
@@ -232,14 +235,16 @@ class Engine:
 
     def _start_root(self) -> None:
         self.marker.unlink(missing_ok=True)
-        self.root = self.asys.createActor(SUPERVISOR)
+        self.root = self.asys.createActor(WORKER_CLASS)
         init = Init(
             role=ROOT_ROLE,
             engine=self.engine_info(),
             config=root_config(self.config, nats_url=self.nats_url, gave_up_marker=str(self.marker)),
-            parent_pid=0,
         )
-        started = self.asys.ask(self.root, init, 30)
+        first = StartCell(SUPERVISOR, init, supervisor="", cell=time.time_ns() // 1000)
+        started = self.asys.ask(self.root, WorkerInit(name=ROOT_WORKER, engine=init.engine,
+                                                      placement=placement_of(self.config),
+                                                      parent_pid=0, first=first), 30)
         if not isinstance(started, ChildStarted):
             raise EngineError(f"the root supervisor did not start: {started!r}")
         self.root_pid = started.peer.pid
@@ -295,19 +300,24 @@ class Engine:
         reply = self.asys.ask(self.root, GetDirectory(), timeout)
         return reply if isinstance(reply, Directory) else None
 
-    def ask_role(self, role: str, msg: Any, timeout: float = 2.0) -> Any:
+    def _peer(self, role: str) -> Any:
         directory = self.directory()
         peer = directory.get(role) if directory else None
         if peer is None:
             raise EngineError(f"no actor has the role {role!r} now")
-        return self.asys.ask(peer.address, msg, timeout)
+        return peer
+
+    def ask_role(self, role: str, msg: Any, timeout: float = 2.0) -> Any:
+        return self.asys.ask(self._peer(role).address, Routed(role, None, msg), timeout)
 
     def tell_role(self, role: str, msg: Any) -> None:
-        directory = self.directory()
-        peer = directory.get(role) if directory else None
-        if peer is None:
-            raise EngineError(f"no actor has the role {role!r} now")
-        self.asys.tell(peer.address, msg)
+        self.asys.tell(self._peer(role).address, Routed(role, None, msg))
+
+    def kill(self, role: str, *, worker: bool = False) -> dict[str, Any]:
+        """End `role` abruptly wherever it runs, or SIGKILL its worker."""
+        peer = self._peer(role)
+        self.asys.tell(self.root, KillRole(role, worker))
+        return {"role": role, "worker": peer.worker, "pid": peer.pid, "cell": peer.cell}
 
     # --- the watchdog ---------------------------------------------------------
 

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from titan_actors.base import set_parent_death_signal
+from titan_actors.runtime.procs import set_parent_death_signal
 
 __all__ = ["EmbeddedNats", "NatsServerError", "find_nats_server", "free_port"]
 

@@ -1,10 +1,16 @@
-"""The supervisor actor: OTP semantics over thespian.
+"""The supervisor actor: OTP semantics over the runtime's workers.
 
 Config (in its `Init`): `children` (a list of `ChildSpec`), `strategy`,
 `intensity`, `period_s`, `backoff_initial_s`, `backoff_max_s`,
-`start_timeout_s`, `preload` (modules imported before the children are
-forked, so they share those pages and restart fast), and `root` (bool) for
-the top of the tree.
+`start_timeout_s`, `preload` (modules imported in the root worker before
+workers are forked from it, so they share those pages and start fast), and
+`root` (bool) for the top of the tree.
+
+Every supervisor lives in the root worker (placement puts it there); its
+children live wherever placement puts them. It starts, stops and kills them
+through the root's `WorkerManager` and hears back `ChildStarted` and
+`CellExited`, each naming the child's incarnation (`cell`): news of an
+incarnation it has already replaced is ignored.
 
 Children are started one at a time in spec order (a child's `ChildStarted`
 ends its start) and stopped one at a time in reverse order (a child
@@ -18,12 +24,9 @@ intensity; past it the supervisor stops its children and exits, and its
 parent applies its own strategy. The root writes a `gave-up` marker for the
 `titan run` watchdog first, which then ends the engine with a non-zero code.
 
-The root owns the directory (role → `Peer`): nested supervisors report
-`PeerUp`/`PeerDown` upwards, and the root pushes the whole `Directory` to
-every actor after each change. When a child dies, every role that was
-reported through it is dropped too (its subtree died with it).
-
-A stop that exceeds the child's `shutdown_ms` is finished with SIGKILL.
+A supervisor that crashes or is killed takes its children with it (they are
+killed, as linked processes are in OTP), and its parent restarts it with
+them. A stop that exceeds the child's `shutdown_ms` is finished with a kill.
 """
 
 from __future__ import annotations
@@ -31,14 +34,10 @@ from __future__ import annotations
 import collections
 import importlib
 import logging
-import os
-import signal
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-from thespian.actors import ActorExitRequest, ChildActorExited
 
 from supervisors.policy import (
     RESTART_TYPES,
@@ -48,26 +47,22 @@ from supervisors.policy import (
     restart_scope,
     should_restart,
 )
-from titan_actors.base import TitanActor
 from titan_actors.messages import (
     ChildSpec,
     ChildStarted,
     Directory,
     Init,
-    Peer,
-    PeerDown,
-    PeerUp,
     StartChild,
     StartChildResult,
     StatusReply,
     StatusRequest,
-    StoppedNormally,
     StopTree,
     TreeStatus,
     TreeStatusRequest,
     TreeStopped,
 )
-from titan_actors.procs import pid_alive
+from titan_actors.runtime.actor import TitanActor
+from titan_actors.runtime.protocol import CellExited
 from titan_actors.wire import subjects
 
 __all__ = ["Supervisor"]
@@ -78,31 +73,30 @@ _BACKOFF = "sup:backoff"
 _START_TIMEOUT = "sup:start-timeout"
 _STOP_TIMEOUT = "sup:stop-timeout"
 _STATUS_TIMEOUT = "sup:status-timeout"
-_SWEEP = "sup:sweep"
-SWEEP_INTERVAL_S = 0.2
 
 
 @dataclass(slots=True)
 class _Child:
     spec: ChildSpec
     state: str = "stopped"  # stopped | starting | running | stopping
-    address: Any = None
+    cell: int = 0
     pid: int = 0
+    worker: str = ""
     started_at: float = 0.0
     spawned: int = 0
     start_failures: int = 0
-    normal_exit: bool = False
-    subtree: set[str] = field(default_factory=set)
 
     @property
     def restarts(self) -> int:
         return max(self.spawned - 1, 0)
 
 
+class GaveUp(Exception):  # noqa: N818 - the supervisor's abnormal exit, as OTP's `shutdown` reason
+    """A supervisor that gave up ends abnormally, so its parent restarts it."""
+
+
 class Supervisor(TitanActor):
     """See the module docstring."""
-
-    OWN_LOOP = False  # it forks its children: no thread of its own
 
     def on_start(self) -> None:
         cfg = self.config
@@ -121,6 +115,8 @@ class Supervisor(TitanActor):
         self._status_waits: dict[str, dict[str, Any]] = {}
         self.gave_up = False
         self._exiting = False
+        assert self.worker is not None and self.worker.manager is not None, "supervisors live in the root worker"
+        self.manager = self.worker.manager
         for module in cfg.get("preload", ()):
             importlib.import_module(module)
         for spec in cfg.get("children", ()):
@@ -128,12 +124,8 @@ class Supervisor(TitanActor):
         # In memory: a supervisor forks, so it opens no store; the source names
         # this incarnation so that seqs never repeat under one source.
         self.open_outbox(None, f"{self.role}@{int(self.started_at_ms())}")
-        if self.is_root:
-            self._peers: dict[str, Peer] = {self.role: self.my_peer()}
-            self._publish()
         self.ops.extend(("start", cid) for cid in self.children)
         self._advance()
-        self.after(SWEEP_INTERVAL_S, (_SWEEP, "", 0))
 
     def _add_child(self, spec: ChildSpec) -> None:
         if spec.restart not in RESTART_TYPES:
@@ -143,37 +135,27 @@ class Supervisor(TitanActor):
     # --- messages ---------------------------------------------------------------
 
     def handle(self, msg: Any, sender: Any) -> None:
-        if isinstance(msg, ChildStarted):
-            self._on_child_started(msg)
-        elif isinstance(msg, ChildActorExited):
-            self._on_child_exited(msg.childAddress)
-        elif isinstance(msg, StoppedNormally):
-            child = self.children.get(msg.role)
-            if child is not None:
-                child.normal_exit = True
-        elif isinstance(msg, PeerUp):
-            self._on_peer_up(msg.peer, sender)
-        elif isinstance(msg, PeerDown):
-            self._on_peer_down(msg.roles, sender)
-        elif isinstance(msg, StartChild):
-            self._on_start_child(msg.spec, sender)
-        elif isinstance(msg, StopTree):
-            self._on_stop_tree(sender)
-        elif isinstance(msg, TreeStopped):
-            self._on_tree_stopped(sender)
-        elif isinstance(msg, TreeStatusRequest):
-            self._collect_status(msg, sender)
-        elif isinstance(msg, StatusReply):
-            self._on_status_reply(msg)
-        else:
-            super().handle(msg, sender)
+        match msg:
+            case ChildStarted():
+                self._on_child_started(msg)
+            case CellExited():
+                self._on_child_exited(msg)
+            case StartChild():
+                self._on_start_child(msg.spec, sender)
+            case StopTree():
+                self._on_stop_tree(sender)
+            case TreeStopped():
+                self._on_tree_stopped(msg)
+            case TreeStatusRequest():
+                self._collect_status(msg, sender)
+            case StatusReply():
+                self._on_status_reply(msg)
+            case _:
+                super().handle(msg, sender)
 
     def on_wakeup(self, payload: Any) -> None:
         kind, key, gen = payload
-        if kind == _SWEEP:
-            self._sweep_children()
-            self.after(SWEEP_INTERVAL_S, (_SWEEP, "", 0))
-        elif kind == _STATUS_TIMEOUT:
+        if kind == _STATUS_TIMEOUT:
             self._finish_status(key)
         elif self.current is None or self.current[1:] != (key, gen):
             return  # a timer of an operation that already ended
@@ -229,97 +211,58 @@ class Supervisor(TitanActor):
         spec = child.spec
         child.state, child.spawned = "starting", child.spawned + 1
         self._begin("start", child, _START_TIMEOUT, self.start_timeout_s)
-        try:
-            child.address = self.createActor(spec.actor)
-        except Exception as exc:  # e.g. the actor class cannot be imported
-            log.error("%s: cannot create %s (%s): %s", self.role, spec.id, spec.actor, exc)
-            child.state, child.address = "stopped", None
-            self._end(spec.id)
-            self._on_failure(child, at_start=True)
-            return
         assert self.engine is not None
-        self.send(
-            child.address,
-            Init(
-                role=spec.id,
-                engine=self.engine,
-                config=spec.config,
-                parent_pid=os.getpid(),
-                restarts=child.restarts,
-                directory=self.directory,
-            ),
-        )
+        init = Init(role=spec.id, engine=self.engine, config=spec.config, restarts=child.restarts,
+                    directory=self.directory)
+        child.cell = self.manager.start_cell(spec, init, self.role)
 
     def _terminate(self, child: _Child) -> None:
         child.state = "stopping"
         self._begin("stop", child, _STOP_TIMEOUT, child.spec.shutdown_ms / 1000)
         if child.spec.kind == "supervisor":
-            self.send(child.address, StopTree("parent stops"))
+            self.tell(child.spec.id, StopTree("parent stops"))
         else:
-            self.send(child.address, ActorExitRequest())
+            self.manager.stop_cell(child.spec.id, child.cell)
 
     def _kill(self, child: _Child) -> None:
-        if child.pid:
-            try:
-                os.kill(child.pid, signal.SIGKILL)
-                return  # ChildActorExited follows
-            except ProcessLookupError:
-                pass
-        if child.address is not None:
-            self.send(child.address, ActorExitRequest())
+        self.manager.kill_cell(child.spec.id, child.cell, "killed")
 
     # --- children coming and going ------------------------------------------------
 
-    def _child_of(self, address: Any) -> _Child | None:
-        for child in self.children.values():
-            if child.address == address or (child.state != "stopped" and child.spec.id == address):
-                return child
-        return None
-
     def _on_child_started(self, msg: ChildStarted) -> None:
-        child = self._child_of(msg.peer.address)
-        if child is None or child.state != "starting":
+        child = self.children.get(msg.peer.role)
+        if child is None or child.state != "starting" or child.cell != msg.peer.cell:
             return
         child.state, child.pid, child.started_at = "running", msg.peer.pid, msg.started_at
+        child.worker = msg.peer.worker
         child.start_failures = 0
         self._actor_event("ActorRestarted" if child.restarts else "ActorStarted", child, "started")
-        self._report_up(msg.peer, via=None)
         self._end(child.spec.id)
         self._advance()
 
     def _actor_event(self, kind: str, child: _Child, reason: str) -> None:
         assert self.outbox is not None
         self.outbox.emit(subjects.SYSTEM_ACTOR, kind, None, {
-            "role": child.spec.id, "pid": child.pid, "restarts": child.restarts, "reason": reason,
-            "supervisor": self.role,
+            "role": child.spec.id, "pid": child.pid, "worker": child.worker, "restarts": child.restarts,
+            "reason": reason, "supervisor": self.role,
         })
 
-    def _sweep_children(self) -> None:
-        """Thespian loses a `ChildActorExited` when several children die at
-        once (measured: 1 of 3 simultaneous SIGKILLs went unreported). A
-        child whose process is gone is handled as if the message had come;
-        a late real one then finds no child at that address and is ignored."""
-        for child in list(self.children.values()):
-            if child.pid and child.address is not None and not pid_alive(child.pid):
-                self._on_child_exited(child.address, swept=True)
-
-    def _on_child_exited(self, address: Any, *, swept: bool = False) -> None:
-        child = next((c for c in self.children.values() if c.address == address), None)
-        if child is None:
+    def _on_child_exited(self, msg: CellExited) -> None:
+        child = self.children.get(msg.role)
+        if child is None or child.cell != msg.cell or child.state == "stopped":
             return
         was = child.state
-        reason = "stopped" if was == "stopping" else ("failed at start" if was == "starting" else "crashed")
-        if child.normal_exit:
-            reason = "normal"
+        reason = msg.reason
+        if was == "stopping":
+            reason = "stopped"
+        elif was == "starting" and reason != "normal":
+            reason = "failed at start"
         self._actor_event("ActorExited", child, reason)
-        child.state, child.address, child.pid = "stopped", None, 0
-        self._report_down((child.spec.id, *sorted(child.subtree)))
-        child.subtree.clear()
+        child.state, child.cell, child.pid = "stopped", 0, 0
         self._end(child.spec.id)
         if was != "stopping" and not self._stopping:
-            self._on_failure(child, at_start=was == "starting")
-        if not swept:
-            self._sweep_children()  # deaths come in clusters: catch the unreported ones now
+            self._on_failure(child, at_start=was == "starting" and reason != "normal",
+                             normal=reason == "normal")
         self._advance()
 
     @property
@@ -327,12 +270,20 @@ class Supervisor(TitanActor):
         return self._stop_asker is not None or self.gave_up or self._exiting
 
     def on_stop(self) -> None:
-        # ActorExitRequest: thespian stops our children next; do not restart them.
+        # The worker stops: our children go with it; do not restart them.
         self._exiting = True
+        self.release()
 
-    def _on_failure(self, child: _Child, *, at_start: bool) -> None:
+    def release(self) -> None:
+        """Our children die with us, as linked processes do in OTP."""
+        self._exiting = True
+        for child in reversed(list(self.children.values())):
+            if child.state != "stopped" and child.cell:
+                self.manager.kill_cell(child.spec.id, child.cell, "supervisor died")
+                child.state, child.cell = "stopped", 0
+
+    def _on_failure(self, child: _Child, *, at_start: bool, normal: bool = False) -> None:
         cid = child.spec.id
-        normal, child.normal_exit = child.normal_exit, False
         if at_start:
             child.start_failures += 1
         log.warning("%s: child %s exited (%s)", self.role, cid, "at start" if at_start else "crash")
@@ -368,7 +319,8 @@ class Supervisor(TitanActor):
                     fh.write(reason + "\n")
 
     def _exit(self) -> None:
-        self.send(self.myAddress, ActorExitRequest())
+        """Giving up is an abnormal exit: the parent applies its strategy."""
+        raise GaveUp(f"{self.role} gave up")
 
     def _on_start_child(self, spec: ChildSpec, asker: Any) -> None:
         if spec.id in self.children:
@@ -398,63 +350,26 @@ class Supervisor(TitanActor):
         self.ops.append(("reply", asker))
         self._advance()
 
-    def _on_tree_stopped(self, sender: Any) -> None:
-        child = self._child_of(sender)
-        if child is not None and child.state == "stopping" and child.address is not None:
-            self.send(child.address, ActorExitRequest())
+    def _on_tree_stopped(self, msg: TreeStopped) -> None:
+        child = self.children.get(msg.role)
+        if child is not None and child.state == "stopping" and child.cell:
+            self.manager.stop_cell(child.spec.id, child.cell)
 
     def _reply_stopped(self, asker: Any) -> None:
         stopped = tuple(cid for cid, c in self.children.items() if c.state == "stopped")
         self.tell(asker, TreeStopped(self.role, stopped), via="thespian")
 
-    # --- the directory --------------------------------------------------------------
+    def on_directory(self) -> None:
+        self._reask_status()
 
-    def _report_up(self, peer: Peer, via: str | None) -> None:
-        if self.is_root:
-            self._peers[peer.role] = peer
-            self._publish()
-        else:
-            self.tell(self.parent, PeerUp(peer), via="thespian")
-
-    def _report_down(self, roles: tuple[str, ...]) -> None:
-        if self.is_root:
-            for role in roles:
-                self._peers.pop(role, None)
-            self._publish()
-        else:
-            self.tell(self.parent, PeerDown(roles), via="thespian")
-
-    def _on_peer_up(self, peer: Peer, sender: Any) -> None:
-        child = self._child_of(sender)
-        if child is None:
-            return  # from a child that has since died: its subtree is gone
-        child.subtree.add(peer.role)
-        self._report_up(peer, via=child.spec.id)
-
-    def _on_peer_down(self, roles: tuple[str, ...], sender: Any) -> None:
-        child = self._child_of(sender)
-        if child is not None:
-            child.subtree.difference_update(roles)
-        self._report_down(roles)
-
-    def _publish(self) -> None:
-        """Root only: a new directory version, pushed to every actor."""
-        version = max(time.time_ns() // 1000, self.directory.version + 1)
-        old = self.directory
-        directory = Directory(version, tuple(self._peers.values()))
-        self._apply_directory(directory)
-        for peer in directory.peers:
-            if peer.role != self.role:
-                self.send(peer.address, directory)
-        self._reask_status(old, directory)
-
-    def _reask_status(self, old: Directory, new: Directory) -> None:
+    def _reask_status(self) -> None:
         """A status collection waiting on a role that just restarted asks the
-        new process instead of waiting out the timeout on the dead one."""
+        new incarnation instead of waiting out the timeout on the dead one."""
         for req_id, wait in self._status_waits.items():
             for role in wait["waiting"]:
-                before, now = old.get(role), new.get(role)
-                if now is not None and (before is None or before.pid != now.pid):
+                peer = self.directory.get(role)
+                if peer is not None and wait["asked"].get(role) != peer.cell:
+                    wait["asked"][role] = peer.cell
                     self.tell(role, StatusRequest(req_id), via="thespian")
 
     # --- status -------------------------------------------------------------------
@@ -465,7 +380,7 @@ class Supervisor(TitanActor):
             "intensity": {"max": self.intensity.intensity, "period_s": self.intensity.period_s,
                           "recent": len(self.intensity)},
             "children": [
-                {"id": c.spec.id, "state": c.state, "pid": c.pid, "restarts": c.restarts,
+                {"id": c.spec.id, "state": c.state, "pid": c.pid, "worker": c.worker, "restarts": c.restarts,
                  "restart": c.spec.restart, "start_failures": c.start_failures}
                 for c in self.children.values()
             ],
@@ -475,8 +390,9 @@ class Supervisor(TitanActor):
     def _collect_status(self, msg: TreeStatusRequest, asker: Any) -> None:
         req_id = uuid.uuid4().hex
         waiting = {p.role for p in self.directory.peers if p.role != self.role}
+        asked = {p.role: p.cell for p in self.directory.peers if p.role != self.role}
         self._status_waits[req_id] = {"asker": asker, "waiting": waiting, "replies": [self.status()],
-                                      "asker_req": msg.req_id}
+                                      "asker_req": msg.req_id, "asked": asked}
         for role in waiting:
             self.tell(role, StatusRequest(req_id), via="thespian")
         if waiting:

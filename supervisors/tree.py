@@ -20,8 +20,9 @@ from typing import Any
 
 from titan_actors.config import Config
 from titan_actors.messages import ChildSpec
+from titan_actors.runtime.placement import Placement
 
-__all__ = ["ROOT_ROLE", "SUPERVISOR", "expected_roles", "position_spec", "root_config"]
+__all__ = ["ROOT_ROLE", "SUPERVISOR", "expected_roles", "placement_of", "position_spec", "root_config"]
 
 ROOT_ROLE = "root"
 SUPERVISOR = "supervisors.supervisor.Supervisor"
@@ -36,7 +37,7 @@ def position_spec(symbol: str, venues: dict[str, dict[str, Any]], interval_s: fl
     `venues` maps each venue trading it to its reconciliation settings."""
     return ChildSpec(
         id=f"position:{symbol}",
-        actor="titan_actors.position.PositionActor",
+        actor="titan_actors.actors.position.PositionActor",
         config={"symbol": symbol, "venues": venues, "reconcile_interval_s": interval_s},
     )
 
@@ -45,8 +46,12 @@ def reconcile_settings(venue: dict[str, Any]) -> dict[str, Any]:
     return {"policy": venue["reconcile_policy"], "tolerance": venue["reconcile_tolerance"]}
 
 
-_VENUE_ACTORS = {"paper": "titan_actors.exchange.VenueAdapter"}
-_CCXT_ADAPTER = "titan_actors.ccxt_adapter.CcxtVenueAdapter"
+_ACTOR_MODULES = [
+    "titan_actors.actors.gateway", "titan_actors.actors.risk_guard", "titan_actors.actors.position",
+    "titan_actors.actors.venue", "titan_actors.actors.nats_bridge",
+]
+_VENUE_ACTORS = {"paper": "titan_actors.actors.venue.VenueAdapter"}
+_CCXT_ADAPTER = "titan_actors.actors.ccxt_adapter.CcxtVenueAdapter"
 
 
 def root_config(config: Config, *, nats_url: str, gave_up_marker: str) -> dict[str, Any]:
@@ -67,20 +72,20 @@ def root_config(config: Config, *, nats_url: str, gave_up_marker: str) -> dict[s
         v["exchange"] != "paper" for v in config.venues.values()
     ) else []
     children = [
-        ChildSpec(id="nats", actor="titan_actors.nats_bridge.NatsBridge",
+        ChildSpec(id="nats", actor="titan_actors.actors.nats_bridge.NatsBridge",
                   config={**config.sections["nats"], "url": nats_url,
                           "hmac_secret": config["ipc.hmac_secret"],
                           "replay_window_ms": config["ipc.replay_window_ms"],
                           "default_venue": config["routing.default_venue"],
                           "venues": {name: v["symbols"] for name, v in config.venues.items()}}),
-        ChildSpec(id="risk", actor="titan_actors.risk_guard.RiskGuard",
+        ChildSpec(id="risk", actor="titan_actors.actors.risk_guard.RiskGuard",
                   config={"routing": config.sections["routing"], "policy": config.sections["risk"],
                           "references": {name: v["reference_prices"] for name, v in config.venues.items()}}),
         ChildSpec(id="venues", actor=SUPERVISOR, kind="supervisor", shutdown_ms=15000,
                   config={**sup, "children": venues, "preload": preload_venues}),
         ChildSpec(id="positions", actor=SUPERVISOR, kind="supervisor", shutdown_ms=15000,
                   config={**sup, "children": positions}),
-        ChildSpec(id="gateway", actor="titan_actors.gateway.IpcGateway",
+        ChildSpec(id="gateway", actor="titan_actors.actors.gateway.IpcGateway",
                   config={**config.sections["ipc"], "routing": config.sections["routing"],
                           "venues": {name: v["symbols"] for name, v in config.venues.items()}}),
     ]
@@ -89,9 +94,18 @@ def root_config(config: Config, *, nats_url: str, gave_up_marker: str) -> dict[s
         "root": True,
         "children": children,
         "gave_up_marker": gave_up_marker,
-        # Forked children inherit these pages: a restarted bridge is ready at once.
-        "preload": ["nats"],
+        # Forked workers inherit these pages: a restarted actor is ready at once.
+        "preload": ["nats", *_ACTOR_MODULES],
     }
+
+
+def placement_of(config: Config) -> Placement:
+    """Where each actor runs (`[placement]`)."""
+    return Placement(
+        profile=config["placement.profile"],
+        overrides=dict(config["placement.workers"]),
+        exchange_venues=frozenset(name for name, v in config.venues.items() if v["exchange"] != "paper"),
+    )
 
 
 def expected_roles(config: Config) -> set[str]:

@@ -232,7 +232,7 @@ def _status_json(engine: Any) -> dict[str, Any]:
         return {**status, "state": "unknown", "actors": [], "missing": ["root"],
                 "error": "the root supervisor did not answer", "directory_version": 0}
     actors = [
-        {"role": a.role, "pid": a.pid, "state": a.state, "restarts": a.restarts,
+        {"role": a.role, "worker": a.worker, "pid": a.pid, "state": a.state, "restarts": a.restarts,
          "started_at": a.started_at, "detail": a.detail}
         for a in sorted(tree.actors, key=lambda a: _role_order(a.role))
     ]
@@ -306,7 +306,7 @@ def _lock_is_free(path: Path) -> bool:
 
 
 def cmd_bench_lanes(args: argparse.Namespace) -> int:
-    from titan_actors.bench import bench_lanes, format_lanes
+    from titan_actors.tools.bench_lanes import bench_lanes, format_lanes
 
     results = bench_lanes(lane_count=args.count, thespian_count=args.thespian_count, rtt=args.rtt)
     if args.json:
@@ -317,7 +317,7 @@ def cmd_bench_lanes(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_fastpath(args: argparse.Namespace) -> int:
-    from titan_actors.bench_fastpath import format_fastpath, run_fastpath_bench
+    from titan_actors.tools.bench_fastpath import format_fastpath, run_fastpath_bench
 
     secret = None
     socket_path = args.socket
@@ -357,7 +357,7 @@ def cmd_events_tail(args: argparse.Namespace) -> int:
     import asyncio
 
     from supervisors.bootstrap import read_engine_file
-    from titan_actors.events_tail import TailError, parse_since, tail
+    from titan_actors.tools.events_tail import TailError, parse_since, tail
     from titan_actors.wire.subjects import EVENT_SUBJECTS
 
     config = _config(args)
@@ -464,7 +464,7 @@ def _reconciliation(result: dict[str, Any] | None) -> str:
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:
-    from titan_actors.chaos import DEFAULT_ROLES, run_chaos
+    from titan_actors.tools.chaos import DEFAULT_ROLES, run_chaos
 
     roles = args.roles.split(",") if args.roles else list(DEFAULT_ROLES)
     unknown = [r for r in roles if r not in DEFAULT_ROLES]

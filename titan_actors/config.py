@@ -73,6 +73,17 @@ def _prices(v: Any) -> str | None:
     return None
 
 
+def _worker_overrides(v: Any) -> str | None:
+    for pattern, worker in v.items():
+        if not isinstance(worker, str) or not re.match(r"^[A-Za-z0-9_:.-]{1,64}$", worker):
+            return f"{pattern}: a worker name is 1-64 characters of letters, digits, _ : . -"
+        if worker == "root":
+            return f"{pattern}: the root worker hosts the supervisors only"
+        if pattern in ("root", "venues", "positions"):
+            return f"{pattern}: supervisors always live in the root worker"
+    return None
+
+
 # section -> key -> (type, default, check)
 _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, Check | None]]] = {
     "engine": {
@@ -117,6 +128,10 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, Check | None]]]
         "symbols": (list, [], _symbols),
         "reconcile_interval_s": ((int, float), 30.0, _positive),
     },
+    "placement": {
+        "profile": (str, "packed", _one_of("packed", "isolated")),
+        "workers": (dict, {}, _worker_overrides),
+    },
 }
 
 _VENUE_SCHEMA: dict[str, tuple[type | tuple[type, ...], Any, Check | None]] = {
@@ -154,6 +169,7 @@ ENV_VARS = {
     "TITAN_HMAC_SECRET": "ipc.hmac_secret",
     "NATS_URL": "nats.url",
     "TITAN_OPERATOR_SECRET": "nats.operator_secret",
+    "TITAN_PLACEMENT": "placement.profile",
 }
 
 

@@ -40,8 +40,6 @@ __all__ = [
     "PaperAdjust",
     "PaperPlace",
     "Peer",
-    "PeerDown",
-    "PeerUp",
     "Ping",
     "PlaceOrder",
     "PolicyReplaced",
@@ -63,7 +61,6 @@ __all__ = [
     "StatusReply",
     "StatusRequest",
     "StopTree",
-    "StoppedNormally",
     "SubmitOrder",
     "TradingStateSet",
     "TradingStates",
@@ -111,19 +108,20 @@ class ChildSpec:
 
 @dataclass(frozen=True, slots=True)
 class Init:
-    """First message to every actor: thespian's `createActor` takes no arguments."""
+    """First message to every actor: what it is, and what it was given."""
 
     role: str
     engine: EngineInfo
     config: dict[str, Any]
-    parent_pid: int
     restarts: int = 0
     directory: Directory | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """Where one role lives now: thespian address, process, and FastLane name."""
+    """Where one role lives now: its worker's thespian address, process and
+    FastLane name, the worker's name, and `cell`, which names this
+    incarnation of the actor (a restart in the same process gets a new one)."""
 
     role: str
     address: Any
@@ -131,6 +129,8 @@ class Peer:
     lane: str | None
     host: str
     pgid: int = 0
+    worker: str = ""
+    cell: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,30 +156,6 @@ class ChildStarted:
 
     peer: Peer
     started_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class StoppedNormally:
-    """A child is about to exit on purpose (`normal` in OTP): transient children
-    that send this are not restarted."""
-
-    role: str
-    reason: str = "normal"
-
-
-@dataclass(frozen=True, slots=True)
-class PeerUp:
-    """A supervisor tells its parent (up to the root) that a role has a new address."""
-
-    peer: Peer
-
-
-@dataclass(frozen=True, slots=True)
-class PeerDown:
-    """A supervisor tells its parent (up to the root) that roles are gone (a
-    child, and everything that was below it)."""
-
-    roles: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +203,7 @@ class StatusReply:
     state: str
     detail: dict[str, Any]
     req_id: str = ""
+    worker: str = ""
 
 
 @dataclass(frozen=True, slots=True)

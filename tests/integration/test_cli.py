@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.engine import FAST_SUPERVISION, RunningEngine, titan_cmd, wait_for
-from titan_actors.procs import pgid_members, pid_alive
+from titan_actors.runtime.procs import pgid_members, pid_alive
 
 ROLES = {"root", "nats", "risk", "venues", "venue:paper", "positions", "position:BTCUSDT",
          "position:ETHUSDT", "gateway"}

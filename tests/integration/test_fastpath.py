@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.engine import FAST_SUPERVISION, RunningEngine, wait_for
 from titan_actors.client import ConnectionClosed, FastPathClient
-from titan_actors.store import Store
+from titan_actors.runtime.store import Store
 from titan_actors.wire.fastpath import encode_frame, encode_message, sign
 
 

@@ -12,7 +12,7 @@ import pytest
 from nats.js.api import StreamConfig
 
 from supervisors.embedded_nats import EmbeddedNats
-from titan_actors.jetstream import AckedPublisher
+from titan_actors.actors.jetstream import AckedPublisher
 
 
 @pytest.fixture

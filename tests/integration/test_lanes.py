@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.support.engine import wait_for
 from tests.support.system import ActorSystemHarness
-from titan_actors.lanes import LaneHub
+from titan_actors.runtime.lanes import LaneHub
 from titan_actors.messages import ChildSpec, Directory, GetDirectory, Ping, Relay, RelayResult
 
 
@@ -137,7 +137,7 @@ s.close()
 def test_an_actor_falls_back_to_thespian_when_the_lane_is_down_or_the_peer_on_another_host(
     actor_system: ActorSystemHarness,
 ) -> None:
-    worker = "tests.support.actors.Worker"
+    worker = "tests.support.actors.Steady"
     actor_system.start_root([ChildSpec(id="a", actor=worker), ChildSpec(id="b", actor=worker)])
     directory = wait_for(
         lambda: (d := actor_system.asys.ask(actor_system.root, GetDirectory(), 5)) and d.get("b") and d,

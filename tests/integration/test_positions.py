@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.engine import RunningEngine, titan_cmd, wait_for
 from tests.support.nats import read_stream
-from titan_actors.store import Store
+from titan_actors.runtime.store import Store
 from titan_actors.wire import subjects
 
 

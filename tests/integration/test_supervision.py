@@ -20,7 +20,7 @@ from titan_actors.messages import (
     TreeStopped,
 )
 
-WORKER = "tests.support.actors.Worker"
+WORKER = "tests.support.actors.Steady"
 CRASHER = "tests.support.actors.CrashAtStart"
 
 

@@ -6,12 +6,9 @@ from __future__ import annotations
 import os
 import time
 
-from thespian.actors import ActorExitRequest
+from titan_actors.runtime.actor import TitanActor
 
-from titan_actors.base import TitanActor
-from titan_actors.messages import StoppedNormally
-
-__all__ = ["CrashAtStart", "Worker"]
+__all__ = ["CrashAtStart", "Steady"]
 
 
 def _note_start(config: dict) -> None:
@@ -21,7 +18,7 @@ def _note_start(config: dict) -> None:
             fh.write(f"{time.monotonic()} {os.getpid()}\n")
 
 
-class Worker(TitanActor):
+class Steady(TitanActor):
     """Starts and stays up; notes every start in `starts_file` and every
     orderly stop in `stops_file`. Told "exit-normally", it exits the way an
     OTP `normal` exit does."""
@@ -37,8 +34,7 @@ class Worker(TitanActor):
 
     def handle(self, msg: object, sender: object) -> None:
         if msg == "exit-normally":
-            self.tell(self.parent, StoppedNormally(self.role), via="thespian")
-            self.send(self.myAddress, ActorExitRequest())
+            self.exit_normally()
         else:
             super().handle(msg, sender)
 

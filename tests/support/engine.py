@@ -11,8 +11,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from supervisors.launch import EngineProcess, titan_cmd
-from supervisors.launch import wait_for as _wait_for
+from titan_actors.tools.engine_process import EngineProcess, titan_cmd
+from titan_actors.tools.engine_process import wait_for as _wait_for
 from titan_actors.client import FastPathClient
 from titan_actors.control import ControlError, EngineNotRunning
 

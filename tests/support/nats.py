@@ -11,7 +11,7 @@ from typing import Any
 
 import nats
 
-from titan_actors.events_tail import read_stream
+from titan_actors.tools.events_tail import read_stream
 
 __all__ = ["command", "read_stream", "signed"]
 

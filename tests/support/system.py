@@ -12,8 +12,11 @@ from typing import Any
 
 from supervisors.embedded_nats import free_port
 from supervisors.tree import SUPERVISOR
-from titan_actors.actorsystem import open_actor_system
-from titan_actors.base import hostname
+from titan_actors.runtime.placement import ROOT_WORKER, Placement
+from titan_actors.runtime.protocol import StartCell, WorkerInit
+from titan_actors.runtime.worker import WORKER_CLASS
+from titan_actors.runtime.actorsystem import open_actor_system
+from titan_actors.runtime.procs import hostname
 from titan_actors.messages import (
     ChildSpec,
     ChildStarted,
@@ -24,7 +27,7 @@ from titan_actors.messages import (
     TreeStatus,
     TreeStatusRequest,
 )
-from titan_actors.procs import pgid_members
+from titan_actors.runtime.procs import pgid_members
 
 __all__ = ["ActorSystemHarness"]
 
@@ -42,11 +45,17 @@ class ActorSystemHarness:
     def engine(self) -> EngineInfo:
         return EngineInfo(engine_id=os.urandom(6).hex(), data_dir=str(self.data_dir), host=hostname())
 
-    def start_root(self, children: list[ChildSpec], **supervision: Any) -> Any:
-        self.root = self.asys.createActor(SUPERVISOR)
+    def start_root(self, children: list[ChildSpec], *, placement: Placement | None = None,
+                   **supervision: Any) -> Any:
+        """The root worker with a root supervisor of `children`, placed by
+        `placement` (default: the profile of `TITAN_PLACEMENT`, else packed)."""
+        self.root = self.asys.createActor(WORKER_CLASS)
         config = {"root": True, "children": children, **supervision}
-        started = self.asys.ask(self.root, Init(role="root", engine=self.engine(), config=config,
-                                                parent_pid=0), 20)
+        placement = placement or Placement(profile=os.environ.get("TITAN_PLACEMENT") or "packed")
+        init = Init(role="root", engine=self.engine(), config=config)
+        first = StartCell(SUPERVISOR, init, supervisor="", cell=time.time_ns() // 1000)
+        started = self.asys.ask(self.root, WorkerInit(name=ROOT_WORKER, engine=init.engine, placement=placement,
+                                                      parent_pid=0, first=first), 20)
         assert isinstance(started, ChildStarted), started
         self.pgid = started.peer.pgid
         return started.peer

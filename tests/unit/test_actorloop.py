@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from titan_actors.actorloop import ActorLoop
+from titan_actors.runtime.loop import ActorLoop
 
 
 class _Harness:

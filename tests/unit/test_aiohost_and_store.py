@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from titan_actors.aiohost import AsyncHost
-from titan_actors.store import Store
+from titan_actors.runtime.aiohost import AsyncHost
+from titan_actors.runtime.store import Store
 
 
 def _drain_until(host: AsyncHost, done: list, count: int) -> None:
@@ -62,7 +62,7 @@ def test_a_store_write_survives_sigkill_of_its_process(tmp_path: Path) -> None:
     script = f"""
 import os, signal, sys
 sys.path.insert(0, {os.getcwd()!r})
-from titan_actors.store import Store
+from titan_actors.runtime.store import Store
 s = Store({str(path)!r})
 s.write_batch([(b"fill:1", b"a"), (b"snap", b"v1")])
 s.put(b"fill:2", b"b")

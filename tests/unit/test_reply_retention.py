@@ -4,8 +4,8 @@ from pathlib import Path
 
 import orjson
 
-from titan_actors.gateway import _KEEP_REPLIES_MS, IpcGateway, _now_ms
-from titan_actors.store import Store
+from titan_actors.actors.gateway import _KEEP_REPLIES_MS, IpcGateway, _now_ms
+from titan_actors.runtime.store import Store
 
 
 def test_replies_older_than_48_hours_are_pruned_through_the_time_index(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from supervisors.bootstrap import read_engine_file
 from titan_actors.control import control_request
-from titan_actors.procs import pgid_members, pid_alive
+from titan_actors.runtime.procs import pgid_members, pid_alive
 
 __all__ = ["EngineProcess", "titan_cmd", "wait_for"]
 

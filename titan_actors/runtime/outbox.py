@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from titan_actors.messages import Deliver, PublishEvents
-from titan_actors.store import Store
+from titan_actors.runtime.store import Store
 from titan_actors.wire.events import Event
 
 __all__ = ["BRIDGE", "Deliveries", "Outbox"]

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from titan_actors.waker import Waker
+from titan_actors.runtime.waker import Waker
 
 __all__ = ["ActorLoop"]
 

@@ -43,10 +43,10 @@ from typing import Any
 
 import orjson
 
-from titan_actors.aiohost import AsyncHost
-from titan_actors.base import TitanActor, count_boot
+from titan_actors.runtime.aiohost import AsyncHost
+from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.domain.signals import Refusal, parse_intent
-from titan_actors.jetstream import AckedPublisher
+from titan_actors.actors.jetstream import AckedPublisher
 from titan_actors.messages import (
     CancelByNats,
     CommandReply,
@@ -219,7 +219,9 @@ class NatsBridge(TitanActor):
         if fd == self.aio.fileno():
             self.aio.drain()
 
-    def on_stop(self) -> None:
+    def release(self) -> None:
+        """Closes the connection too: a subscription left behind would take
+        commands that nobody answers."""
         if self.nc is not None:
             future = asyncio.run_coroutine_threadsafe(self.nc.close(), self.aio.loop)
             try:

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from titan_actors.waker import Waker
+from titan_actors.runtime.waker import Waker
 
 __all__ = ["AsyncHost"]
 

@@ -5,9 +5,21 @@ A zombie counts as dead: it has exited and only waits to be reaped.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import socket
 
-__all__ = ["parent_of", "pgid_alive", "pgid_members", "pid_alive"]
+__all__ = [
+    "CRASH_EXIT_CODE",
+    "hostname",
+    "parent_of",
+    "pgid_alive",
+    "pgid_members",
+    "pid_alive",
+    "set_parent_death_signal",
+    "set_process_name",
+]
 
 
 def _stat_fields(pid: int | str) -> list[str]:
@@ -47,3 +59,29 @@ def pgid_members(pgid: int) -> list[int]:
 
 def pgid_alive(pgid: int) -> bool:
     return bool(pgid_members(pgid))
+
+
+CRASH_EXIT_CODE = 70
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def set_process_name(name: str) -> None:
+    """The kernel's name of this process (`ps -o comm`, `top`): 15 bytes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+
+
+def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
+    """Ask the kernel to send `sig` to this process when its parent dies.
+
+    SIGKILL rather than SIGTERM: thespian turns SIGTERM into a graceful
+    shutdown that an orphan may never finish.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")

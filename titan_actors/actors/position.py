@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from titan_actors.base import TitanActor, count_boot
+from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.domain.positions import ClosedTrade, Position, apply_fill, unrealised_pnl
 from titan_actors.messages import (
     ExecutionReport,

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from titan_actors.bench import percentile
+from titan_actors.tools.bench_lanes import percentile
 from titan_actors.client import AsyncFastPathClient
 from titan_actors.wire.fastpath import FrameReader, decode_payload, encode_message, mac_ok
 
@@ -210,7 +210,7 @@ def run_fastpath_bench(*, rate: float | None, duration: float, connections: int,
                        data_dir: str | None = None) -> dict[str, Any]:
     """Start an engine in a temp dir (unless `socket_path` targets a running
     one), measure the floor and the engine, and return the figures."""
-    from supervisors.launch import EngineProcess
+    from titan_actors.tools.engine_process import EngineProcess
 
     workdir = Path(tempfile.mkdtemp(prefix="titan-bench-"))
     engine = None
@@ -250,7 +250,7 @@ def run_fastpath_bench(*, rate: float | None, duration: float, connections: int,
 
 def _running_engine_pids(data_dir: str | None) -> list[int]:
     from supervisors.bootstrap import read_engine_file
-    from titan_actors.procs import pgid_members
+    from titan_actors.runtime.procs import pgid_members
 
     if not data_dir:
         return []

@@ -17,12 +17,12 @@ import tempfile
 import time
 from typing import Any
 
-from titan_actors.base import hostname
+from titan_actors.runtime.procs import hostname
 from titan_actors.messages import ChildStarted, Directory, EngineInfo, Init, LaneFlood, LaneFloodDone
 
 __all__ = ["bench_lanes", "format_lanes", "percentile"]
 
-_ACTOR = "titan_actors.base.TitanActor"
+_ACTOR = "titan_actors.runtime.actor.TitanActor"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -36,7 +36,7 @@ def percentile(values: list[float], q: float) -> float:
 def bench_lanes(*, lane_count: int, thespian_count: int, rtt: int) -> dict[str, Any]:
     """Run the benchmark; returns figures per transport."""
     from supervisors.embedded_nats import free_port
-    from titan_actors.actorsystem import open_actor_system
+    from titan_actors.runtime.actorsystem import open_actor_system
 
     data_dir = tempfile.mkdtemp(prefix="titan-bench-")
     asys = open_actor_system(admin_port=free_port(),

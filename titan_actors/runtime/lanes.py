@@ -1,20 +1,19 @@
-"""FastLanes: the data-plane transport between actor processes on one host.
+"""FastLanes: the data-plane transport between worker processes on one host.
 
-Each actor listens on one Unix stream socket in the abstract namespace
+Each worker listens on one Unix stream socket in the abstract namespace
 (`\\0titan/<engine>/<pid>`: no file to clean up, no path-length limit to hit).
-A sender opens one persistent connection per peer, queues every message for
-that peer while its handler runs, and writes the whole queue in one `send`
-when the handler returns (batching). Frames are `u32 length | pickle`. The
-first frame of a connection names the sender's role, so the receiver can hand
-each message to its handlers with the same `sender` it would have had over
-thespian.
+A sender opens one persistent connection per peer worker, queues every
+message for it while its handlers run, and writes the whole queue in one
+`send` when they return (batching). Frames are `u32 length | pickle` of
+`(source role, destination role, message)`, so the receiving worker hands each
+message to the right actor with the `sender` it would have had in memory.
 
 Trust: pickle executes code, and any local process could connect to an
 abstract socket, so a connection is accepted only from a process of the same
-user *and* the same process group (the engine's actors), checked with
+user *and* the same process group (the engine's workers), checked with
 `SO_PEERCRED`. Anything else is closed unread.
 
-Failure: lanes are at-most-once, like thespian. A peer that died loses what
+Failure: lanes are at-most-once, like thespian. A worker that died loses what
 was queued for it; `send` answers False when no lane can be opened, and the
 caller falls back to thespian. A peer that stops reading is cut off once its
 queue passes `MAX_PENDING` bytes.
@@ -52,12 +51,11 @@ def _frame(obj: Any) -> bytes:
 
 
 class _Inbound:
-    __slots__ = ("buf", "role", "sock")
+    __slots__ = ("buf", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buf = bytearray()
-        self.role: str | None = None
 
 
 class _Outbound:
@@ -71,11 +69,11 @@ class _Outbound:
 
 
 class LaneHub:
-    """One actor's lanes: its listener, the connections peers opened to it, and
-    the connections it opened to its peers."""
+    """One worker's lanes: its listener, the connections peers opened to it,
+    and the connections it opened to its peers (by lane name)."""
 
     def __init__(self, *, engine_id: str, role: str) -> None:
-        self.role = role
+        self.role = role  # the worker's name, in log lines
         self.name = lane_name(engine_id, os.getpid())
         self._pgid = os.getpgid(0)
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -93,8 +91,8 @@ class LaneHub:
     def fds(self) -> list[int]:
         return [self._listener.fileno(), *self._inbound]
 
-    def read(self, ready: list[int]) -> Iterator[tuple[Any, str]]:
-        """Yield `(message, sender_role)` for every whole frame on the ready fds."""
+    def read(self, ready: list[int]) -> Iterator[tuple[str, str, Any]]:
+        """Yield `(source role, destination role, message)` for every whole frame."""
         for fd in ready:
             if fd == self._listener.fileno():
                 self._accept_all()
@@ -125,7 +123,7 @@ class LaneHub:
             return False
         return True
 
-    def _read_conn(self, conn: _Inbound) -> Iterator[tuple[Any, str]]:
+    def _read_conn(self, conn: _Inbound) -> Iterator[tuple[str, str, Any]]:
         try:
             while True:
                 chunk = conn.sock.recv(_READ_CHUNK)
@@ -141,25 +139,22 @@ class LaneHub:
             self._close_inbound(conn)
         yield from self._frames(conn)
 
-    def _frames(self, conn: _Inbound) -> Iterator[tuple[Any, str]]:
+    def _frames(self, conn: _Inbound) -> Iterator[tuple[str, str, Any]]:
         buf, pos = conn.buf, 0
         try:
             while len(buf) - pos >= _HEADER.size:
                 (size,) = _HEADER.unpack_from(buf, pos)
                 if size > MAX_FRAME:
-                    log.error("lane %s: frame of %d bytes from %s, closing", self.role, size, conn.role)
+                    log.error("lane %s: frame of %d bytes, closing", self.role, size)
                     self._close_inbound(conn)
                     return
                 end = pos + _HEADER.size + size
                 if len(buf) < end:
                     break
-                obj = pickle.loads(memoryview(buf)[pos + _HEADER.size : end])
+                src, dst, msg = pickle.loads(memoryview(buf)[pos + _HEADER.size : end])
                 pos = end
-                if conn.role is None:
-                    conn.role = str(obj)
-                    continue
                 self.received += 1
-                yield obj, conn.role
+                yield src, dst, msg
         finally:
             del buf[:pos]
 
@@ -169,29 +164,26 @@ class LaneHub:
 
     # --- sending --------------------------------------------------------------
 
-    def send(self, role: str, name: str, msg: Any, *, urgent: bool = True) -> bool:
-        """Queue `msg` for the peer `role` listening on lane `name`.
+    def send(self, name: str, src: str, dst: str, msg: Any, *, urgent: bool = True) -> bool:
+        """Queue `msg` from role `src` for role `dst` of the worker on lane `name`.
 
         An urgent message goes out with the next `flush()`; one that is not
-        waits for `flush(lazy_too=True)` or for an urgent one to the same peer
-        (fewer writes, fewer wake-ups of the peer). Returns False (nothing
-        queued) when no lane to that peer can be opened; the caller then uses
-        thespian.
+        waits for `flush(lazy_too=True)` or for an urgent one to the same
+        worker (fewer writes, fewer wake-ups of the peer). Returns False
+        (nothing queued) when no lane to that worker can be opened; the
+        caller then uses thespian.
         """
-        out = self._outbound.get(role)
-        if out is not None and out.name != name:
-            self.forget(role)
-            out = None
+        out = self._outbound.get(name)
         if out is None:
-            out = self._connect(role, name)
+            out = self._connect(name)
             if out is None:
                 return False
-        out.buf += _frame(msg)
+        out.buf += _frame((src, dst, msg))
         out.urgent = out.urgent or urgent
         self.sent += 1
         return True
 
-    def _connect(self, role: str, name: str) -> _Outbound | None:
+    def _connect(self, name: str) -> _Outbound | None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(name)
@@ -200,18 +192,17 @@ class LaneHub:
             return None
         sock.setblocking(False)
         out = _Outbound(sock, name)
-        out.buf += _frame(self.role)
-        self._outbound[role] = out
+        self._outbound[name] = out
         return out
 
     def flush(self, *, lazy_too: bool = False) -> bool:
         """Write every queue holding an urgent message (every queue with
         `lazy_too`); True when none of those is left part-written."""
         idle = True
-        for role, out in list(self._outbound.items()):
+        for name, out in list(self._outbound.items()):
             if not out.buf or not (out.urgent or lazy_too):
                 continue
-            if self._drain(role, out):
+            if self._drain(name, out):
                 out.urgent = False
             else:
                 idle = False
@@ -221,33 +212,37 @@ class LaneHub:
         """Whether anything (not urgent) waits to be written."""
         return any(out.buf for out in self._outbound.values())
 
-    def _drain(self, role: str, out: _Outbound) -> bool:
+    def _drain(self, name: str, out: _Outbound) -> bool:
         try:
             while out.buf:
                 n = out.sock.send(out.buf)
                 del out.buf[:n]
         except (BlockingIOError, InterruptedError):
             if len(out.buf) > MAX_PENDING:
-                log.error("lane to %s is not read; dropping %d bytes", role, len(out.buf))
-                self.forget(role)
+                log.error("lane to %r is not read; dropping %d bytes", name, len(out.buf))
+                self.forget(name)
                 return True
             return False
         except OSError as exc:
-            log.info("lane to %s broke (%s); what was queued is lost", role, exc)
-            self.forget(role)
+            log.info("lane to %r broke (%s); what was queued is lost", name, exc)
+            self.forget(name)
         return True
 
-    def forget(self, role: str) -> None:
-        """Close the lane to `role` (its peer restarted or went away)."""
-        out = self._outbound.pop(role, None)
+    def lanes(self) -> list[str]:
+        """The names of the workers this hub has a lane to."""
+        return list(self._outbound)
+
+    def forget(self, name: str) -> None:
+        """Close the lane to worker `name` (it restarted or went away)."""
+        out = self._outbound.pop(name, None)
         if out is not None:
             self.dropped += len(out.buf) > 0
             out.sock.close()
 
     def close(self) -> None:
         self.flush(lazy_too=True)
-        for role in list(self._outbound):
-            self.forget(role)
+        for name in list(self._outbound):
+            self.forget(name)
         for conn in list(self._inbound.values()):
             self._close_inbound(conn)
         self._listener.close()

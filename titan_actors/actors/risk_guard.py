@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from titan_actors.base import TitanActor, count_boot
+from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.domain.risk_rules import (
     Exposure,
     OrderView,

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from titan_actors.client import ConnectionClosed, FastPathClient, FastPathError
-from titan_actors.events_tail import read_stream
+from titan_actors.tools.events_tail import read_stream
 
 __all__ = ["ChaosResult", "run_chaos"]
 
@@ -341,7 +341,7 @@ def _check_all(result: ChaosResult, engine: Any, traffic: _Traffic, placed: list
 
 def run_chaos(*, duration: float, rate: float, kill_every_ms: float, roles: list[str] | None = None,
               seed: int = 1, workdir: str | None = None) -> ChaosResult:
-    from supervisors.launch import EngineProcess, wait_for
+    from titan_actors.tools.engine_process import EngineProcess, wait_for
 
     rng = random.Random(seed)
     work = Path(workdir or tempfile.mkdtemp(prefix="titan-chaos-"))

@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from titan_actors.base import TitanActor, count_boot
+from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.domain.signals import Refusal, Request, parse_request
 from titan_actors.domain.trading_state import effective_state
 from titan_actors.messages import (
@@ -151,11 +151,14 @@ class IpcGateway(TitanActor):
         self.after(_PRUNE_EVERY_S, _PRUNE)
 
     def on_stop(self) -> None:
+        self.release()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def release(self) -> None:
         for conn in list(self.conns.values()):
             self._drop(conn)
         self.server.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
 
     def status_detail(self) -> dict[str, Any]:
         return {"boots": self.boots, "socket": self.path, "connections": len(self.conns),

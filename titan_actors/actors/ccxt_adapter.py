@@ -47,10 +47,10 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from titan_actors.aiohost import AsyncHost
+from titan_actors.runtime.aiohost import AsyncHost
 from titan_actors.domain.ids import client_order_id, exit_order_id
 from titan_actors.domain.orders import FINAL_STATUSES, Fill, Order, apply_fill, with_status
-from titan_actors.exchange import VenueAdapter, _now_ms, _venue_spec
+from titan_actors.actors.venue import VenueAdapter, _now_ms, _venue_spec
 from titan_actors.messages import (
     CommandRefused,
     OrderAccepted,
@@ -130,7 +130,7 @@ class CcxtVenueAdapter(VenueAdapter):
         self.after(self.poll_s, _POLL)
         return None
 
-    def on_stop(self) -> None:
+    def release(self) -> None:
         try:
             self.aio.submit(self.client.close())
             self.aio.stop()
