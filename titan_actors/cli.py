@@ -143,6 +143,8 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
     if cmd == "stop":
         stopping.append(0)
         return {"ok": True}
+    if cmd == "kill":
+        return {"ok": True, **engine.kill(str(request["role"]), worker=bool(request.get("worker")))}
     if cmd == "relay":
         relay = Relay(uuid.uuid4().hex, str(request["target"]), str(request.get("via", "lane")))
         result = engine.ask_role(str(request["from"]), relay, timeout=3.0)
@@ -260,14 +262,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     print(f"engine {reply['engine_id']}  state {reply['state']}  pid {reply['pid']}  "
           f"NATS {reply['nats_url']}")
-    print(f"{'ROLE':<24} {'PID':>8} {'RESTARTS':>8}  {'STATE':<10} UP")
+    print(f"{'ROLE':<24} {'WORKER':<16} {'PID':>8} {'RESTARTS':>8}  {'STATE':<10} UP")
     now = time.time()
     for actor in reply["actors"]:
         up = now - actor["started_at"] if actor["started_at"] else 0
-        print(f"{actor['role']:<24} {actor['pid']:>8} {actor['restarts']:>8}  {actor['state']:<10} "
-              f"{up:.0f}s")
+        print(f"{actor['role']:<24} {actor['worker']:<16} {actor['pid']:>8} {actor['restarts']:>8}  "
+              f"{actor['state']:<10} {up:.0f}s")
     for role in reply["missing"]:
-        print(f"{role:<24} {'-':>8} {'-':>8}  {'no answer':<10}")
+        print(f"{role:<24} {'-':<16} {'-':>8} {'-':>8}  {'no answer':<10}")
+    return 0
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    config = _config(args)
+    reply = _ask(config.data_dir, {"cmd": "kill", "role": args.role, "worker": args.worker}, "kill failed")
+    what = f"worker {reply['worker']} (pid {reply['pid']})" if args.worker else \
+        f"actor {reply['role']} in worker {reply['worker']} (pid {reply['pid']})"
+    print(f"titan: killed {what}; its supervisor restarts it")
     return 0
 
 
@@ -330,7 +341,8 @@ def cmd_bench_fastpath(args: argparse.Namespace) -> int:
             return _fail(str(exc))
     rate = None if args.rate == "max" else float(args.rate)
     result = run_fastpath_bench(rate=rate, duration=args.duration, connections=args.connections,
-                                socket_path=socket_path, secret=secret, data_dir=args.data_dir)
+                                socket_path=socket_path, secret=secret, data_dir=args.data_dir,
+                                profile=args.profile)
     print(json.dumps(result, indent=2) if args.json else format_fastpath(result))
     return 0
 
@@ -471,7 +483,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     if unknown:
         return _fail(f"--roles: unknown {', '.join(unknown)} (known: {', '.join(DEFAULT_ROLES)})", EXIT_USAGE)
     result = run_chaos(duration=args.duration, rate=args.rate, kill_every_ms=args.kill_every, roles=roles,
-                       seed=args.seed)
+                       seed=args.seed, profile=args.profile)
     print(json.dumps(result.as_dict(), indent=2) if args.json else result.text(), flush=True)
     return 0 if result.ok else 1
 
@@ -541,6 +553,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
 
+    kill = sub.add_parser("kill", parents=[common],
+                          help="crash one actor abruptly wherever it runs (or SIGKILL its worker)")
+    kill.add_argument("role", help="the actor's role, e.g. risk, venue:paper, position:BTCUSDT, root")
+    kill.add_argument("--worker", action="store_true",
+                      help="SIGKILL the whole worker process that hosts the role")
+    kill.set_defaults(func=cmd_kill)
+
     stop = sub.add_parser("stop", parents=[common], help="stop the running engine")
     stop.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
     stop.set_defaults(func=cmd_stop)
@@ -560,6 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
     fast.add_argument("--connections", type=_positive_int, default=4, help="client connections (default 4)")
     fast.add_argument("--socket", help="target a running engine's socket instead of starting one")
     fast.add_argument("--data-dir", help="with --socket: the running engine's data dir (secret, memory)")
+    fast.add_argument("--profile", choices=("packed", "isolated"), default="packed",
+                      help="placement of the engine it starts (default packed)")
     fast.add_argument("--json", action="store_true")
     fast.set_defaults(func=cmd_bench_fastpath)
 
@@ -617,6 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--kill-every", type=float, default=1000.0, help="ms between kills (default 1000)")
     chaos.add_argument("--roles", help="comma-separated roles to kill (default: all, and nats-server)")
     chaos.add_argument("--seed", type=int, default=1)
+    chaos.add_argument("--profile", choices=("packed", "isolated"), default="packed",
+                       help="placement of the engine it starts (default packed)")
     chaos.add_argument("--json", action="store_true")
     chaos.set_defaults(func=cmd_chaos)
 

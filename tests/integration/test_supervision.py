@@ -1,4 +1,9 @@
-"""OTP supervision semantics, on real actor processes in a private system."""
+"""OTP supervision semantics, on real workers in a private system.
+
+Actors are killed one at a time through the runtime (`KillRole`, what
+`titan kill ROLE` sends), which ends one actor whichever worker hosts it, and
+incarnations are told apart by their `cell`: these tests hold under both
+placement profiles. Whole workers are SIGKILLed where that is the point."""
 
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from titan_actors.messages import (
     StopTree,
     TreeStopped,
 )
+from titan_actors.runtime.placement import Placement
+from titan_actors.runtime.protocol import KillRole, Routed
 
 WORKER = "tests.support.actors.Steady"
 CRASHER = "tests.support.actors.CrashAtStart"
@@ -40,6 +47,15 @@ def _starts(tmp: Path, cid: str) -> list[float]:
 
 def _pids(system: ActorSystemHarness) -> dict[str, int]:
     return {a.role: a.pid for a in system.tree().actors}
+
+
+def _cells(system: ActorSystemHarness) -> dict[str, int]:
+    """Role → incarnation: a restart in the same worker gets a new cell."""
+    return {a.role: a.detail["cell"] for a in system.tree().actors}
+
+
+def _kill(system: ActorSystemHarness, role: str) -> None:
+    system.asys.tell(system.root, KillRole(role))
 
 
 def _alive(pid: int) -> bool:
@@ -84,10 +100,10 @@ def test_rest_for_one_restarts_the_failed_child_and_those_started_after_it_in_or
     actor_system: ActorSystemHarness, tmp_path: Path
 ) -> None:
     actor_system.start_root([_worker(tmp_path, c) for c in ("a", "b", "c")], strategy="rest_for_one")
-    before = wait_for(lambda: len(p := _pids(actor_system)) == 4 and p, 10.0, 0.05, "tree up")
-    os.kill(before["b"], signal.SIGKILL)
+    before = wait_for(lambda: len(p := _cells(actor_system)) == 4 and p, 10.0, 0.05, "tree up")
+    _kill(actor_system, "b")
     after = wait_for(
-        lambda: (p := _pids(actor_system)).get("c") not in (None, before["c"]) and len(p) == 4 and p,
+        lambda: (p := _cells(actor_system)).get("c") not in (None, before["c"]) and len(p) == 4 and p,
         10.0, 0.02, "b and c restarted",
     )
     assert after["a"] == before["a"]
@@ -101,10 +117,10 @@ def test_one_for_all_restarts_every_child_when_one_fails(
     actor_system: ActorSystemHarness, tmp_path: Path
 ) -> None:
     actor_system.start_root([_worker(tmp_path, c) for c in ("a", "b", "c")], strategy="one_for_all")
-    before = wait_for(lambda: len(p := _pids(actor_system)) == 4 and p, 10.0, 0.05, "tree up")
-    os.kill(before["c"], signal.SIGKILL)
+    before = wait_for(lambda: len(p := _cells(actor_system)) == 4 and p, 10.0, 0.05, "tree up")
+    _kill(actor_system, "c")
     after = wait_for(
-        lambda: len(p := _pids(actor_system)) == 4 and all(p[c] != before[c] for c in "abc") and p,
+        lambda: len(p := _cells(actor_system)) == 4 and all(p[c] != before[c] for c in "abc") and p,
         10.0, 0.02, "all restarted",
     )
     assert after["root"] == before["root"]
@@ -121,14 +137,14 @@ def test_restart_types_permanent_transient_and_temporary_are_honoured(
         _worker(tmp_path, "trans2", "transient"),
         _worker(tmp_path, "temp", "temporary"),
     ])
-    before = wait_for(lambda: len(p := _pids(actor_system)) == 5 and p, 10.0, 0.05, "tree up")
+    before = wait_for(lambda: len(p := _cells(actor_system)) == 5 and p, 10.0, 0.05, "tree up")
     directory = actor_system.asys.ask(actor_system.root, GetDirectory(), 5)
     assert isinstance(directory, Directory)
     for role in ("perm", "trans", "temp"):
-        os.kill(before[role], signal.SIGKILL)
-    actor_system.asys.tell(directory.get("trans2").address, "exit-normally")
+        _kill(actor_system, role)
+    actor_system.asys.tell(directory.get("trans2").address, Routed("trans2", None, "exit-normally"))
     after = wait_for(
-        lambda: (p := _pids(actor_system)).keys() == {"root", "perm", "trans"}
+        lambda: (p := _cells(actor_system)).keys() == {"root", "perm", "trans"}
         and p["perm"] != before["perm"] and p["trans"] != before["trans"] and p,
         10.0, 0.02, "permanent and crashed transient restarted; temporary and normal transient not",
     )
@@ -163,8 +179,9 @@ def test_children_killed_at_the_same_instant_are_all_restarted_even_when_thespia
 ) -> None:
     # Regression: thespian delivered ChildActorExited for 2 of 3 children
     # SIGKILLed together; the third stayed "running" in its supervisor forever.
+    # One worker per actor, so that five processes die at once.
     names = [f"w{i}" for i in range(5)]
-    actor_system.start_root([_worker(tmp_path, n) for n in names])
+    actor_system.start_root([_worker(tmp_path, n) for n in names], placement=Placement(profile="isolated"))
     before = wait_for(lambda: len(p := _pids(actor_system)) == 6 and p, 10.0, 0.05, "tree up")
     for name in names:
         os.kill(before[name], signal.SIGKILL)
@@ -174,3 +191,36 @@ def test_children_killed_at_the_same_instant_are_all_restarted_even_when_thespia
     )
     assert all(len(_starts(tmp_path, n)) == 2 for n in names), "each restarted exactly once"
     assert after["root"] == before["root"]
+
+
+def test_an_actor_that_raises_is_restarted_in_its_worker_and_its_neighbours_go_on(
+    actor_system: ActorSystemHarness, tmp_path: Path
+) -> None:
+    actor_system.start_root([_worker(tmp_path, c) for c in ("a", "b", "c")],
+                            placement=Placement(profile="packed"))
+    before = wait_for(lambda: len(p := _cells(actor_system)) == 4 and p, 10.0, 0.05, "tree up")
+    pids = _pids(actor_system)
+    assert pids["a"] == pids["b"] == pids["c"] != pids["root"], "packed: one worker hosts a, b and c"
+    directory = actor_system.asys.ask(actor_system.root, GetDirectory(), 5)
+    actor_system.asys.tell(directory.get("b").address, Routed("b", None, "raise"))
+    after = wait_for(lambda: (p := _cells(actor_system)).get("b") not in (None, before["b"]) and p,
+                     10.0, 0.02, "b restarted")
+    assert after["a"] == before["a"] and after["c"] == before["c"], "a and c were not touched"
+    assert _pids(actor_system)["b"] == pids["b"], "restarted in the same worker"
+    assert len(_starts(tmp_path, "a")) == 1 and len(_starts(tmp_path, "b")) == 2
+    crash = (tmp_path / "data" / "logs" / "crash.log").read_text()
+    assert "role=b message=raise worker=core" in crash and "told to raise" in crash
+
+
+def test_a_sigkilled_worker_is_the_crash_of_every_actor_in_it_and_all_of_them_recover(
+    actor_system: ActorSystemHarness, tmp_path: Path
+) -> None:
+    actor_system.start_root([_worker(tmp_path, c) for c in ("a", "b", "c")],
+                            placement=Placement(profile="packed"))
+    before = wait_for(lambda: len(p := _pids(actor_system)) == 4 and p, 10.0, 0.05, "tree up")
+    os.kill(before["b"], signal.SIGKILL)
+    after = wait_for(lambda: len(p := _pids(actor_system)) == 4
+                     and all(p[c] != before[c] for c in "abc") and p, 10.0, 0.02, "the worker restarted")
+    assert after["a"] == after["b"] == after["c"], "they share the new worker again"
+    assert after["root"] == before["root"]
+    assert all(len(_starts(tmp_path, c)) == 2 for c in "abc")

@@ -9,37 +9,59 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.engine import RunningEngine, wait_for
+from tests.support.engine import PROFILE, RunningEngine, wait_for
 
 ROLES = {
     "root", "nats", "risk", "venues", "venue:paper", "positions",
     "position:BTCUSDT", "position:ETHUSDT", "gateway",
 }
-# Every role but the root: its restart is the watchdog's (tested below).
+SUPERVISORS = {"root", "venues", "positions"}
+# Every role but the root supervisor: the root worker's restart is the watchdog's (tested below).
 KILLABLE = sorted(ROLES - {"root"})
 
 
-def _kill_and_wait_new_pid(engine: RunningEngine, role: str) -> tuple[int, int, float]:
-    """Returns the old pid, the new pid, and the seconds from the kill until
-    the new process had finished its start (its own `started_at`)."""
-    old = engine.pids()[role]
+def expected_worker(role: str) -> str:
+    """Where placement puts `role` under the profile of this test run."""
+    if role in SUPERVISORS:
+        return "root"
+    if PROFILE == "isolated":
+        return role
+    return "nats" if role == "nats" else "core"
+
+
+def _kill_and_wait_new(engine: RunningEngine, role: str, *, worker: bool) -> tuple[tuple[int, int], dict, float]:
+    """Kill `role` (the actor alone, or its worker); returns what served it
+    before, its new actor status, and the seconds from the kill until the new
+    incarnation had finished its start (its own `started_at`)."""
+    old = engine.cells()[role]
     killed_at = time.time()
-    os.kill(old, signal.SIGKILL)
+    if worker:
+        os.kill(old[0], signal.SIGKILL)
+    else:
+        engine.kill(role)
 
     def new_actor() -> dict | None:
         actor = next((a for a in engine.status()["actors"] if a["role"] == role), None)
-        return actor if actor and actor["pid"] != old else None
+        return actor if actor and (actor["pid"], actor["detail"]["cell"]) != old else None
 
-    actor = wait_for(new_actor, 5.0, 0.01, f"{role} back with a new pid")
-    return old, actor["pid"], actor["started_at"] - killed_at
+    actor = wait_for(new_actor, 5.0, 0.01, f"{role} back as a new incarnation")
+    return old, actor, actor["started_at"] - killed_at
 
 
-def test_the_tree_starts_and_every_role_answers_status_with_a_distinct_pid(engine: RunningEngine) -> None:
+def test_the_tree_starts_and_every_role_answers_status_from_the_worker_placement_gives_it(
+    engine: RunningEngine,
+) -> None:
     status = engine.status()
     pids = {a["role"]: a["pid"] for a in status["actors"]}
     assert set(pids) == ROLES
     assert status["missing"] == []
-    assert len(set(pids.values())) == len(ROLES), pids
+    workers = {a["role"]: a["worker"] for a in status["actors"]}
+    assert workers == {role: expected_worker(role) for role in ROLES}, workers
+    by_worker: dict[str, set[int]] = {}
+    for role, pid in pids.items():
+        by_worker.setdefault(workers[role], set()).add(pid)
+    assert all(len(p) == 1 for p in by_worker.values()), "one process per worker"
+    assert len({next(iter(p)) for p in by_worker.values()}) == len(by_worker), "a process per worker"
     assert os.getpid() not in pids.values()
     for actor in status["actors"]:
         assert actor["state"] == "running", actor
@@ -53,26 +75,41 @@ def test_the_tree_starts_and_every_role_answers_status_with_a_distinct_pid(engin
     assert set(gateway["detail"]["peers"]) == {"risk", "venue:paper", "positions", "nats"}
 
 
-@pytest.mark.parametrize("role", KILLABLE)
-def test_a_killed_role_is_back_with_a_new_pid_within_a_second_and_reachable_over_lane_and_thespian(
-    engine: RunningEngine, role: str
+@pytest.mark.parametrize("worker", [False, True], ids=["actor", "worker"])
+@pytest.mark.parametrize("role", sorted(ROLES - SUPERVISORS))
+def test_a_killed_role_is_back_within_a_second_and_reachable_over_lane_and_thespian(
+    engine: RunningEngine, role: str, worker: bool
 ) -> None:
-    old, new, seconds = _kill_and_wait_new_pid(engine, role)
+    old, new, seconds = _kill_and_wait_new(engine, role, worker=worker)
     assert seconds < 1.0, f"{role} took {seconds:.3f}s to come back"
-    assert not Path(f"/proc/{old}").exists() or _zombie(old)
+    if worker:
+        assert _gone(old[0]) and new["pid"] != old[0]
+    else:
+        assert new["pid"] == old[0], "an actor killed alone comes back in its worker"
     engine.wait_whole(ROLES)
     sender = "gateway" if role != "gateway" else "risk"
+    shared = expected_worker(sender) == expected_worker(role)
     for via in ("lane", "thespian"):
         # The sender had the old address; the directory push must have told it.
         reply = wait_for(
             lambda via=via: _reached(engine, sender, role, via), 3.0, 0.05, f"{sender}->{role} {via}"
         )
-        assert reply["pid"] == new
-        assert reply["arrived_by"] == via, "a lane to the new process must open (or thespian was asked)"
+        assert reply["pid"] == new["pid"]
+        # In one worker a message is handed over in memory, whatever was asked.
+        assert reply["arrived_by"] == ("memory" if shared else via), reply
         # And the restarted actor reaches its peers too.
         back = engine.control({"cmd": "relay", "from": role, "target": sender, "via": via})
         assert back["reached"] is True
     assert engine.actor(role)["restarts"] == 1
+
+
+@pytest.mark.parametrize("role", ["risk", "venue:paper", "position:BTCUSDT", "gateway"])
+def test_an_actor_killed_alone_does_not_touch_its_neighbours(engine: RunningEngine, role: str) -> None:
+    before = engine.cells()
+    engine.kill(role)
+    after = wait_for(lambda: (c := engine.cells()).get(role) not in (None, before[role]) and c, 5.0, 0.01,
+                     f"{role} restarted")
+    assert {r: c for r, c in after.items() if r != role} == {r: c for r, c in before.items() if r != role}
 
 
 def _reached(engine: RunningEngine, sender: str, target: str, via: str) -> dict | None:
@@ -90,12 +127,12 @@ def _zombie(pid: int) -> bool:
 def test_an_exception_in_a_handler_crashes_the_actor_which_is_restarted_and_the_crash_is_logged(
     engine: RunningEngine,
 ) -> None:
-    old = engine.pids()["risk"]
+    old = engine.cells()["risk"]
     engine.control({"cmd": "fault", "role": "risk", "reason": "test-fault"})
-    new = wait_for(lambda: (p := engine.pids().get("risk")) != old and p, 5.0, 0.02, "risk restarted")
-    assert new != old
+    new = wait_for(lambda: (p := engine.cells().get("risk")) != old and p, 5.0, 0.02, "risk restarted")
+    assert new[1] != old[1]
     crash = (engine.data_dir / "logs" / "crash.log").read_text()
-    assert f"pid={old} role=risk message=InjectFault" in crash
+    assert f"pid={old[0]} role=risk message=InjectFault worker={expected_worker('risk')}" in crash
     assert "Traceback" in crash and "test-fault" in crash
     risk = engine.actor("risk")
     assert risk["restarts"] == 1
@@ -103,18 +140,23 @@ def test_an_exception_in_a_handler_crashes_the_actor_which_is_restarted_and_the_
     assert risk["detail"]["boots"] == 2
 
 
-def test_a_killed_supervisor_leaves_no_orphans_and_its_subtree_comes_back(engine: RunningEngine) -> None:
-    before = engine.pids()
-    os.kill(before["positions"], signal.SIGKILL)
-    for role in ("position:BTCUSDT", "position:ETHUSDT"):
-        wait_for(lambda role=role: _gone(before[role]), 2.0, 0.01, f"orphan {role} gone")
-    after = engine.wait_whole(ROLES)
-    for role in ("positions", "position:BTCUSDT", "position:ETHUSDT"):
-        assert after[role] != before[role]
+def test_a_killed_supervisor_takes_its_children_with_it_and_its_subtree_comes_back(
+    engine: RunningEngine,
+) -> None:
+    before = engine.cells()
+    engine.kill("positions")
+
+    def whole_again() -> dict | None:
+        cells = engine.cells()
+        changed = all(cells.get(r, before[r]) != before[r] for r in ("positions", "position:BTCUSDT",
+                                                                      "position:ETHUSDT"))
+        return cells if changed and ROLES <= set(cells) else None
+
+    after = wait_for(whole_again, 10.0, 0.02, "the positions subtree restarted")
     for role in ("gateway", "risk", "nats", "venues", "venue:paper"):
         assert after[role] == before[role], f"{role} should not have been touched (one_for_one)"
     reply = wait_for(lambda: _reached(engine, "gateway", "position:BTCUSDT", "lane"), 3.0, 0.05, "relay")
-    assert reply["pid"] == after["position:BTCUSDT"]
+    assert reply["pid"] == after["position:BTCUSDT"][0]
 
 
 def test_a_killed_root_takes_its_whole_tree_down_and_the_watchdog_starts_it_again(
@@ -123,7 +165,7 @@ def test_a_killed_root_takes_its_whole_tree_down_and_the_watchdog_starts_it_agai
     before = engine.pids()
     os.kill(before["root"], signal.SIGKILL)
     for role, pid in before.items():
-        wait_for(lambda pid=pid: _gone(pid), 3.0, 0.01, f"{role} (pid {pid}) gone with the root")
+        wait_for(lambda pid=pid: _gone(pid), 3.0, 0.01, f"{role} (pid {pid}) gone with the root worker")
     after = engine.wait_whole(ROLES, timeout=15)
     assert not set(after.values()) & set(before.values())
     assert engine.status()["root_restarts"] == 1

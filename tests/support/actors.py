@@ -35,6 +35,8 @@ class Steady(TitanActor):
     def handle(self, msg: object, sender: object) -> None:
         if msg == "exit-normally":
             self.exit_normally()
+        elif msg == "raise":
+            raise RuntimeError("told to raise")
         else:
             super().handle(msg, sender)
 

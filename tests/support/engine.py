@@ -7,6 +7,7 @@ teardown kills every process group it made and checks none survived.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,10 @@ from titan_actors.tools.engine_process import wait_for as _wait_for
 from titan_actors.client import FastPathClient
 from titan_actors.control import ControlError, EngineNotRunning
 
-__all__ = ["FAST_SUPERVISION", "RunningEngine", "titan_cmd", "wait_for"]
+__all__ = ["FAST_SUPERVISION", "PROFILE", "RunningEngine", "titan_cmd", "wait_for"]
+
+#: The placement profile of every engine the tests start (`TITAN_PLACEMENT`, default packed).
+PROFILE = os.environ.get("TITAN_PLACEMENT") or "packed"
 
 FAST_SUPERVISION = """
 [supervision]
@@ -48,6 +52,18 @@ class RunningEngine(EngineProcess):
 
     def actor(self, role: str) -> dict[str, Any]:
         return next(a for a in self.status()["actors"] if a["role"] == role)
+
+    def cells(self) -> dict[str, tuple[int, int]]:
+        """Role → (pid, cell): what serves each role now; an actor restarted in
+        its shared worker keeps the pid and gets a new cell."""
+        return {a["role"]: (a["pid"], a["detail"]["cell"]) for a in self.status()["actors"]}
+
+    def workers(self) -> dict[str, str]:
+        return {a["role"]: a["worker"] for a in self.status()["actors"]}
+
+    def kill(self, role: str, *, worker: bool = False) -> dict[str, Any]:
+        """`titan kill ROLE [--worker]`."""
+        return self.control({"cmd": "kill", "role": role, "worker": worker})
 
     def venue(self, name: str = "paper") -> dict[str, Any]:
         return self.actor(f"venue:{name}")["detail"]

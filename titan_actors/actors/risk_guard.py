@@ -278,11 +278,12 @@ class RiskGuard(TitanActor):
         def refuse(code: str, reason: str, rule: str = "") -> None:
             self.counts["refused"] += 1
             self.tell(msg.reply_to, CommandRefused(intent.signal_id, "PREPARE", code, reason, rule))
-            if code != "INTERNAL":
+            if code != "BUSY":
                 self._denied(intent, code, reason, rule)
 
+        # Not ready yet: nothing was done, and a resend soon will be answered (BUSY, not INTERNAL).
         if self.rebuilding:
-            refuse("INTERNAL", "the risk guard is rebuilding its view after a restart; resend")
+            refuse("BUSY", "the risk guard is rebuilding its view after a restart; resend")
             return
         order = self._view(intent)
         snap = self.snapshots.get(order.symbol)
@@ -290,7 +291,7 @@ class RiskGuard(TitanActor):
             refuse("VENUE_UNAVAILABLE", f"venue {order.venue} is not available")
             return
         if snap is None or not snap.reconciled.get(order.venue, False):
-            refuse("INTERNAL", f"{order.symbol} is not reconciled with venue {order.venue} yet; resend")
+            refuse("BUSY", f"{order.symbol} is not reconciled with venue {order.venue} yet; resend")
             return
         exposure = self.exposure(order.symbol)
         halted = self._state_refusal(order, exposure)

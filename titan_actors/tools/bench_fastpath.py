@@ -207,9 +207,10 @@ def _cpu_per_signal(before: dict[int, tuple[str, int]], after: dict[int, tuple[s
 
 def run_fastpath_bench(*, rate: float | None, duration: float, connections: int,
                        socket_path: str | None = None, secret: bytes | None = None,
-                       data_dir: str | None = None) -> dict[str, Any]:
-    """Start an engine in a temp dir (unless `socket_path` targets a running
-    one), measure the floor and the engine, and return the figures."""
+                       data_dir: str | None = None, profile: str = "packed") -> dict[str, Any]:
+    """Start an engine in a temp dir with placement `profile` (unless
+    `socket_path` targets a running one), measure the floor and the engine,
+    and return the figures."""
     from titan_actors.tools.engine_process import EngineProcess
 
     workdir = Path(tempfile.mkdtemp(prefix="titan-bench-"))
@@ -219,7 +220,8 @@ def run_fastpath_bench(*, rate: float | None, duration: float, connections: int,
             secret = secrets.token_hex(32).encode()
             socket_path = str(workdir / "fastpath.sock")
             engine = EngineProcess(workdir, "[engine]\nlog_level = 'WARNING'\n",
-                                   {"TITAN_IPC_SOCKET": socket_path, "TITAN_HMAC_SECRET": secret.decode()})
+                                   {"TITAN_IPC_SOCKET": socket_path, "TITAN_HMAC_SECRET": secret.decode(),
+                                    "TITAN_PLACEMENT": profile})
             engine.env.pop("NATS_URL", None)
             engine.start()
         assert secret is not None

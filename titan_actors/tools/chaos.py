@@ -219,33 +219,45 @@ def _nats_side(url_of: Any, secret: bytes, rng: random.Random, stop: threading.E
 # --- the killer -----------------------------------------------------------------------------
 
 
-def _victim_pid(engine: Any, role: str) -> int:
+def _incarnation(engine: Any, role: str) -> tuple[int, int]:
+    """(pid, cell) of what now serves `role`: an actor killed in a shared
+    worker comes back in the same pid with a new cell."""
     status = engine.status()
     if role == "nats-server":
-        return status.get("nats_pid", 0)
-    return next((a["pid"] for a in status["actors"] if a["role"] == role), 0)
+        return status.get("nats_pid", 0), 0
+    actor = next((a for a in status["actors"] if a["role"] == role), None)
+    return (actor["pid"], actor["detail"].get("cell", 0)) if actor else (0, 0)
 
 
 def _kill_loop(engine: Any, roles: list[str], rng: random.Random, every_s: float, stop: threading.Event,
-               recoveries: dict[str, list[float]]) -> None:
+               recoveries: dict[str, list[float]], kinds: dict[str, int]) -> None:
+    """Every `every_s`, one role: SIGKILL of its worker or of nats-server, or a
+    kill of the actor alone (`titan kill`), chosen at random."""
     while not stop.wait(every_s):
         role = rng.choice(roles)
         try:
-            pid = _victim_pid(engine, role)
+            before = _incarnation(engine, role)
         except Exception:
             continue
-        if not pid:
+        if not before[0]:
             continue
+        whole = role == "nats-server" or rng.random() < 0.5
         killed_at = time.monotonic()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        try:
+            if whole:
+                os.kill(before[0], signal.SIGKILL)
+            else:
+                engine.control({"cmd": "kill", "role": role})
+        except Exception:
+            continue
+        kinds["worker" if whole else "actor"] = kinds.get("worker" if whole else "actor", 0) + 1
         deadline = killed_at + 20
         while time.monotonic() < deadline and not stop.is_set():
             try:
-                now_pid = _victim_pid(engine, role)
+                now = _incarnation(engine, role)
             except Exception:
-                now_pid = 0
-            if now_pid and now_pid != pid:
+                now = (0, 0)
+            if now[0] and now != before:
                 recoveries.setdefault(role, []).append(time.monotonic() - killed_at)
                 break
             time.sleep(0.02)
@@ -340,7 +352,7 @@ def _check_all(result: ChaosResult, engine: Any, traffic: _Traffic, placed: list
 
 
 def run_chaos(*, duration: float, rate: float, kill_every_ms: float, roles: list[str] | None = None,
-              seed: int = 1, workdir: str | None = None) -> ChaosResult:
+              seed: int = 1, workdir: str | None = None, profile: str = "packed") -> ChaosResult:
     from titan_actors.tools.engine_process import EngineProcess, wait_for
 
     rng = random.Random(seed)
@@ -348,7 +360,7 @@ def run_chaos(*, duration: float, rate: float, kill_every_ms: float, roles: list
     secret = secrets.token_hex(32).encode()
     socket_path = str(work / "fastpath.sock")
     engine = EngineProcess(work, CONFIG, {"TITAN_IPC_SOCKET": socket_path,
-                                          "TITAN_HMAC_SECRET": secret.decode()})
+                                          "TITAN_HMAC_SECRET": secret.decode(), "TITAN_PLACEMENT": profile})
     engine.env.pop("NATS_URL", None)
     result = ChaosResult()
     engine.start()
@@ -357,6 +369,7 @@ def run_chaos(*, duration: float, rate: float, kill_every_ms: float, roles: list
         stop, kill_stop = threading.Event(), threading.Event()
         placed: list[tuple[str, str]] = []
         recoveries: dict[str, list[float]] = {}
+        kinds: dict[str, int] = {}
         threads = [
             threading.Thread(target=traffic.run, args=(stop,), name="chaos-traffic"),
             threading.Thread(target=_nats_side, args=(lambda: engine.status()["nats_url"], secret,
@@ -364,7 +377,7 @@ def run_chaos(*, duration: float, rate: float, kill_every_ms: float, roles: list
                              name="chaos-nats"),
             threading.Thread(target=_kill_loop, args=(engine, list(roles or DEFAULT_ROLES),
                                                       random.Random(rng.random()), kill_every_ms / 1000,
-                                                      kill_stop, recoveries), name="chaos-killer"),
+                                                      kill_stop, recoveries, kinds), name="chaos-killer"),
         ]
         for thread in threads:
             thread.start()
@@ -395,6 +408,8 @@ def run_chaos(*, duration: float, rate: float, kill_every_ms: float, roles: list
                    if settled else "still unsettled after 90 s")
         _check_all(result, engine, traffic, placed, recoveries, halt)
         result.stats["seed"] = seed
+        result.stats["profile"] = profile
+        result.stats["kills_by_kind"] = kinds
     finally:
         engine.stop()
         result.stats["leftover_processes"] = len(engine.leftovers())
