@@ -41,8 +41,6 @@ from typing import Any
 from supervisors.embedded_nats import EmbeddedNats, free_port
 from supervisors.policy import Intensity
 from supervisors.tree import ROOT_ROLE, SUPERVISOR, expected_roles, placement_of, root_config
-from titan_actors.runtime.actorsystem import open_actor_system
-from titan_actors.runtime.procs import hostname
 from titan_actors.config import Config
 from titan_actors.messages import (
     ChildStarted,
@@ -55,10 +53,11 @@ from titan_actors.messages import (
     TreeStatusRequest,
     TreeStopped,
 )
+from titan_actors.runtime.actorsystem import open_actor_system
 from titan_actors.runtime.placement import ROOT_WORKER
+from titan_actors.runtime.procs import hostname, parent_of, pgid_alive, pgid_members, pid_alive
 from titan_actors.runtime.protocol import KillRole, Routed, StartCell, WorkerInit
 from titan_actors.runtime.worker import WORKER_CLASS
-from titan_actors.runtime.procs import parent_of, pgid_alive, pgid_members, pid_alive
 from titan_actors.secret import ensure_secret
 
 __all__ = [

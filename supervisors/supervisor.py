@@ -50,7 +50,6 @@ from supervisors.policy import (
 from titan_actors.messages import (
     ChildSpec,
     ChildStarted,
-    Directory,
     Init,
     StartChild,
     StartChildResult,
@@ -91,7 +90,7 @@ class _Child:
         return max(self.spawned - 1, 0)
 
 
-class GaveUp(Exception):  # noqa: N818 - the supervisor's abnormal exit, as OTP's `shutdown` reason
+class GaveUp(Exception):
     """A supervisor that gave up ends abnormally, so its parent restarts it."""
 
 

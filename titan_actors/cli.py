@@ -153,9 +153,10 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
         return {"ok": True, "reached": result.ok, "pid": result.pid, "via": result.via,
                 "arrived_by": result.arrived_by, "reason": result.reason}
     if cmd == "fault":
-        fault = InjectFault(str(request.get("reason", "operator")), str(request.get("at", "")))
+        fault = InjectFault(str(request.get("reason", "operator")), str(request.get("at", "")),
+                            str(request.get("kill", "worker")))
         engine.tell_role(str(request["role"]), fault)
-        if fault.at:
+        if fault.at and fault.at != "pause":  # a paused actor answers nothing
             # Armed before we answer: thespian keeps the order of one sender's messages.
             engine.ask_role(str(request["role"]), StatusRequest(), timeout=3.0)
         return {"ok": True}

@@ -280,12 +280,14 @@ class GetDirectory:
 class InjectFault:
     """Chaos hook. Without `at`: raise inside the handler, so that let-it-crash
     is exercised through the real path (log, exit, supervisor restart). With
-    `at`: arm the named crash point; the actor SIGKILLs itself the next time
-    it passes there (e.g. `adapter.after_journal`), to reproduce a kill at an
-    exact moment."""
+    `at`: arm the named crash point; the next time the actor passes there
+    (e.g. `adapter.after_journal`) its worker SIGKILLs itself (`kill="worker"`)
+    or the actor alone is killed (`kill="actor"`), to reproduce a kill at an
+    exact moment. `at="pause"` / `"resume"`: hold every message until resumed."""
 
     reason: str = "injected"
     at: str = ""
+    kill: str = "worker"
 
 
 @dataclass(frozen=True, slots=True)

@@ -325,8 +325,7 @@ def test_internal_when_the_risk_guard_does_not_answer_and_the_resend_learns_the_
 ) -> None:
     engine = RunningEngine(tmp_path, FAST_SUPERVISION + "[ipc]\nrequest_timeout_ms = 300\n").start()
     try:
-        risk = engine.pids()["risk"]
-        os.kill(risk, signal.SIGSTOP)
+        engine.pause("risk")
         try:
             with engine.client() as client:
                 started = time.monotonic()
@@ -335,7 +334,7 @@ def test_internal_when_the_risk_guard_does_not_answer_and_the_resend_learns_the_
                 assert time.monotonic() - started < 2.0
                 assert engine.venue()["staged"] == 0, "nothing may reach a venue without the risk guard"
         finally:
-            os.kill(risk, signal.SIGCONT)
+            engine.resume("risk")
         with engine.client() as client:
             late = wait_for(lambda: (r := client.prepare("i1", "BTCUSDT", "buy", 0.01))["type"] != "REJECTED"
                             and r, 5.0, 0.05, "the late outcome")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from tests.support.engine import wait_for
 from tests.support.system import ActorSystemHarness
-from titan_actors.runtime.lanes import LaneHub
 from titan_actors.messages import ChildSpec, Directory, GetDirectory, Ping, Relay, RelayResult
+from titan_actors.runtime.lanes import LaneHub
 from titan_actors.runtime.placement import Placement
 from titan_actors.runtime.protocol import Routed
 

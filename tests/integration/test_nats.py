@@ -170,15 +170,14 @@ def test_status_lists_the_trading_state_actors_venues_and_positions(shared: Runn
 def test_a_command_while_its_actor_is_down_gets_an_error_reply_not_silence(tmp_path: Path) -> None:
     engine = RunningEngine(tmp_path).start()
     try:
-        risk = engine.pids()["risk"]
-        os.kill(risk, signal.SIGSTOP)
+        engine.pause("risk")
         try:
             started = time.monotonic()
             reply = send(engine, subjects.CMD_HALT, {"mode": "HALTED", "reason": "x", "operator": "y"})
             assert reply["error"] == "UNAVAILABLE"
             assert time.monotonic() - started < 8
         finally:
-            os.kill(risk, signal.SIGCONT)
+            engine.resume("risk")
     finally:
         engine.stop()
 
@@ -360,8 +359,7 @@ def test_titan_events_tail_prints_the_stream_as_json_lines(shared: RunningEngine
 
 
 def test_killing_a_producer_whose_events_the_bridge_never_got_loses_none(engine: RunningEngine) -> None:
-    bridge = engine.pids()["nats"]
-    os.kill(bridge, signal.SIGSTOP)  # the adapter's events stay in its own outbox
+    engine.pause("nats")  # the adapter's events stay in its own outbox
     try:
         _flow(engine, 5, "kp")
         adapter = engine.pids()["venue:paper"]
@@ -369,5 +367,5 @@ def test_killing_a_producer_whose_events_the_bridge_never_got_loses_none(engine:
         os.kill(adapter, signal.SIGKILL)
         wait_for(lambda: engine.pids().get("venue:paper") not in (None, adapter), 5, 0.05, "adapter back")
     finally:
-        os.kill(bridge, signal.SIGCONT)
+        engine.resume("nats")
     _assert_exactly_once(engine, 5)

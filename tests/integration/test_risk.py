@@ -338,11 +338,11 @@ def test_a_restarted_gateway_confirms_nothing_until_it_knows_the_trading_states(
     with engine.client() as client:
         assert client.prepare("gw-1", "BTCUSDT", "buy", 0.1)["type"] == "PREPARED"
     assert _titan(engine, "halt", "--reason", "r", "--scope", "symbol:BTCUSDT").returncode == 0
-    risk, gateway = engine.pids()["risk"], engine.pids()["gateway"]
-    os.kill(risk, signal.SIGSTOP)  # the new gateway cannot learn the states
+    gateway = engine.cells()["gateway"]
+    engine.pause("risk")  # the new gateway cannot learn the states
     try:
-        os.kill(gateway, signal.SIGKILL)
-        wait_for(lambda: engine.pids().get("gateway") not in (None, gateway), 10, 0.05, "a new gateway")
+        engine.kill("gateway")
+        wait_for(lambda: engine.cells().get("gateway") not in (None, gateway), 10, 0.05, "a new gateway")
 
         def confirm() -> dict | None:
             try:
@@ -352,18 +352,17 @@ def test_a_restarted_gateway_confirms_nothing_until_it_knows_the_trading_states(
                 return None
 
         reply = wait_for(confirm, 10, 0.1, "an answer from the new gateway")
-        assert (reply["type"], reply["code"]) == ("REJECTED", "INTERNAL")
+        assert (reply["type"], reply["code"]) == ("REJECTED", "BUSY"), "nothing done until the states are known"
     finally:
-        os.kill(risk, signal.SIGCONT)
-    reply = wait_for(lambda: (r := confirm()) and r.get("code") != "INTERNAL" and r, 10, 0.1,
+        engine.resume("risk")
+    reply = wait_for(lambda: (r := confirm()) and r.get("code") != "BUSY" and r, 10, 0.1,
                      "the states known")
     assert reply["code"] == "HALTED"
     assert engine.venue()["orders_placed"] == 0
 
 
 def test_a_confirmed_order_stays_reserved_until_a_snapshot_counts_it(engine: RunningEngine) -> None:
-    position = engine.pids()["position:BTCUSDT"]
-    os.kill(position, signal.SIGSTOP)  # no snapshot can count the new order
+    engine.pause("position:BTCUSDT")  # no snapshot can count the new order
     try:
         with engine.client() as client:
             assert client.prepare("rv-1", "BTCUSDT", "buy", 0.1, ttl_ms=100)["type"] == "PREPARED"
@@ -373,7 +372,7 @@ def test_a_confirmed_order_stays_reserved_until_a_snapshot_counts_it(engine: Run
         detail = engine.actor("risk")["detail"]
         assert detail["reserved"] == 1, "the confirmed one stays, the expired one is released"
     finally:
-        os.kill(position, signal.SIGCONT)
+        engine.resume("position:BTCUSDT")
     wait_for(lambda: engine.actor("risk")["detail"]["reserved"] == 0, 10, 0.1, "counted by a snapshot")
 
 
@@ -382,16 +381,16 @@ def test_an_order_journaled_before_a_halt_but_never_sent_is_not_sent_after_the_r
 ) -> None:
     with engine.client() as client:
         assert client.prepare("jh-1", "BTCUSDT", "buy", 0.1)["type"] == "PREPARED"
-    engine.control({"cmd": "fault", "role": "venue:paper", "at": "adapter.after_journal"})
-    venues = engine.pids()["venues"]
-    os.kill(venues, signal.SIGSTOP)  # the killed adapter stays down until we let it
+    # The adapter alone dies (its neighbours, the gateway among them, go on).
+    engine.control({"cmd": "fault", "role": "venue:paper", "at": "adapter.after_journal", "kill": "actor"})
+    engine.pause("venues")  # the killed adapter stays down until we let it
     try:
         with engine.client(timeout=4) as client:
             reply = client.confirm("jh-1")  # journaled, then the adapter dies before sending
         assert reply.get("code") == "INTERNAL"
         assert _titan(engine, "halt", "--reason", "meanwhile", "--scope", "symbol:BTCUSDT").returncode == 0
     finally:
-        os.kill(venues, signal.SIGCONT)
+        engine.resume("venues")
     engine.wait_whole(set(engine.pids()) | {"venue:paper"})
     with engine.client() as client:
         again = wait_for(lambda: (r := client.confirm("jh-1")).get("code") != "INTERNAL" and r, 10, 0.1,

@@ -12,10 +12,10 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from titan_actors.tools.engine_process import EngineProcess, titan_cmd
-from titan_actors.tools.engine_process import wait_for as _wait_for
 from titan_actors.client import FastPathClient
 from titan_actors.control import ControlError, EngineNotRunning
+from titan_actors.tools.engine_process import EngineProcess, titan_cmd
+from titan_actors.tools.engine_process import wait_for as _wait_for
 
 __all__ = ["FAST_SUPERVISION", "PROFILE", "RunningEngine", "titan_cmd", "wait_for"]
 
@@ -64,6 +64,14 @@ class RunningEngine(EngineProcess):
     def kill(self, role: str, *, worker: bool = False) -> dict[str, Any]:
         """`titan kill ROLE [--worker]`."""
         return self.control({"cmd": "kill", "role": role, "worker": worker})
+
+    def pause(self, role: str) -> None:
+        """The actor holds every message until `resume`: what SIGSTOP did to a
+        role with a process of its own, without stopping its neighbours."""
+        self.control({"cmd": "fault", "role": role, "at": "pause"})
+
+    def resume(self, role: str) -> None:
+        self.control({"cmd": "fault", "role": role, "at": "resume"})
 
     def venue(self, name: str = "paper") -> dict[str, Any]:
         return self.actor(f"venue:{name}")["detail"]

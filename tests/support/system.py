@@ -12,11 +12,6 @@ from typing import Any
 
 from supervisors.embedded_nats import free_port
 from supervisors.tree import SUPERVISOR
-from titan_actors.runtime.placement import ROOT_WORKER, Placement
-from titan_actors.runtime.protocol import StartCell, WorkerInit
-from titan_actors.runtime.worker import WORKER_CLASS
-from titan_actors.runtime.actorsystem import open_actor_system
-from titan_actors.runtime.procs import hostname
 from titan_actors.messages import (
     ChildSpec,
     ChildStarted,
@@ -27,7 +22,11 @@ from titan_actors.messages import (
     TreeStatus,
     TreeStatusRequest,
 )
-from titan_actors.runtime.procs import pgid_members
+from titan_actors.runtime.actorsystem import open_actor_system
+from titan_actors.runtime.placement import ROOT_WORKER, Placement
+from titan_actors.runtime.procs import hostname, pgid_members
+from titan_actors.runtime.protocol import StartCell, WorkerInit
+from titan_actors.runtime.worker import WORKER_CLASS
 
 __all__ = ["ActorSystemHarness"]
 

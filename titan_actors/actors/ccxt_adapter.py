@@ -47,10 +47,9 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from titan_actors.runtime.aiohost import AsyncHost
+from titan_actors.actors.venue import VenueAdapter, _now_ms, _venue_spec
 from titan_actors.domain.ids import client_order_id, exit_order_id
 from titan_actors.domain.orders import FINAL_STATUSES, Fill, Order, apply_fill, with_status
-from titan_actors.actors.venue import VenueAdapter, _now_ms, _venue_spec
 from titan_actors.messages import (
     CommandRefused,
     OrderAccepted,
@@ -59,6 +58,7 @@ from titan_actors.messages import (
     VenueOrders,
     VenueState,
 )
+from titan_actors.runtime.aiohost import AsyncHost
 from titan_actors.venues.ccxt_venue import (
     CcxtVenue,
     DuplicateClientOrderId,

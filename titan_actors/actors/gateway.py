@@ -15,9 +15,10 @@ Idempotency: every final reply is written to the gateway's store under
 progress waits for the same outcome. A CONFIRM or ABORT that arrives while
 the PREPARE of its signal is in progress waits for it (pipelining).
 
-Failure: a peer that does not answer within `request_timeout_ms`, or is not
-in the directory, gets the waiting senders `INTERNAL` — never an order on
-its own. A late outcome is still persisted, so a resend learns it. A
+Failure: a peer that does not answer within `request_timeout_ms` gets the
+waiting senders `INTERNAL` (the outcome is not known yet); one that is not in
+the directory (restarting), or trading states not known yet, get `BUSY`
+(nothing was done) — never an order on its own. A late outcome is still persisted, so a resend learns it. A
 connection with `max_in_flight` requests outstanding gets `BUSY`. A client
 that does not read its replies is disconnected once 16 MiB are queued.
 """
@@ -36,7 +37,6 @@ from typing import Any
 
 import orjson
 
-from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.domain.signals import Refusal, Request, parse_request
 from titan_actors.domain.trading_state import effective_state
 from titan_actors.messages import (
@@ -55,6 +55,7 @@ from titan_actors.messages import (
     SubmitOrder,
     TradingStates,
 )
+from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.secret import read_secret
 from titan_actors.wire.fastpath import FrameError, FrameReader, decode_payload, encode_message, mac_ok
 
@@ -328,7 +329,7 @@ class IpcGateway(TitanActor):
         if req.type == "PREPARE":
             sent = self.tell("risk", CheckOrder(req.intent, self.role))
             if not sent:
-                self._settle_internal(key, "the risk guard is not available")
+                self._settle_unfinal(key, "BUSY", "the risk guard is restarting; resend")
             return
         prepared = self._stored((req.signal_id, "PREPARE"))
         if prepared is None or prepared.get("type") != "PREPARED":
@@ -338,7 +339,8 @@ class IpcGateway(TitanActor):
         venue, symbol = prepared["order"]["exchange"], prepared["order"]["symbol"]
         if req.type == "CONFIRM":
             if self.states is None:
-                self._settle_internal((req.signal_id, req.type), "the trading state is not known yet; resend")
+                self._settle_unfinal((req.signal_id, req.type), "BUSY",
+                                     "the trading state is not known yet; resend")
                 return
             # A halt forbids new orders: one prepared before it is not sent during it.
             state, scope = effective_state(self.states, venue=venue, symbol=symbol)
@@ -348,7 +350,7 @@ class IpcGateway(TitanActor):
                 return
         command = {"CONFIRM": SubmitOrder, "ABORT": AbortOrder, "CANCEL": CancelOrder}[req.type]
         if not self.tell(f"venue:{venue}", command(req.signal_id, self.role)):
-            self._settle_internal(key, f"the adapter of venue {venue} is not available")
+            self._settle_unfinal(key, "BUSY", f"the adapter of venue {venue} is restarting; resend")
 
     # --- outcomes ---------------------------------------------------------------------
 
@@ -412,15 +414,18 @@ class IpcGateway(TitanActor):
         reply["ts"] = _now_ms()
         self.tell("nats", CommandReply(corr, reply))
 
-    def _settle_internal(self, key: tuple[str, str], reason: str) -> None:
+    def _settle_unfinal(self, key: tuple[str, str], code: str, reason: str) -> None:
+        """Answer everyone waiting on `key` with a reply that is not final:
+        `BUSY` (a part is restarting or not ready: nothing was done) or
+        `INTERNAL` (no answer in time: the outcome is not known yet)."""
         pending = self.pending.pop(key, None)
         if pending is None:
             return
-        self.counts["internal"] += 1
+        self.counts["internal" if code == "INTERNAL" else "busy"] += 1
         for target, req in pending.waiters:
-            self._answer(target, req, _rejected("INTERNAL", reason))
+            self._answer(target, req, _rejected(code, reason))
         for target, req in self.held.pop(key[0], []) if key[1] == "PREPARE" else ():
-            self._answer(target, req, _rejected("INTERNAL", "its PREPARE did not finish in time"))
+            self._answer(target, req, _rejected(code, "its PREPARE did not finish; resend"))
 
     def _on_execution(self, report: ExecutionReport) -> None:
         conn = self.by_id.get(self.confirmed_by.get(report.signal_id, 0))
@@ -444,7 +449,7 @@ class IpcGateway(TitanActor):
         elif payload == _TICK:
             now = time.monotonic()
             for key in [k for k, p in self.pending.items() if p.deadline <= now]:
-                self._settle_internal(key, "no answer in time; the outcome is not known yet: resend")
+                self._settle_unfinal(key, "INTERNAL", "no answer in time; the outcome is not known yet: resend")
             self.after(_TICK_S, _TICK)
         self._flush_all()
 

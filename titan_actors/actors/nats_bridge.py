@@ -43,10 +43,8 @@ from typing import Any
 
 import orjson
 
-from titan_actors.runtime.aiohost import AsyncHost
-from titan_actors.runtime.actor import TitanActor, count_boot
-from titan_actors.domain.signals import Refusal, parse_intent
 from titan_actors.actors.jetstream import AckedPublisher
+from titan_actors.domain.signals import Refusal, parse_intent
 from titan_actors.messages import (
     CancelByNats,
     CommandReply,
@@ -60,6 +58,8 @@ from titan_actors.messages import (
     TreeStatus,
     TreeStatusRequest,
 )
+from titan_actors.runtime.actor import TitanActor, count_boot
+from titan_actors.runtime.aiohost import AsyncHost
 from titan_actors.secret import read_secret
 from titan_actors.wire import subjects
 from titan_actors.wire.events import Event

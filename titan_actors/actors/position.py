@@ -38,7 +38,6 @@ from typing import Any
 
 import orjson
 
-from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.domain.positions import ClosedTrade, Position, apply_fill, unrealised_pnl
 from titan_actors.messages import (
     ExecutionReport,
@@ -50,6 +49,7 @@ from titan_actors.messages import (
     VenueState,
     VenueStateRequest,
 )
+from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.wire import subjects
 
 __all__ = ["PositionActor"]

@@ -34,7 +34,6 @@ from typing import Any
 
 import orjson
 
-from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.domain.risk_rules import (
     Exposure,
     OrderView,
@@ -65,6 +64,7 @@ from titan_actors.messages import (
     TradingStateSet,
     VenueHealth,
 )
+from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.wire import subjects
 
 __all__ = ["RiskGuard"]

@@ -39,7 +39,6 @@ from typing import Any
 import orjson
 
 from supervisors.tree import position_spec, reconcile_settings
-from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.domain.ids import client_order_id, exit_order_id
 from titan_actors.domain.orders import (
     Order,
@@ -77,6 +76,7 @@ from titan_actors.messages import (
     VenueState,
     VenueStateRequest,
 )
+from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.runtime.store import Store
 from titan_actors.venues.paper import (
     OPEN_KEY,

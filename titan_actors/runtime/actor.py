@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from titan_actors.messages import (
-    ChildStarted,
     Deliver,
     Delivered,
     Directory,
@@ -64,7 +64,7 @@ _OUTBOX_RESEND_S = 1.0
 _RELAY_TIMEOUT = "titan:relay-timeout"
 
 
-class ActorKilled(BaseException):  # noqa: N818 - it is an event, not an error
+class ActorKilled(BaseException):
     """Raised inside an actor to end it abruptly (a chaos kill, a crash point):
     a BaseException, so that no `except Exception` in actor code swallows it."""
 
@@ -89,7 +89,9 @@ class TitanActor:
         self._relays: dict[str, tuple[Any, str]] = {}
         self._flood: dict[str, Any] = {}
         self._stores: list[Store] = []
-        self._armed: set[str] = set()
+        self._armed: dict[str, str] = {}
+        # While paused (a test's stand-in for SIGSTOP of one actor): what arrived, in order.
+        self._held: list[tuple[Any, Any, str]] | None = None
         self.outbox: Outbox | None = None
         self.deliveries: Deliveries | None = None
 
@@ -115,6 +117,9 @@ class TitanActor:
         return self.supervisor
 
     def dispatch(self, msg: Any, sender: Any, transport: str) -> None:
+        if self._held is not None and not isinstance(msg, InjectFault):
+            self._held.append((msg, sender, transport))  # paused: as a stopped process, it reads nothing
+            return
         match msg:
             case StatusRequest():
                 self.tell(sender, self.status(msg.req_id), via="thespian")
@@ -138,9 +143,15 @@ class TitanActor:
                 self._on_pong(msg)
             case Relay():
                 self._relay(msg, sender)
+            case InjectFault(at="pause"):
+                self._held = self._held if self._held is not None else []
+            case InjectFault(at="resume"):
+                held, self._held = self._held or [], None
+                for item in held:
+                    self.dispatch(*item)
             case InjectFault():
                 if msg.at:
-                    self._armed.add(msg.at)
+                    self._armed[msg.at] = msg.kill
                 else:
                     raise RuntimeError(f"fault injected into {self.role}: {msg.reason}")
             case LaneFlood():
@@ -264,10 +275,15 @@ class TitanActor:
         return time.time_ns() // 1_000_000 if not self.started_at else int(self.started_at * 1000)
 
     def crash_point(self, name: str) -> None:
-        """End here abruptly, as a SIGKILL would, if a chaos test armed this point."""
-        if name in self._armed:
-            log.warning("%s: crash point %s reached; killed", self.role, name)
+        """If a chaos test armed this point: SIGKILL this actor's worker here
+        (every actor of it dies at this moment), or end this actor alone."""
+        kill = self._armed.get(name)
+        if kill is None:
+            return
+        log.warning("%s: crash point %s reached; killing the %s", self.role, name, kill)
+        if kill == "actor":
             raise ActorKilled(f"crash point {name}")
+        os.kill(os.getpid(), signal.SIGKILL)
 
     # --- status -----------------------------------------------------------------
 

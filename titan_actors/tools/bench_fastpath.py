@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from titan_actors.tools.bench_lanes import percentile
 from titan_actors.client import AsyncFastPathClient
+from titan_actors.tools.bench_lanes import percentile
 from titan_actors.wire.fastpath import FrameReader, decode_payload, encode_message, mac_ok
 
 __all__ = ["format_fastpath", "run_fastpath_bench"]

@@ -1,10 +1,12 @@
-"""`titan bench lanes`: FastLane against thespian between two real actors.
+"""`titan bench lanes`: in memory, FastLane and thespian between real actors.
 
-Two actor processes (the plain `TitanActor`) are started in a private
-thespian system on a free port; the first floods the second with small
-messages over one transport (the last one is answered, so the time covers
-delivery of all) and then measures sequential round trips. The same run does
-it over a FastLane and over thespian and prints both side by side.
+Two workers are started in a private thespian system on a free port, one
+actor (the plain `TitanActor`) in each, and a third actor beside the first
+in its worker. The first floods a peer with small messages over one
+transport (the last one is answered, so the time covers delivery of all)
+and then measures sequential round trips: to its neighbour in the same
+worker (handed over in memory), and to the other worker over a FastLane and
+over thespian. The three are printed side by side.
 """
 
 from __future__ import annotations
@@ -17,8 +19,17 @@ import tempfile
 import time
 from typing import Any
 
+from titan_actors.messages import (
+    ChildStarted,
+    Directory,
+    EngineInfo,
+    Init,
+    LaneFlood,
+    LaneFloodDone,
+)
+from titan_actors.runtime.placement import Placement
 from titan_actors.runtime.procs import hostname
-from titan_actors.messages import ChildStarted, Directory, EngineInfo, Init, LaneFlood, LaneFloodDone
+from titan_actors.runtime.protocol import Routed, StartCell, WorkerInit
 
 __all__ = ["bench_lanes", "format_lanes", "percentile"]
 
@@ -43,21 +54,31 @@ def bench_lanes(*, lane_count: int, thespian_count: int, rtt: int) -> dict[str, 
                              log_defs={"version": 1, "root": {"level": "WARNING"}})
     pgid = 0
     try:
+        from titan_actors.runtime.worker import WORKER_CLASS
+
         engine = EngineInfo(engine_id=os.urandom(6).hex(), data_dir=data_dir, host=hostname())
         peers = []
-        for role in ("bench:a", "bench:b"):
-            address = asys.createActor(_ACTOR)
-            started = asys.ask(address, Init(role=role, engine=engine, config={}, parent_pid=0), 10)
+        for cell, (worker, role) in enumerate((("a", "bench:a"), ("b", "bench:b"), ("a", "bench:m")), 1):
+            start = StartCell(_ACTOR, Init(role=role, engine=engine, config={}), supervisor="", cell=cell)
+            if worker == "a" and peers:
+                # Beside bench:a, in its worker, which tells its parent (us) it started.
+                answered = asys.ask(peers[0].address, start, 10)
+                started = answered.msg if isinstance(answered, Routed) else answered
+            else:
+                started = asys.ask(asys.createActor(WORKER_CLASS), WorkerInit(
+                    name=worker, engine=engine, placement=Placement(), parent_pid=0, first=start), 10)
             if not isinstance(started, ChildStarted):
                 raise RuntimeError(f"bench actor {role} did not start: {started!r}")
             peers.append(started.peer)
         pgid = peers[0].pgid
         directory = Directory(1, tuple(peers))
-        for peer in peers:
+        for peer in peers[:2]:
             asys.tell(peer.address, directory)
         results = {}
-        for via, count in (("lane", lane_count), ("thespian", thespian_count)):
-            done = asys.ask(peers[0].address, LaneFlood("bench:b", via, count, rtt), 300)
+        for via, target, count in (("memory", "bench:m", lane_count), ("lane", "bench:b", lane_count),
+                                   ("thespian", "bench:b", thespian_count)):
+            flood = LaneFlood(target, "lane" if via == "memory" else via, count, rtt)
+            done = asys.ask(peers[0].address, Routed("bench:a", None, flood), 300)
             if not isinstance(done, LaneFloodDone):
                 raise RuntimeError(f"the {via} run did not finish: {done!r}")
             results[via] = {
