@@ -114,7 +114,7 @@ class Supervisor(TitanActor):
         self._status_waits: dict[str, dict[str, Any]] = {}
         self.gave_up = False
         self._exiting = False
-        assert self.worker is not None and self.worker.manager is not None, "supervisors live in the root worker"
+        assert self.worker is not None and self.worker.manager is not None, "supervisors live in root"
         self.manager = self.worker.manager
         for module in cfg.get("preload", ()):
             importlib.import_module(module)

@@ -6,13 +6,16 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.support.engine import titan_cmd
 
 
-def test_a_seeded_chaos_run_keeps_every_invariant(tmp_path: Path) -> None:
+@pytest.mark.parametrize("profile", ["packed", "isolated"])
+def test_a_seeded_chaos_run_keeps_every_invariant_under_each_placement(tmp_path: Path, profile: str) -> None:
     result = subprocess.run(
         titan_cmd("chaos", "--duration", "25", "--rate", "15", "--kill-every", "1200", "--seed", "11",
-                  "--json"),
+                  "--profile", profile, "--json"),
         capture_output=True, text=True, timeout=400, cwd=tmp_path,
     )
     report = json.loads(result.stdout)
@@ -24,6 +27,9 @@ def test_a_seeded_chaos_run_keeps_every_invariant(tmp_path: Path) -> None:
         "the halt was never violated", "every killed role recovered",
     }
     assert sum(v["kills"] for v in report["stats"]["recovery_ms"].values()) >= 10, "it really killed"
+    kinds = report["stats"]["kills_by_kind"]
+    assert kinds.get("actor", 0) >= 2 and kinds.get("worker", 0) >= 2, kinds
+    assert report["stats"]["profile"] == profile
     assert report["stats"]["leftover_processes"] == 0
 
 

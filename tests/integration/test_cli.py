@@ -173,24 +173,26 @@ def test_thespian_listens_on_loopback_only(engine: RunningEngine) -> None:
     assert set(listening) == {"0100007F"}, f"non-loopback listeners: {listening}"
 
 
-def test_bench_lanes_prints_figures_for_lanes_and_thespian(tmp_path: Path) -> None:
+def test_bench_lanes_prints_figures_for_memory_lanes_and_thespian(tmp_path: Path) -> None:
     result = subprocess.run(
         titan_cmd("bench", "lanes", "--count", "3000", "--thespian-count", "100", "--rtt", "50", "--json"),
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
-    assert set(figures) == {"lane", "thespian"}
-    for via, count in (("lane", 3000), ("thespian", 100)):
+    assert set(figures) == {"memory", "lane", "thespian"}
+    for via, count in (("memory", 3000), ("lane", 3000), ("thespian", 100)):
         assert figures[via]["messages"] == count
         assert figures[via]["msgs_per_s"] > 0
         assert figures[via]["round_trips"] == 50
         assert 0 < figures[via]["rtt_p50_us"] <= figures[via]["rtt_p99_us"]
 
 
-def test_bench_fastpath_prints_latency_throughput_the_floor_memory_and_cpu_per_signal() -> None:
+@pytest.mark.parametrize("profile", ["packed", "isolated"])
+def test_bench_fastpath_prints_latency_throughput_the_floor_memory_and_cpu_per_signal(profile: str) -> None:
     result = subprocess.run(
-        titan_cmd("bench", "fastpath", "--rate", "200", "--duration", "2", "--connections", "2", "--json"),
+        titan_cmd("bench", "fastpath", "--rate", "200", "--duration", "2", "--connections", "2",
+                  "--profile", profile, "--json"),
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
@@ -201,7 +203,10 @@ def test_bench_fastpath_prints_latency_throughput_the_floor_memory_and_cpu_per_s
         for phase in ("prepare_ms", "confirm_ms"):
             p = side[phase]
             assert 0 < p["p50"] <= p["p90"] <= p["p99"] <= p["p99.9"] <= p["max"]
-    assert engine["memory"]["processes"] >= 10 and engine["memory"]["pss_kb"] > 0
+    # packed: the signal path is one worker (t:core); isolated: a process per actor.
+    path = ("t:core",) if profile == "packed" else ("t:gateway", "t:risk", "t:venue:paper")
+    assert engine["memory"]["processes"] >= (6 if profile == "packed" else 10)
+    assert engine["memory"]["pss_kb"] > 0
     cpu = engine["cpu_us_per_signal"]
-    for name in ("t:gateway", "t:risk", "t:venue:paper", "t:nats", "nats-server", "load generator"):
+    for name in (*path, "t:nats", "nats-server", "load generator"):
         assert cpu[name] > 0, name  # every process on the path did work for the signals

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import threading
 import time
@@ -46,9 +44,8 @@ def test_a_position_actor_killed_during_a_stream_of_fills_applies_each_fill_exac
     kills = 0
     while flow.is_alive() and kills < 3:
         time.sleep(0.15)
-        pid = engine.pids().get("position:BTCUSDT")
-        if pid:
-            os.kill(pid, signal.SIGKILL)
+        if "position:BTCUSDT" in engine.pids():
+            engine.kill("position:BTCUSDT")  # the actor alone, whichever worker it shares
             kills += 1
     flow.join(60)
     assert kills >= 2
@@ -69,7 +66,7 @@ def test_the_orders_a_position_actor_accounted_survive_its_kill_and_every_reserv
     wait_for(lambda: _settled(engine), 20, 0.1, "every delivery acknowledged")
     before = engine.actor("position:BTCUSDT")["detail"]
     assert before["accounted"] == 70
-    os.kill(engine.pids()["position:BTCUSDT"], signal.SIGKILL)
+    engine.kill("position:BTCUSDT")
     wait_for(lambda: engine.actor("position:BTCUSDT")["detail"]["boots"] > before["boots"], 20, 0.1,
              "the position actor restarted")
     after = engine.actor("position:BTCUSDT")["detail"]

@@ -29,7 +29,8 @@ def expected_worker(role: str) -> str:
     return "nats" if role == "nats" else "core"
 
 
-def _kill_and_wait_new(engine: RunningEngine, role: str, *, worker: bool) -> tuple[tuple[int, int], dict, float]:
+def _kill_and_wait_new(engine: RunningEngine, role: str, *,
+                       worker: bool) -> tuple[tuple[int, int], dict, float]:
     """Kill `role` (the actor alone, or its worker); returns what served it
     before, its new actor status, and the seconds from the kill until the new
     incarnation had finished its start (its own `started_at`)."""

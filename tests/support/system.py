@@ -53,8 +53,8 @@ class ActorSystemHarness:
         placement = placement or Placement(profile=os.environ.get("TITAN_PLACEMENT") or "packed")
         init = Init(role="root", engine=self.engine(), config=config)
         first = StartCell(SUPERVISOR, init, supervisor="", cell=time.time_ns() // 1000)
-        started = self.asys.ask(self.root, WorkerInit(name=ROOT_WORKER, engine=init.engine, placement=placement,
-                                                      parent_pid=0, first=first), 20)
+        started = self.asys.ask(self.root, WorkerInit(name=ROOT_WORKER, engine=init.engine,
+                                                      placement=placement, parent_pid=0, first=first), 20)
         assert isinstance(started, ChildStarted), started
         self.pgid = started.peer.pgid
         return started.peer

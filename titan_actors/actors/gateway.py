@@ -449,7 +449,8 @@ class IpcGateway(TitanActor):
         elif payload == _TICK:
             now = time.monotonic()
             for key in [k for k, p in self.pending.items() if p.deadline <= now]:
-                self._settle_unfinal(key, "INTERNAL", "no answer in time; the outcome is not known yet: resend")
+                self._settle_unfinal(key, "INTERNAL",
+                                     "no answer in time; the outcome is not known yet: resend")
             self.after(_TICK_S, _TICK)
         self._flush_all()
 

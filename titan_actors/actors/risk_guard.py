@@ -122,8 +122,10 @@ class RiskGuard(TitanActor):
         # restart) must know the states: tell every new one.
         told = getattr(self, "_told", {})
         for peer in self.directory.peers:
-            if (peer.role == "gateway" or peer.role.startswith("venue:")) and told.get(peer.role) != peer.pid:
-                told[peer.role] = peer.pid
+            # By incarnation: an actor restarted in its shared worker keeps its pid.
+            wants = peer.role == "gateway" or peer.role.startswith("venue:")
+            if wants and told.get(peer.role) != peer.cell:
+                told[peer.role] = peer.cell
                 self.tell(peer.role, TradingStates(dict(self.states)))
         self._told = told
         if self.rebuilding:

@@ -80,7 +80,7 @@ class Placement:
         for pattern, worker in self.overrides.items():
             if pattern == role:
                 return worker
-            if pattern.endswith("*") and role.startswith(pattern[:-1]):
-                if best is None or len(pattern) > best[0]:
-                    best = (len(pattern), worker)
+            matches = pattern.endswith("*") and role.startswith(pattern[:-1])
+            if matches and (best is None or len(pattern) > best[0]):
+                best = (len(pattern), worker)
         return best[1] if best else None

@@ -14,7 +14,16 @@ from typing import Any
 from titan_actors.messages import Directory, EngineInfo, Init
 from titan_actors.runtime.placement import Placement
 
-__all__ = ["CellExited", "KillCell", "KillRole", "Routed", "StartCell", "StopCell", "WorkerInit", "WorkerStarted"]
+__all__ = [
+    "CellExited",
+    "KillCell",
+    "KillRole",
+    "Routed",
+    "StartCell",
+    "StopCell",
+    "WorkerInit",
+    "WorkerStarted",
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,7 +180,8 @@ class Worker(Actor):
             case WorkerStarted() | ChildActorExited() | KillRole() if self.manager is not None:
                 self.manager.receive(msg, sender)
             case PoisonMessage():
-                log.error("worker %s: a peer could not handle %s", self.name, type(msg.poisonMessage).__name__)
+                log.error("worker %s: a peer could not handle %s", self.name,
+                          type(msg.poisonMessage).__name__)
             case _:
                 # From outside (the engine, the CLI): to the worker's only actor, or the root's supervisor.
                 dst = ROOT_WORKER if self.manager is not None else next(iter(self.cells), None)
@@ -281,7 +282,8 @@ class Worker(Actor):
         log.critical("actor %s %s on %s:\n%s", cell.role, reason, name, text)
         self._drop(cell)
         if self.manager is not None and cell.role == ROOT_WORKER:
-            os._exit(CRASH_EXIT_CODE)  # the root supervisor: the whole tree goes, the watchdog starts it again
+            # The root supervisor: the whole tree goes, and the watchdog starts it again.
+            os._exit(CRASH_EXIT_CODE)
         self._to_supervisor(cell.supervisor, CellExited(cell.role, cell.cell, reason, cell.supervisor))
 
     def _drop(self, cell: TitanActor) -> None:
