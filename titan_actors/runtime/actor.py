@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 _OUTBOX_TICK = "titan:outbox"
 _OUTBOX_RESEND_S = 1.0
 _RELAY_TIMEOUT = "titan:relay-timeout"
+_DIRECTORY = object()  # a directory change held while paused
 
 
 class ActorKilled(BaseException):
@@ -148,7 +149,10 @@ class TitanActor:
             case InjectFault(at="resume"):
                 held, self._held = self._held or [], None
                 for item in held:
-                    self.dispatch(*item)
+                    if item[0] is _DIRECTORY:
+                        self.directory_changed(item[1])
+                    else:
+                        self.dispatch(*item)
             case InjectFault():
                 if msg.at:
                     self._armed[msg.at] = msg.kill
@@ -194,6 +198,9 @@ class TitanActor:
 
     def directory_changed(self, old: Directory) -> None:
         """The worker applied a new directory: re-drive queues to restarted peers."""
+        if self._held is not None:
+            self._held.append((_DIRECTORY, old, ""))  # paused: seen on resume, as a stopped process would
+            return
         new = self.directory
         for queue in (self.outbox, self.deliveries):
             for role in queue.destinations() if queue is not None else ():
