@@ -268,11 +268,6 @@ class Supervisor(TitanActor):
     def _stopping(self) -> bool:
         return self._stop_asker is not None or self.gave_up or self._exiting
 
-    def on_stop(self) -> None:
-        # The worker stops: our children go with it; do not restart them.
-        self._exiting = True
-        self.release()
-
     def release(self) -> None:
         """Our children die with us, as linked processes do in OTP."""
         self._exiting = True

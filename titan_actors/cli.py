@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from titan_actors.config import Config, ConfigError, load_config
-from titan_actors.control import ControlError, ControlServer, EngineNotRunning, control_request
+from titan_actors.tools.control import ControlError, ControlServer, EngineNotRunning, control_request
 
 __all__ = ["main"]
 

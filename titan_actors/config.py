@@ -74,13 +74,17 @@ def _prices(v: Any) -> str | None:
 
 
 def _worker_overrides(v: Any) -> str | None:
+    from titan_actors.runtime.placement import Placement, PlacementError
+
     for pattern, worker in v.items():
         if not isinstance(worker, str) or not re.match(r"^[A-Za-z0-9_:.-]{1,64}$", worker):
             return f"{pattern}: a worker name is 1-64 characters of letters, digits, _ : . -"
-        if worker == "root":
-            return f"{pattern}: the root worker hosts the supervisors only"
         if pattern in ("root", "venues", "positions"):
             return f"{pattern}: supervisors always live in the root worker"
+    try:
+        Placement(overrides=v)
+    except PlacementError as exc:
+        return f"{exc.key.removeprefix('placement.workers.')}: {exc.reason}"
     return None
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from titan_actors.client import FastPathClient
-from titan_actors.control import ControlError, EngineNotRunning
+from titan_actors.tools.control import ControlError, EngineNotRunning
 from titan_actors.tools.engine_process import EngineProcess, titan_cmd
 from titan_actors.tools.engine_process import wait_for as _wait_for
 
@@ -57,9 +57,6 @@ class RunningEngine(EngineProcess):
         """Role → (pid, cell): what serves each role now; an actor restarted in
         its shared worker keeps the pid and gets a new cell."""
         return {a["role"]: (a["pid"], a["detail"]["cell"]) for a in self.status()["actors"]}
-
-    def workers(self) -> dict[str, str]:
-        return {a["role"]: a["worker"] for a in self.status()["actors"]}
 
     def kill(self, role: str, *, worker: bool = False) -> dict[str, Any]:
         """`titan kill ROLE [--worker]`."""

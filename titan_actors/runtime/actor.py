@@ -36,7 +36,6 @@ from titan_actors.messages import (
     Directory,
     EngineInfo,
     EventsStored,
-    GetDirectory,
     Init,
     InjectFault,
     LaneFlood,
@@ -85,6 +84,7 @@ class TitanActor:
         self.restarts = 0
         self.started_at = 0.0
         self.state = "starting"
+        self.exiting = False
         self.worker: Worker | None = None
         self._acks: list[tuple[Any, Delivered]] = []
         self._relays: dict[str, tuple[Any, str]] = {}
@@ -134,8 +134,6 @@ class TitanActor:
                 # Acknowledged once the batch is handled, after `end_of_batch` (which
                 # may be where the receiver persists what it did with the items).
                 self._acks.append((sender, Delivered(msg.source, tuple(seq for seq, _item in msg.items))))
-            case GetDirectory():
-                self.tell(sender, self.directory, via="thespian")
             case Ping():
                 if msg.answer:
                     pong = Pong(msg.req_id, self.role, os.getpid(), msg.via, arrived_by=transport)
@@ -253,9 +251,9 @@ class TitanActor:
         self.worker.after(self, seconds, payload)
 
     def exit_normally(self) -> None:
-        """Stop this actor on purpose (OTP `normal`): a transient child is not restarted."""
-        assert self.worker is not None
-        self.worker.exit_normally(self)
+        """Stop this actor on purpose (OTP `normal`) once the current hook
+        returns: a transient child is not restarted."""
+        self.exiting = True
 
     def open_store(self, relpath: str) -> Store:
         """Open this actor's RocksDB directory `<data>/<relpath>`; closed on stop."""

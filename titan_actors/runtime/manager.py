@@ -132,10 +132,9 @@ class WorkerManager:
         self.gone(role, cell, "failed at start" if proc is not None else reason)
 
     def gone(self, role: str, cell: int, reason: str) -> None:
-        """`role`'s incarnation `cell` is not hosted anywhere (any more): say so to its supervisor."""
-        where = self.hosted.get(role)
-        supervisor = where.supervisor if where is not None and where.cell == cell else ""
-        self.host._enqueue(supervisor, role, CellExited(role, cell, reason, supervisor), "memory")
+        """`role`'s incarnation `cell` is not hosted anywhere (any more): say so
+        to its supervisor (`observe` finds it)."""
+        self.host._enqueue("", role, CellExited(role, cell, reason), "memory")
 
     def kill_role(self, msg: KillRole) -> None:
         """`titan kill`: the actor abruptly, or its whole worker with SIGKILL."""
@@ -226,21 +225,26 @@ class WorkerManager:
 
     # --- the directory --------------------------------------------------------------------
 
-    def observe(self, msg: ChildStarted | CellExited) -> None:
+    def observe(self, msg: ChildStarted | CellExited) -> str:
+        """Keep the directory; returns the supervisor of that incarnation
+        ("" when it is not the one hosted now: old news)."""
+        role, cell = (msg.peer.role, msg.peer.cell) if isinstance(msg, ChildStarted) else (msg.role, msg.cell)
+        where = self.hosted.get(role)
+        current = where is not None and where.cell == cell
+        changed = False
         if isinstance(msg, ChildStarted):
-            where = self.hosted.get(msg.peer.role)
-            if where is None or where.cell != msg.peer.cell:
-                return  # an incarnation its supervisor has already given up on
-            self.peers[msg.peer.role] = msg.peer
+            if current:  # else an incarnation its supervisor has already given up on
+                self.peers[role], changed = msg.peer, True
         else:
-            where = self.hosted.get(msg.role)
-            if where is not None and where.cell == msg.cell:
-                del self.hosted[msg.role]
-            peer = self.peers.get(msg.role)
-            if peer is None or peer.cell != msg.cell:
-                return
-            del self.peers[msg.role]
-        self._publish()
+            if current:
+                del self.hosted[role]
+            peer = self.peers.get(role)
+            if peer is not None and peer.cell == cell:  # even when the role was started again since
+                del self.peers[role]
+                changed = True
+        if changed:
+            self._publish()
+        return where.supervisor if current and where is not None else ""
 
     def _publish(self) -> None:
         version = max(time.time_ns() // 1000, self.host.directory.version + 1)

@@ -122,6 +122,7 @@ class Worker(Actor):
             with self.loop.lock:
                 self._control(msg, sender)
                 self._drain()
+                self.flush_lanes()
             self.loop.poke()  # fds or timers may have changed
         else:
             self._control(msg, sender)
@@ -155,6 +156,7 @@ class Worker(Actor):
                 self.manager.register_root(init.first)
             self.start_cell(init.first, reply_to=sender)
             self._drain()
+            self.flush_lanes()
         else:
             self.send(sender, WorkerStarted(init.name, os.getpid(), self.lanes.name if self.lanes else None,
                                             os.getpgid(0)))
@@ -255,10 +257,6 @@ class Worker(Actor):
             return
         self._crash(cell, reason, reason=reason, trace=False)
 
-    def exit_normally(self, cell: TitanActor) -> None:
-        """Called from the actor's own handler: it stops once that returns."""
-        self.inbox.append(("", None, ("exit-normally", cell.role, cell.cell), "memory"))
-
     def _to_supervisor_of(self, role: str, cell_id: int, reason: str) -> None:
         """A stop or kill of an actor this worker no longer hosts: say it is gone."""
         if self.manager is not None:
@@ -346,9 +344,11 @@ class Worker(Actor):
 
     def _enqueue(self, dst: str, src: Any, msg: Any, transport: str) -> None:
         if self.manager is not None and isinstance(msg, ChildStarted | CellExited):
-            self.manager.observe(msg)
+            # The manager keeps the directory, and knows the supervisor when the sender did not.
+            supervisor = self.manager.observe(msg)
+            dst = dst or supervisor
             if not dst:
-                return  # news of an actor whose supervisor is gone: the directory was all it changed
+                return  # news of an incarnation nobody supervises any more
         self.inbox.append((dst, src, msg, transport))
 
     def _drain(self) -> None:
@@ -357,9 +357,6 @@ class Worker(Actor):
         for _ in range(_MAX_ROUNDS):
             while self.inbox:
                 dst, src, msg, transport = self.inbox.popleft()
-                if not dst:
-                    self._internal(msg)
-                    continue
                 cell = self.cells.get(dst)
                 if cell is not None:
                     self._run(cell, msg, cell.dispatch, msg, src, transport)
@@ -372,23 +369,20 @@ class Worker(Actor):
         else:
             if self.loop is not None:
                 self.loop.poke()  # more to do: come back after serving the fds
-        self.flush_lanes()
-
-    def _internal(self, msg: Any) -> None:
-        if isinstance(msg, tuple) and msg[0] == "exit-normally":
-            cell = self.cells.get(msg[1])
-            if cell is not None and cell.cell == msg[2]:
-                self.stop_cell(cell.role, cell.cell, "normal")
 
     def _run(self, cell: TitanActor, what: Any, fn: Any, *args: Any, mark: bool = True) -> Any:
         if mark:
             self.touched[cell.role] = cell
         try:
-            return fn(*args)
+            result = fn(*args)
         except ActorKilled:
             self._crash(cell, what, reason="killed", trace=False)
         except Exception:
             self._crash(cell, what)
+        else:
+            if cell.exiting and self.cells.get(cell.role) is cell:
+                self.stop_cell(cell.role, cell.cell, "normal")
+            return result
         return None
 
     def apply_directory(self, directory: Directory) -> None:
@@ -459,10 +453,9 @@ class Worker(Actor):
             cell = self._fd_owner.get(fd)
             if cell is not None and self.cells.get(cell.role) is cell:
                 self._run(cell, f"fd {fd}", cell.on_watch, fd)
-        self._drain()
 
     def _after_wake(self) -> None:
-        self._drain()
+        self._drain()  # what the fds and timers of this wake brought
         for cell in list(self.cells.values()):
             self._run(cell, "before_wait", cell.before_wait, mark=False)
         self.flush_lanes()

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from supervisors.bootstrap import read_engine_file
-from titan_actors.control import control_request
 from titan_actors.runtime.procs import pgid_members, pid_alive
+from titan_actors.tools.control import control_request
 
 __all__ = ["EngineProcess", "titan_cmd", "wait_for"]
 
