@@ -128,7 +128,8 @@ def _trading_ready(tree: TreeStatus) -> bool:
     for actor in tree.actors:
         if actor.role == "risk" and actor.detail.get("rebuilding"):
             return False
-        if actor.role == "gateway" and not actor.detail.get("trading_states_known"):
+        if actor.role == "gateway" and not (actor.detail.get("trading_states_known")
+                                            and actor.detail.get("serving")):
             return False
         if actor.role.startswith("position:") and not all(actor.detail.get("reconciled", {}).values()):
             return False

@@ -477,9 +477,13 @@ class TradingStateSet:
 
 @dataclass(frozen=True, slots=True)
 class TradingStates:
-    """Risk guard → gateway (and anyone): every scope's state now."""
+    """Risk guard → gateway (and anyone): every scope's state now, and whether
+    the engine can take an order (`ready`: the risk guard's view is rebuilt and
+    every position is reconciled with its venue, or that venue is known to be
+    unavailable). The gateway serves its socket once it has heard `ready`."""
 
     states: dict[str, str]
+    ready: bool = True
 
 
 @dataclass(frozen=True, slots=True)

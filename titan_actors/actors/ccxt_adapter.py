@@ -1,8 +1,8 @@
 """The venue adapter for exchanges reached through ccxt (Bybit, Binance, MEXC).
 
 The journal, the commands and the reports are the paper adapter's
-(`exchange.VenueAdapter`); what differs is that the venue answers later, over
-HTTP, from an asyncio loop (`AsyncHost`), and may not answer at all.
+(`actors.venue.VenueAdapter`); what differs is that the venue answers later,
+over HTTP, on its worker's asyncio loop (`AsyncHost`), and may not answer at all.
 
 Every call to the exchange goes through the `Pacer`: a token bucket below
 the venue's published limit, cancels first, one request at a time per order.
@@ -58,7 +58,6 @@ from titan_actors.messages import (
     VenueOrders,
     VenueState,
 )
-from titan_actors.runtime.aiohost import AsyncHost
 from titan_actors.venues.ccxt_venue import (
     CcxtVenue,
     DuplicateClientOrderId,
@@ -125,25 +124,21 @@ class CcxtVenueAdapter(VenueAdapter):
         self.stream = "off" if self.stream_error else "connecting"
         self.streaming = False
         self._polls = 0
-        self.aio = AsyncHost(name=f"titan-{self.venue_name}")
+        self.aio = self.async_host()
         self._load_markets(0)
         self.after(self.poll_s, _POLL)
         return None
 
     def release(self) -> None:
         try:
-            self.aio.submit(self.client.close())
             self.aio.stop()
+            self.aio.submit(self.client.close())
         except Exception:  # stopping anyway: nothing to save here
             log.exception("venue %s: closing the ccxt client", self.venue_name)
 
-    def watch_fds(self) -> list[int]:
-        return [self.aio.fileno()]
-
-    def on_watch(self, fd: int) -> None:
-        if fd == self.aio.fileno():
-            self.aio.drain()
-            self._pump()
+    def end_of_batch(self) -> None:
+        super().end_of_batch()
+        self._pump()  # what the batch's results (answers, stream updates) made due
 
     def status_detail(self) -> dict[str, Any]:
         now = time.monotonic()

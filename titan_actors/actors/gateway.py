@@ -133,7 +133,8 @@ class IpcGateway(TitanActor):
         self.venues = {name: frozenset(symbols) for name, symbols in cfg.get("venues", {}).items()}
         self.default_venue = cfg.get("routing", {}).get("default_venue", "paper")
         self.path = cfg.get("socket", "/tmp/titan-execution.sock")
-        self.server = serve_unix_socket(self.path)
+        # Bound once the risk guard says the engine can take an order (`TradingStates.ready`).
+        self.server: socket.socket | None = None
         self.conns: dict[int, _Conn] = {}
         self.by_id: dict[int, _Conn] = {}
         self._ids = itertools.count(1)
@@ -152,24 +153,28 @@ class IpcGateway(TitanActor):
         self.after(_PRUNE_EVERY_S, _PRUNE)
 
     def on_stop(self) -> None:
+        serving = self.server is not None
         self.release()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        if serving:  # else the path may be another engine's
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
 
     def release(self) -> None:
         for conn in list(self.conns.values()):
             self._drop(conn)
-        self.server.close()
+        if self.server is not None:
+            self.server.close()
 
     def status_detail(self) -> dict[str, Any]:
-        return {"boots": self.boots, "socket": self.path, "connections": len(self.conns),
+        return {"boots": self.boots, "socket": self.path, "serving": self.server is not None,
+                "connections": len(self.conns),
                 "pending": len(self.pending), "trading_states_known": self.states is not None,
                 "confirmers": len(self.confirmed_by), **self.counts}
 
     # --- sockets --------------------------------------------------------------------
 
     def watch_fds(self) -> list[int]:
-        return [self.server.fileno(), *self.conns]
+        return [self.server.fileno(), *self.conns] if self.server is not None else []
 
     def before_wait(self) -> None:
         # Replies go out once per wake, after everything that arrived with them:
@@ -177,7 +182,7 @@ class IpcGateway(TitanActor):
         self._flush_all()
 
     def on_watch(self, fd: int) -> None:
-        if fd == self.server.fileno():
+        if self.server is not None and fd == self.server.fileno():
             self._accept()
         elif fd in self.conns:
             self._read(self.conns[fd])
@@ -185,6 +190,7 @@ class IpcGateway(TitanActor):
     def _accept(self) -> None:
         while True:
             try:
+                assert self.server is not None
                 sock, _ = self.server.accept()
             except (BlockingIOError, InterruptedError):
                 return
@@ -359,14 +365,21 @@ class IpcGateway(TitanActor):
             self._on_outcome(msg)
         elif isinstance(msg, ExecutionReport):
             self._on_execution(msg)
-        elif isinstance(msg, PlaceOrder):
-            intent = msg.intent
-            self._submit(("place", msg.corr), Request("PREPARE", intent.signal_id, _now_ms(), None, intent))
-        elif isinstance(msg, CancelByNats):
-            self._submit(("nats", msg.corr), Request("CANCEL", msg.signal_id, _now_ms(), None))
+        elif isinstance(msg, PlaceOrder | CancelByNats):
+            if isinstance(msg, PlaceOrder):
+                target, req = ("place", msg.corr), Request("PREPARE", msg.intent.signal_id, _now_ms(), None,
+                                                             msg.intent)
+            else:
+                target, req = ("nats", msg.corr), Request("CANCEL", msg.signal_id, _now_ms(), None)
+            if self.server is None:  # not ready to take an order yet: nothing is done, resend
+                self._deliver(target, req, _rejected("BUSY", "the engine is starting; resend"))
+            else:
+                self._submit(target, req)
         elif isinstance(msg, TradingStates):
             self.states = dict(msg.states)
             self.trading_state = msg.states.get("global", "ACTIVE")
+            if msg.ready and self.server is None:
+                self.server = serve_unix_socket(self.path)
         else:
             super().handle(msg, sender)
 

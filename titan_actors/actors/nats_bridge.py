@@ -1,9 +1,9 @@
 """The NATS bridge actor: the engine's only NATS client
 (shared/spec/nats-subjects.md).
 
-nats-py runs in an `AsyncHost` loop thread; everything that changes the
-bridge's state happens in the actor thread, reached through the host's
-socketpair.
+nats-py runs on its worker's asyncio loop (`AsyncHost`); everything that
+changes the bridge's state runs as one of its handlers (`post`), under the
+loop's lock and in its batches.
 
 **Events.** Producers send `PublishEvents`; the bridge writes each event to
 its store (`ev:<source>:<seq>`, once), answers `EventsStored`, and publishes
@@ -59,7 +59,6 @@ from titan_actors.messages import (
     TreeStatusRequest,
 )
 from titan_actors.runtime.actor import TitanActor, count_boot
-from titan_actors.runtime.aiohost import AsyncHost
 from titan_actors.secret import read_secret
 from titan_actors.wire import subjects
 from titan_actors.wire.events import Event
@@ -139,7 +138,7 @@ class NatsBridge(TitanActor):
         self.publisher: AckedPublisher | None = None
         self._latest: dict[str, PriceUpdate] = {}
         self._flush_scheduled = False
-        self.aio = AsyncHost(name="titan-nats")
+        self.aio = self.async_host()
         self.aio.submit(self._connect_forever(), self._on_connected)
         self.after(_TICK_S, _TICK)
 
@@ -212,23 +211,12 @@ class NatsBridge(TitanActor):
     def _note_error(self, text: str) -> None:
         self.last_error = text
 
-    def watch_fds(self) -> list[int]:
-        return [self.aio.fileno()]
-
-    def on_watch(self, fd: int) -> None:
-        if fd == self.aio.fileno():
-            self.aio.drain()
-
     def release(self) -> None:
-        """Closes the connection too: a subscription left behind would take
-        commands that nobody answers."""
-        if self.nc is not None:
-            future = asyncio.run_coroutine_threadsafe(self.nc.close(), self.aio.loop)
-            try:
-                future.result(timeout=2)
-            except Exception as exc:
-                log.warning("nats bridge: close failed: %r", exc)
+        """Closes the connection too (a subscription left behind would take
+        commands that nobody answers); the worker lets the close finish."""
         self.aio.stop()
+        if self.nc is not None:
+            self.aio.submit(self.nc.close())
 
     # --- events ---------------------------------------------------------------------
 

@@ -102,6 +102,8 @@ class RiskGuard(TitanActor):
         self.loss_tripped_day = (self.store.get(b"loss_tripped_day") or b"").decode()
         self.rebuild_until = time.monotonic() + _REBUILD_S
         self.awaiting: set[str] = set()
+        self.venues: dict[str, list[str]] = self.config.get("venues", {})
+        self._gateway_told_ready = 0  # the gateway incarnation that heard `ready`
         self.after(_TICK_S, _TICK)
 
     def _load_policy(self) -> tuple[Policy, dict[str, Any]]:
@@ -126,7 +128,7 @@ class RiskGuard(TitanActor):
             wants = peer.role == "gateway" or peer.role.startswith("venue:")
             if wants and told.get(peer.role) != peer.cell:
                 told[peer.role] = peer.cell
-                self.tell(peer.role, TradingStates(dict(self.states)))
+                self.tell(peer.role, TradingStates(dict(self.states), self.ready))
         self._told = told
         if self.rebuilding:
             for peer in self.directory.peers:
@@ -135,6 +137,25 @@ class RiskGuard(TitanActor):
                     if symbol not in self.snapshots:
                         self.awaiting.add(peer.role)
                         self.tell(peer.role, SnapshotRequest())
+
+    @property
+    def ready(self) -> bool:
+        """The engine can take an order: the view is rebuilt and every position
+        is reconciled with its venue (or the venue is known to be unavailable)."""
+        if self.rebuilding:
+            return False
+        for venue, symbols in self.venues.items():
+            for symbol in symbols:
+                snap = self.snapshots.get(symbol)
+                if snap is None or not (snap.reconciled.get(venue) or venue in snap.unavailable):
+                    return False
+        return True
+
+    def end_of_batch(self) -> None:
+        gateway = self.directory.get("gateway")
+        if gateway is not None and gateway.cell != self._gateway_told_ready and self.ready:
+            self._gateway_told_ready = gateway.cell
+            self.tell("gateway", TradingStates(dict(self.states), True))
 
     @property
     def rebuilding(self) -> bool:
@@ -387,7 +408,7 @@ class RiskGuard(TitanActor):
         self.store.write_batch(puts, [key] if mode == "ACTIVE" else [])  # before it is acknowledged
         for peer in self.directory.peers:
             if peer.role == "gateway" or peer.role.startswith("venue:"):
-                self.tell(peer.role, TradingStates(dict(self.states)))
+                self.tell(peer.role, TradingStates(dict(self.states), self.ready))
 
     def _check_daily_loss(self) -> None:
         limit = self.policy.daily_loss_limit

@@ -52,6 +52,7 @@ from titan_actors.runtime.outbox import Deliveries, Outbox
 from titan_actors.runtime.store import Store
 
 if TYPE_CHECKING:
+    from titan_actors.runtime.aiohost import AsyncHost
     from titan_actors.runtime.worker import Worker
 
 __all__ = ["ActorKilled", "TitanActor", "count_boot"]
@@ -62,6 +63,7 @@ _OUTBOX_TICK = "titan:outbox"
 _OUTBOX_RESEND_S = 1.0
 _RELAY_TIMEOUT = "titan:relay-timeout"
 _DIRECTORY = object()  # a directory change held while paused
+_TIMER = object()  # a timer that fired while paused
 
 
 class ActorKilled(BaseException):
@@ -149,6 +151,8 @@ class TitanActor:
                 for item in held:
                     if item[0] is _DIRECTORY:
                         self.directory_changed(item[1])
+                    elif item[0] is _TIMER:
+                        self.fire(item[1])
                     else:
                         self.dispatch(*item)
             case InjectFault():
@@ -163,6 +167,8 @@ class TitanActor:
 
     def after_handlers(self) -> None:
         """What a batch of handled messages leaves: persisted, acknowledged, sent."""
+        if self._held is not None:
+            return  # paused: as a stopped process, it does nothing
         if self.started_at:
             self.end_of_batch()
         acks, self._acks = self._acks, []
@@ -209,6 +215,9 @@ class TitanActor:
             self.on_directory()
 
     def fire(self, payload: Any) -> None:
+        if self._held is not None:
+            self._held.append((_TIMER, payload, ""))
+            return
         if payload == _OUTBOX_TICK:
             for queue in (self.outbox, self.deliveries):
                 if queue is not None:
@@ -244,6 +253,11 @@ class TitanActor:
         assert self.worker is not None
         self.worker.flush_lanes()
         return sent
+
+    def async_host(self) -> AsyncHost:
+        """This actor's view of its worker's asyncio loop (nats-py, ccxt)."""
+        assert self.worker is not None
+        return self.worker.async_host(self)
 
     def after(self, seconds: float, payload: Any) -> None:
         """Deliver `payload` to `on_wakeup` in about `seconds` (never earlier)."""

@@ -1,26 +1,26 @@
-"""An asyncio event loop in a background thread, for actors that need asyncio
+"""An actor's view of its worker's asyncio loop, for asyncio clients
 (nats-py, ccxt.async_support).
 
-The actor stays single-threaded for its own state: coroutines run in the loop
-thread, and their results (or things the loop wants to tell the actor, such
-as an incoming NATS message) are queued and announced with one byte on a
-socketpair the actor watches. The actor calls `drain()` when that fd is ready
-and the callbacks run in the actor's thread.
+Coroutines run on the worker's one loop (`ActorLoop.aio`). A result, or
+anything a coroutine hands over with `post()`, comes back as a call of the
+actor's callback, run like every handler of that actor: under the loop's
+lock, counted in its batch, and a crash of that actor alone if it raises.
+Once the actor is gone (crashed, killed, stopped), nothing is called.
 
-An actor that hosts a loop must never `createActor` (fork after threads).
-A callback that raises propagates out of `drain()`, into the actor's
-let-it-crash handler.
+`stop()` cancels what this actor still has running; a connection to close
+is submitted after it (`submit(client.close())`), and the worker gives such
+tasks a bounded time when it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import threading
+import concurrent.futures
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from titan_actors.runtime.waker import Waker
+if TYPE_CHECKING:
+    from titan_actors.runtime.loop import ActorLoop
 
 __all__ = ["AsyncHost"]
 
@@ -28,57 +28,38 @@ Callback = Callable[..., None]
 
 
 class AsyncHost:
-    """Owns one loop thread and the socketpair that wakes the actor."""
+    """`guard(callback, *args)` runs a callback as one of the actor's handlers."""
 
-    def __init__(self, *, name: str = "titan-aio") -> None:
-        self._waker = Waker()
-        self._ready: collections.deque[tuple[Callback, tuple[Any, ...]]] = collections.deque()
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-
-    def fileno(self) -> int:
-        return self._waker.fileno()
+    def __init__(self, loop: ActorLoop, guard: Callable[..., None]) -> None:
+        self._actor_loop = loop
+        self.loop: asyncio.AbstractEventLoop = loop.aio
+        self._guard = guard
+        self._futures: set[concurrent.futures.Future[Any]] = set()
 
     def submit(
         self,
         coro: Coroutine[Any, Any, Any],
         on_done: Callable[[Any, BaseException | None], None] | None = None,
     ) -> None:
-        """Run `coro` in the loop; `on_done(result, error)` runs later in the actor thread."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        """Run `coro` on the loop; `on_done(result, error)` runs later as a handler."""
+        future = self._actor_loop.submit(coro)
+        self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
         if on_done is not None:
             future.add_done_callback(lambda f: self._settle(on_done, f))
 
-    def _settle(self, on_done: Callable[[Any, BaseException | None], None], future: Any) -> None:
+    def _settle(self, on_done: Callable[[Any, BaseException | None], None],
+                future: concurrent.futures.Future[Any]) -> None:
         if future.cancelled():
-            self.post(on_done, None, asyncio.CancelledError())
-        elif future.exception() is not None:
-            self.post(on_done, None, future.exception())
-        else:
-            self.post(on_done, future.result(), None)
+            return  # stopped: the actor that asked is gone
+        error = future.exception()
+        self.post(on_done, None if error is not None else future.result(), error)
 
     def post(self, callback: Callback, *args: Any) -> None:
-        """Thread-safe: queue `callback(*args)` for the actor thread and wake it."""
-        self._ready.append((callback, args))
-        self._waker.poke()  # one pending wake is enough: drain() empties the whole queue
+        """From any thread or coroutine: run `callback(*args)` as a handler of the actor."""
+        self._actor_loop.call(self._guard, callback, *args)
 
-    def drain(self) -> int:
-        """In the actor thread: run every queued callback; returns how many ran."""
-        self._waker.drain()
-        ran = 0
-        while self._ready:
-            callback, args = self._ready.popleft()
-            callback(*args)
-            ran += 1
-        return ran
-
-    def stop(self, timeout: float = 2.0) -> None:
-        if self.loop.is_running():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout)
-        self._waker.close()
+    def stop(self) -> None:
+        """Cancel every coroutine this actor still has running."""
+        for future in list(self._futures):
+            future.cancel()

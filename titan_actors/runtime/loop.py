@@ -1,40 +1,42 @@
-"""An actor's own I/O loop: its lanes, its sockets and its timers served on a
-thread of its own instead of through thespian's loop.
+"""A worker's one loop: its lanes, its actors' sockets and timers, and their
+asyncio clients (nats-py, ccxt), all on one asyncio event loop in one thread.
 
-Why: thespian rebuilds an epoll set of every watched fd on each wake (an
-`epoll_create`, one `epoll_ctl` per fd, a close) and delivers timers 0.2-2.5 ms
-late. On the data plane that was most of a hop's cost. This loop keeps one
-`poll` set, waits once per wake, and fires timers from a heap when they are due.
+Why asyncio and one loop: the NATS bridge and the ccxt adapters are asyncio
+clients. With a loop of their own beside the worker's, every result crossed
+threads through a socketpair (a system call and a wake-up each way); on the
+worker's own loop a result is a callback like any other.
 
-Thespian stays the control plane: its thread keeps receiving messages (Init,
-the directory, status, exit requests). Both threads run the actor's handlers
-only while holding `lock`, so the actor's state is still touched by one thread
-at a time. Anything only thespian's thread may do (send a thespian message) is
-handed to it: `defer()` queues the call and wakes that thread through a
-socketpair it watches.
+The selector is `poll`, not epoll: `fds()` names plain fd numbers, and an fd
+closed and reopened under the same number between two wakes must still be
+watched, which poll (stateless per call) does and epoll (registered per open
+file) does not.
 
-Failure: an exception out of a handler run by this loop goes to `crash`, which
-ends the process (let it crash); should it return, the loop ends. `stop()`
-ends the loop at its next wake.
+Thespian stays the control plane: its thread keeps receiving messages (start
+and stop of actors, the directory, outside askers). Both threads run the
+actors' handlers only while holding `lock`, so an actor's state is touched by
+one thread at a time. Anything only thespian's thread may do (send a thespian
+message) is handed to it: `defer()` queues the call and wakes that thread
+through a socketpair it watches.
+
+Failure: an exception out of `fds`, `serve`, `fire` or `after_wake` goes to
+`crash`, which ends the process in a worker; should it return, the loop
+stops. `stop()` ends the loop; `drain_tasks()` then gives what is still
+pending on it (connections closing) a bounded time to finish.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
-import heapq
-import itertools
-import select
+import selectors
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from titan_actors.runtime.waker import Waker
 
 __all__ = ["ActorLoop"]
-
-_POLL_IN = select.POLLIN
-_POLL_BAD = select.POLLNVAL
 
 
 class _Crashed(Exception):
@@ -42,12 +44,13 @@ class _Crashed(Exception):
 
 
 class ActorLoop:
-    """One actor's I/O thread.
+    """One worker's loop thread.
 
-    `fds()` names what to watch (called before every wait), `serve(ready)`
-    handles the readable ones, `fire(payload)` a due timer, `after_wake()`
-    runs once per wake after the rest (flush what the handlers queued). All
-    four are called with `lock` held; `crash(what)` is called when one raises.
+    `fds()` names what to watch (asked after every wake), `serve(ready)`
+    handles readable ones, `fire(payload)` a due timer, `after_wake()` runs
+    once after a wake's work (drain, flush). All four are called with `lock`
+    held; `crash(what)` is called when one raises. `call(fn, *args)` runs any
+    function the same way (an asyncio client's result, from any thread).
     """
 
     def __init__(self, *, name: str, fds: Callable[[], list[int]], serve: Callable[[list[int]], None],
@@ -56,9 +59,9 @@ class ActorLoop:
         self.lock = threading.RLock()
         self._fds, self._serve, self._fire = fds, serve, fire
         self._after_wake, self._crash = after_wake, crash
-        self._timers: list[tuple[float, int, Any]] = []
-        self._seq = itertools.count()
-        self._wake = Waker()  # wakes this loop
+        self.aio = asyncio.SelectorEventLoop(selectors.PollSelector())
+        self._watched: set[int] = set()
+        self._wake_due = False
         self._thespian = Waker()  # wakes thespian's thread for deferred calls
         self._deferred: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = collections.deque()
         self._stopping = False
@@ -74,18 +77,34 @@ class ActorLoop:
 
     def after(self, seconds: float, payload: Any) -> None:
         """Fire `payload` in about `seconds` (never earlier)."""
-        heapq.heappush(self._timers, (time.monotonic() + seconds, next(self._seq), payload))
-        if not self.in_loop():
-            self._wake.poke()
+        when = time.monotonic() + seconds  # the loop's clock (asyncio uses time.monotonic)
+        self._soon(self._at, when, payload)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run `fn(*args)` on the loop under the lock, then the wake's `after_wake`."""
+        self._soon(self._dispatch, "call", fn, *args)
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run `coro` on the loop; returns its `concurrent.futures.Future`."""
+        return asyncio.run_coroutine_threadsafe(coro, self.aio)
 
     def poke(self) -> None:
         """Make the loop look at its fds and timers again (they changed from outside)."""
-        self._wake.poke()
+        self._soon(self._wake)
 
     def defer(self, call: Callable[..., Any], *args: Any) -> None:
         """Have thespian's thread run `call(*args)` (see `thespian_fd`)."""
         self._deferred.append((call, args))
         self._thespian.poke()
+
+    def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self.in_loop():
+            self.aio.call_soon(fn, *args)
+            return
+        try:
+            self.aio.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            pass  # the loop is closed: the worker is ending
 
     # --- used from thespian's thread -----------------------------------------------------
 
@@ -101,65 +120,81 @@ class ActorLoop:
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stopping = True
-        self._wake.poke()
+        if self.aio.is_running():
+            self._soon(self.aio.stop)
         if self._thread.is_alive() and not self.in_loop():
             self._thread.join(timeout)
-        self._wake.close()
         self._thespian.close()
+
+    def drain_tasks(self, timeout: float = 2.0) -> None:
+        """After `stop()`, on the calling thread: let pending tasks (connections
+        closing) finish for at most `timeout`, then close the loop."""
+        if self.aio.is_closed() or self.aio.is_running():
+            return
+        pending = [t for t in asyncio.all_tasks(self.aio) if not t.done()]
+        if pending:
+            self.aio.run_until_complete(asyncio.wait(pending, timeout=timeout))
+        for task in pending:
+            task.cancel()
+        self.aio.close()
 
     # --- the loop ------------------------------------------------------------------------
 
     def _run(self) -> None:
+        asyncio.set_event_loop(self.aio)
+        self._wake()
         try:
-            self._serve_forever()
-        except _Crashed:
-            self._stopping = True  # crash() returned (it ends the process in an actor)
+            self.aio.run_forever()
+        finally:
+            for fd in list(self._watched):
+                self.aio.remove_reader(fd)
+            self._watched.clear()
 
-    def _serve_forever(self) -> None:
-        poller = select.poll()
-        wake = self._wake.fileno()
-        poller.register(wake, _POLL_IN)
-        watched: set[int] = set()
-        while not self._stopping:
-            with self.lock:
-                self._guarded("after-wake", self._after_wake)
-                wanted = set(self._guarded("fds", self._fds) or ())
-            for fd in watched - wanted:
-                poller.unregister(fd)
-            for fd in wanted - watched:
-                poller.register(fd, _POLL_IN)
-            watched = wanted
-            events = poller.poll(self._timeout_ms())
-            if self._stopping:
-                return
-            ready = []
-            for fd, flags in events:
-                if fd == wake:
-                    self._wake.drain()
-                elif flags & _POLL_BAD:
-                    poller.unregister(fd)  # closed under us; fds() no longer names it
-                    watched.discard(fd)
-                else:
-                    ready.append(fd)
-            with self.lock:
-                if ready:
-                    self._guarded("fds-ready", self._serve, ready)
-                self._fire_due()
+    def _at(self, when: float, payload: Any) -> None:
+        self.aio.call_at(when, self._dispatch, f"timer {payload!r}"[:80], self._call_fire, payload)
 
-    def _timeout_ms(self) -> float:
-        if not self._timers:
-            return 1000.0
-        return max(0.0, (self._timers[0][0] - time.monotonic()) * 1000.0)
+    def _call_fire(self, payload: Any) -> None:
+        self._fire(payload)
 
-    def _fire_due(self) -> None:
-        now = time.monotonic()
-        while self._timers and self._timers[0][0] <= now:
-            _due, _seq, payload = heapq.heappop(self._timers)
-            self._guarded(f"timer {payload!r}"[:80], self._fire, payload)
+    def _ready(self, fd: int) -> None:
+        self._dispatch("fds-ready", self._call_serve, fd)
+
+    def _call_serve(self, fd: int) -> None:
+        self._serve([fd])
+
+    def _dispatch(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
+        if self._stopping:
+            return
+        with self.lock:
+            self._guarded(what, fn, *args)
+        self._wake()
+
+    def _wake(self) -> None:
+        """One `after_wake` and one look at the fds for everything this turn of the loop ran."""
+        if not self._wake_due:
+            self._wake_due = True
+            self.aio.call_soon(self._after)
+
+    def _after(self) -> None:
+        self._wake_due = False
+        if self._stopping:
+            return
+        with self.lock:
+            self._guarded("after-wake", self._after_wake)
+            wanted = set(self._guarded("fds", self._fds) or ())
+        if self._stopping:
+            return
+        for fd in self._watched - wanted:
+            self.aio.remove_reader(fd)
+        for fd in wanted - self._watched:
+            self.aio.add_reader(fd, self._ready, fd)
+        self._watched = wanted
 
     def _guarded(self, what: str, call: Callable[..., Any], *args: Any) -> Any:
         try:
             return call(*args)
         except Exception:
             self._crash(what)
-            raise _Crashed(what) from None
+            self._stopping = True  # crash() returned (it ends the process in a worker)
+            self.aio.stop()
+            return None

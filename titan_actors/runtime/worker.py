@@ -47,6 +47,7 @@ from thespian.actors import (
 
 from titan_actors.messages import ChildStarted, Directory, GetDirectory, Peer
 from titan_actors.runtime.actor import ActorKilled, TitanActor
+from titan_actors.runtime.aiohost import AsyncHost
 from titan_actors.runtime.lanes import LaneHub
 from titan_actors.runtime.loop import ActorLoop
 from titan_actors.runtime.placement import ROOT_WORKER
@@ -194,16 +195,18 @@ class Worker(Actor):
 
     def _exit(self) -> None:
         """Thespian stops the worker: every actor stops in reverse start order."""
-        if self.loop is not None:
-            self.loop.run_deferred()
-            self.loop.stop()  # no handler runs on the loop past this point
-            self.loop = None
+        loop, self.loop = self.loop, None
+        if loop is not None:
+            loop.run_deferred()
+            loop.stop()  # no handler runs on the loop past this point
         for cell in reversed(list(self.cells.values())):
             try:
                 cell.stop()
             except Exception:
                 log.exception("worker %s: %s failed to stop", self.name, cell.role)
         self.cells.clear()
+        if loop is not None:
+            loop.drain_tasks()  # connections the actors closed on their way out
         if self.lanes is not None:
             self.lanes.close()
             self.lanes = None
@@ -307,6 +310,16 @@ class Worker(Actor):
             self._send_thespian(self.parent_address, Routed(supervisor, src, msg))
 
     # --- delivery -----------------------------------------------------------------------
+
+    def async_host(self, cell: TitanActor) -> AsyncHost:
+        """`cell`'s view of this worker's asyncio loop."""
+        assert self.loop is not None, "asyncio clients run in workers with a loop, not in root"
+
+        def guard(fn: Any, *args: Any) -> None:
+            if self.cells.get(cell.role) is cell:
+                self._run(cell, getattr(fn, "__name__", "async result"), fn, *args)
+
+        return AsyncHost(self.loop, guard)
 
     def peer_of(self, cell: TitanActor) -> Peer:
         return Peer(role=cell.role, address=self.myAddress, pid=os.getpid(),
