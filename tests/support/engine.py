@@ -62,6 +62,11 @@ class RunningEngine(EngineProcess):
         """`titan kill ROLE [--worker]`."""
         return self.control({"cmd": "kill", "role": role, "worker": worker})
 
+    def wait_serving(self, timeout: float = 10.0) -> None:
+        """Until the gateway serves the FastPath socket (after a restart it binds
+        it only once the engine can take an order)."""
+        wait_for(lambda: self.actor("gateway")["detail"].get("serving"), timeout, 0.05, "the gateway serving")
+
     def pause(self, role: str) -> None:
         """The actor holds every message until `resume`: what SIGSTOP did to a
         role with a process of its own, without stopping its neighbours."""
