@@ -88,6 +88,7 @@ class PositionActor(TitanActor):
         self.accounted: OrderedDict[str, str] = OrderedDict()
         self._accounted_dirty: dict[str, str | None] = {}  # to persist with the next batch (None: delete)
         self._batch: list[tuple[bytes, bytes]] = []  # the reports' writes, until end_of_batch
+        self._changed: dict[str, str] = {}  # venue → the last order that changed it in this batch
         self._batch_fills: set[bytes] = set()
         self.day: str = state.get("day", _today())
         self.realised_today: float = state.get("realised_today", 0.0)
@@ -218,8 +219,7 @@ class PositionActor(TitanActor):
             writes.append((fill_key, orjson.dumps(fill)))
             self._batch_fills.add(fill_key)
         self.version += 1
-        writes += self.outbox.emit(subjects.truth(self.symbol), "PositionChanged", self.symbol,
-                                   self._truth(venue, cause=coid))
+        self._changed[venue] = coid  # one PositionChanged per venue for the whole batch
         if closed is not None:
             writes += self.outbox.emit(subjects.TRADE_CLOSED, "TradeClosed", self.symbol,
                                        self._closed_trade(venue, closed, report))
@@ -227,8 +227,15 @@ class PositionActor(TitanActor):
         self._snapshot_due = True
 
     def end_of_batch(self) -> None:
-        # The reports that arrived together are written in one batch and move
-        # the risk guard's view once (state over deltas).
+        # The reports that arrived together are written in one batch, are one
+        # truth event per venue (the position after them all), and move the
+        # risk guard's view once (state over deltas).
+        if self._changed:
+            assert self.outbox is not None
+            for venue, cause in self._changed.items():
+                self._batch += self.outbox.emit(subjects.truth(self.symbol), "PositionChanged", self.symbol,
+                                                self._truth(venue, cause=cause))
+            self._changed.clear()
         if self._batch:
             self._commit([])
         if self._snapshot_due:
