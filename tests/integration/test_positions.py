@@ -106,9 +106,9 @@ def test_truth_and_trade_closed_events_report_a_round_trip(engine: RunningEngine
     wait_for(lambda: _settled(engine), 10, 0.1, "outboxes drained")
     url = engine.info["nats_url"]
     truth = [e for e in read_stream(url, subjects.truth("ETHUSDT"))]
-    # One truth event per batch of changes (the position after them all): the
-    # fills move it from 0 to 2 and back; an order that filled in the batch it
-    # was submitted in shows no state of its own before the fill.
+    # One truth event per order's updates handled together (the position after
+    # them): the fills move it from 0 to 2 and back; an order that filled in
+    # the batch it was submitted in shows no state of its own before the fill.
     by_fills = {e["data"]["fills"]: e["data"]["qty"] for e in truth}
     assert {f: q for f, q in by_fills.items() if f} == {1: 2, 2: 0} and by_fills.get(0, 0) == 0
     versions = [e["data"]["version"] for e in truth]

@@ -88,7 +88,7 @@ class PositionActor(TitanActor):
         self.accounted: OrderedDict[str, str] = OrderedDict()
         self._accounted_dirty: dict[str, str | None] = {}  # to persist with the next batch (None: delete)
         self._batch: list[tuple[bytes, bytes]] = []  # the reports' writes, until end_of_batch
-        self._changed: dict[str, str] = {}  # venue → the last order that changed it in this batch
+        self._changed: dict[str, str] = {}  # venue → the order whose updates await their PositionChanged
         self._batch_fills: set[bytes] = set()
         self.day: str = state.get("day", _today())
         self.realised_today: float = state.get("realised_today", 0.0)
@@ -204,6 +204,8 @@ class PositionActor(TitanActor):
         if not new_fill and not changed_orders:
             return  # a repeat (re-driven delivery): nothing to do
         assert self.outbox is not None
+        if self._changed.get(venue, coid) != coid:
+            self._position_changed(venue)  # another order's updates: the position after them is a fact
         writes: list[tuple[bytes, bytes]] = []
         closed: ClosedTrade | None = None
         if new_fill:
@@ -219,23 +221,26 @@ class PositionActor(TitanActor):
             writes.append((fill_key, orjson.dumps(fill)))
             self._batch_fills.add(fill_key)
         self.version += 1
-        self._changed[venue] = coid  # one PositionChanged per venue for the whole batch
+        self._changed[venue] = coid  # one PositionChanged for this order's updates in this batch
         if closed is not None:
             writes += self.outbox.emit(subjects.TRADE_CLOSED, "TradeClosed", self.symbol,
                                        self._closed_trade(venue, closed, report))
         self._batch += writes  # written by end_of_batch, before the reports are acknowledged
         self._snapshot_due = True
 
+    def _position_changed(self, venue: str) -> None:
+        assert self.outbox is not None
+        cause = self._changed.pop(venue)
+        self._batch += self.outbox.emit(subjects.truth(self.symbol), "PositionChanged", self.symbol,
+                                        self._truth(venue, cause=cause))
+
     def end_of_batch(self) -> None:
         # The reports that arrived together are written in one batch, are one
-        # truth event per venue (the position after them all), and move the
-        # risk guard's view once (state over deltas).
-        if self._changed:
-            assert self.outbox is not None
-            for venue, cause in self._changed.items():
-                self._batch += self.outbox.emit(subjects.truth(self.symbol), "PositionChanged", self.symbol,
-                                                self._truth(venue, cause=cause))
-            self._changed.clear()
+        # truth event per order (the position after its updates: submitted,
+        # accepted and filled together make one), and move the risk guard's
+        # view once (state over deltas).
+        for venue in list(self._changed):
+            self._position_changed(venue)
         if self._batch:
             self._commit([])
         if self._snapshot_due:
