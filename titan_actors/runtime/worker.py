@@ -365,20 +365,28 @@ class Worker(Actor):
         self.inbox.append((dst, src, msg, transport))
 
     def _drain(self) -> None:
-        """Hand every queued message to its actor, then let each actor that
-        handled something finish its batch; again while that told more."""
+        """Deliver in generations: the messages queued now go to their actors;
+        each actor that handled something finishes its batch (persists, then
+        acknowledges and sends) and writes its sockets; then the messages that
+        told, and so on. So an answer leaves one generation after what it
+        answers (a CONFIRM's ACCEPTED right after the adapter's journal), not
+        after everything it set off in this worker (fills, positions, events)."""
         for _ in range(_MAX_ROUNDS):
-            while self.inbox:
+            if not self.inbox and not self.touched:
+                break
+            for _ in range(len(self.inbox)):
                 dst, src, msg, transport = self.inbox.popleft()
                 cell = self.cells.get(dst)
                 if cell is not None:
                     self._run(cell, msg, cell.dispatch, msg, src, transport)
-            if not self.touched:
-                break
             touched, self.touched = self.touched, {}
             for role, cell in touched.items():
                 if self.cells.get(role) is cell:
                     self._run(cell, "end of batch", cell.after_handlers, mark=False)
+            for role, cell in touched.items():
+                if self.cells.get(role) is cell:
+                    self._run(cell, "before_wait", cell.before_wait, mark=False)
+            self.flush_lanes()
         else:
             if self.loop is not None:
                 self.loop.poke()  # more to do: come back after serving the fds
@@ -469,9 +477,10 @@ class Worker(Actor):
 
     def _after_wake(self) -> None:
         self._drain()  # what the fds and timers of this wake brought
+        # Every actor, not only those the drain touched: a socket that was full
+        # at its last write is written again now (the gateway's replies).
         for cell in list(self.cells.values()):
             self._run(cell, "before_wait", cell.before_wait, mark=False)
-        self.flush_lanes()
 
     def _worker_crash(self, what: str) -> None:
         """The worker's own code failed: every actor in it has crashed."""
