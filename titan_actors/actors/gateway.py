@@ -110,6 +110,7 @@ class _Conn:
     in_flight: int = 0
     closing: bool = False
     confirmed: set[str] = field(default_factory=set)
+    answered: bool = False  # `out` holds an answer to a request (not only pushes)
 
 
 @dataclass(slots=True)
@@ -176,9 +177,15 @@ class IpcGateway(TitanActor):
     def watch_fds(self) -> list[int]:
         return [self.server.fileno(), *self.conns] if self.server is not None else []
 
+    def end_of_batch(self) -> None:
+        # Answers to requests leave with the batch that made them (the worker
+        # runs batches in generations: an ACCEPTED right after the journal),
+        # taking along whatever pushes wait before them on that connection.
+        self._flush_all(answers_only=True)
+
     def before_wait(self) -> None:
-        # Replies go out once per wake, after everything that arrived with them:
-        # one write per connection, however many replies.
+        # The rest (EXECUTION pushes) once per wake: one write per connection,
+        # however many pushes.
         self._flush_all()
 
     def on_watch(self, fd: int) -> None:
@@ -252,17 +259,21 @@ class IpcGateway(TitanActor):
         self._send(conn, {"type": "REJECTED", "code": code, "reason": reason})
         conn.closing = True
 
-    def _send(self, conn: _Conn, reply: dict[str, Any]) -> None:
+    def _send(self, conn: _Conn, reply: dict[str, Any], *, answer: bool = True) -> None:
         reply["ts"] = _now_ms()
         conn.out += encode_message(self.secret, reply)
+        conn.answered = conn.answered or answer
         self.counts["replies"] += 1
         if len(conn.out) > _MAX_OUT:
             log.warning("gateway: connection %d does not read its replies; closing it", conn.id)
             self._drop(conn)
 
-    def _flush_all(self) -> None:
+    def _flush_all(self, *, answers_only: bool = False) -> None:
         waiting = False
         for conn in list(self.conns.values()):
+            if answers_only and not conn.answered:
+                continue
+            conn.answered = False
             if conn.out:
                 try:
                     sent = conn.sock.send(conn.out)
@@ -451,7 +462,7 @@ class IpcGateway(TitanActor):
             "status": report.status, "filled_qty": report.filled_qty, "avg_price": report.avg_price,
             "last_fill": report.last_fill, "symbol": report.symbol, "side": report.side,
             "exchange": report.exchange, "leg": report.leg,
-        })
+        }, answer=False)
 
     def on_wakeup(self, payload: Any) -> None:
         if payload == _FLUSH:

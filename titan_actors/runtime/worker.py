@@ -366,9 +366,10 @@ class Worker(Actor):
 
     def _drain(self) -> None:
         """Deliver in generations: the messages queued now go to their actors;
-        each actor that handled something finishes its batch (persists, then
-        acknowledges and sends) and writes its sockets; then the messages that
-        told, and so on. So an answer leaves one generation after what it
+        each actor that handled something finishes its batch (`end_of_batch`:
+        persists, writes the answers it owes on its sockets; then acknowledges
+        and sends), and the lanes are written; then the messages that told,
+        and so on. So an answer leaves one generation after what it
         answers (a CONFIRM's ACCEPTED right after the adapter's journal), not
         after everything it set off in this worker (fills, positions, events)."""
         for _ in range(_MAX_ROUNDS):
@@ -383,9 +384,6 @@ class Worker(Actor):
             for role, cell in touched.items():
                 if self.cells.get(role) is cell:
                     self._run(cell, "end of batch", cell.after_handlers, mark=False)
-            for role, cell in touched.items():
-                if self.cells.get(role) is cell:
-                    self._run(cell, "before_wait", cell.before_wait, mark=False)
             self.flush_lanes()
         else:
             if self.loop is not None:
