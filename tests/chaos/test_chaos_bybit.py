@@ -54,10 +54,11 @@ retry_backoff_ms = 50
 """
 
 
-@pytest.fixture
-def bybit_engine(tmp_path: Path) -> Iterator[tuple[RunningEngine, FakeBybit]]:
+@pytest.fixture(params=["packed", "isolated"])
+def bybit_engine(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[RunningEngine, FakeBybit]]:
     fake = FakeBybit().start()
     engine = RunningEngine(tmp_path, _config(fake))
+    engine.env["TITAN_PLACEMENT"] = request.param  # the chaos suite runs under both placements
     try:
         engine.start()
         yield engine, fake

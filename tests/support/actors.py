@@ -8,7 +8,7 @@ import time
 
 from titan_actors.runtime.actor import TitanActor
 
-__all__ = ["CrashAtStart", "Steady"]
+__all__ = ["CrashAtStart", "Recorder", "Steady"]
 
 
 def _note_start(config: dict) -> None:
@@ -47,3 +47,23 @@ class CrashAtStart(TitanActor):
     def on_start(self) -> None:
         _note_start(self.config)
         raise RuntimeError("CrashAtStart fails at start, as told")
+
+
+class Recorder(TitanActor):
+    """Notes, in one list shared by the test, every message it handles and
+    every end of its batches; forwards `("tell", role, msg)` and raises on
+    "boom"."""
+
+    journal: list[str] = []
+
+    def handle(self, msg: object, sender: object) -> None:
+        if msg == "boom":
+            raise RuntimeError("boom, as told")
+        if isinstance(msg, tuple) and msg[0] == "tell":
+            self.tell(msg[1], msg[2])
+            self.journal.append(f"{self.role}:tell:{msg[2]}")
+        else:
+            self.journal.append(f"{self.role}:{msg}")
+
+    def end_of_batch(self) -> None:
+        self.journal.append(f"{self.role}:end")

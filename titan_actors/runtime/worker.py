@@ -100,6 +100,7 @@ class Worker(Actor):
         self.directory = Directory(0, ())
         self.cells: dict[str, TitanActor] = {}
         self.inbox: collections.deque[tuple[str, Any, Any, str]] = collections.deque()
+        self._generation: collections.deque[tuple[str, Any, Any, str]] | None = None
         self.touched: dict[str, TitanActor] = {}
         self.lanes: LaneHub | None = None
         self.loop: ActorLoop | None = None
@@ -297,10 +298,14 @@ class Worker(Actor):
             log.exception("worker %s: %s did not release cleanly", self.name, cell.role)
 
     def _forget(self, role: str) -> None:
-        """The actor's mailbox goes with it."""
+        """The actor's mailbox goes with it: what waits for it in the
+        generation being delivered and in the next."""
         self.touched.pop(role, None)
-        if any(item[0] == role for item in self.inbox):
-            self.inbox = collections.deque(item for item in self.inbox if item[0] != role)
+        for queue in (self.inbox, self._generation):
+            if queue is not None and any(item[0] == role for item in queue):
+                kept = [item for item in queue if item[0] != role]
+                queue.clear()
+                queue.extend(kept)
 
     def _to_supervisor(self, supervisor: str, msg: ChildStarted | CellExited) -> None:
         src = msg.peer.role if isinstance(msg, ChildStarted) else msg.role
@@ -375,11 +380,14 @@ class Worker(Actor):
         for _ in range(_MAX_ROUNDS):
             if not self.inbox and not self.touched:
                 break
-            for _ in range(len(self.inbox)):
-                dst, src, msg, transport = self.inbox.popleft()
+            generation, self.inbox = self.inbox, collections.deque()
+            self._generation = generation
+            while generation:
+                dst, src, msg, transport = generation.popleft()
                 cell = self.cells.get(dst)
                 if cell is not None:
                     self._run(cell, msg, cell.dispatch, msg, src, transport)
+            self._generation = None
             touched, self.touched = self.touched, {}
             for role, cell in touched.items():
                 if self.cells.get(role) is cell:
