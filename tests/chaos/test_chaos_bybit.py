@@ -20,6 +20,7 @@ from tests.support.engine import RunningEngine, wait_for
 from tests.support.fake_bybit import FakeBybit
 from titan_actors.client import FastPathClient
 from titan_actors.domain.ids import client_order_id
+from titan_actors.tools.chaos import CONFIG
 
 ROLES = ("gateway", "risk", "nats", "venue:bybit", "position:BTCUSDT", "venues", "positions", "root")
 KILLS_S = 15.0
@@ -28,16 +29,7 @@ NOT_FINAL = ("BUSY", "INTERNAL", "STALE")
 
 
 def _config(fake: FakeBybit) -> str:
-    return f"""
-[engine]
-log_level = "WARNING"
-[supervision]
-intensity = 200
-period_s = 10
-backoff_initial_s = 0.02
-backoff_max_s = 0.5
-[positions]
-reconcile_interval_s = 1
+    return CONFIG + f"""
 [routing]
 default_venue = "bybit"
 [venues.bybit]
