@@ -25,8 +25,8 @@ __all__ = ["DEFAULT_CONFIG_FILE", "ENV_VARS", "Config", "ConfigError", "load_con
 DEFAULT_CONFIG_FILE = "titan.toml"
 EXCHANGES = ("paper", "bybit", "binance", "mexc")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
-_VENUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
+_VENUE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
 class ConfigError(ValueError):
@@ -59,14 +59,14 @@ def _port(v: Any) -> str | None:
 
 def _symbols(v: Any) -> str | None:
     for s in v:
-        if not isinstance(s, str) or not _SYMBOL.match(s):
+        if not isinstance(s, str) or not _SYMBOL.fullmatch(s):
             return f"{s!r} is not an exchange-style symbol like BTCUSDT"
     return None
 
 
 def _prices(v: Any) -> str | None:
     for sym, price in v.items():
-        if not _SYMBOL.match(sym):
+        if not _SYMBOL.fullmatch(sym):
             return f"{sym!r} is not an exchange-style symbol like BTCUSDT"
         if isinstance(price, bool) or not isinstance(price, int | float) or price <= 0:
             return f"price of {sym} must be a number > 0"
@@ -77,7 +77,7 @@ def _worker_overrides(v: Any) -> str | None:
     from titan_actors.runtime.placement import Placement, PlacementError
 
     for pattern, worker in v.items():
-        if not isinstance(worker, str) or not re.match(r"^[A-Za-z0-9_:.-]{1,64}$", worker):
+        if not isinstance(worker, str) or not re.fullmatch(r"[A-Za-z0-9_:.-]{1,64}", worker):
             return f"{pattern}: a worker name is 1-64 characters of letters, digits, _ : . -"
         if pattern in ("root", "venues", "positions"):
             return f"{pattern}: supervisors always live in the root worker"
@@ -276,7 +276,7 @@ def _venues(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, dict[str, 
         raise ConfigError("venues", "expected a table of [venues.<name>] tables")
     venues: dict[str, dict[str, Any]] = {}
     for name, table in given.items():
-        if not _VENUE_NAME.match(name):
+        if not _VENUE_NAME.fullmatch(name):
             raise ConfigError(f"venues.{name}", "venue names are lowercase letters, digits, - and _")
         if not isinstance(table, dict):
             raise ConfigError(f"venues.{name}", "expected a table")

@@ -20,14 +20,12 @@ import pytest
 from tests.support.engine import RunningEngine, titan_cmd, wait_for
 from tests.support.nats import command, read_stream, signed
 from titan_actors.wire import subjects
-
-OPERATOR_SECRET = "o" * 40
+from titan_actors.wire.commands import sign_command
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
     running = RunningEngine(tmp_path_factory.mktemp("nats"))
-    running.env["TITAN_OPERATOR_SECRET"] = OPERATOR_SECRET
     running.start()
     try:
         yield running
@@ -41,12 +39,11 @@ def url(engine: RunningEngine) -> str:
 
 
 def _secret_for(engine: RunningEngine, subject: str) -> bytes:
-    operator = subject in (subjects.CMD_HALT, subjects.CMD_RESUME, subjects.CMD_STATUS)
-    return OPERATOR_SECRET.encode() if operator and engine.env.get("TITAN_OPERATOR_SECRET") else engine.secret
+    return engine.operator_secret if subject.startswith(subjects.OPERATOR_PREFIX) else engine.secret
 
 
 def send(engine: RunningEngine, subject: str, body: dict, **kwargs) -> dict:
-    payload, headers = signed(body, _secret_for(engine, subject), **kwargs)
+    payload, headers = signed(subject, body, _secret_for(engine, subject), **kwargs)
     return command(url(engine), subject, payload, headers)
 
 
@@ -75,7 +72,7 @@ def test_an_unsigned_badly_signed_or_stale_command_is_refused_and_changes_nothin
 ) -> None:
     body = {**VALID[subject], "signal_id": f"refused-{subject[-12:]}"} if "signal_id" in VALID[subject] \
         else VALID[subject]
-    payload, headers = signed(body, _secret_for(shared, subject))
+    payload, headers = signed(subject, body, _secret_for(shared, subject))
     assert command(url(shared), subject, payload, None) == {"error": "BAD_SIGNATURE"}
     wrong = {"Titan-Signature": "ab" * 32}
     assert command(url(shared), subject, payload, wrong) == {"error": "BAD_SIGNATURE"}
@@ -91,7 +88,7 @@ def test_an_unsigned_badly_signed_or_stale_command_is_refused_and_changes_nothin
 
 @pytest.mark.parametrize("subject", [subjects.CMD_HALT, subjects.CMD_RESUME, subjects.CMD_STATUS])
 def test_operator_commands_use_the_operator_secret(shared: RunningEngine, subject: str) -> None:
-    payload, headers = signed(VALID[subject], shared.secret)  # the FastPath secret
+    payload, headers = signed(subject, VALID[subject], shared.secret)  # the FastPath secret
     assert command(url(shared), subject, payload, headers) == {"error": "BAD_SIGNATURE"}
 
 
@@ -118,11 +115,8 @@ def test_a_malformed_command_is_invalid_naming_the_field(
 
 
 def test_a_body_that_is_not_json_or_has_no_ts_is_invalid(shared: RunningEngine) -> None:
-    for raw in (b"not json", b"[1,2]", json.dumps({"signal_id": "x"}).encode()):
-        import hashlib
-        import hmac
-
-        headers = {"Titan-Signature": hmac.new(shared.secret, raw, hashlib.sha256).hexdigest()}
+    for raw in (b"not json", b"[1,2]", json.dumps({"signal_id": "x", "nonce": "n" * 12}).encode()):
+        headers = {"Titan-Signature": sign_command(shared.secret, subjects.CMD_CANCEL, raw)}
         assert command(url(shared), subjects.CMD_CANCEL, raw, headers)["error"] == "INVALID"
 
 

@@ -13,8 +13,8 @@ from titan_actors.wire import subjects
 
 
 def _place(engine: RunningEngine, signal_id: str) -> dict:
-    payload, headers = signed({"signal_id": signal_id, "symbol": "BTCUSDT", "side": "buy", "quantity": 0.01,
-                               "order_type": "market"}, engine.secret)
+    payload, headers = signed(subjects.CMD_PLACE, {"signal_id": signal_id, "symbol": "BTCUSDT", "side": "buy",
+                                                   "quantity": 0.01, "order_type": "market"}, engine.secret)
     return command(engine.info["nats_url"], subjects.CMD_PLACE, payload, headers)
 
 

@@ -193,13 +193,14 @@ def test_a_halt_from_the_cli_or_nats_survives_a_killed_risk_guard_and_an_engine_
     try:
         with engine.client() as client:
             assert client.prepare("h-3", "BTCUSDT", "buy", 0.01)["code"] == "HALTED"
-        payload, headers = signed({"reason": "over", "operator": "ops"}, engine.secret)
+        payload, headers = signed(subjects.CMD_RESUME, {"reason": "over", "operator": "ops"},
+                                  engine.operator_secret)
         resumed = command(engine.info["nats_url"], subjects.CMD_RESUME, payload, headers)
         assert resumed["trading_state"] == "ACTIVE"
         with engine.client() as client:
             assert client.prepare("h-4", "BTCUSDT", "buy", 0.01)["type"] == "PREPARED"
-        payload, headers = signed({"mode": "HALTED", "reason": "nats", "operator": "ops",
-                                   "scope": "venue:paper"}, engine.secret)
+        payload, headers = signed(subjects.CMD_HALT, {"mode": "HALTED", "reason": "nats", "operator": "ops",
+                                                      "scope": "venue:paper"}, engine.operator_secret)
         assert command(engine.info["nats_url"], subjects.CMD_HALT, payload, headers)["scope"] == "venue:paper"
         with engine.client() as client:
             refused = client.prepare("h-5", "BTCUSDT", "buy", 0.01)

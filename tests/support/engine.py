@@ -43,8 +43,10 @@ class RunningEngine(EngineProcess):
         self.tmp = tmp
         self.socket = str(tmp / "fastpath.sock")
         self.secret = secrets.token_hex(32).encode()
+        self.operator_secret = secrets.token_hex(32).encode()
         super().__init__(tmp, config_text, {"TITAN_IPC_SOCKET": self.socket,
-                                            "TITAN_HMAC_SECRET": self.secret.decode()})
+                                            "TITAN_HMAC_SECRET": self.secret.decode(),
+                                            "TITAN_OPERATOR_SECRET": self.operator_secret.decode()})
         self.env.pop("NATS_URL", None)
 
     def client(self, **kwargs: Any) -> FastPathClient:

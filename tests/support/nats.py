@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
-import time
 from typing import Any
 
 import nats
 
 from titan_actors.tools.events_tail import read_stream
+from titan_actors.wire.commands import signed_command
 
 __all__ = ["command", "read_stream", "signed"]
 
 
-def signed(body: dict[str, Any], secret: bytes, *, ts: int | None = None) -> tuple[bytes, dict[str, str]]:
-    payload = json.dumps({"ts": time.time_ns() // 1_000_000 if ts is None else ts, **body}).encode()
-    return payload, {"Titan-Signature": hmac.new(secret, payload, hashlib.sha256).hexdigest()}
+def signed(subject: str, body: dict[str, Any], secret: bytes, *, ts: int | None = None,
+           nonce: str | None = None) -> tuple[bytes, dict[str, str]]:
+    """Body and headers signed for `subject`, as shared/spec/nats-subjects.md says."""
+    return signed_command(secret, subject, body, ts=ts, nonce=nonce)
 
 
 def command(url: str, subject: str, body: bytes, headers: dict[str, str] | None,

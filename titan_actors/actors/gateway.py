@@ -57,7 +57,14 @@ from titan_actors.messages import (
 )
 from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.secret import read_secret
-from titan_actors.wire.fastpath import FrameError, FrameReader, decode_payload, encode_message, mac_ok
+from titan_actors.wire.fastpath import (
+    FrameError,
+    FrameReader,
+    decode_payload,
+    duplicate_key,
+    encode_message,
+    mac_ok,
+)
 
 __all__ = ["IpcGateway", "serve_unix_socket"]
 
@@ -230,6 +237,11 @@ class IpcGateway(TitanActor):
                     self._close_with(conn, "BAD_FRAME", str(exc))
                     return
                 self.counts["requests"] += 1
+                twice = duplicate_key(frame.payload, obj)
+                if twice is not None:  # which of the two was meant is not ours to guess
+                    self._send(conn, {**_rejected("INVALID", f"{twice}: appears twice in one object"),
+                                      **_ids(obj)})
+                    continue
                 self._on_request(conn, obj)
                 if conn.closing:
                     return

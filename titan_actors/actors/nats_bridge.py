@@ -13,12 +13,16 @@ again every second and after every (re)connection and restart, and the
 stream's duplicate window (15 min) makes a re-publish store nothing twice.
 The stream `TITAN_EXECUTION` is created (or updated) on every connection.
 
-**Commands** (core NATS request/reply): header `Titan-Signature` = hex
-HMAC-SHA256 of the body, `ts` in the body within the replay window. Place
-and cancel go to the gateway (FastPath idempotency applies), halt and resume
-to the risk guard, status to the root. Errors are `{"error": CODE, ...}`:
-`BAD_SIGNATURE`, `STALE`, `INVALID` (with `reason`), `UNAVAILABLE` when the
-actor behind the command is restarting or does not answer within 5 s.
+**Commands** (core NATS request/reply), checked by `wire.commands`: header
+`Titan-Signature` = hex HMAC-SHA256 of subject + "\n" + body, `ts` within the
+replay window, a `nonce` not seen in it (kept in the store, so a restart does
+not forget one). Place and cancel use the FastPath secret; operator
+subjects only `TITAN_OPERATOR_SECRET` (`DISABLED` without one). Place and
+cancel go to the gateway (FastPath idempotency and in-flight limits apply),
+halt and resume to the risk guard, status to the root. Errors are
+`{"error": CODE, ...}`: `DISABLED`, `BAD_SIGNATURE`, `STALE`, `REPLAYED`,
+`INVALID` (with `reason`), `UNAVAILABLE` when the actor behind the command is
+restarting or does not answer within 5 s.
 
 **Market data.** Ticker and book messages are parsed and coalesced in the
 loop thread (the newest quote per symbol wins) and handed to the actor every
@@ -34,8 +38,6 @@ store and commands cannot arrive. A callback that raises crashes the bridge
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import time
 import uuid
@@ -61,9 +63,10 @@ from titan_actors.messages import (
 from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.secret import read_secret
 from titan_actors.wire import subjects
+from titan_actors.wire.commands import CommandError, ReplayGuard, verify_command
 from titan_actors.wire.events import Event
 
-__all__ = ["NatsBridge", "connect_options", "sign_command"]
+__all__ = ["NatsBridge", "connect_options"]
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +76,8 @@ _REPUBLISH_S = 1.0
 _COMMAND_TIMEOUT_S = 5.0
 _QUOTE_FLUSH_S = 0.02
 _PUBLISH_CHUNK = 500
+_NONCE = b"nonce:"
 MODES = ("HALTED", "REDUCING")
-
-
-def sign_command(secret: bytes, body: bytes) -> str:
-    return hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
 def connect_options(config: dict[str, Any]) -> dict[str, Any]:
@@ -121,15 +121,19 @@ class NatsBridge(TitanActor):
         assert self.engine is not None
         cfg = self.config
         self.secret = read_secret(self.engine.data_dir, cfg.get("hmac_secret", ""))
-        self.operator_secret = cfg["operator_secret"].encode() if cfg.get("operator_secret") else self.secret
+        # Never the FastPath secret: a strategy must not be able to lift a halt.
+        self.operator_secret = cfg["operator_secret"].encode() if cfg.get("operator_secret") else None
         self.window_ms = int(cfg.get("replay_window_ms", 5000))
+        self.nonces = ReplayGuard(self.window_ms, {
+            k[len(_NONCE):].decode(): int(v) for k, v in self.store.items(_NONCE)})
         self.stream = cfg.get("stream", "TITAN_EXECUTION")
         self.venues = {n: frozenset(s) for n, s in cfg.get("venues", {}).items()}
         self.default_venue = cfg.get("default_venue", "paper")
         self.unsent: dict[bytes, Event] = {k: Event.from_json(v) for k, v in self.store.items(b"ev:")}
         self.inflight: set[bytes] = set()
         self.waiting: dict[str, tuple[str, float]] = {}
-        self.counts = {"stored": 0, "published": 0, "commands": 0, "quotes": 0, "publish_errors": 0}
+        self.counts = {"stored": 0, "published": 0, "commands": 0, "quotes": 0, "publish_errors": 0,
+                       "refused": 0, "replayed": 0}
         self.connected = False
         self.connects = 0
         self.last_error = ""
@@ -288,6 +292,9 @@ class NatsBridge(TitanActor):
             if self.inflight and self.publisher is not None:
                 self.aio.loop.call_soon_threadsafe(self.publisher.sweep)  # answers lost in a reconnect
             self._publish_unsent()
+        forgotten = self.nonces.expired(_now_ms())
+        if forgotten:
+            self.store.write_batch((), deletes=[_NONCE + n.encode() for n in forgotten])
         for corr, (_reply_to, deadline) in list(self.waiting.items()):
             if deadline <= now:
                 self._respond(corr, {"error": "UNAVAILABLE",
@@ -305,37 +312,25 @@ class NatsBridge(TitanActor):
             return
         corr = uuid.uuid4().hex
         self.waiting[corr] = (reply_to, time.monotonic() + _COMMAND_TIMEOUT_S)
-        error = self._check(subject, body, headers)
-        if error is not None:
-            self._respond(corr, error)
+        operator = subject.startswith(subjects.OPERATOR_PREFIX)
+        command = verify_command(subject, body, headers, now_ms=_now_ms(), window_ms=self.window_ms,
+                                 secret=self.operator_secret if operator else self.secret)
+        if isinstance(command, CommandError):
+            self.counts["refused"] += 1
+            self._respond(corr, command.reply())
             return
-        command = orjson.loads(body)
+        if not self.nonces.first_time(command["nonce"], command["ts"]):
+            self.counts["replayed"] += 1
+            self._respond(corr, {"error": "REPLAYED"})
+            return
+        # Remembered before anything is done, so a restart does not forget it.
+        self.store.put(_NONCE + command["nonce"].encode(), b"%d" % command["ts"])
         route = {
             subjects.CMD_PLACE: self._place, subjects.CMD_CANCEL: self._cancel,
             subjects.CMD_HALT: self._halt, subjects.CMD_RESUME: self._resume,
             subjects.CMD_STATUS: self._status,
         }[subject]
         route(corr, command)
-
-    def _check(self, subject: str, body: bytes, headers: dict[str, str]) -> dict[str, Any] | None:
-        operator = subject in (subjects.CMD_HALT, subjects.CMD_RESUME, subjects.CMD_STATUS)
-        secret = self.operator_secret if operator else self.secret
-        given = headers.get("Titan-Signature", "")
-        expected = sign_command(secret, body).encode()
-        if not isinstance(given, str) or not hmac.compare_digest(expected, given.lower().encode()):
-            return {"error": "BAD_SIGNATURE"}
-        try:
-            command = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return {"error": "INVALID", "reason": "the body is not JSON"}
-        if not isinstance(command, dict):
-            return {"error": "INVALID", "reason": "the body is not a JSON object"}
-        ts = command.get("ts")
-        if not isinstance(ts, int) or isinstance(ts, bool):
-            return {"error": "INVALID", "reason": "ts: must be an integer (ms since the Unix epoch)"}
-        if abs(_now_ms() - ts) > self.window_ms:
-            return {"error": "STALE"}
-        return None
 
     def _place(self, corr: str, command: dict[str, Any]) -> None:
         intent = parse_intent(command, venues=self.venues, default_venue=self.default_venue)

@@ -33,9 +33,9 @@ MAX_PRICE = 1e12
 MAX_TTL_MS = 60_000
 DEFAULT_TTL_MS = 5_000
 MAX_TAKE_PROFITS = 10
-_SIGNAL_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-_EXCHANGE_SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
-_UNIFIED_SYMBOL = re.compile(r"^([A-Z0-9]{1,15})/([A-Z0-9]{1,10})(?::([A-Z0-9]{1,10}))?$")
+_SIGNAL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+_EXCHANGE_SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
+_UNIFIED_SYMBOL = re.compile(r"([A-Z0-9]{1,15})/([A-Z0-9]{1,10})(?::([A-Z0-9]{1,10}))?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +78,9 @@ class Request:
 
 def normalise_symbol(value: str) -> str | None:
     """`BTCUSDT` stays; ccxt unified `BTC/USDT:USDT` or `BTC/USDT` becomes `BTCUSDT`."""
-    if _EXCHANGE_SYMBOL.match(value):
+    if _EXCHANGE_SYMBOL.fullmatch(value):
         return value
-    unified = _UNIFIED_SYMBOL.match(value)
+    unified = _UNIFIED_SYMBOL.fullmatch(value)
     if unified:
         return unified.group(1) + unified.group(2)
     return None
@@ -121,7 +121,7 @@ def parse_request(
     if not _is_int(ts):
         return Refusal("INVALID", "ts: must be an integer (milliseconds since the Unix epoch)")
     signal_id = obj.get("signal_id")
-    if kind != "PING" and (not isinstance(signal_id, str) or not _SIGNAL_ID.match(signal_id)):
+    if kind != "PING" and (not isinstance(signal_id, str) or not _SIGNAL_ID.fullmatch(signal_id)):
         return Refusal("INVALID", "signal_id: must be 1..128 characters of A-Za-z0-9_.:-")
     if abs(now_ms - ts) > window_ms:
         return Refusal("STALE", f"ts: {ts} is {now_ms - ts} ms from the engine clock (window {window_ms} ms)")
@@ -138,7 +138,7 @@ def parse_intent(
 ) -> OrderIntent | Refusal:
     """The order fields of a PREPARE (also the NATS place command's body)."""
     signal_id = obj.get("signal_id")
-    if not isinstance(signal_id, str) or not _SIGNAL_ID.match(signal_id):
+    if not isinstance(signal_id, str) or not _SIGNAL_ID.fullmatch(signal_id):
         return Refusal("INVALID", "signal_id: must be 1..128 characters of A-Za-z0-9_.:-")
     exchange = obj.get("exchange", default_venue)
     if not isinstance(exchange, str) or exchange not in venues:

@@ -26,8 +26,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import hashlib
-import hmac
 import json
 import os
 import random
@@ -43,6 +41,8 @@ from typing import Any
 
 from titan_actors.client import ConnectionClosed, FastPathClient, FastPathError
 from titan_actors.tools.events_tail import read_stream
+from titan_actors.wire import subjects
+from titan_actors.wire.commands import signed_command
 
 __all__ = ["ChaosResult", "run_chaos"]
 
@@ -195,13 +195,11 @@ def _nats_side(url_of: Any, secret: bytes, rng: random.Random, stop: threading.E
                     await nc.publish(f"titan.data.market.ticker.v1.{symbol}", body)
                 if n % 5 == 0:
                     signal_id = f"chaos-nats-{n}"
-                    body = json.dumps({"signal_id": signal_id, "symbol": "BTCUSDT", "side": "buy",
-                                       "quantity": 0.001, "order_type": "market",
-                                       "ts": int(time.time() * 1000)}).encode()
-                    sig = hmac.new(secret, body, hashlib.sha256).hexdigest()
+                    body, headers = signed_command(secret, subjects.CMD_PLACE, {
+                        "signal_id": signal_id, "symbol": "BTCUSDT", "side": "buy", "quantity": 0.001,
+                        "order_type": "market"})
                     try:
-                        reply = await nc.request("titan.cmd.execution.place.v1", body,
-                                                 headers={"Titan-Signature": sig}, timeout=3)
+                        reply = await nc.request(subjects.CMD_PLACE, body, headers=headers, timeout=3)
                         placed.append((signal_id, json.loads(reply.data).get("type", "error")))
                     except Exception:
                         placed.append((signal_id, "no reply"))

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 __all__ = ["TailError", "parse_since", "read_stream", "tail"]
 
-_RELATIVE = re.compile(r"^(\d+)([smhd])$")
+_RELATIVE = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -37,7 +37,7 @@ def parse_since(since: str | None, now: dt.datetime | None = None) -> dt.datetim
     if since == "all":
         return "all"
     now = now or dt.datetime.now(dt.UTC)
-    relative = _RELATIVE.match(since)
+    relative = _RELATIVE.fullmatch(since)
     if relative:
         return now - dt.timedelta(seconds=int(relative.group(1)) * _UNITS[relative.group(2)])
     try:

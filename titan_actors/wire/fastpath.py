@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ __all__ = [
     "FrameError",
     "FrameReader",
     "decode_payload",
+    "duplicate_key",
     "encode_frame",
     "encode_message",
     "mac_ok",
@@ -75,6 +77,40 @@ def decode_payload(payload: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise FrameError("payload is not a JSON object")
     return value
+
+
+def duplicate_key(payload: bytes, value: dict[str, Any]) -> str | None:
+    """The first key that appears twice in one object of `payload`, else None.
+
+    orjson keeps the last of two equal keys silently; a sender that wrote two
+    quantities must hear that, not have one chosen for it. The strict parse
+    runs only when a key's quoted text occurs twice or the payload has escapes
+    (a key may be spelt with them), so a clean frame costs a few `count`s.
+    """
+    if b"\\" not in payload and not _may_repeat(payload, value):
+        return None
+    found: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen and not found:
+                found.append(key)
+            seen.add(key)
+        return dict(items)
+
+    json.loads(payload, object_pairs_hook=pairs)
+    return found[0] if found else None
+
+
+def _may_repeat(payload: bytes, value: Any) -> bool:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if payload.count(b'"%s"' % key.encode()) > 1 or _may_repeat(payload, inner):
+                return True
+    elif isinstance(value, list):
+        return any(_may_repeat(payload, inner) for inner in value)
+    return False
 
 
 class FrameReader:

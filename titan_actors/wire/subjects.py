@@ -12,6 +12,7 @@ __all__ = [
     "EVENT_SUBJECTS",
     "MARKET_BOOK",
     "MARKET_TICKER",
+    "OPERATOR_PREFIX",
     "RISK_STATE",
     "SYSTEM_ACTOR",
     "TRADE_CLOSED",
@@ -25,6 +26,7 @@ CMD_CANCEL = "titan.cmd.execution.cancel.v1"
 CMD_HALT = "titan.cmd.operator.halt.v1"
 CMD_RESUME = "titan.cmd.operator.resume.v1"
 CMD_STATUS = "titan.cmd.operator.status.v1"
+OPERATOR_PREFIX = "titan.cmd.operator."
 COMMANDS = (CMD_PLACE, CMD_CANCEL, CMD_HALT, CMD_RESUME, CMD_STATUS)
 
 MARKET_TICKER = "titan.data.market.ticker.v1"
