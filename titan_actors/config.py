@@ -319,7 +319,8 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
     if operator and len(operator.encode()) < 32:
         raise ConfigError("nats.operator_secret", "must be at least 32 bytes (TITAN_OPERATOR_SECRET)")
     if operator and operator == secret:
-        raise ConfigError("nats.operator_secret", "must not be the FastPath secret: a strategy could lift a halt")
+        raise ConfigError("nats.operator_secret",
+                          "must not be the FastPath secret: a strategy could lift a halt")
     if sections["supervision"]["backoff_max_s"] < sections["supervision"]["backoff_initial_s"]:
         raise ConfigError("supervision.backoff_max_s", "must be >= backoff_initial_s")
     return Config(sections={**sections, "risk": risk}, venues=venues, source=source)

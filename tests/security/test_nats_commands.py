@@ -57,7 +57,8 @@ def test_a_nonce_seen_within_the_window_is_replayed_even_after_the_bridge_restar
     assert command(_url(shared), subjects.CMD_HALT, body, headers)["trading_state"] == "HALTED"
     assert command(_url(shared), subjects.CMD_HALT, body, headers) == {"error": "REPLAYED"}
     # The same nonce in another (fresh, correctly signed) command is a replay too.
-    again, again_headers = signed(subjects.CMD_RESUME, RESUME, shared.operator_secret, nonce="nonce-once-0001")
+    again, again_headers = signed(subjects.CMD_RESUME, RESUME, shared.operator_secret,
+                                  nonce="nonce-once-0001")
     assert command(_url(shared), subjects.CMD_RESUME, again, again_headers) == {"error": "REPLAYED"}
     before = shared.cells()["nats"]
     shared.kill("nats")
@@ -96,7 +97,8 @@ def test_without_an_operator_secret_operator_subjects_are_disabled_and_orders_st
         for subject, body in ((subjects.CMD_HALT, HALT), (subjects.CMD_RESUME, RESUME),
                               (subjects.CMD_STATUS, {})):
             # Signed with the FastPath secret, the one a strategy holds.
-            assert command(_url(engine), subject, *signed(subject, body, engine.secret)) == {"error": "DISABLED"}
+            reply = command(_url(engine), subject, *signed(subject, body, engine.secret))
+            assert reply == {"error": "DISABLED"}
         placed = command(_url(engine), subjects.CMD_PLACE, *signed(subjects.CMD_PLACE, {
             "signal_id": "disabled-1", "symbol": "BTCUSDT", "side": "buy", "quantity": 0.01,
             "order_type": "market"}, engine.secret))
