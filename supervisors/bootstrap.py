@@ -58,7 +58,7 @@ from titan_actors.runtime.placement import ROOT_WORKER
 from titan_actors.runtime.procs import hostname, parent_of, pgid_alive, pgid_members, pid_alive
 from titan_actors.runtime.protocol import KillRole, Routed, StartCell, WorkerInit
 from titan_actors.runtime.worker import WORKER_CLASS
-from titan_actors.secret import ensure_secret
+from titan_actors.secret import NATS_AUTH_FILE, ensure_nats_auth, ensure_secret, redact_url
 
 __all__ = [
     "Engine",
@@ -171,6 +171,7 @@ class Engine:
             if not self.nats_url:
                 self.nats = EmbeddedNats(
                     self.data_dir / "nats-server",
+                    auth=ensure_nats_auth(self.data_dir),
                     port=self.config["nats.embedded_port"],
                     log_file=self.data_dir / "logs" / "nats-server.log",
                 )
@@ -239,7 +240,8 @@ class Engine:
         init = Init(
             role=ROOT_ROLE,
             engine=self.engine_info(),
-            config=root_config(self.config, nats_url=self.nats_url, gave_up_marker=str(self.marker)),
+            config=root_config(self.config, nats_url=self.nats_url, gave_up_marker=str(self.marker),
+                               nats_auth_file=str(self.data_dir / NATS_AUTH_FILE) if self.nats else ""),
         )
         first = StartCell(SUPERVISOR, init, supervisor="", cell=time.time_ns() // 1000)
         started = self.asys.ask(self.root, WorkerInit(name=ROOT_WORKER, engine=init.engine,
@@ -279,7 +281,7 @@ class Engine:
             "admin_pid": self.admin_pid,
             "admin_port": self.admin_port,
             "root_pid": self.root_pid,
-            "nats_url": self.nats_url,
+            "nats_url": redact_url(self.nats_url),
             "nats_pid": self.nats.pid if self.nats else 0,
             "socket": self.config["ipc.socket"],
             "data_dir": str(self.data_dir),

@@ -1,7 +1,11 @@
 """The nats-server that `titan run` starts when `NATS_URL` is not set.
 
 JetStream on, file store under `<data>/nats-server`, listening on loopback
-only. The server process gets PDEATHSIG, so it never outlives the process
+only, and only for clients that log in with the credentials in
+`<data>/nats.auth` (made on first start, 0600; `titan_actors.secret`). The
+server reads them from its config file `<data>/nats-server.conf` (0600),
+never from its command line, which every user can read in /proc. The
+server process gets PDEATHSIG, so it never outlives the process
 that started it. `ensure_running()` restarts it on the same port and store
 after it died (the chaos suite kills it).
 
@@ -11,6 +15,7 @@ Failure: `NatsServerError` when the binary cannot be found (install the
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -21,6 +26,7 @@ import time
 from pathlib import Path
 
 from titan_actors.runtime.procs import set_parent_death_signal
+from titan_actors.secret import write_private
 
 __all__ = ["EmbeddedNats", "NatsServerError", "find_nats_server", "free_port"]
 
@@ -46,21 +52,37 @@ def find_nats_server() -> str:
 
 
 class EmbeddedNats:
-    def __init__(self, store_dir: Path, *, port: int = 0, log_file: Path | None = None) -> None:
+    def __init__(self, store_dir: Path, *, auth: dict[str, str], port: int = 0,
+                 log_file: Path | None = None) -> None:
         self.store_dir = store_dir
+        self.auth = auth
         self.port = port or free_port()
         self.log_file = log_file
+        self.config_file = store_dir.parent / "nats-server.conf"
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
 
     @property
     def url(self) -> str:
+        """Without credentials: connect with `self.auth` (or `client_url`)."""
         return f"nats://127.0.0.1:{self.port}"
 
+    @property
+    def client_url(self) -> str:
+        return f"nats://{self.auth['user']}:{self.auth['password']}@127.0.0.1:{self.port}"
+
+    def _write_config(self) -> None:
+        self.config_file.unlink(missing_ok=True)
+        write_private(self.config_file, (
+            f'listen: "127.0.0.1:{self.port}"\n'
+            f"jetstream {{ store_dir: {json.dumps(str(self.store_dir))} }}\n"
+            f"authorization {{ user: {json.dumps(self.auth['user'])}, "
+            f"password: {json.dumps(self.auth['password'])} }}\n").encode())
+
     def start(self, timeout: float = 10.0) -> None:
-        self.store_dir.mkdir(parents=True, exist_ok=True)
-        args = [find_nats_server(), "-a", "127.0.0.1", "-p", str(self.port), "-js",
-                "-sd", str(self.store_dir)]
+        self.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._write_config()
+        args = [find_nats_server(), "-c", str(self.config_file)]
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(

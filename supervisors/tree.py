@@ -54,7 +54,8 @@ _VENUE_ACTORS = {"paper": "titan_actors.actors.venue.VenueAdapter"}
 _CCXT_ADAPTER = "titan_actors.actors.ccxt_adapter.CcxtVenueAdapter"
 
 
-def root_config(config: Config, *, nats_url: str, gave_up_marker: str) -> dict[str, Any]:
+def root_config(config: Config, *, nats_url: str, gave_up_marker: str,
+                nats_auth_file: str = "") -> dict[str, Any]:
     """The `Init.config` of the root supervisor for this engine."""
     sup = _supervision(config)
     venues = [
@@ -73,7 +74,7 @@ def root_config(config: Config, *, nats_url: str, gave_up_marker: str) -> dict[s
     ) else []
     children = [
         ChildSpec(id="nats", actor="titan_actors.actors.nats_bridge.NatsBridge",
-                  config={**config.sections["nats"], "url": nats_url,
+                  config={**config.sections["nats"], "url": nats_url, "auth_file": nats_auth_file,
                           "hmac_secret": config["ipc.hmac_secret"],
                           "replay_window_ms": config["ipc.replay_window_ms"],
                           "default_venue": config["routing.default_venue"],

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from titan_actors.config import Config, ConfigError, load_config
+from titan_actors.secret import redact_url
 from titan_actors.tools.control import ControlError, ControlServer, EngineNotRunning, control_request
 
 __all__ = ["main"]
@@ -104,7 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _announce(engine: Any) -> None:
-    nats = f"{engine.nats_url} (embedded, pid {engine.nats.pid})" if engine.nats else engine.nats_url
+    url = redact_url(engine.nats_url)
+    nats = f"{url} (embedded, pid {engine.nats.pid})" if engine.nats else url
     print(
         f"titan: engine {engine.engine_id} running (pid {os.getpid()}, actors' process group "
         f"{engine.actors_pgid})\n"
@@ -224,7 +226,7 @@ def _status_json(engine: Any) -> dict[str, Any]:
         "pid": os.getpid(),
         "actors_pgid": engine.actors_pgid,
         "root_restarts": engine.root_restarts,
-        "nats_url": engine.nats_url,
+        "nats_url": redact_url(engine.nats_url),
         "nats_pid": engine.nats.pid if engine.nats else 0,
         "nats_restarts": engine.nats.restarts if engine.nats else 0,
         "socket": engine.config["ipc.socket"],
@@ -370,16 +372,26 @@ def cmd_events_tail(args: argparse.Namespace) -> int:
     import asyncio
 
     from supervisors.bootstrap import read_engine_file
+    from titan_actors.actors.nats_bridge import connect_options
+    from titan_actors.secret import NATS_AUTH_FILE, SecretFileError
     from titan_actors.tools.events_tail import TailError, parse_since, tail
     from titan_actors.wire.subjects import EVENT_SUBJECTS
 
     config = _config(args)
-    url = args.nats_url or config["nats.url"] or (read_engine_file(config.data_dir) or {}).get("nats_url")
-    if not url:
-        return _fail("no NATS URL: give --nats-url, set NATS_URL, or run the engine on this data dir")
+    if args.nats_url or config["nats.url"]:
+        nats_config = {**config.sections["nats"], "url": args.nats_url or config["nats.url"]}
+    else:  # the running engine's embedded server, with its credentials
+        url = (read_engine_file(config.data_dir) or {}).get("nats_url")
+        if not url:
+            return _fail("no NATS URL: give --nats-url, set NATS_URL, or run the engine on this data dir")
+        nats_config = {"url": url, "auth_file": str(config.data_dir / NATS_AUTH_FILE)}
+    try:
+        options = connect_options(nats_config)
+    except (SecretFileError, OSError) as exc:
+        return _fail(f"NATS credentials: {exc}")
     try:
         since = parse_since(args.since)
-        asyncio.run(tail(url, args.subject or list(EVENT_SUBJECTS), stream=config["nats.stream"],
+        asyncio.run(tail(options, args.subject or list(EVENT_SUBJECTS), stream=config["nats.stream"],
                          since=since, count=args.count, timeout=args.timeout))
     except TailError as exc:
         return _fail(str(exc))

@@ -173,6 +173,10 @@ ENV_VARS = {
     "TITAN_HMAC_SECRET": "ipc.hmac_secret",
     "NATS_URL": "nats.url",
     "TITAN_OPERATOR_SECRET": "nats.operator_secret",
+    "NATS_USER": "nats.user",
+    "NATS_PASSWORD": "nats.password",
+    "NATS_TOKEN": "nats.token",
+    "NATS_CREDS": "nats.creds_file",
     "TITAN_PLACEMENT": "placement.profile",
 }
 

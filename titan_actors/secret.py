@@ -1,26 +1,91 @@
-"""The FastPath HMAC secret: configured (`TITAN_HMAC_SECRET`), or a random one
-the engine creates in `<data>/hmac.secret` (mode 0600) on first start, which
-every part of the engine and the CLI read from there.
+"""The engine's secrets on disk: the FastPath HMAC secret and the embedded
+nats-server's credentials, both in the data dir, mode 0600, owned by the
+engine's user.
+
+- `<data>/hmac.secret`: `TITAN_HMAC_SECRET` when configured, else a random
+  one made on first start, which every part of the engine and the CLI read.
+- `<data>/nats.auth`: user and password of the embedded nats-server, made on
+  first start; the server's config and every titan client use them.
+
+A secret file is opened with `O_NOFOLLOW` and trusted only when it belongs to
+our uid and nobody else may read or write it; `redact_url` takes the password
+out of a URL before it is logged or shown.
 
 Failure: `read_secret` raises FileNotFoundError when neither exists (the
-engine never started on that data dir).
+engine never started on that data dir); `SecretFileError` (a ValueError
+naming the file and what is wrong) for a file with the wrong owner, mode or
+type.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import secrets
+import stat
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["SECRET_FILE", "ensure_secret", "read_secret"]
+__all__ = [
+    "NATS_AUTH_FILE",
+    "SECRET_FILE",
+    "SecretFileError",
+    "ensure_nats_auth",
+    "ensure_secret",
+    "nats_client_url",
+    "read_nats_auth",
+    "read_private",
+    "read_secret",
+    "redact_url",
+    "write_private",
+]
 
 SECRET_FILE = "hmac.secret"
+NATS_AUTH_FILE = "nats.auth"
+
+
+class SecretFileError(ValueError):
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+def read_private(path: Path) -> bytes:
+    """The bytes of a file only our uid can read or write; never follows a link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SecretFileError(path, "is a symbolic link; refusing to follow it") from None
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise SecretFileError(path, "is not a regular file")
+        if info.st_uid != os.getuid():
+            raise SecretFileError(path, f"belongs to uid {info.st_uid}, not to the engine's user "
+                                        f"{os.getuid()}; remove it or chown it")
+        if info.st_mode & 0o077:
+            raise SecretFileError(path, f"has mode {stat.S_IMODE(info.st_mode):04o}; others may read "
+                                        "it: chmod 600 it (and rotate the secret)")
+        return fh.read()
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create `path` with mode 0600; never over an existing file or a link."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def read_secret(data_dir: str | os.PathLike[str], configured: str = "") -> bytes:
     if configured:
         return configured.encode()
-    return (Path(data_dir) / SECRET_FILE).read_bytes().strip()
+    return read_private(Path(data_dir) / SECRET_FILE).strip()
 
 
 def ensure_secret(data_dir: Path, configured: str) -> bytes:
@@ -30,7 +95,48 @@ def ensure_secret(data_dir: Path, configured: str) -> bytes:
     except FileNotFoundError:
         pass
     secret = secrets.token_hex(32).encode()
-    fd = os.open(data_dir / SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(secret)
+    write_private(data_dir / SECRET_FILE, secret)
     return secret
+
+
+def read_nats_auth(data_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """`{"user": ..., "password": ...}` of the embedded nats-server."""
+    auth = json.loads(read_private(Path(data_dir) / NATS_AUTH_FILE))
+    return {"user": str(auth["user"]), "password": str(auth["password"])}
+
+
+def ensure_nats_auth(data_dir: Path) -> dict[str, str]:
+    try:
+        return read_nats_auth(data_dir)
+    except FileNotFoundError:
+        pass
+    auth = {"user": "titan", "password": secrets.token_urlsafe(32)}
+    write_private(data_dir / NATS_AUTH_FILE, json.dumps(auth).encode())
+    return auth
+
+
+def redact_url(url: str) -> str:
+    """`url` without its password (or token) in the user-info part."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    if "@" not in parts.netloc:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    shown = f"{user}:***@{host}" if ":" in userinfo else f"***@{host}"
+    return urlunsplit(parts._replace(netloc=shown))
+
+
+def nats_client_url(url: str, data_dir: str | os.PathLike[str]) -> str:
+    """`url` with the embedded server's credentials of `data_dir` added, when
+    it has none of its own and the data dir has them."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        return url
+    try:
+        auth = read_nats_auth(data_dir)
+    except FileNotFoundError:
+        return url
+    return urlunsplit(parts._replace(netloc=f"{auth['user']}:{auth['password']}@{parts.netloc}"))

@@ -17,7 +17,7 @@ from titan_actors.actors.jetstream import AckedPublisher
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[EmbeddedNats]:
-    srv = EmbeddedNats(tmp_path / "js")
+    srv = EmbeddedNats(tmp_path / "js", auth={"user": "t", "password": "p" * 16})
     srv.start()
     yield srv
     srv.stop()
@@ -62,7 +62,7 @@ def test_every_published_message_is_acknowledged_once_and_stored_once_per_msg_id
 ) -> None:
     items = [(i, f"t.{i % 3}", b"x%d" % i, {"Nats-Msg-Id": f"id-{i}"}) for i in range(200)]
     items.append(("again", "t.0", b"x0", {"Nats-Msg-Id": "id-0"}))  # a re-publish of the first
-    results, stored = asyncio.run(_publish_and_collect(server.url, items, expect=201))
+    results, stored = asyncio.run(_publish_and_collect(server.client_url, items, expect=201))
     assert sorted(k for k, error in results if error is None and k != "again") == list(range(200))
     assert ("again", None) in results  # a duplicate is acknowledged, not refused
     assert len(results) == 201
@@ -71,7 +71,7 @@ def test_every_published_message_is_acknowledged_once_and_stored_once_per_msg_id
 
 def test_a_subject_no_stream_listens_on_is_reported_as_an_error(server: EmbeddedNats) -> None:
     items = [("lost", "nowhere.x", b"x", {"Nats-Msg-Id": "n1"}), ("kept", "t.x", b"y", {})]
-    results, stored = asyncio.run(_publish_and_collect(server.url, items, expect=2))
+    results, stored = asyncio.run(_publish_and_collect(server.client_url, items, expect=2))
     errors = dict(results)
     assert errors["kept"] is None
     assert errors["lost"] == "no stream listens on this subject"
@@ -80,6 +80,6 @@ def test_a_subject_no_stream_listens_on_is_reported_as_an_error(server: Embedded
 
 def test_an_answer_that_never_comes_is_reported_as_timed_out_by_the_sweep(server: EmbeddedNats) -> None:
     results, _stored = asyncio.run(_publish_and_collect(
-        server.url, [("silent", "quiet.x", b"x", {})], expect=1, timeout_s=0.2, idle_listener=True,
+        server.client_url, [("silent", "quiet.x", b"x", {})], expect=1, timeout_s=0.2, idle_listener=True,
         sweep_after=0.4))
     assert results == [("silent", "no acknowledgement within 0.2 s")]

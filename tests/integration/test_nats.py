@@ -35,7 +35,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
 
 
 def url(engine: RunningEngine) -> str:
-    return engine.info["nats_url"]
+    return engine.nats_url
 
 
 def _secret_for(engine: RunningEngine, subject: str) -> bytes:

@@ -104,7 +104,7 @@ def test_truth_and_trade_closed_events_report_a_round_trip(engine: RunningEngine
         client.prepare("rt-2", "ETHUSDT", "sell", 2, strategy_id="mean-rev", phase=2)
         client.confirm("rt-2")
     wait_for(lambda: _settled(engine), 10, 0.1, "outboxes drained")
-    url = engine.info["nats_url"]
+    url = engine.nats_url
     truth = [e for e in read_stream(url, subjects.truth("ETHUSDT"))]
     # One truth event per order's updates handled together (the position after
     # them): the fills move it from 0 to 2 and back; an order that filled in

@@ -15,7 +15,7 @@ from titan_actors.wire import subjects
 def _place(engine: RunningEngine, signal_id: str) -> dict:
     payload, headers = signed(subjects.CMD_PLACE, {"signal_id": signal_id, "symbol": "BTCUSDT", "side": "buy",
                                                    "quantity": 0.01, "order_type": "market"}, engine.secret)
-    return command(engine.info["nats_url"], subjects.CMD_PLACE, payload, headers)
+    return command(engine.nats_url, subjects.CMD_PLACE, payload, headers)
 
 
 def test_the_first_order_after_titan_run_says_it_is_running_succeeds(tmp_path: Path) -> None:

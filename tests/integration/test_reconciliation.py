@@ -16,7 +16,7 @@ FAST = FAST_SUPERVISION + "[positions]\nreconcile_interval_s = 0.3\n"
 
 
 def _drift(engine: RunningEngine, kind: str) -> list[dict]:
-    return [e for e in read_stream(engine.info["nats_url"], subjects.drift("BTCUSDT")) if e["type"] == kind]
+    return [e for e in read_stream(engine.nats_url, subjects.drift("BTCUSDT")) if e["type"] == kind]
 
 
 def _paper(engine: RunningEngine) -> dict:

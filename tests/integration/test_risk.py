@@ -87,7 +87,7 @@ def test_a_refusal_is_an_order_denied_event(guarded: RunningEngine) -> None:
     with guarded.client() as client:
         client.prepare(signal_id, "BTCUSDT", "buy", 11)
     def denied() -> list[dict]:
-        reports = read_stream(guarded.info["nats_url"], "titan.evt.execution.report.v1.>")
+        reports = read_stream(guarded.nats_url, "titan.evt.execution.report.v1.>")
         return [e for e in reports if e["data"].get("signal_id") == signal_id]
 
     events = wait_for(denied, 10, 0.2, "the OrderDenied event")
@@ -195,13 +195,13 @@ def test_a_halt_from_the_cli_or_nats_survives_a_killed_risk_guard_and_an_engine_
             assert client.prepare("h-3", "BTCUSDT", "buy", 0.01)["code"] == "HALTED"
         payload, headers = signed(subjects.CMD_RESUME, {"reason": "over", "operator": "ops"},
                                   engine.operator_secret)
-        resumed = command(engine.info["nats_url"], subjects.CMD_RESUME, payload, headers)
+        resumed = command(engine.nats_url, subjects.CMD_RESUME, payload, headers)
         assert resumed["trading_state"] == "ACTIVE"
         with engine.client() as client:
             assert client.prepare("h-4", "BTCUSDT", "buy", 0.01)["type"] == "PREPARED"
         payload, headers = signed(subjects.CMD_HALT, {"mode": "HALTED", "reason": "nats", "operator": "ops",
                                                       "scope": "venue:paper"}, engine.operator_secret)
-        assert command(engine.info["nats_url"], subjects.CMD_HALT, payload, headers)["scope"] == "venue:paper"
+        assert command(engine.nats_url, subjects.CMD_HALT, payload, headers)["scope"] == "venue:paper"
         with engine.client() as client:
             refused = client.prepare("h-5", "BTCUSDT", "buy", 0.01)
             assert refused["code"] == "HALTED" and "venue:paper" in refused["reason"]
@@ -234,7 +234,7 @@ def test_a_daily_loss_beyond_the_limit_moves_trading_to_reducing(tmp_path: Path)
         state = wait_for(lambda: (s := engine.actor("risk")["detail"]["states"]).get("global") and s, 5, 0.05,
                          "the automatic state")
         assert state == {"global": "REDUCING"}
-        events = wait_for(lambda: [e for e in read_stream(engine.info["nats_url"], subjects.RISK_STATE)], 10,
+        events = wait_for(lambda: [e for e in read_stream(engine.nats_url, subjects.RISK_STATE)], 10,
                           0.2, "the state event")
         assert events[-1]["data"]["operator"] == "risk-guard" and "daily" in events[-1]["data"]["reason"]
     finally:

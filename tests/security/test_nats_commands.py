@@ -28,7 +28,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
 
 
 def _url(engine: RunningEngine) -> str:
-    return engine.info["nats_url"]
+    return engine.nats_url
 
 
 HALT = {"mode": "HALTED", "reason": "drill", "operator": "ops", "scope": "symbol:ETHUSDT"}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from titan_actors.client import FastPathClient
+from titan_actors.secret import nats_client_url
 from titan_actors.tools.control import ControlError, EngineNotRunning
 from titan_actors.tools.engine_process import EngineProcess, titan_cmd
 from titan_actors.tools.engine_process import wait_for as _wait_for
@@ -48,6 +49,11 @@ class RunningEngine(EngineProcess):
                                             "TITAN_HMAC_SECRET": self.secret.decode(),
                                             "TITAN_OPERATOR_SECRET": self.operator_secret.decode()})
         self.env.pop("NATS_URL", None)
+
+    @property
+    def nats_url(self) -> str:
+        """The engine's nats-server, with the credentials any client needs."""
+        return nats_client_url(self.info["nats_url"], self.data_dir)
 
     def client(self, **kwargs: Any) -> FastPathClient:
         return FastPathClient(self.socket, self.secret, **kwargs).connect()

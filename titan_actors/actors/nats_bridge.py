@@ -41,6 +41,7 @@ import asyncio
 import logging
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -61,7 +62,7 @@ from titan_actors.messages import (
     TreeStatusRequest,
 )
 from titan_actors.runtime.actor import TitanActor, count_boot
-from titan_actors.secret import read_secret
+from titan_actors.secret import read_nats_auth, read_secret, redact_url
 from titan_actors.wire import subjects
 from titan_actors.wire.commands import CommandError, ReplayGuard, verify_command
 from titan_actors.wire.events import Event
@@ -81,7 +82,12 @@ MODES = ("HALTED", "REDUCING")
 
 
 def connect_options(config: dict[str, Any]) -> dict[str, Any]:
-    """nats-py `connect()` keyword arguments from the `[nats]` config."""
+    """nats-py `connect()` keyword arguments from the `[nats]` config: the
+    embedded server's credentials (`auth_file`), or what is configured for an
+    external one (user and password, in the URL or apart, a token, a creds
+    file, an nkey seed, TLS).
+
+    Failure: SecretFileError when the auth file is not private to us."""
     opts: dict[str, Any] = {
         "servers": [config["url"]],
         "allow_reconnect": True,
@@ -90,6 +96,9 @@ def connect_options(config: dict[str, Any]) -> dict[str, Any]:
         "connect_timeout": 2,
         "name": "titan-execution",
     }
+    if config.get("auth_file"):
+        auth = read_nats_auth(Path(config["auth_file"]).parent)
+        opts["user"], opts["password"] = auth["user"], auth["password"]
     if config.get("user"):
         opts["user"], opts["password"] = config["user"], config.get("password", "")
     if config.get("token"):
@@ -199,7 +208,7 @@ class NatsBridge(TitanActor):
         self.nc, self.js, self.publisher = result
         self.connected = True
         self.connects += 1
-        log.info("nats bridge connected to %s", self.config["url"])
+        log.info("nats bridge connected to %s", redact_url(self.config["url"]))
         self._publish_unsent()
 
     def _on_disconnected(self) -> None:
@@ -424,7 +433,7 @@ class NatsBridge(TitanActor):
     def status_detail(self) -> dict[str, Any]:
         oldest = min((e.ts for e in self.unsent.values()), default=None)
         return {
-            "boots": self.boots, "url": self.config["url"], "connected": self.connected,
+            "boots": self.boots, "url": redact_url(self.config["url"]), "connected": self.connected,
             "connects": self.connects, "last_error": self.last_error, "outbox_depth": len(self.unsent),
             "oldest_unsent_ms": _now_ms() - oldest if oldest is not None else None,
             "stream": self.stream, **self.counts,

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from titan_actors.client import ConnectionClosed, FastPathClient, FastPathError
+from titan_actors.secret import nats_client_url
 from titan_actors.tools.events_tail import read_stream
 from titan_actors.wire import subjects
 from titan_actors.wire.commands import signed_command
@@ -313,7 +314,7 @@ def _check_all(result: ChaosResult, engine: Any, traffic: _Traffic, placed: list
         if shadow is None or abs(shadow - at_venue) > 1e-9 or abs(fills - at_venue) > 1e-9:
             bad.append(f"{symbol}: shadow {shadow} venue {at_venue} fills {fills}")
     result.add("positions equal the venue and the fills", not bad, "; ".join(bad) or "BTCUSDT, ETHUSDT match")
-    events = read_stream(status["nats_url"])
+    events = read_stream(nats_client_url(status["nats_url"], status["data_dir"]))
     trade_ids = [e["data"]["last_fill"]["trade_id"] for e in events
                  if e["subject"].startswith("titan.evt.execution.report.") and e["data"].get("last_fill")]
     venue_fills = sum(o["fills"] for o in venue.values())
@@ -370,7 +371,8 @@ def run_chaos(*, duration: float, rate: float, kill_every_ms: float, roles: list
         kinds: dict[str, int] = {}
         threads = [
             threading.Thread(target=traffic.run, args=(stop,), name="chaos-traffic"),
-            threading.Thread(target=_nats_side, args=(lambda: engine.status()["nats_url"], secret,
+            threading.Thread(target=_nats_side, args=(lambda: nats_client_url(engine.status()["nats_url"],
+                                                                              engine.data_dir), secret,
                                                       random.Random(rng.random()), stop, placed),
                              name="chaos-nats"),
             threading.Thread(target=_kill_loop, args=(engine, list(roles or DEFAULT_ROLES),

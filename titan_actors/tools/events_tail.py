@@ -47,15 +47,19 @@ def parse_since(since: str | None, now: dt.datetime | None = None) -> dt.datetim
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
-async def tail(url: str, subjects: list[str], *, stream: str, since: dt.datetime | str | None,
-               count: int | None, timeout: float | None, out: TextIO = sys.stdout,
-               on_event: Callable[[dict[str, Any]], None] | None = None) -> int:
+async def tail(options: dict[str, Any], subjects: list[str], *, stream: str,
+               since: dt.datetime | str | None, count: int | None, timeout: float | None,
+               out: TextIO = sys.stdout, on_event: Callable[[dict[str, Any]], None] | None = None) -> int:
     """Print events until `count` were printed or `timeout` seconds passed
-    without one (None: forever). Returns how many were printed."""
+    without one (None: forever). Returns how many were printed. `options` are
+    nats-py `connect()` arguments (`nats_bridge.connect_options`)."""
     import nats
     from nats.js.api import ConsumerConfig, DeliverPolicy
 
-    nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=-1)
+    from titan_actors.secret import redact_url
+
+    url = redact_url(options["servers"][0])
+    nc = await nats.connect(**{**options, "connect_timeout": 3, "name": "titan-events-tail"})
     try:
         js = nc.jetstream()
         try:
