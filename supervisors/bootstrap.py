@@ -54,6 +54,7 @@ from titan_actors.messages import (
     TreeStopped,
 )
 from titan_actors.runtime.actorsystem import open_actor_system
+from titan_actors.runtime.files import check_ours, open_lock_file, private_dir
 from titan_actors.runtime.placement import ROOT_WORKER
 from titan_actors.runtime.procs import hostname, parent_of, pgid_alive, pgid_members, pid_alive
 from titan_actors.runtime.protocol import KillRole, Routed, StartCell, WorkerInit
@@ -97,7 +98,9 @@ def read_engine_file(data_dir: Path) -> dict[str, Any] | None:
 
 
 def _socket_is_live(path: str) -> bool:
-    if not os.path.exists(path):
+    """Whether an engine serves `path`; UnsafeFileError when the path is not
+    ours to use (a link, or another user's file)."""
+    if check_ours(path) is None:
         return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
@@ -110,7 +113,7 @@ def _socket_is_live(path: str) -> bool:
 
 def _flock(path: Path, what: str) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = open_lock_file(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -185,8 +188,10 @@ class Engine:
             raise
 
     def _prepare_dirs(self) -> None:
+        # Everything the engine and its children create is private to its user.
+        os.umask(0o077)
         for sub in ("", "run", "logs"):
-            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+            private_dir(self.data_dir / sub)
 
     def _lock(self) -> None:
         """Hold the data dir and the FastPath socket path for this engine's life.

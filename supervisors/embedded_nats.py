@@ -25,8 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from titan_actors.runtime.files import write_private
 from titan_actors.runtime.procs import set_parent_death_signal
-from titan_actors.secret import write_private
 
 __all__ = ["EmbeddedNats", "NatsServerError", "find_nats_server", "free_port"]
 

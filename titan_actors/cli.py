@@ -373,7 +373,7 @@ def cmd_events_tail(args: argparse.Namespace) -> int:
 
     from supervisors.bootstrap import read_engine_file
     from titan_actors.actors.nats_bridge import connect_options
-    from titan_actors.secret import NATS_AUTH_FILE, SecretFileError
+    from titan_actors.secret import NATS_AUTH_FILE
     from titan_actors.tools.events_tail import TailError, parse_since, tail
     from titan_actors.wire.subjects import EVENT_SUBJECTS
 
@@ -387,7 +387,7 @@ def cmd_events_tail(args: argparse.Namespace) -> int:
         nats_config = {"url": url, "auth_file": str(config.data_dir / NATS_AUTH_FILE)}
     try:
         options = connect_options(nats_config)
-    except (SecretFileError, OSError) as exc:
+    except OSError as exc:  # UnsafeFileError too
         return _fail(f"NATS credentials: {exc}")
     try:
         since = parse_since(args.since)

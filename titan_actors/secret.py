@@ -8,78 +8,39 @@ engine's user.
   first start; the server's config and every titan client use them.
 
 A secret file is opened with `O_NOFOLLOW` and trusted only when it belongs to
-our uid and nobody else may read or write it; `redact_url` takes the password
-out of a URL before it is logged or shown.
+our uid and nobody else may read or write it (`runtime.files`); `redact_url`
+takes the password out of a URL before it is logged or shown.
 
 Failure: `read_secret` raises FileNotFoundError when neither exists (the
-engine never started on that data dir); `SecretFileError` (a ValueError
+engine never started on that data dir); `UnsafeFileError` (an OSError
 naming the file and what is wrong) for a file with the wrong owner, mode or
 type.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import secrets
-import stat
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from titan_actors.runtime.files import UnsafeFileError, read_private, write_private
 
 __all__ = [
     "NATS_AUTH_FILE",
     "SECRET_FILE",
-    "SecretFileError",
+    "UnsafeFileError",
     "ensure_nats_auth",
     "ensure_secret",
     "nats_client_url",
     "read_nats_auth",
-    "read_private",
     "read_secret",
     "redact_url",
-    "write_private",
 ]
 
 SECRET_FILE = "hmac.secret"
 NATS_AUTH_FILE = "nats.auth"
-
-
-class SecretFileError(ValueError):
-    def __init__(self, path: Path, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
-
-
-def read_private(path: Path) -> bytes:
-    """The bytes of a file only our uid can read or write; never follows a link."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise SecretFileError(path, "is a symbolic link; refusing to follow it") from None
-        raise
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fh.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise SecretFileError(path, "is not a regular file")
-        if info.st_uid != os.getuid():
-            raise SecretFileError(path, f"belongs to uid {info.st_uid}, not to the engine's user "
-                                        f"{os.getuid()}; remove it or chown it")
-        if info.st_mode & 0o077:
-            raise SecretFileError(path, f"has mode {stat.S_IMODE(info.st_mode):04o}; others may read "
-                                        "it: chmod 600 it (and rotate the secret)")
-        return fh.read()
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Create `path` with mode 0600; never over an existing file or a link."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def read_secret(data_dir: str | os.PathLike[str], configured: str = "") -> bytes:

@@ -56,6 +56,7 @@ from titan_actors.messages import (
     TradingStates,
 )
 from titan_actors.runtime.actor import TitanActor, count_boot
+from titan_actors.runtime.files import bind_unix_socket
 from titan_actors.secret import read_secret
 from titan_actors.wire.fastpath import (
     FrameError,
@@ -66,7 +67,7 @@ from titan_actors.wire.fastpath import (
     mac_ok,
 )
 
-__all__ = ["IpcGateway", "serve_unix_socket"]
+__all__ = ["IpcGateway"]
 
 log = logging.getLogger(__name__)
 
@@ -79,29 +80,6 @@ _KEEP_REPLIES_MS = 48 * 3600 * 1000
 _PRUNE = "gw:prune"
 _PRUNE_EVERY_S = 3600.0
 _NOT_FINAL = frozenset({"BUSY", "INTERNAL", "STALE", "BAD_FRAME", "BAD_SIGNATURE"})
-
-
-def serve_unix_socket(path: str) -> socket.socket:
-    """Bind `path` with mode 0600; remove a stale file, refuse a live one."""
-    if os.path.exists(path):
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.settimeout(0.5)
-            probe.connect(path)
-            raise RuntimeError(f"a live engine already serves {path}")
-        except (ConnectionRefusedError, FileNotFoundError):
-            os.unlink(path)
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o177)
-    try:
-        sock.bind(path)
-    finally:
-        os.umask(old_umask)
-    sock.listen(512)
-    sock.setblocking(False)
-    return sock
 
 
 #: Who waits for a reply: a connection id, or ("nats" | "place", correlation id).
@@ -402,7 +380,7 @@ class IpcGateway(TitanActor):
             self.states = dict(msg.states)
             self.trading_state = msg.states.get("global", "ACTIVE")
             if msg.ready and self.server is None:
-                self.server = serve_unix_socket(self.path)
+                self.server = bind_unix_socket(self.path)
         else:
             super().handle(msg, sender)
 

@@ -87,7 +87,7 @@ def connect_options(config: dict[str, Any]) -> dict[str, Any]:
     external one (user and password, in the URL or apart, a token, a creds
     file, an nkey seed, TLS).
 
-    Failure: SecretFileError when the auth file is not private to us."""
+    Failure: UnsafeFileError when the auth file is not private to us."""
     opts: dict[str, Any] = {
         "servers": [config["url"]],
         "allow_reconnect": True,
