@@ -103,6 +103,10 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, Check | None]]]
         "replay_window_ms": (int, 5000, _positive),
         "max_in_flight": (int, 256, _positive),
         "request_timeout_ms": (int, 2000, _positive),
+        "max_connections": (int, 256, _positive),
+        "idle_timeout_s": ((int, float), 900, _non_negative),
+        "partial_frame_timeout_ms": (int, 5000, _positive),
+        "max_queued_reply_bytes": (int, 64 * 1024 * 1024, _positive),
     },
     "nats": {
         "url": (str, "", None),

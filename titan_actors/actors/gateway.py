@@ -18,14 +18,25 @@ the PREPARE of its signal is in progress waits for it (pipelining).
 Failure: a peer that does not answer within `request_timeout_ms` gets the
 waiting senders `INTERNAL` (the outcome is not known yet); one that is not in
 the directory (restarting), or trading states not known yet, get `BUSY`
-(nothing was done) — never an order on its own. A late outcome is still persisted, so a resend learns it. A
-connection with `max_in_flight` requests outstanding gets `BUSY`. A client
-that does not read its replies is disconnected once 16 MiB are queued.
+(nothing was done) — never an order on its own. A late outcome is still persisted, so a resend learns it.
+
+Limits (`[ipc]`), each a refusal, never a crash: a connection with
+`max_in_flight` requests outstanding gets `BUSY`, and so does a NATS place or
+cancel while `max_in_flight` NATS commands are outstanding; beyond
+`max_connections` a new connection gets one `BUSY` frame and is closed; so
+is one accepted when the process is out of file descriptors (a reserve
+descriptor is freed to take it and close it, so the listening socket does
+not spin). A connection silent for `idle_timeout_s` (0: never) is closed, one
+that leaves a frame incomplete for `partial_frame_timeout_ms` gets
+`BAD_FRAME` and is closed. A client that does not read its replies is
+disconnected once 16 MiB are queued for it, and the one with the most queued
+when all connections together exceed `max_queued_reply_bytes`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import os
@@ -75,6 +86,8 @@ _TICK = "gw:tick"
 _FLUSH = "gw:flush"
 _TICK_S = 0.02
 _MAX_OUT = 16 * 1024 * 1024
+_REAP = "gw:reap"
+_REAP_EVERY_S = 0.5
 _MAX_CONFIRMERS = 200_000
 _KEEP_REPLIES_MS = 48 * 3600 * 1000
 _PRUNE = "gw:prune"
@@ -96,6 +109,8 @@ class _Conn:
     closing: bool = False
     confirmed: set[str] = field(default_factory=set)
     answered: bool = False  # `out` holds an answer to a request (not only pushes)
+    last_read: float = 0.0  # monotonic
+    partial_since: float = 0.0  # monotonic; 0 while no frame is incomplete
 
 
 @dataclass(slots=True)
@@ -115,6 +130,12 @@ class IpcGateway(TitanActor):
         self.secret = read_secret(self.engine.data_dir, cfg.get("hmac_secret", ""))
         self.window_ms = int(cfg.get("replay_window_ms", 5000))
         self.max_in_flight = int(cfg.get("max_in_flight", 256))
+        self.max_connections = int(cfg.get("max_connections", 256))
+        self.idle_timeout_s = float(cfg.get("idle_timeout_s", 900))
+        self.partial_timeout_s = int(cfg.get("partial_frame_timeout_ms", 5000)) / 1000
+        self.max_queued = int(cfg.get("max_queued_reply_bytes", 64 * 1024 * 1024))
+        self.nats_in_flight = 0
+        self.queued = 0  # bytes in every connection's `out`, kept by `_queued_changed`
         self.timeout_s = int(cfg.get("request_timeout_ms", 2000)) / 1000
         self.venues = {name: frozenset(symbols) for name, symbols in cfg.get("venues", {}).items()}
         self.default_venue = cfg.get("routing", {}).get("default_venue", "paper")
@@ -132,11 +153,15 @@ class IpcGateway(TitanActor):
         # Unknown until the risk guard tells us: no CONFIRM passes meanwhile.
         self.trading_state = "HALTED"
         self.states: dict[str, str] | None = None
-        self.counts = {"requests": 0, "replies": 0, "executions": 0, "busy": 0, "internal": 0}
+        self.counts = {"requests": 0, "replies": 0, "executions": 0, "busy": 0, "internal": 0,
+                       "refused_connections": 0, "out_of_fds": 0, "idle_closed": 0, "partial_closed": 0,
+                       "slow_readers_closed": 0}
+        self._reserve_fd = _open_reserve()
         self._flush_armed = False
         self._prune_replies()
         self.after(_TICK_S, _TICK)
         self.after(_PRUNE_EVERY_S, _PRUNE)
+        self.after(_REAP_EVERY_S, _REAP)
 
     def on_stop(self) -> None:
         serving = self.server is not None
@@ -150,12 +175,16 @@ class IpcGateway(TitanActor):
             self._drop(conn)
         if self.server is not None:
             self.server.close()
+        if self._reserve_fd >= 0:
+            os.close(self._reserve_fd)
+            self._reserve_fd = -1
 
     def status_detail(self) -> dict[str, Any]:
         return {"boots": self.boots, "socket": self.path, "serving": self.server is not None,
                 "connections": len(self.conns),
                 "pending": len(self.pending), "trading_states_known": self.states is not None,
-                "confirmers": len(self.confirmed_by), **self.counts}
+                "confirmers": len(self.confirmed_by), "queued_reply_bytes": self.queued,
+                "nats_in_flight": self.nats_in_flight, **self.counts}
 
     # --- sockets --------------------------------------------------------------------
 
@@ -180,16 +209,46 @@ class IpcGateway(TitanActor):
             self._read(self.conns[fd])
 
     def _accept(self) -> None:
+        assert self.server is not None
         while True:
             try:
-                assert self.server is not None
                 sock, _ = self.server.accept()
             except (BlockingIOError, InterruptedError):
                 return
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                    raise
+                self._refuse_without_fds()
+                continue
+            if len(self.conns) >= self.max_connections:
+                self.counts["refused_connections"] += 1
+                _refuse(sock, encode_message(self.secret, {**_rejected(
+                    "BUSY", f"the engine serves {self.max_connections} connections; retry later"),
+                    "ts": _now_ms()}))
+                continue
             sock.setblocking(False)
-            conn = _Conn(next(self._ids), sock)
+            conn = _Conn(next(self._ids), sock, last_read=time.monotonic())
             self.conns[sock.fileno()] = conn
             self.by_id[conn.id] = conn
+
+    def _refuse_without_fds(self) -> None:
+        """Out of descriptors: free the reserve, take the connection and close
+        it, so the listening socket is not readable forever."""
+        self.counts["out_of_fds"] += 1
+        if self._reserve_fd < 0:  # nothing to free: the waiting client stays queued until one closes
+            self.counts["refused_connections"] += 1
+            return
+        os.close(self._reserve_fd)
+        self._reserve_fd = -1
+        try:
+            assert self.server is not None
+            sock, _ = self.server.accept()
+            self.counts["refused_connections"] += 1
+            _refuse(sock, b"")
+        except OSError:
+            pass
+        finally:
+            self._reserve_fd = _open_reserve()
 
     def _read(self, conn: _Conn) -> None:
         try:
@@ -203,6 +262,7 @@ class IpcGateway(TitanActor):
             return
         if conn.closing:
             return
+        conn.last_read = time.monotonic()
         conn.reader.feed(data)
         try:
             for frame in conn.reader.frames():
@@ -225,6 +285,11 @@ class IpcGateway(TitanActor):
                     return
         except FrameError as exc:
             self._close_with(conn, "BAD_FRAME", str(exc))
+            return
+        if conn.reader.pending:
+            conn.partial_since = conn.partial_since or conn.last_read
+        else:
+            conn.partial_since = 0.0
 
     def _remember_confirmer(self, signal_id: str, conn_id: int) -> None:
         self.confirmed_by[signal_id] = conn_id
@@ -242,6 +307,8 @@ class IpcGateway(TitanActor):
         conn.confirmed.clear()
         self.conns.pop(conn.sock.fileno(), None)
         self.by_id.pop(conn.id, None)
+        self.queued -= len(conn.out)
+        conn.out.clear()
         with contextlib.suppress(OSError):
             conn.sock.close()
 
@@ -251,12 +318,21 @@ class IpcGateway(TitanActor):
 
     def _send(self, conn: _Conn, reply: dict[str, Any], *, answer: bool = True) -> None:
         reply["ts"] = _now_ms()
-        conn.out += encode_message(self.secret, reply)
+        frame = encode_message(self.secret, reply)
+        conn.out += frame
+        self.queued += len(frame)
         conn.answered = conn.answered or answer
         self.counts["replies"] += 1
         if len(conn.out) > _MAX_OUT:
-            log.warning("gateway: connection %d does not read its replies; closing it", conn.id)
-            self._drop(conn)
+            self._drop_slow(conn)
+        elif self.queued > self.max_queued:
+            self._drop_slow(max(self.conns.values(), key=lambda c: len(c.out)))
+
+    def _drop_slow(self, conn: _Conn) -> None:
+        log.warning("gateway: connection %d does not read its replies (%d bytes queued); closing it",
+                    conn.id, len(conn.out))
+        self.counts["slow_readers_closed"] += 1
+        self._drop(conn)
 
     def _flush_all(self, *, answers_only: bool = False) -> None:
         waiting = False
@@ -268,6 +344,7 @@ class IpcGateway(TitanActor):
                 try:
                     sent = conn.sock.send(conn.out)
                     del conn.out[:sent]
+                    self.queued -= sent
                 except (BlockingIOError, InterruptedError):
                     pass
                 except OSError:
@@ -280,6 +357,19 @@ class IpcGateway(TitanActor):
         if waiting and not self._flush_armed:
             self._flush_armed = True
             self.after(0.001, _FLUSH)
+
+    def _reap(self, now: float) -> None:
+        """Close connections idle too long or stuck in the middle of a frame."""
+        for conn in list(self.conns.values()):
+            if conn.closing:
+                continue
+            if conn.partial_since and now - conn.partial_since > self.partial_timeout_s:
+                self.counts["partial_closed"] += 1
+                self._close_with(conn, "BAD_FRAME", f"a frame stayed incomplete for over "
+                                                    f"{self.partial_timeout_s * 1000:.0f} ms")
+            elif self.idle_timeout_s and now - conn.last_read > self.idle_timeout_s and not conn.in_flight:
+                self.counts["idle_closed"] += 1
+                self._drop(conn)
 
     # --- requests -------------------------------------------------------------------
 
@@ -374,6 +464,10 @@ class IpcGateway(TitanActor):
                 target, req = ("nats", msg.corr), Request("CANCEL", msg.signal_id, _now_ms(), None)
             if self.server is None:  # not ready to take an order yet: nothing is done, resend
                 self._deliver(target, req, _rejected("BUSY", "the engine is starting; resend"))
+            elif self.nats_in_flight >= self.max_in_flight:
+                self.counts["busy"] += 1
+                self._deliver(target, req, _rejected("BUSY", f"{self.nats_in_flight} NATS commands "
+                                                             "in flight"))
             else:
                 self._submit(target, req)
         elif isinstance(msg, TradingStates):
@@ -407,7 +501,10 @@ class IpcGateway(TitanActor):
         self._deliver(target, req, reply)
 
     def _count(self, target: Target, delta: int) -> None:
-        conn = self.by_id.get(target) if isinstance(target, int) else None
+        if not isinstance(target, int):
+            self.nats_in_flight += delta
+            return
+        conn = self.by_id.get(target)
         if conn is not None:
             conn.in_flight += delta
 
@@ -457,6 +554,9 @@ class IpcGateway(TitanActor):
     def on_wakeup(self, payload: Any) -> None:
         if payload == _FLUSH:
             self._flush_armed = False
+        elif payload == _REAP:
+            self._reap(time.monotonic())
+            self.after(_REAP_EVERY_S, _REAP)
         elif payload == _PRUNE:
             self._prune_replies()
             self.after(_PRUNE_EVERY_S, _PRUNE)
@@ -497,6 +597,22 @@ class IpcGateway(TitanActor):
             deletes += [index_key, index_key[22:]]
         if deletes:
             self.store.write_batch((), deletes=deletes)
+
+
+def _open_reserve() -> int:
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return -1
+
+
+def _refuse(sock: socket.socket, frame: bytes) -> None:
+    """Say why (best effort, never blocking) and close."""
+    with contextlib.suppress(OSError):
+        sock.setblocking(False)
+        if frame:
+            sock.send(frame)
+    sock.close()
 
 
 def _now_ms() -> int:
