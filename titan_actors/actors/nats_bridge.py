@@ -24,8 +24,10 @@ halt and resume to the risk guard, status to the root. Errors are
 `INVALID` (with `reason`), `UNAVAILABLE` when the actor behind the command is
 restarting or does not answer within 5 s.
 
-**Market data.** Ticker and book messages are parsed and coalesced in the
-loop thread (the newest quote per symbol wins) and handed to the actor every
+**Market data.** Ticker and book messages are parsed (`quote_of`: the symbol
+from the subject; crossed, non-positive or non-finite quotes dropped and
+counted in `quotes_dropped`) and coalesced in the loop thread (the newest
+quote per symbol wins) and handed to the actor every
 20 ms as one `PriceUpdates` per peer: the risk guard, the position actor of
 each symbol, every venue adapter. A flood of ticks costs this process, not
 the actor system.
@@ -39,6 +41,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import re
 import time
 import uuid
 from pathlib import Path
@@ -67,7 +71,7 @@ from titan_actors.wire import subjects
 from titan_actors.wire.commands import CommandError, ReplayGuard, verify_command
 from titan_actors.wire.events import Event
 
-__all__ = ["NatsBridge", "connect_options"]
+__all__ = ["NatsBridge", "connect_options", "quote_of"]
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +154,9 @@ class NatsBridge(TitanActor):
         self.js: Any = None
         self.publisher: AckedPublisher | None = None
         self._latest: dict[str, PriceUpdate] = {}
+        # Kept by the loop's callbacks (not handlers): plain counters, read by status.
+        self.quotes_dropped = 0
+        self.last_dropped = ""
         self._flush_scheduled = False
         self.aio = self.async_host()
         self.aio.submit(self._connect_forever(), self._on_connected)
@@ -179,8 +186,8 @@ class NatsBridge(TitanActor):
         await publisher.start()
         for subject in subjects.COMMANDS:
             await nc.subscribe(subject, queue="titan", cb=self._on_command_msg)
-        await nc.subscribe(f"{subjects.MARKET_TICKER}.*", cb=self._on_ticker_msg)
-        await nc.subscribe(f"{subjects.MARKET_BOOK}.*", cb=self._on_book_msg)
+        await nc.subscribe(f"{subjects.MARKET_TICKER}.*", cb=self._on_quote_msg)
+        await nc.subscribe(f"{subjects.MARKET_BOOK}.*", cb=self._on_quote_msg)
         return nc, js, publisher
 
     async def _ensure_stream(self, js: Any) -> None:
@@ -394,15 +401,14 @@ class NatsBridge(TitanActor):
 
     # --- market data -----------------------------------------------------------------
 
-    async def _on_ticker_msg(self, msg: Any) -> None:
-        quote = _ticker(msg.data)
-        if quote is not None:
-            self._coalesce(quote)
-
-    async def _on_book_msg(self, msg: Any) -> None:
-        quote = _book(msg.data)
-        if quote is not None:
-            self._coalesce(quote)
+    async def _on_quote_msg(self, msg: Any) -> None:
+        try:
+            quote = quote_of(msg.subject, msg.data, _now_ms())
+        except ValueError as exc:
+            self.quotes_dropped += 1
+            self.last_dropped = f"{msg.subject}: {exc}"
+            return
+        self._coalesce(quote)
 
     def _coalesce(self, quote: PriceUpdate) -> None:
         """Loop thread: keep only the newest quote per symbol until the next flush."""
@@ -436,7 +442,8 @@ class NatsBridge(TitanActor):
             "boots": self.boots, "url": redact_url(self.config["url"]), "connected": self.connected,
             "connects": self.connects, "last_error": self.last_error, "outbox_depth": len(self.unsent),
             "oldest_unsent_ms": _now_ms() - oldest if oldest is not None else None,
-            "stream": self.stream, **self.counts,
+            "stream": self.stream, "quotes_dropped": self.quotes_dropped, "last_dropped": self.last_dropped,
+            **self.counts,
         }
 
 
@@ -449,36 +456,48 @@ def _valid_scope(scope: str) -> bool:
     return scope == "global" or (kind in ("venue", "symbol") and bool(name))
 
 
-def _positive(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        return None
-    return float(value)
+_SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
 
 
-def _ticker(data: bytes) -> PriceUpdate | None:
+def _price(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("a price is not a number")
+    price = float(value)
+    if not math.isfinite(price) or price <= 0:
+        raise ValueError("a price is not a finite positive number")
+    return price
+
+
+def quote_of(subject: str, data: bytes, now_ms: int) -> PriceUpdate:
+    """The quote of a ticker or book message. The symbol is the subject's last
+    token (a body's `symbol` is not trusted to say which market it is); `ts`
+    is the body's, never later than now. ValueError says why a message is
+    dropped: bad JSON, a missing or non-positive or non-finite price, a
+    crossed quote (bid > ask)."""
+    symbol = subject.rsplit(".", 1)[-1]
+    if not _SYMBOL.fullmatch(symbol):
+        raise ValueError(f"{symbol!r} is not an exchange-style symbol")
     try:
         body = orjson.loads(data)
-        symbol = body["symbol"]
-        bid, ask = _positive(body.get("bid")), _positive(body.get("ask"))
-        last = _positive(body.get("last"))
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return None
-    if not isinstance(symbol, str) or bid is None or ask is None:
-        return None
-    return PriceUpdate(symbol, bid, ask, last or (bid + ask) / 2, int(body.get("ts") or _now_ms()))
-
-
-def _book(data: bytes) -> PriceUpdate | None:
+    except orjson.JSONDecodeError:
+        raise ValueError("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ValueError("the body is not a JSON object")
     try:
-        body = orjson.loads(data)
-        symbol = body["symbol"]
-        bid = _positive(body["bids"][0][0])
-        ask = _positive(body["asks"][0][0])
-    except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
-        return None
-    if not isinstance(symbol, str) or bid is None or ask is None:
-        return None
-    return PriceUpdate(symbol, bid, ask, (bid + ask) / 2, int(body.get("ts") or _now_ms()))
+        if subject.startswith(subjects.MARKET_BOOK):
+            bid, ask = _price(body["bids"][0][0]), _price(body["asks"][0][0])
+            last = (bid + ask) / 2
+        else:
+            bid, ask = _price(body.get("bid")), _price(body.get("ask"))
+            last = _price(body["last"]) if body.get("last") is not None else (bid + ask) / 2
+    except (KeyError, IndexError, TypeError):
+        raise ValueError("a price is missing") from None
+    if bid > ask:
+        raise ValueError(f"crossed quote: bid {bid} > ask {ask}")
+    ts = body.get("ts")
+    valid = isinstance(ts, int | float) and not isinstance(ts, bool) and math.isfinite(ts) and ts > 0
+    ts = min(int(ts), now_ms) if valid else now_ms
+    return PriceUpdate(symbol, bid, ask, last, ts)
 
 
 def _status_reply(tree: TreeStatus) -> dict[str, Any]:

@@ -78,6 +78,9 @@ _TICK_S = 0.5
 _RESERVATION_GRACE_MS = 5_000
 
 
+_MAX_STRATEGY_BUCKETS = 10_000
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -212,9 +215,13 @@ class RiskGuard(TitanActor):
 
     def _price(self, symbol: str, venue: str | None = None) -> float | None:
         quote = self.prices.get(symbol)
-        if quote is not None:
+        if quote is not None and not self._stale(quote):
             return quote.last
         return self._reference(symbol, venue)
+
+    def _stale(self, quote: PriceUpdate) -> bool:
+        limit = self.policy.max_price_age_ms
+        return bool(limit) and _now_ms() - quote.ts > limit
 
     def _reference(self, symbol: str, venue: str | None) -> float | None:
         if venue is not None:
@@ -278,13 +285,28 @@ class RiskGuard(TitanActor):
                 order.venue, TokenBucket(self.policy.orders_per_second_per_venue, now))
             venue_rate = bucket.available(now)
         if self.policy.orders_per_second_per_strategy and order.strategy_id:
-            bucket = self.strategy_buckets.setdefault(
-                order.strategy_id, TokenBucket(self.policy.orders_per_second_per_strategy, now))
+            bucket = self.strategy_buckets.get(order.strategy_id)
+            if bucket is None:
+                self._bound_buckets(now)
+                bucket = self.strategy_buckets[order.strategy_id] = TokenBucket(
+                    self.policy.orders_per_second_per_strategy, now)
             strategy_rate = bucket.available(now)
         quote = self.prices.get(order.symbol)
         return check_order(order, self.policy, exposure, market=quote.last if quote else None,
+                           market_age_ms=_now_ms() - quote.ts if quote else None,
                            reference=self._reference(order.symbol, order.venue), venue_rate=venue_rate,
                            strategy_rate=strategy_rate)
+
+    def _bound_buckets(self, now: float) -> None:
+        """At most `_MAX_STRATEGY_BUCKETS` throttles: a full bucket (its strategy
+        idle for a second or more) is the same as a new one, so those go first,
+        then the oldest."""
+        if len(self.strategy_buckets) < _MAX_STRATEGY_BUCKETS:
+            return
+        for key in [k for k, b in self.strategy_buckets.items() if b.available(now) >= b.rate]:
+            del self.strategy_buckets[key]
+        while len(self.strategy_buckets) >= _MAX_STRATEGY_BUCKETS:
+            del self.strategy_buckets[next(iter(self.strategy_buckets))]
 
     def _state_refusal(self, order: OrderView, exposure: Exposure) -> str | None:
         state, scope = effective_state(self.states, venue=order.venue, symbol=order.symbol)
@@ -431,4 +453,6 @@ class RiskGuard(TitanActor):
         return {"boots": self.boots, "trading_state": self.states.get("global", "ACTIVE"),
                 "states": dict(self.states), "rebuilding": self.rebuilding, "reserved": len(self.reserved),
                 "snapshots": {s: v.version for s, v in self.snapshots.items()},
-                "realised_today": self._realised_today(), **self.counts}
+                "realised_today": self._realised_today(), "strategy_buckets": len(self.strategy_buckets),
+                "prices": {s: {"last": q.last, "age_ms": _now_ms() - q.ts} for s, q in self.prices.items()},
+                **self.counts}

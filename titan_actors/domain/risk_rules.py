@@ -57,6 +57,9 @@ class Policy:
     # reference price; "refuse_market" does so for limit orders and refuses
     # market orders; "refuse" refuses both.
     no_market_price: str = "reference"
+    # A market price older than this (ms; 0: any age) is not used: market
+    # orders are refused (`price_age`), the rest judged as if none were known.
+    max_price_age_ms: float = 30_000.0
     orders_per_second_per_venue: float = 0.0
     orders_per_second_per_strategy: float = 0.0
     daily_loss_limit: float = 0.0
@@ -189,15 +192,19 @@ def _judged_price(order: OrderView, policy: Policy, market: float | None,
 
 def check_order(order: OrderView, policy: Policy, exposure: Exposure, *, market: float | None,
                 reference: float | None, venue_rate: float | None,
-                strategy_rate: float | None) -> list[Verdict]:
+                strategy_rate: float | None, market_age_ms: float | None = None) -> list[Verdict]:
     """Every rule's verdict, in order. `*_rate` are the tokens left in the
-    throttles (None: no throttle)."""
+    throttles (None: no throttle); `market_age_ms` how old `market` is."""
     limits = policy.limits_for(order.symbol)
+    stale = _stale(policy, market, market_age_ms)
+    if stale:
+        market = None
     price, basis = _judged_price(order, policy, market, reference)
     verdicts = [
         _allowed("allowed_venue", order.venue, policy.allowed_venues),
         _allowed("allowed_symbol", order.symbol, policy.allowed_symbols),
         _price_known(order, policy, market, price),
+        _price_age(order, policy, market_age_ms if stale else None),
         _price_band(order, policy, market, reference),
         _cap("max_order_qty", order.qty, limits.max_order_qty, "quantity"),
         _cap("max_order_notional", order.qty * price if price else 0.0, limits.max_order_notional,
@@ -215,7 +222,7 @@ def check_order(order: OrderView, policy: Policy, exposure: Exposure, *, market:
     return verdicts
 
 
-RULES = ("allowed_venue", "allowed_symbol", "market_price", "price_band", "max_order_qty",
+RULES = ("allowed_venue", "allowed_symbol", "market_price", "price_age", "price_band", "max_order_qty",
          "max_order_notional", "max_position_notional", "max_gross_notional", "max_leverage",
          "max_open_orders", "max_open_orders_total", "rate_per_venue", "rate_per_strategy")
 
@@ -232,6 +239,19 @@ def _price_known(order: OrderView, policy: Policy, market: float | None, price: 
     if order.order_type == "market" and market is None and policy.no_market_price == "refuse_market":
         return Verdict("market_price", False, "market orders need a market price; none is known yet")
     return Verdict("market_price", True)
+
+
+def _stale(policy: Policy, market: float | None, age_ms: float | None) -> bool:
+    return bool(market is not None and policy.max_price_age_ms and age_ms is not None
+                and age_ms > policy.max_price_age_ms)
+
+
+def _price_age(order: OrderView, policy: Policy, stale_age_ms: float | None) -> Verdict:
+    if order.order_type == "market" and stale_age_ms is not None:
+        return Verdict("price_age", False,
+                       f"the last market price of {order.symbol} is {stale_age_ms:.0f} ms old "
+                       f"(max_price_age_ms {policy.max_price_age_ms:.0f}); a market order needs a fresh one")
+    return Verdict("price_age", True)
 
 
 def _price_band(order: OrderView, policy: Policy, market: float | None, reference: float | None) -> Verdict:
