@@ -316,6 +316,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
     risk = _risk(raw.pop("risk", {}))
     _apply_env(raw, env)
     venues = _venues(raw, env)
+    _real_money_needs_limits(risk, venues)
     sections = {name: _fill(name, raw.get(name, {}), schema) for name, schema in _SCHEMA.items()}
     default_venue = sections["routing"]["default_venue"]
     if default_venue not in venues:
@@ -332,6 +333,30 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
     if sections["supervision"]["backoff_max_s"] < sections["supervision"]["backoff_initial_s"]:
         raise ConfigError("supervision.backoff_max_s", "must be >= backoff_initial_s")
     return Config(sections={**sections, "risk": risk}, venues=venues, source=source)
+
+
+def _real_money_needs_limits(risk: dict[str, Any], venues: dict[str, dict[str, Any]]) -> None:
+    """Risk is never off by default: a venue that trades with credentials
+    needs a per-order notional, a position notional (for each of its
+    symbols, globally or in `[risk.symbols.X]`) and a daily loss limit.
+    Paper venues trade nothing real and need none."""
+    from titan_actors.domain.risk_rules import policy_from_config
+
+    real = [name for name, v in venues.items() if v["exchange"] != "paper"]
+    if not real:
+        return
+    policy = policy_from_config(risk)
+    for name in real:
+        for symbol in venues[name]["symbols"]:
+            limits = policy.limits_for(symbol)
+            for key in ("max_order_notional", "max_position_notional"):
+                if not getattr(limits, key):
+                    where = f"risk.symbols.{symbol}.{key}" if symbol in policy.symbols else f"risk.{key}"
+                    raise ConfigError(where, f"must be set (> 0): venue {name} trades {symbol} with real "
+                                             "credentials, and risk is never off by default")
+    if not policy.daily_loss_limit:
+        raise ConfigError("risk.daily_loss_limit", f"must be set (> 0): venue {real[0]} trades with real "
+                                                   "credentials, and risk is never off by default")
 
 
 def _risk(raw: dict[str, Any]) -> dict[str, Any]:

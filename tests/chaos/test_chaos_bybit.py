@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.engine import RunningEngine, wait_for
+from tests.support.engine import REAL_VENUE_LIMITS, RunningEngine, wait_for
 from tests.support.fake_bybit import FakeBybit
 from titan_actors.client import FastPathClient
 from titan_actors.domain.ids import client_order_id
@@ -29,7 +29,7 @@ NOT_FINAL = ("BUSY", "INTERNAL", "STALE")
 
 
 def _config(fake: FakeBybit) -> str:
-    return CONFIG + f"""
+    return CONFIG + REAL_VENUE_LIMITS + f"""
 [routing]
 default_venue = "bybit"
 [venues.bybit]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.engine import FAST_SUPERVISION, RunningEngine, wait_for
+from tests.support.engine import FAST_SUPERVISION, REAL_VENUE_LIMITS, RunningEngine, wait_for
 from titan_actors.client import ConnectionClosed, FastPathClient
 from titan_actors.runtime.store import Store
 from titan_actors.wire.fastpath import encode_frame, encode_message, sign
@@ -361,7 +361,7 @@ def test_halted_when_the_trading_state_forbids_orders(tmp_path: Path) -> None:
 
 
 def test_venue_unavailable_when_the_venue_cannot_be_reached(tmp_path: Path) -> None:
-    config = FAST_SUPERVISION + """
+    config = FAST_SUPERVISION + REAL_VENUE_LIMITS + """
 [venues.paper]
 exchange = "paper"
 [venues.bybit]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.engine import FAST_SUPERVISION, RunningEngine, titan_cmd, wait_for
+from tests.support.engine import FAST_SUPERVISION, REAL_VENUE_LIMITS, RunningEngine, titan_cmd, wait_for
 from tests.support.fake_binance import FakeBinance
 from tests.support.fake_bybit import FakeBybit
 from tests.support.fake_exchange import FakeExchange
@@ -38,6 +38,7 @@ def _config(
 ) -> str:
     return (
         FAST_SUPERVISION
+        + REAL_VENUE_LIMITS
         + f"""
 [positions]
 reconcile_interval_s = {reconcile_s}

@@ -18,7 +18,7 @@ from titan_actors.tools.control import ControlError, EngineNotRunning
 from titan_actors.tools.engine_process import EngineProcess, titan_cmd
 from titan_actors.tools.engine_process import wait_for as _wait_for
 
-__all__ = ["FAST_SUPERVISION", "PROFILE", "RunningEngine", "titan_cmd", "wait_for"]
+__all__ = ["FAST_SUPERVISION", "PROFILE", "REAL_VENUE_LIMITS", "RunningEngine", "titan_cmd", "wait_for"]
 
 #: The placement profile of every engine the tests start (`TITAN_PLACEMENT`, default packed).
 PROFILE = os.environ.get("TITAN_PLACEMENT") or "packed"
@@ -29,6 +29,16 @@ intensity = 20
 period_s = 10
 backoff_initial_s = 0.02
 backoff_max_s = 0.5
+"""
+
+
+#: A venue with real credentials needs these (risk is never off by default);
+#: high enough that no test order meets them.
+REAL_VENUE_LIMITS = """
+[risk]
+max_order_notional = 1e12
+max_position_notional = 1e12
+daily_loss_limit = 1e12
 """
 
 

@@ -44,10 +44,13 @@ def test_environment_variables_override_the_file(tmp_path: Path) -> None:
     assert config["ipc.hmac_secret"] == "s" * 32
 
 
+LIMITS = "[risk]\nmax_order_notional = 1000\nmax_position_notional = 5000\ndaily_loss_limit = 500\n"
+
+
 def test_exchange_keys_come_from_the_seed_environment_names(tmp_path: Path) -> None:
     path = tmp_path / "t.toml"
     path.write_text("[venues.bb]\nexchange = 'bybit'\nsymbols = ['BTCUSDT']\n"
-                    "[routing]\ndefault_venue = 'bb'\n")
+                    "[routing]\ndefault_venue = 'bb'\n" + LIMITS)
     config = load_config(str(path), {"BYBIT_API_KEY": "k", "BYBIT_API_SECRET": "s"})
     assert config.venues["bb"]["api_key"] == "k" and config.venues["bb"]["api_secret"] == "s"
 
