@@ -224,6 +224,14 @@ class CcxtVenueAdapter(VenueAdapter):
 
     def _pump(self) -> None:
         for request in self.pacer.due(time.monotonic()):
+            if request.kind == "create":
+                # The trading state decides at the moment of sending, not when queued.
+                order = self.journal.get(request.key)
+                gated = self._gated(order, None) if order is not None else None
+                if gated is None:
+                    self.pacer.done(request.key)
+                    continue
+                request.start = partial(self.client.create, **_venue_spec(gated))
             self.calls["requests"] += 1
             self.aio.submit(request.start(), partial(self._finished, request))
 
@@ -323,7 +331,8 @@ class CcxtVenueAdapter(VenueAdapter):
             self._acknowledged(order, found)
         elif order.status != "SUBMITTED":
             log.warning("venue %s: %s (%s) is not found at the venue", self.venue_name, coid, order.status)
-        elif _now_ms() - order.confirmed_at <= order.ttl_ms and not self._halted(order):
+        elif order.leg != "entry" or (_now_ms() - order.confirmed_at <= order.ttl_ms
+                                       and not self._halted(order)):
             self._create(order, delay=self._backoff(coid))  # surely not placed: send it, same id
         else:
             reason = (
@@ -348,6 +357,13 @@ class CcxtVenueAdapter(VenueAdapter):
         )
         self._after_changes(changes)
         self._poll_trades(order.symbol)
+
+    def _sending(self, coid: str) -> bool:
+        return self.pacer.active(coid)
+
+    def _reject_unsent(self, order: Order, reply_to: str | None, code: str, reason: str) -> None:
+        self._wait(order.client_order_id, "CONFIRM", reply_to)
+        self._reject(order, reason, code)
 
     def _reject(self, order: Order, reason: str, code: str) -> None:
         self.counts["rejected"] += 1

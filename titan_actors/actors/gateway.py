@@ -49,7 +49,6 @@ from typing import Any
 import orjson
 
 from titan_actors.domain.signals import Refusal, Request, parse_request
-from titan_actors.domain.trading_state import effective_state
 from titan_actors.messages import (
     AbortOrder,
     CancelByNats,
@@ -433,18 +432,13 @@ class IpcGateway(TitanActor):
             self._on_outcome(CommandRefused(req.signal_id, req.type, "UNKNOWN_SIGNAL",
                                             "signal_id: no PREPARE of this signal was accepted"))
             return
-        venue, symbol = prepared["order"]["exchange"], prepared["order"]["symbol"]
-        if req.type == "CONFIRM":
-            if self.states is None:
-                self._settle_unfinal((req.signal_id, req.type), "BUSY",
-                                     "the trading state is not known yet; resend")
-                return
-            # A halt forbids new orders: one prepared before it is not sent during it.
-            state, scope = effective_state(self.states, venue=venue, symbol=symbol)
-            if state == "HALTED":
-                self._on_outcome(CommandRefused(req.signal_id, req.type, "HALTED",
-                                                f"trading is halted ({scope})"))
-                return
+        venue = prepared["order"]["exchange"]
+        # A halt is checked by the adapter at the moment of sending, and only
+        # there: a CONFIRM resent after INTERNAL must learn what became of the
+        # first one, which may have reached the venue before the halt.
+        if req.type == "CONFIRM" and self.states is None:
+            self._settle_unfinal((req.signal_id, req.type), "BUSY", "the trading state is not known yet; resend")
+            return
         command = {"CONFIRM": SubmitOrder, "ABORT": AbortOrder, "CANCEL": CancelOrder}[req.type]
         if not self.tell(f"venue:{venue}", command(req.signal_id, self.role)):
             self._settle_unfinal(key, "BUSY", f"the adapter of venue {venue} is restarting; resend")

@@ -49,7 +49,7 @@ from titan_actors.domain.orders import (
     order_from_intent,
     with_status,
 )
-from titan_actors.domain.trading_state import effective_state
+from titan_actors.domain.trading_state import SendGate, effective_state, send_gate
 from titan_actors.messages import (
     AbortOrder,
     CancelOrder,
@@ -146,7 +146,9 @@ class VenueAdapter(TitanActor):
         self.consecutive_errors = 0
         self.states: dict[str, str] | None = None  # from the risk guard; None: not known yet
         self.venue: PaperVenue | None = None
-        self.counts = {"staged": 0, "submitted": 0, "rejected": 0, "fills": 0}
+        self.counts = {"staged": 0, "submitted": 0, "rejected": 0, "fills": 0, "halted_at_send": 0}
+        # Exits kept back by a halt (client order id → why), sent when the state allows.
+        self.held: dict[str, str] = {}
         self.venue = self._open_venue()
         # Orders journaled but never answered are resolved once the trading
         # states are known (a halt set meanwhile forbids sending them).
@@ -178,6 +180,7 @@ class VenueAdapter(TitanActor):
             "boots": self.boots, "venue": self.venue_name, "exchange": self.exchange,
             "down": self.venue_down, "consecutive_errors": self.consecutive_errors,
             "market": self.config.get("market", ""), "live_orders": len(self.journal.live), **self.counts,
+            "held_exits": dict(list(self.held.items())[:100]),
             "in_flight": [{"client_order_id": o.client_order_id, "symbol": o.symbol, "status": o.status,
                            "age_ms": _now_ms() - o.confirmed_at}
                           for o in self.journal.live.values() if o.stage == "CONFIRMED"][:100],
@@ -213,6 +216,7 @@ class VenueAdapter(TitanActor):
             self.states = dict(msg.states)
             if first:
                 self._resolve_unanswered()
+            self._release_held()
         elif isinstance(msg, VenueStateRequest):
             self._venue_state(msg.symbol, sender)
         elif isinstance(msg, VenueOrdersRequest):
@@ -257,7 +261,8 @@ class VenueAdapter(TitanActor):
         if order.stage == "CONFIRMED":
             self._answer_confirmed(order, msg.reply_to)
             return
-        busy = self._busy_reason()
+        busy = self._busy_reason() or ("the trading state is not known yet; resend" if self.states is None
+                                       else "")
         if busy:
             self.tell(msg.reply_to, CommandRefused(msg.signal_id, "CONFIRM", "BUSY", busy))
             return
@@ -310,6 +315,10 @@ class VenueAdapter(TitanActor):
         and what the venue did (the gateway routes EXECUTIONs to the connection
         it answered)."""
         assert self.venue is not None
+        gated = self._gated(order, reply_to)
+        if gated is None:
+            return
+        order = gated
         now = _now_ms()
         if self.venue_down:
             self._unreachable(order, reply_to, "the venue cannot be reached (simulated outage); not sent")
@@ -334,6 +343,55 @@ class VenueAdapter(TitanActor):
             self.reply_now(reply_to, OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
         self._report(order, None)  # SUBMITTED (its event was committed with the journal)
         self._after_changes(changes)
+
+    # --- the trading state at the point of sending ----------------------------------------
+
+    def _gated(self, order: Order, reply_to: str | None) -> Order | None:
+        """`order` as it may be sent under the trading state now, or None when
+        it must not be sent now (an entry is rejected with HALTED, an exit is
+        held until the state allows it)."""
+        gate = self._gate_of(order)
+        coid = order.client_order_id
+        if gate.verdict == "send":
+            if self.held.pop(coid, None) is not None:
+                log.warning("venue %s: sending the held exit %s", self.venue_name, coid)
+            if gate.reduce_only and not order.reduce_only:
+                order = replace(order, reduce_only=True)
+                self._commit([order])  # the journal says what was sent
+            return order
+        if gate.verdict == "hold":
+            if coid not in self.held:
+                log.warning("venue %s: holding the exit %s: %s", self.venue_name, coid, gate.reason)
+            self.held[coid] = gate.reason
+            return None
+        self.counts["halted_at_send"] += 1
+        code = "HALTED" if gate.verdict == "refuse" else "BUSY"
+        self._reject_unsent(order, reply_to, code, gate.reason)
+        return None
+
+    def _gate_of(self, order: Order) -> SendGate:
+        return send_gate(self.states, venue=order.exchange, symbol=order.symbol, side=order.side,
+                         reduce_only=order.reduce_only, exit_leg=order.leg != "entry",
+                         spot=self.config.get("market", "linear") == "spot")
+
+    def _reject_unsent(self, order: Order, reply_to: str | None, code: str, reason: str) -> None:
+        rejected = with_status(order, "REJECTED", _now_ms(), reason=reason)
+        self._commit([rejected], [(rejected, None)])
+        if reply_to is not None:
+            self.tell(reply_to, CommandRefused(order.signal_id, "CONFIRM", code, reason))
+        self._report(rejected, None)
+
+    def _release_held(self) -> None:
+        for coid in list(self.held):
+            order = self.journal.get(coid)
+            if order is None or order.status != "SUBMITTED" or order.order_id:
+                self.held.pop(coid, None)
+            elif self._gate_of(order).verdict == "send" and not self._sending(coid):
+                self._send_to_venue(order, None)
+
+    def _sending(self, coid: str) -> bool:
+        """A send of `coid` is under way (queued or running)."""
+        return False
 
     def _audit(self, asker: Any) -> None:
         venue = {}
@@ -393,8 +451,9 @@ class VenueAdapter(TitanActor):
             if reply_to is not None:
                 self.tell(reply_to, OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
             self._after_changes(changes)
-        elif _now_ms() - order.confirmed_at <= order.ttl_ms and not self._halted(order):
-            self._send_to_venue(order, reply_to)
+        elif order.leg != "entry" or (_now_ms() - order.confirmed_at <= order.ttl_ms
+                                       and not self._halted(order)):
+            self._send_to_venue(order, reply_to)  # an exit protects a position: always (gated)
         else:
             reason = ("not sent: trading was halted before it could be sent" if self._halted(order)
                       else "not sent: the engine restarted before sending it and its ttl has passed")
