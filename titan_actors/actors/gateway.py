@@ -437,7 +437,8 @@ class IpcGateway(TitanActor):
         # there: a CONFIRM resent after INTERNAL must learn what became of the
         # first one, which may have reached the venue before the halt.
         if req.type == "CONFIRM" and self.states is None:
-            self._settle_unfinal((req.signal_id, req.type), "BUSY", "the trading state is not known yet; resend")
+            self._settle_unfinal((req.signal_id, req.type), "BUSY",
+                                 "the trading state is not known yet; resend")
             return
         command = {"CONFIRM": SubmitOrder, "ABORT": AbortOrder, "CANCEL": CancelOrder}[req.type]
         if not self.tell(f"venue:{venue}", command(req.signal_id, self.role)):
