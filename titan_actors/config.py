@@ -94,7 +94,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, Check | None]]]
         "data_dir": (str, "./data", None),
         "log_level": (str, "INFO", _one_of(*LOG_LEVELS)),
         "admin_port": (int, 0, _port),
-        "fsync": (bool, False, None),
+        "fsync": (bool, True, None),
         "status_timeout_s": ((int, float), 2.0, _positive),
     },
     "ipc": {

@@ -161,6 +161,7 @@ def test_a_captured_confirm_replayed_is_a_duplicate_within_the_window_and_stale_
         ("venue:paper", "adapter.after_journal"),
         ("venue:paper", "adapter.after_venue"),
         ("gateway", "gateway.before_persist.CONFIRM"),
+        ("gateway", "gateway.after_persist.CONFIRM"),
     ],
 )
 def test_a_kill_between_journal_and_reply_and_a_resent_confirm_make_exactly_one_order(

@@ -58,6 +58,7 @@ from titan_actors.messages import (
     VenueOrders,
     VenueState,
 )
+from titan_actors.runtime.trace import trace
 from titan_actors.venues.ccxt_venue import (
     CcxtVenue,
     DuplicateClientOrderId,
@@ -214,15 +215,16 @@ class CcxtVenueAdapter(VenueAdapter):
             self.after(self.poll_s, _POLL)
         else:
             super().on_wakeup(payload)
-        self._pump()
 
     # --- requests -----------------------------------------------------------------------
 
     def _request(self, kind: str, key: str, make: Any, on_done: Any, *, delay: float = 0.0) -> None:
+        """Queued; it starts at the end of this batch (`end_of_batch` → `_pump`),
+        after the batch's writes are synced."""
         self.pacer.put(Request(kind, key, make, tags={"on_done": on_done}), time.monotonic(), delay=delay)
-        self._pump()
 
     def _pump(self) -> None:
+        starting = []
         for request in self.pacer.due(time.monotonic()):
             if request.kind == "create":
                 # The trading state decides at the moment of sending, not when queued.
@@ -232,6 +234,11 @@ class CcxtVenueAdapter(VenueAdapter):
                     self.pacer.done(request.key)
                     continue
                 request.start = partial(self.client.create, **_venue_spec(gated))
+            starting.append(request)
+        self.sync_stores()  # a gate may have journaled what it changed: durable before it is sent
+        for request in starting:
+            if request.kind == "create":
+                trace("venue_send", coid=request.key)
             self.calls["requests"] += 1
             self.aio.submit(request.start(), partial(self._finished, request))
 

@@ -67,6 +67,7 @@ from titan_actors.messages import (
 )
 from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.runtime.files import bind_unix_socket
+from titan_actors.runtime.trace import TRACE, trace
 from titan_actors.secret import read_secret
 from titan_actors.wire.fastpath import (
     FrameError,
@@ -340,6 +341,8 @@ class IpcGateway(TitanActor):
                 continue
             conn.answered = False
             if conn.out:
+                if TRACE:
+                    trace("client_write", conn=conn.id, bytes=len(conn.out))
                 try:
                     sent = conn.sock.send(conn.out)
                     del conn.out[:sent]
@@ -480,6 +483,7 @@ class IpcGateway(TitanActor):
         final = reply["type"] != "REJECTED" or reply["code"] not in _NOT_FINAL
         if final and self._stored(key) is None:
             self._persist(key, reply)
+            self.crash_point(f"gateway.after_persist.{msg.command}")
         pending = self.pending.pop(key, None)
         if pending is not None:
             for target, req in pending.waiters:

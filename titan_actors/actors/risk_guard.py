@@ -65,6 +65,7 @@ from titan_actors.messages import (
     VenueHealth,
 )
 from titan_actors.runtime.actor import TitanActor, count_boot
+from titan_actors.runtime.trace import trace
 from titan_actors.wire import subjects
 
 __all__ = ["RiskGuard"]
@@ -411,6 +412,11 @@ class RiskGuard(TitanActor):
             return
         if self.states.get(msg.scope, "ACTIVE") != msg.mode:  # a repeat changes nothing, reports nothing
             self._change_state(msg.scope, msg.mode, msg.reason, msg.operator)
+        # A halt is acknowledged only once it would survive a power loss (halts
+        # are rare: a sync of their own, not the batch's).
+        self.sync_stores()
+        self.crash_point("risk.before_ack")
+        trace("halt_ack", scope=msg.scope, mode=msg.mode)
         self.tell(sender, TradingStateSet(msg.corr, msg.scope, msg.mode, dict(self.states)))
 
     def _change_state(self, scope: str, mode: str, reason: str, operator: str,

@@ -323,6 +323,8 @@ class VenueAdapter(TitanActor):
         if self.venue_down:
             self._unreachable(order, reply_to, "the venue cannot be reached (simulated outage); not sent")
             return
+        # The paper venue lives in this store: its book and the journal are
+        # written in one batch, so this is not a side effect beyond the store.
         try:
             events = self.venue.submit(_venue_spec(order), now)
         except DuplicateOrder as dup:

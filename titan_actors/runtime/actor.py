@@ -169,6 +169,9 @@ class TitanActor:
         """What a batch of handled messages leaves: persisted, acknowledged, sent."""
         if self._held is not None:
             return  # paused: as a stopped process, it does nothing
+        # Group commit: one sync for everything this batch wrote, before any
+        # of what it decided (answers, sends, acknowledgements) leaves.
+        self.sync_stores()
         if self.started_at:
             self.end_of_batch()
         acks, self._acks = self._acks, []
@@ -275,6 +278,11 @@ class TitanActor:
         store = Store(os.path.join(self.engine.data_dir, relpath), fsync=self.engine.fsync)
         self._stores.append(store)
         return store
+
+    def sync_stores(self) -> None:
+        """Make what this actor wrote so far survive a power loss (see `Store.sync`)."""
+        for store in self._stores:
+            store.sync()
 
     def open_outbox(self, store: Store | None, source: str | None = None) -> Outbox:
         """Events of this actor, kept in `store` until the NATS bridge has them."""

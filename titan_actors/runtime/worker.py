@@ -66,6 +66,7 @@ from titan_actors.runtime.protocol import (
     WorkerInit,
     WorkerStarted,
 )
+from titan_actors.runtime.trace import TRACE, trace
 
 __all__ = ["LAZY_S", "WORKER_CLASS", "Worker"]
 
@@ -454,6 +455,13 @@ class Worker(Actor):
     def flush_lanes(self) -> None:
         if self.lanes is None:
             return
+        if self.lanes.holding():
+            # Written in the middle of a batch (`reply_now`): what the actors
+            # of this batch wrote is synced before their messages leave.
+            for cell in list(self.touched.values()):
+                cell.sync_stores()
+            if TRACE:
+                trace("lane_write", worker=self.name)
         if not self.lanes.flush() and not self._flush_pending:
             # The peer's socket buffer is full: try again shortly, keep serving meanwhile.
             self._flush_pending = True
