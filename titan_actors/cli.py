@@ -345,7 +345,7 @@ def cmd_bench_fastpath(args: argparse.Namespace) -> int:
     rate = None if args.rate == "max" else float(args.rate)
     result = run_fastpath_bench(rate=rate, duration=args.duration, connections=args.connections,
                                 socket_path=socket_path, secret=secret, data_dir=args.data_dir,
-                                profile=args.profile)
+                                profile=args.profile, fsync=args.fsync == "on")
     print(json.dumps(result, indent=2) if args.json else format_fastpath(result))
     return 0
 
@@ -594,6 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
     fast.add_argument("--data-dir", help="with --socket: the running engine's data dir (secret, memory)")
     fast.add_argument("--profile", choices=("packed", "isolated"), default="packed",
                       help="placement of the engine it starts (default packed)")
+    fast.add_argument("--fsync", choices=("on", "off"), default="on",
+                      help="[engine] fsync of the engine it starts: off measures what the syncs cost")
     fast.add_argument("--json", action="store_true")
     fast.set_defaults(func=cmd_bench_fastpath)
 

@@ -90,7 +90,9 @@ class RiskGuard(TitanActor):
     needs = ("nats", "positions", "position:", "venue:", "gateway")
 
     def on_start(self) -> None:
-        self.store = self.open_store("risk")
+        # Halts are synced before they are acknowledged (`_set_state`); the
+        # rest (reservations, snapshots) is rebuilt from the positions.
+        self.store = self.open_store("risk", durable=False)
         self.boots = count_boot(self.store)
         self.states = {k[len(_STATE):].decode(): v.decode() for k, v in self.store.items(_STATE)}
         self.open_outbox(self.store)

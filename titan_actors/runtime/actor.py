@@ -92,6 +92,7 @@ class TitanActor:
         self._relays: dict[str, tuple[Any, str]] = {}
         self._flood: dict[str, Any] = {}
         self._stores: list[Store] = []
+        self._durable: list[Store] = []  # synced at the end of every batch
         self._armed: dict[str, str] = {}
         # While paused (a test's stand-in for SIGSTOP of one actor): what arrived, in order.
         self._held: list[tuple[Any, Any, str]] | None = None
@@ -171,7 +172,7 @@ class TitanActor:
             return  # paused: as a stopped process, it does nothing
         # Group commit: one sync for everything this batch wrote, before any
         # of what it decided (answers, sends, acknowledgements) leaves.
-        self.sync_stores()
+        self.sync_stores(durable_only=True)
         if self.started_at:
             self.end_of_batch()
         acks, self._acks = self._acks, []
@@ -202,6 +203,7 @@ class TitanActor:
         for store in self._stores:
             store.close()
         self._stores.clear()
+        self._durable.clear()
 
     def directory_changed(self, old: Directory) -> None:
         """The worker applied a new directory: re-drive queues to restarted peers."""
@@ -272,16 +274,22 @@ class TitanActor:
         returns: a transient child is not restarted."""
         self.exiting = True
 
-    def open_store(self, relpath: str) -> Store:
-        """Open this actor's RocksDB directory `<data>/<relpath>`; closed on stop."""
+    def open_store(self, relpath: str, *, durable: bool = True) -> Store:
+        """Open this actor's RocksDB directory `<data>/<relpath>`; closed on stop.
+
+        A `durable` store is synced at the end of every batch that wrote to it,
+        before what the batch decided leaves (group commit); the others only
+        when the actor calls `sync_stores` (and at close)."""
         assert self.engine is not None
         store = Store(os.path.join(self.engine.data_dir, relpath), fsync=self.engine.fsync)
         self._stores.append(store)
+        if durable:
+            self._durable.append(store)
         return store
 
-    def sync_stores(self) -> None:
+    def sync_stores(self, *, durable_only: bool = False) -> None:
         """Make what this actor wrote so far survive a power loss (see `Store.sync`)."""
-        for store in self._stores:
+        for store in self._durable if durable_only else self._stores:
             store.sync()
 
     def open_outbox(self, store: Store | None, source: str | None = None) -> Outbox:

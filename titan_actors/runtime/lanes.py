@@ -208,6 +208,10 @@ class LaneHub:
                 idle = False
         return idle
 
+    def urgent(self) -> bool:
+        """Whether `flush()` has anything to write."""
+        return any(out.buf and out.urgent for out in self._outbound.values())
+
     def holding(self) -> bool:
         """Whether anything (not urgent) waits to be written."""
         return any(out.buf for out in self._outbound.values())

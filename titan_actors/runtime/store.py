@@ -7,6 +7,9 @@ actor base calls it at the end of every batch that wrote, before anything
 the batch decided leaves the worker (answers, sends to venues, messages on
 lanes); see `TitanActor.after_handlers`. With `fsync=False` (`[engine]
 fsync = false`) `sync()` does nothing: SIGKILL-safe, not power-loss-safe.
+A write that only deletes does not call for a sync: what it forgets (an
+acknowledged event, a delivered fill, a pruned reply) is at worst sent or
+pruned again after a power loss, and every receiver ignores repeats.
 
 Failure: opening a directory that another live process holds raises
 (RocksDB's lock); in an actor's `on_start` that is a failure at start, and
@@ -42,11 +45,11 @@ class Store:
 
     def put(self, key: bytes, value: bytes) -> None:
         self._db.put(key, value)
-        self._wrote((key,))
+        self._wrote((key,), True)
 
     def delete(self, key: bytes) -> None:
         self._db.delete(key)
-        self._wrote((key,))
+        self._wrote((key,), False)
 
     def write_batch(self, puts: Iterable[tuple[bytes, bytes]], deletes: Iterable[bytes] = ()) -> None:
         batch = WriteBatch(raw_mode=True)
@@ -54,13 +57,16 @@ class Store:
         for key, value in puts:
             batch.put(key, value)
             keys.append(key)
+        added = bool(keys)
         for key in deletes:
             batch.delete(key)
             keys.append(key)
         self._db.write(batch)
-        self._wrote(keys)
+        self._wrote(keys, added)
 
-    def _wrote(self, keys: Iterable[bytes]) -> None:
+    def _wrote(self, keys: Iterable[bytes], added: bool) -> None:
+        if not added:
+            return
         self.dirty = True
         if TRACE:
             trace("write", store=self.path, keys=[k.decode(errors="replace") for k in keys], synced=False)

@@ -455,11 +455,11 @@ class Worker(Actor):
     def flush_lanes(self) -> None:
         if self.lanes is None:
             return
-        if self.lanes.holding():
+        if self.touched and self.lanes.urgent():
             # Written in the middle of a batch (`reply_now`): what the actors
             # of this batch wrote is synced before their messages leave.
             for cell in list(self.touched.values()):
-                cell.sync_stores()
+                cell.sync_stores(durable_only=True)
             if TRACE:
                 trace("lane_write", worker=self.name)
         if not self.lanes.flush() and not self._flush_pending:

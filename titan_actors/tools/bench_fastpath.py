@@ -207,7 +207,8 @@ def _cpu_per_signal(before: dict[int, tuple[str, int]], after: dict[int, tuple[s
 
 def run_fastpath_bench(*, rate: float | None, duration: float, connections: int,
                        socket_path: str | None = None, secret: bytes | None = None,
-                       data_dir: str | None = None, profile: str = "packed") -> dict[str, Any]:
+                       data_dir: str | None = None, profile: str = "packed",
+                       fsync: bool = True) -> dict[str, Any]:
     """Start an engine in a temp dir with placement `profile` (unless
     `socket_path` targets a running one), measure the floor and the engine,
     and return the figures."""
@@ -219,7 +220,8 @@ def run_fastpath_bench(*, rate: float | None, duration: float, connections: int,
         if socket_path is None:
             secret = secrets.token_hex(32).encode()
             socket_path = str(workdir / "fastpath.sock")
-            engine = EngineProcess(workdir, "[engine]\nlog_level = 'WARNING'\n",
+            config = f"[engine]\nlog_level = 'WARNING'\nfsync = {str(fsync).lower()}\n"
+            engine = EngineProcess(workdir, config,
                                    {"TITAN_IPC_SOCKET": socket_path, "TITAN_HMAC_SECRET": secret.decode(),
                                     "TITAN_PLACEMENT": profile})
             engine.env.pop("NATS_URL", None)
@@ -243,7 +245,7 @@ def run_fastpath_bench(*, rate: float | None, duration: float, connections: int,
             figures["cpu_us_per_signal"] = _cpu_per_signal(ticks, _cpu_ticks(pids),
                                                            time.process_time() - driver0, figures["signals"])
             figures["memory"] = _memory_kb(pids)
-        return {"rate": rate or "max", "duration_s": duration, "connections": connections,
+        return {"rate": rate or "max", "duration_s": duration, "connections": connections, "fsync": fsync,
                 "engine": figures, "floor": floor_figures}
     finally:
         if engine is not None:
@@ -264,7 +266,8 @@ def _running_engine_pids(data_dir: str | None) -> list[int]:
 def format_fastpath(result: dict[str, Any]) -> str:
     engine, floor = result["engine"], result["floor"]
     lines = [
-        f"rate {result['rate']} signals/s, {result['duration_s']} s, {result['connections']} connections",
+        f"rate {result['rate']} signals/s, {result['duration_s']} s, {result['connections']} connections, "
+        f"fsync {'on' if result.get('fsync', True) else 'off'}",
         f"achieved {engine['signals_per_s']:.0f} signals/s ({engine['signals']} signals); "
         f"errors {engine['errors'] or 'none'}",
         f"{'latency ms':<22}" + "".join(f"{k:>9}" for k in ("p50", "p90", "p99", "p99.9", "max")),
