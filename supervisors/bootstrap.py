@@ -237,6 +237,7 @@ class Engine:
             host=hostname(),
             log_level=self.config["engine.log_level"],
             fsync=self.config["engine.fsync"],
+            retention_ms=int(self.config["engine.retention_days"] * 86_400_000),
         )
 
     def _start_root(self) -> None:

@@ -95,6 +95,8 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, Check | None]]]
         "log_level": (str, "INFO", _one_of(*LOG_LEVELS)),
         "admin_port": (int, 0, _port),
         "fsync": (bool, True, None),
+        "retention_days": ((int, float), 7, lambda v: None if v >= 1 else "must be >= 1 (replies are kept "
+                                                                          "at least 24 hours)"),
         "status_timeout_s": ((int, float), 2.0, _positive),
     },
     "ipc": {
@@ -112,6 +114,9 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, Check | None]]]
         "url": (str, "", None),
         "embedded_port": (int, 0, _port),
         "stream": (str, "TITAN_EXECUTION", None),
+        "stream_max_age_s": ((int, float), 30 * 86400, _non_negative),
+        "stream_max_bytes": (int, 8 * 1024**3, _non_negative),
+        "max_events_in_memory": (int, 20_000, _positive),
         "operator_secret": (str, "", None),
         "user": (str, "", None),
         "password": (str, "", None),

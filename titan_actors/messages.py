@@ -86,7 +86,8 @@ class EngineInfo:
     data_dir: str
     host: str
     log_level: str = "INFO"
-    fsync: bool = False
+    fsync: bool = True
+    retention_ms: int = 7 * 86_400_000  # final orders, replies, fill keys
 
 
 @dataclass(frozen=True, slots=True)

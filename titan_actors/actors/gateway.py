@@ -89,9 +89,7 @@ _MAX_OUT = 16 * 1024 * 1024
 _REAP = "gw:reap"
 _REAP_EVERY_S = 0.5
 _MAX_CONFIRMERS = 200_000
-_KEEP_REPLIES_MS = 48 * 3600 * 1000
-_PRUNE = "gw:prune"
-_PRUNE_EVERY_S = 3600.0
+
 _NOT_FINAL = frozenset({"BUSY", "INTERNAL", "STALE", "BAD_FRAME", "BAD_SIGNATURE"})
 
 
@@ -158,9 +156,9 @@ class IpcGateway(TitanActor):
                        "slow_readers_closed": 0}
         self._reserve_fd = _open_reserve()
         self._flush_armed = False
-        self._prune_replies()
+        # Final replies are kept `[engine] retention_days` (the spec asks for 24 hours).
+        self.retention = self.open_retention(self.store)
         self.after(_TICK_S, _TICK)
-        self.after(_PRUNE_EVERY_S, _PRUNE)
         self.after(_REAP_EVERY_S, _REAP)
 
     def on_stop(self) -> None:
@@ -556,9 +554,6 @@ class IpcGateway(TitanActor):
         elif payload == _REAP:
             self._reap(time.monotonic())
             self.after(_REAP_EVERY_S, _REAP)
-        elif payload == _PRUNE:
-            self._prune_replies()
-            self.after(_PRUNE_EVERY_S, _PRUNE)
         elif payload == _TICK:
             now = time.monotonic()
             for key in [k for k, p in self.pending.items() if p.deadline <= now]:
@@ -582,20 +577,7 @@ class IpcGateway(TitanActor):
         now = _now_ms()
         reply_key = _reply_key(key)
         self.store.write_batch([(reply_key, orjson.dumps({**body, "stored_at": now})),
-                                (b"ridx:%016d:" % now + reply_key, b"")])
-
-    def _prune_replies(self) -> None:
-        """Keep replies 48 hours (the spec asks for at least 24): walk the time
-        index from the oldest and stop at the first one young enough."""
-        cutoff = _now_ms() - _KEEP_REPLIES_MS
-        deletes = []
-        for index_key, _ in self.store.items(b"ridx:"):
-            stored_at = int(index_key[5:21])
-            if stored_at >= cutoff:
-                break
-            deletes += [index_key, index_key[22:]]
-        if deletes:
-            self.store.write_batch((), deletes=deletes)
+                                self.retention.index(now, [reply_key])])
 
 
 def _open_reserve() -> int:

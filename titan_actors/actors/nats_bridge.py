@@ -141,8 +141,14 @@ class NatsBridge(TitanActor):
             k[len(_NONCE):].decode(): int(v) for k, v in self.store.items(_NONCE)})
         self.stream = cfg.get("stream", "TITAN_EXECUTION")
         self.venues = {n: frozenset(s) for n, s in cfg.get("venues", {}).items()}
+        self.known_symbols = frozenset(cfg.get("symbols", ())).union(*self.venues.values())
         self.default_venue = cfg.get("default_venue", "paper")
-        self.unsent: dict[bytes, Event] = {k: Event.from_json(v) for k, v in self.store.items(b"ev:")}
+        # At most `max_events_in_memory` unpublished events in memory; the rest wait
+        # in the store (spilled) and are read back as the memory drains.
+        self.max_in_memory = int(cfg.get("max_events_in_memory", 20_000))
+        self.unsent: dict[bytes, Event] = {}
+        self.spilled = False
+        self._refill()
         self.inflight: set[bytes] = set()
         self.waiting: dict[str, tuple[str, float]] = {}
         self.counts = {"stored": 0, "published": 0, "commands": 0, "quotes": 0, "publish_errors": 0,
@@ -191,14 +197,33 @@ class NatsBridge(TitanActor):
         return nc, js, publisher
 
     async def _ensure_stream(self, js: Any) -> None:
-        from nats.js.api import StorageType, StreamConfig
+        """Create the stream with the configured limits; an existing one keeps
+        every setting an operator gave it, and only gains what the engine
+        needs (its subjects, a duplicate window of at least 10 minutes)."""
+        import dataclasses
 
-        config = StreamConfig(name=self.stream, subjects=list(subjects.EVENT_SUBJECTS),
-                              storage=StorageType.FILE, duplicate_window=900.0)
+        from nats.js.api import StorageType, StreamConfig
+        from nats.js.errors import NotFoundError
+
         try:
-            await js.add_stream(config)
-        except Exception:  # exists with another configuration: bring it to ours
-            await js.update_stream(config)
+            info = await js.stream_info(self.stream)
+        except NotFoundError:
+            max_age = self.config.get("stream_max_age_s", 0)
+            max_bytes = self.config.get("stream_max_bytes", 0)
+            await js.add_stream(StreamConfig(
+                name=self.stream, subjects=list(subjects.EVENT_SUBJECTS), storage=StorageType.FILE,
+                duplicate_window=900.0, max_age=float(max_age) if max_age else None,
+                max_bytes=int(max_bytes) if max_bytes else None))
+            return
+        existing = info.config
+        changes: dict[str, Any] = {}
+        wanted = list(dict.fromkeys([*(existing.subjects or []), *subjects.EVENT_SUBJECTS]))
+        if wanted != list(existing.subjects or []):
+            changes["subjects"] = wanted
+        if (existing.duplicate_window or 0) < 600:
+            changes["duplicate_window"] = 900.0
+        if changes:
+            await js.update_stream(dataclasses.replace(existing, **changes))
 
     def _cb(self, fn: Any) -> Any:
         async def callback() -> None:
@@ -253,12 +278,25 @@ class NatsBridge(TitanActor):
         else:
             super().handle(msg, sender)
 
+    def _refill(self) -> None:
+        """Read spilled events back from the store, oldest first, up to the bound."""
+        self.spilled = False
+        for key, value in self.store.items(b"ev:"):
+            if len(self.unsent) >= self.max_in_memory:
+                self.spilled = True
+                return
+            if key not in self.unsent:
+                self.unsent[key] = Event.from_json(value)
+
     def _store_events(self, msg: PublishEvents, sender: Any) -> None:
         puts = []
         for event in msg.events:
             key = _event_key(event)
             if key not in self.unsent and self.store.get(key) is None:
-                self.unsent[key] = event
+                if len(self.unsent) < self.max_in_memory:
+                    self.unsent[key] = event
+                else:
+                    self.spilled = True
                 puts.append((key, event.to_json()))
         if puts:
             self.store.write_batch(puts)
@@ -298,6 +336,9 @@ class NatsBridge(TitanActor):
         if acked:
             self.store.write_batch((), deletes=acked)
             self.counts["published"] += len(acked)
+        if self.spilled and len(self.unsent) < self.max_in_memory // 2 and not self.inflight:
+            self._refill()
+            self._publish_unsent()
 
     def on_wakeup(self, payload: Any) -> None:
         if payload != _TICK:
@@ -404,6 +445,8 @@ class NatsBridge(TitanActor):
     async def _on_quote_msg(self, msg: Any) -> None:
         try:
             quote = quote_of(msg.subject, msg.data, _now_ms())
+            if quote.symbol not in self.known_symbols:  # bounded: no state for markets we do not trade
+                raise ValueError("not a symbol of any configured venue")
         except ValueError as exc:
             self.quotes_dropped += 1
             self.last_dropped = f"{msg.subject}: {exc}"
@@ -440,7 +483,8 @@ class NatsBridge(TitanActor):
         oldest = min((e.ts for e in self.unsent.values()), default=None)
         return {
             "boots": self.boots, "url": redact_url(self.config["url"]), "connected": self.connected,
-            "connects": self.connects, "last_error": self.last_error, "outbox_depth": len(self.unsent),
+            "connects": self.connects, "last_error": self.last_error,
+            "outbox_depth": len(self.unsent), "spilled": self.spilled,
             "oldest_unsent_ms": _now_ms() - oldest if oldest is not None else None,
             "stream": self.stream, "quotes_dropped": self.quotes_dropped, "last_dropped": self.last_dropped,
             **self.counts,

@@ -78,6 +78,8 @@ class PositionActor(TitanActor):
     def on_start(self) -> None:
         self.symbol = self.config["symbol"]
         self.store = self.open_store(f"positions/{self.symbol}")
+        # A fill's key guards against applying it twice; kept `[engine] retention_days`.
+        self.retention = self.open_retention(self.store)
         self.boots = count_boot(self.store)
         self.open_outbox(self.store)
         raw = self.store.get(b"state")
@@ -218,7 +220,7 @@ class PositionActor(TitanActor):
             self.realised_today += after.realised_pnl - before.realised_pnl
             if report.strategy_id is not None or report.phase is not None:
                 self.tags[venue] = [report.strategy_id, report.phase]
-            writes.append((fill_key, orjson.dumps(fill)))
+            writes += [(fill_key, orjson.dumps(fill)), self.retention.index(int(fill["ts"]), [fill_key])]
             self._batch_fills.add(fill_key)
         self.version += 1
         self._changed[venue] = coid  # one PositionChanged for this order's updates in this batch

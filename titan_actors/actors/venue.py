@@ -77,6 +77,7 @@ from titan_actors.messages import (
     VenueStateRequest,
 )
 from titan_actors.runtime.actor import TitanActor, count_boot
+from titan_actors.runtime.retention import Retention
 from titan_actors.runtime.store import Store
 from titan_actors.venues.paper import (
     OPEN_KEY,
@@ -106,8 +107,9 @@ def _now_ms() -> int:
 class OrderJournal:
     """The adapter's orders: live ones in memory, every one in the store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, retention: Retention) -> None:
         self.store = store
+        self.retention = retention
         self.live: dict[str, Order] = {}
         for key, _ in store.items(b"live:"):
             coid = key[5:].decode()
@@ -123,12 +125,18 @@ class OrderJournal:
         return Order.from_json(data) if data is not None else None
 
     def writes(self, order: Order) -> list[tuple[bytes, bytes | None]]:
+        """The writes of `order`; one that becomes final is retired (with the
+        paper venue's record of it) after the engine's retention."""
         coid = order.client_order_id.encode()
+        writes: list[tuple[bytes, bytes | None]] = [(b"o:" + coid, order.to_json()),
+                                                    (b"live:" + coid, None if order.final else b"")]
         if order.final:
-            self.live.pop(order.client_order_id, None)
+            if self.live.pop(order.client_order_id, None) is not None or self.store.get(b"o:" + coid) is None:
+                writes.append(self.retention.index(order.updated_at or _now_ms(), [b"o:" + coid,
+                                                                                   ORDER_KEY + coid]))
         else:
             self.live[order.client_order_id] = order
-        return [(b"o:" + coid, order.to_json()), (b"live:" + coid, None if order.final else b"")]
+        return writes
 
 
 class VenueAdapter(TitanActor):
@@ -139,7 +147,7 @@ class VenueAdapter(TitanActor):
         self.exchange = self.config.get("exchange", "paper")
         self.store = self.open_store(f"venues/{self.venue_name}")
         self.boots = count_boot(self.store)
-        self.journal = OrderJournal(self.store)
+        self.journal = OrderJournal(self.store, self.open_retention(self.store))
         self.open_outbox(self.store)
         self.open_deliveries(self.store)
         self.venue_down = False

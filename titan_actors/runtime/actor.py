@@ -49,6 +49,7 @@ from titan_actors.messages import (
     StatusRequest,
 )
 from titan_actors.runtime.outbox import Deliveries, Outbox
+from titan_actors.runtime.retention import Retention
 from titan_actors.runtime.store import Store
 
 if TYPE_CHECKING:
@@ -60,6 +61,10 @@ __all__ = ["ActorKilled", "TitanActor", "count_boot"]
 log = logging.getLogger(__name__)
 
 _OUTBOX_TICK = "titan:outbox"
+_RETIRE_TICK = "titan:retire"
+_RETIRE_FIRST_S = 5.0
+_RETIRE_EVERY_S = 60.0
+_RETIRE_BACKLOG_S = 0.5  # more is due: the next chunk soon, other work in between
 _OUTBOX_RESEND_S = 1.0
 _RELAY_TIMEOUT = "titan:relay-timeout"
 _DIRECTORY = object()  # a directory change held while paused
@@ -93,6 +98,7 @@ class TitanActor:
         self._flood: dict[str, Any] = {}
         self._stores: list[Store] = []
         self._durable: list[Store] = []  # synced at the end of every batch
+        self._retentions: list[Retention] = []
         self._armed: dict[str, str] = {}
         # While paused (a test's stand-in for SIGSTOP of one actor): what arrived, in order.
         self._held: list[tuple[Any, Any, str]] | None = None
@@ -228,6 +234,11 @@ class TitanActor:
                 if queue is not None:
                     queue.push(self, resend_after_s=_OUTBOX_RESEND_S)
             self.after(_OUTBOX_RESEND_S, _OUTBOX_TICK)
+        elif payload == _RETIRE_TICK:
+            more = False
+            for retention in self._retentions:
+                more = retention.prune(time.time_ns() // 1_000_000) or more
+            self.after(_RETIRE_BACKLOG_S if more else _RETIRE_EVERY_S, _RETIRE_TICK)
         elif isinstance(payload, tuple) and payload and payload[0] == _RELAY_TIMEOUT:
             self._relay_timeout(payload[1])
         else:
@@ -286,6 +297,17 @@ class TitanActor:
         if durable:
             self._durable.append(store)
         return store
+
+    def open_retention(self, store: Store, prefix: bytes = b"ret:") -> Retention:
+        """Retire keys of `store` after the engine's retention (`[engine]
+        retention_days`): add `retention.index(ts, keys)` to a write; they
+        are deleted a chunk at a time by a timer of this actor."""
+        assert self.engine is not None
+        retention = Retention(store, prefix, self.engine.retention_ms)
+        if not self._retentions:
+            self.after(_RETIRE_FIRST_S, _RETIRE_TICK)
+        self._retentions.append(retention)
+        return retention
 
     def sync_stores(self, *, durable_only: bool = False) -> None:
         """Make what this actor wrote so far survive a power loss (see `Store.sync`)."""
