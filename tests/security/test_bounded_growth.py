@@ -148,7 +148,8 @@ def test_per_strategy_throttles_are_bounded() -> None:
     for bucket in guard.strategy_buckets.values():
         bucket.take(0.0)
     guard._bound_buckets(0.0)
-    assert len(guard.strategy_buckets) < risk_guard._MAX_STRATEGY_BUCKETS and "b0" not in guard.strategy_buckets
+    assert len(guard.strategy_buckets) < risk_guard._MAX_STRATEGY_BUCKETS
+    assert "b0" not in guard.strategy_buckets, "then the oldest"
 
 
 def test_the_bridge_keeps_a_bounded_memory_while_nats_is_away_and_loses_nothing(tmp_path: Path) -> None:
