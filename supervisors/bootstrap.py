@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -54,7 +53,7 @@ from titan_actors.messages import (
     TreeStopped,
 )
 from titan_actors.runtime.actorsystem import open_actor_system
-from titan_actors.runtime.files import check_ours, open_lock_file, private_dir
+from titan_actors.runtime.files import open_lock_file, private_dir, socket_is_live
 from titan_actors.runtime.placement import ROOT_WORKER
 from titan_actors.runtime.procs import hostname, parent_of, pgid_alive, pgid_members, pid_alive
 from titan_actors.runtime.protocol import KillRole, Routed, StartCell, WorkerInit
@@ -95,20 +94,6 @@ def read_engine_file(data_dir: Path) -> dict[str, Any] | None:
         return json.loads((data_dir / "run" / "engine.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-
-
-def _socket_is_live(path: str) -> bool:
-    """Whether an engine serves `path`; UnsafeFileError when the path is not
-    ours to use (a link, or another user's file)."""
-    if check_ours(path) is None:
-        return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        try:
-            s.connect(path)
-            return True
-        except OSError:
-            return False
 
 
 def _flock(path: Path, what: str) -> int:
@@ -167,7 +152,7 @@ class Engine:
         self._lock()
         try:
             sock = self.config["ipc.socket"]
-            if _socket_is_live(sock):
+            if socket_is_live(sock):
                 raise EngineRunning(f"a live engine already serves the FastPath socket {sock}")
             ensure_secret(self.data_dir, self.config["ipc.hmac_secret"])
             self.marker.unlink(missing_ok=True)

@@ -289,7 +289,8 @@ def test_a_burst_of_ticks_does_not_delay_a_confirm_and_the_latest_price_wins(eng
         for i in range(20_000):
             price = 61_000 + i
             await nc.publish(f"{subjects.MARKET_TICKER}.BTCUSDT", json.dumps(
-                {"symbol": "BTCUSDT", "bid": price - 1, "ask": price, "last": price, "ts": 1}).encode())
+                {"symbol": "BTCUSDT", "bid": price - 1, "ask": price, "last": price,
+                 "ts": time.time_ns() // 1_000_000}).encode())
         await nc.flush()
         await nc.close()
 

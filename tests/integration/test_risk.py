@@ -226,11 +226,11 @@ def test_a_daily_loss_beyond_the_limit_moves_trading_to_reducing(tmp_path: Path)
     engine = RunningEngine(tmp_path, FAST_SUPERVISION + "[risk]\ndaily_loss_limit = 5000\n").start()
     try:
         with engine.client() as client:
-            client.prepare("dl-1", "BTCUSDT", "buy", 1)
-            client.confirm("dl-1")
+            assert client.prepare("dl-1", "BTCUSDT", "buy", 1)["type"] == "PREPARED"
+            assert client.confirm("dl-1")["type"] == "ACCEPTED"
             engine.control({"cmd": "price", "symbol": "BTCUSDT", "bid": 50000, "ask": 50010, "last": 50005})
-            client.prepare("dl-2", "BTCUSDT", "sell", 1)
-            client.confirm("dl-2")
+            assert client.prepare("dl-2", "BTCUSDT", "sell", 1)["type"] == "PREPARED"
+            assert client.confirm("dl-2")["type"] == "ACCEPTED"
         state = wait_for(lambda: (s := engine.actor("risk")["detail"]["states"]).get("global") and s, 5, 0.05,
                          "the automatic state")
         assert state == {"global": "REDUCING"}

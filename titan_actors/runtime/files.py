@@ -31,6 +31,7 @@ __all__ = [
     "open_lock_file",
     "private_dir",
     "read_private",
+    "socket_is_live",
     "write_private",
 ]
 
@@ -122,7 +123,11 @@ def open_lock_file(path: Path) -> int:
     return fd
 
 
-def _live(path: str) -> bool:
+def socket_is_live(path: str) -> bool:
+    """Whether something accepts connections on the Unix socket `path`;
+    UnsafeFileError when the path is not ours to use (a link, another user's)."""
+    if check_ours(path) is None:
+        return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.settimeout(0.5)
         try:
@@ -142,7 +147,7 @@ def bind_unix_socket(path: str, backlog: int = 512) -> socket.socket:
     if info is not None:
         if not stat.S_ISSOCK(info.st_mode):
             raise UnsafeFileError(path, "exists and is not a socket; not touching it")
-        if _live(path):
+        if socket_is_live(path):
             raise UnsafeFileError(path, "a live engine already serves it")
     private = tempfile.mkdtemp(prefix=".titan-bind-", dir=os.path.dirname(os.path.abspath(path)))
     staged = os.path.join(private, "s")
