@@ -12,10 +12,8 @@ One function for the engine, the benchmark and the tests:
   thespian sends carries HMAC-SHA256 under a key made at random in the
   process that opens the system; the Admin and every worker are forked from
   it and inherit the key, which never touches a disk or an environment. A
-  message without a valid MAC is refused before it is unpickled. (Checking
-  the peer's uid in the kernel's socket table at accept was tried first: a
-  sender that closes before thespian accepts leaves an orphaned socket with
-  no owner, so our own fire-and-forget messages were refused too.)
+  message without a valid MAC is refused before it is unpickled
+  (docs/design.md says why not the peer's uid).
 - the intermediate process thespian uses to daemonize the Admin is reaped,
   or it stays a zombie in the actors' process group.
 
