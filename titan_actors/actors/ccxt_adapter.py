@@ -368,6 +368,15 @@ class CcxtVenueAdapter(VenueAdapter):
     def _sending(self, coid: str) -> bool:
         return self.pacer.active(coid)
 
+    def _gate_queued(self) -> None:
+        # A halt refuses (or holds) what waits for a token at once, instead of
+        # when its turn comes; `_pump` gates whatever is still queued again.
+        for request in [r for r in self.pacer.queue if r.kind == "create"]:
+            order = self.journal.get(request.key)
+            if order is not None and self._gate_of(order).verdict != "send" \
+                    and self.pacer.drop("create", request.key):
+                self._gated(order, None)
+
     def _reject_unsent(self, order: Order, reply_to: str | None, code: str, reason: str) -> None:
         self._wait(order.client_order_id, "CONFIRM", reply_to)
         self._reject(order, reason, code)

@@ -224,6 +224,7 @@ class VenueAdapter(TitanActor):
             self.states = dict(msg.states)
             if first:
                 self._resolve_unanswered()
+            self._gate_queued()
             self._release_held()
         elif isinstance(msg, VenueStateRequest):
             self._venue_state(msg.symbol, sender)
@@ -402,6 +403,9 @@ class VenueAdapter(TitanActor):
     def _sending(self, coid: str) -> bool:
         """A send of `coid` is under way (queued or running)."""
         return False
+
+    def _gate_queued(self) -> None:
+        """The trading state changed: orders waiting to be sent are gated now."""
 
     def _audit(self, asker: Any) -> None:
         venue = {}

@@ -87,6 +87,12 @@ class Pacer:
     def queued(self, kind: str, key: str) -> bool:
         return any(r.kind == kind and r.key == key for r in self.queue)
 
+    def drop(self, kind: str, key: str) -> bool:
+        """Take a queued request out (True if there was one); never a running one."""
+        before = len(self.queue)
+        self.queue = [r for r in self.queue if not (r.kind == kind and r.key == key)]
+        return len(self.queue) != before
+
     def active(self, key: str) -> bool:
         """A request for `key` is queued or running."""
         return key in self.busy_keys or any(r.key == key for r in self.queue)
