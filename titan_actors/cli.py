@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from titan_actors.config import Config, ConfigError, load_config
+from titan_actors.runtime.clock import now_ms
 from titan_actors.secret import redact_url
 from titan_actors.tools.control import ControlError, ControlServer, EngineNotRunning, control_request
 
@@ -214,7 +215,7 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
         return {"ok": True}
     if cmd == "price":
         quote = PriceUpdate(str(request["symbol"]), float(request["bid"]), float(request["ask"]),
-                            float(request["last"]), int(time.time() * 1000))
+                            float(request["last"]), now_ms())
         engine.tell_role(f"venue:{request.get('venue', 'paper')}", quote)
         return {"ok": True}
     return {"ok": False, "error": f"unknown command {cmd!r}"}

@@ -29,6 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from titan_actors.runtime.clock import now_ms
 from titan_actors.secret import SECRET_FILE, read_secret
 from titan_actors.wire.fastpath import (
     Frame,
@@ -79,7 +80,7 @@ def prepare_request(signal_id: str, symbol: str, side: str, quantity: float, ord
 
 def _complete(msg: dict[str, Any]) -> dict[str, Any]:
     msg = dict(msg)
-    msg.setdefault("ts", time.time_ns() // 1_000_000)
+    msg.setdefault("ts", now_ms())
     msg.setdefault("req_id", uuid.uuid4().hex)
     return msg
 

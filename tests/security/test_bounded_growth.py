@@ -136,7 +136,7 @@ def test_quotes_for_markets_nobody_trades_leave_no_state(engine: RunningEngine) 
 
 def test_per_strategy_throttles_are_bounded() -> None:
     from titan_actors.actors import risk_guard
-    from titan_actors.domain.risk_rules import TokenBucket
+    from titan_actors.domain.throttle import TokenBucket
 
     guard = risk_guard.RiskGuard.__new__(risk_guard.RiskGuard)
     guard.strategy_buckets = {f"s{i}": TokenBucket(5.0, 0.0) for i in range(risk_guard._MAX_STRATEGY_BUCKETS)}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from titan_actors.venues.pacing import Pacer, Request, TokenBucket, default_rate
+from titan_actors.domain.throttle import TokenBucket
+from titan_actors.venues.pacing import Pacer, Request, default_rate
 
 
 def _request(kind: str, key: str) -> Request:
@@ -10,7 +11,7 @@ def _request(kind: str, key: str) -> Request:
 
 
 def test_no_one_second_window_ever_holds_more_than_the_published_limit_less_one() -> None:
-    bucket = TokenBucket(rate=8.0, burst=1.0, now=0.0)
+    bucket = TokenBucket(8.0, 0.0, burst=1.0)
     starts = [t / 1000 for t in range(0, 5000) if bucket.take(t / 1000)]
     busiest = max(sum(1 for t in starts if s <= t < s + 1.0) for s in starts)
     assert busiest <= 9

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from titan_actors.venues.paper import DuplicateOrder, PaperSettings, PaperVenue, VenueRejected
+from titan_actors.venues.errors import DuplicateClientOrderId, VenueRejected
+from titan_actors.venues.paper import PaperSettings, PaperVenue
 
 
 def _venue(**settings) -> PaperVenue:
@@ -122,7 +123,7 @@ def test_a_stop_triggers_when_the_last_price_reaches_it() -> None:
 def test_a_repeated_client_order_id_is_refused_with_the_existing_order() -> None:
     venue = _venue()
     venue.submit(_spec("a"), 1)
-    with pytest.raises(DuplicateOrder) as info:
+    with pytest.raises(DuplicateClientOrderId) as info:
         venue.submit(_spec("a"), 2)
     assert info.value.order.status == "FILLED"
 

@@ -7,10 +7,10 @@ from titan_actors.domain.risk_rules import (
     Exposure,
     OrderView,
     PolicyError,
-    TokenBucket,
     check_order,
     policy_from_config,
 )
+from titan_actors.domain.throttle import TokenBucket
 
 
 def _order(**kw) -> OrderView:

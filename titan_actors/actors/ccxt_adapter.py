@@ -47,9 +47,10 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from titan_actors.actors.venue import VenueAdapter, _now_ms, _venue_spec
+from titan_actors.actors.venue import VenueAdapter, _venue_spec
 from titan_actors.domain.ids import client_order_id, exit_order_id
 from titan_actors.domain.orders import FINAL_STATUSES, Fill, Order, apply_fill, with_status
+from titan_actors.domain.throttle import backoff_s
 from titan_actors.messages import (
     CommandRefused,
     OrderAccepted,
@@ -58,13 +59,10 @@ from titan_actors.messages import (
     VenueOrders,
     VenueState,
 )
+from titan_actors.runtime.clock import now_ms
 from titan_actors.runtime.trace import trace
-from titan_actors.venues.ccxt_venue import (
-    CcxtVenue,
-    DuplicateClientOrderId,
-    VenueRejected,
-    order_status,
-)
+from titan_actors.venues.ccxt_venue import CcxtVenue, order_status
+from titan_actors.venues.errors import DuplicateClientOrderId, VenueRejected
 from titan_actors.venues.pacing import PUBLISHED_LIMITS, Pacer, Request, default_rate
 from titan_actors.venues.paper import VenueEvent, VenueOrder
 
@@ -152,7 +150,7 @@ class CcxtVenueAdapter(VenueAdapter):
             "rate_limit": {
                 "limit_per_s": bucket.rate,
                 "published_per_s": self.pacer.published,
-                "headroom": round(bucket.headroom(now), 2),
+                "headroom": round(bucket.available(now), 2),
                 "queued": len(self.pacer.queue),
                 "running": len(self.pacer.busy_keys),
             },
@@ -262,7 +260,7 @@ class CcxtVenueAdapter(VenueAdapter):
 
     def _delay(self, attempt: int) -> float:
         first, most = self.backoff_s
-        return min(most, first * (2**attempt))
+        return backoff_s(attempt, first_s=first, max_s=most)
 
     def _backoff(self, coid: str) -> float:
         attempt = self.attempts.get(coid, 0)
@@ -338,7 +336,7 @@ class CcxtVenueAdapter(VenueAdapter):
             self._acknowledged(order, found)
         elif order.status != "SUBMITTED":
             log.warning("venue %s: %s (%s) is not found at the venue", self.venue_name, coid, order.status)
-        elif order.leg != "entry" or (_now_ms() - order.confirmed_at <= order.ttl_ms
+        elif order.leg != "entry" or (now_ms() - order.confirmed_at <= order.ttl_ms
                                        and not self._halted(order)):
             self._create(order, delay=self._backoff(coid))  # surely not placed: send it, same id
         else:
@@ -385,7 +383,7 @@ class CcxtVenueAdapter(VenueAdapter):
         self.counts["rejected"] += 1
         self.attempts.pop(order.client_order_id, None)
         self._resolved(order.client_order_id)
-        rejected = with_status(order, "REJECTED", _now_ms(), reason=reason)
+        rejected = with_status(order, "REJECTED", now_ms(), reason=reason)
         self._commit([rejected], [(rejected, None)])
         refused = CommandRefused(order.signal_id, "CONFIRM", code, reason)
         self._answer(order.client_order_id, "CONFIRM", refused)
@@ -475,7 +473,7 @@ class CcxtVenueAdapter(VenueAdapter):
         if self.pacer.queued("poll", f"trades:{symbol}") and then is None:
             return
         live = [o.confirmed_at for o in self.journal.live.values() if o.symbol == symbol and o.confirmed_at]
-        since = (min(live) if live else _now_ms()) - _TRADES_MARGIN_MS
+        since = (min(live) if live else now_ms()) - _TRADES_MARGIN_MS
         self._trades_page(symbol, since, [None], [], then)
 
     def _trades_page(self, symbol: str, since: int, pages: list[Any], seen: list[Any], then: Any) -> None:
@@ -579,12 +577,12 @@ class CcxtVenueAdapter(VenueAdapter):
         already counts are applied (and delivered) before the answer, and the
         answer says `undelivered` while any is on its way."""
         if not self.markets_ready or symbol not in self.client.markets:
-            self.tell(asker, VenueState(self.venue_name, symbol, 0.0, 0.0, {}, _now_ms(), available=False))
+            self.tell(asker, VenueState(self.venue_name, symbol, 0.0, 0.0, {}, now_ms(), available=False))
             return
         key = f"state:{symbol}"
         if self.pacer.queued("state", key):
             return  # one question in flight per symbol; the position actor asks again
-        asked_at = _now_ms()
+        asked_at = now_ms()
         self._request(
             "state",
             key,
@@ -633,7 +631,7 @@ class CcxtVenueAdapter(VenueAdapter):
             dest = f"position:{symbol}"
             undelivered = sum(1 for d, _m in self.deliveries.pending.values() if d == dest) + int(recent)
             qty, avg = position
-            self.tell(asker, VenueState(self.venue_name, symbol, qty, avg, orders, _now_ms(), undelivered))
+            self.tell(asker, VenueState(self.venue_name, symbol, qty, avg, orders, now_ms(), undelivered))
 
         self._poll_trades(symbol, then=answer)
 
@@ -700,7 +698,7 @@ def _fill_of(trade: dict[str, Any]) -> Fill:
         price=float(trade["price"]),
         fee=float(fee.get("cost") or 0.0),
         liquidity=str(trade.get("takerOrMaker") or "taker"),
-        ts=int(trade.get("timestamp") or _now_ms()),
+        ts=int(trade.get("timestamp") or now_ms()),
     )
 
 

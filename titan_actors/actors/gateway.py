@@ -66,6 +66,7 @@ from titan_actors.messages import (
     TradingStates,
 )
 from titan_actors.runtime.actor import TitanActor, count_boot
+from titan_actors.runtime.clock import now_ms
 from titan_actors.runtime.files import bind_unix_socket
 from titan_actors.runtime.trace import TRACE, trace
 from titan_actors.secret import read_secret
@@ -222,7 +223,7 @@ class IpcGateway(TitanActor):
                 self.counts["refused_connections"] += 1
                 _refuse(sock, encode_message(self.secret, {**_rejected(
                     "BUSY", f"the engine serves {self.max_connections} connections; retry later"),
-                    "ts": _now_ms()}))
+                    "ts": now_ms()}))
                 continue
             sock.setblocking(False)
             conn = _Conn(next(self._ids), sock, last_read=time.monotonic())
@@ -315,7 +316,7 @@ class IpcGateway(TitanActor):
         conn.closing = True
 
     def _send(self, conn: _Conn, reply: dict[str, Any], *, answer: bool = True) -> None:
-        reply["ts"] = _now_ms()
+        reply["ts"] = now_ms()
         frame = encode_message(self.secret, reply)
         conn.out += frame
         self.queued += len(frame)
@@ -374,13 +375,13 @@ class IpcGateway(TitanActor):
     # --- requests -------------------------------------------------------------------
 
     def _on_request(self, conn: _Conn, obj: dict[str, Any]) -> None:
-        parsed = parse_request(obj, now_ms=_now_ms(), window_ms=self.window_ms,
+        parsed = parse_request(obj, now_ms=now_ms(), window_ms=self.window_ms,
                                venues=self.venues, default_venue=self.default_venue)
         if isinstance(parsed, Refusal):
             self._refuse_unparsed(conn, obj, parsed)
             return
         if parsed.type == "PING":
-            self._send(conn, _echo(parsed, {"type": "PONG", "engine_ts": _now_ms(),
+            self._send(conn, _echo(parsed, {"type": "PONG", "engine_ts": now_ms(),
                                             "trading_state": self.trading_state}))
             return
         if conn.in_flight >= self.max_in_flight:
@@ -454,10 +455,10 @@ class IpcGateway(TitanActor):
             self._on_execution(msg)
         elif isinstance(msg, PlaceOrder | CancelByNats):
             if isinstance(msg, PlaceOrder):
-                target, req = ("place", msg.corr), Request("PREPARE", msg.intent.signal_id, _now_ms(), None,
+                target, req = ("place", msg.corr), Request("PREPARE", msg.intent.signal_id, now_ms(), None,
                                                              msg.intent)
             else:
-                target, req = ("nats", msg.corr), Request("CANCEL", msg.signal_id, _now_ms(), None)
+                target, req = ("nats", msg.corr), Request("CANCEL", msg.signal_id, now_ms(), None)
             if self.server is None:  # not ready to take an order yet: nothing is done, resend
                 self._deliver(target, req, _rejected("BUSY", "the engine is starting; resend"))
             elif self.nats_in_flight >= self.max_in_flight:
@@ -519,7 +520,7 @@ class IpcGateway(TitanActor):
             self._submit(("nats", corr), confirm)
             return
         reply.pop("req_id", None)
-        reply["ts"] = _now_ms()
+        reply["ts"] = now_ms()
         self.tell("nats", CommandReply(corr, reply))
 
     def _settle_unfinal(self, key: tuple[str, str], code: str, reason: str) -> None:
@@ -574,7 +575,7 @@ class IpcGateway(TitanActor):
 
     def _persist(self, key: tuple[str, str], reply: dict[str, Any]) -> None:
         body = {k: v for k, v in reply.items() if k not in ("req_id", "ts", "duplicate")}
-        now = _now_ms()
+        now = now_ms()
         reply_key = _reply_key(key)
         self.store.write_batch([(reply_key, orjson.dumps({**body, "stored_at": now})),
                                 self.retention.index(now, [reply_key])])
@@ -595,9 +596,6 @@ def _refuse(sock: socket.socket, frame: bytes) -> None:
             sock.send(frame)
     sock.close()
 
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _reply_key(key: tuple[str, str]) -> bytes:

@@ -66,6 +66,7 @@ from titan_actors.messages import (
     TreeStatusRequest,
 )
 from titan_actors.runtime.actor import TitanActor, count_boot
+from titan_actors.runtime.clock import now_ms
 from titan_actors.secret import read_nats_auth, read_secret, redact_url
 from titan_actors.wire import subjects
 from titan_actors.wire.commands import CommandError, ReplayGuard, verify_command
@@ -120,9 +121,6 @@ def connect_options(config: dict[str, Any]) -> dict[str, Any]:
         opts["tls"] = ctx
     return opts
 
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class NatsBridge(TitanActor):
@@ -349,7 +347,7 @@ class NatsBridge(TitanActor):
             if self.inflight and self.publisher is not None:
                 self.aio.loop.call_soon_threadsafe(self.publisher.sweep)  # answers lost in a reconnect
             self._publish_unsent()
-        forgotten = self.nonces.expired(_now_ms())
+        forgotten = self.nonces.expired(now_ms())
         if forgotten:
             self.store.write_batch((), deletes=[_NONCE + n.encode() for n in forgotten])
         for corr, (_reply_to, deadline) in list(self.waiting.items()):
@@ -370,7 +368,7 @@ class NatsBridge(TitanActor):
         corr = uuid.uuid4().hex
         self.waiting[corr] = (reply_to, time.monotonic() + _COMMAND_TIMEOUT_S)
         operator = subject.startswith(subjects.OPERATOR_PREFIX)
-        command = verify_command(subject, body, headers, now_ms=_now_ms(), window_ms=self.window_ms,
+        command = verify_command(subject, body, headers, now_ms=now_ms(), window_ms=self.window_ms,
                                  secret=self.operator_secret if operator else self.secret)
         if isinstance(command, CommandError):
             self.counts["refused"] += 1
@@ -444,7 +442,7 @@ class NatsBridge(TitanActor):
 
     async def _on_quote_msg(self, msg: Any) -> None:
         try:
-            quote = quote_of(msg.subject, msg.data, _now_ms())
+            quote = quote_of(msg.subject, msg.data, now_ms())
             if quote.symbol not in self.known_symbols:  # bounded: no state for markets we do not trade
                 raise ValueError("not a symbol of any configured venue")
         except ValueError as exc:
@@ -485,7 +483,7 @@ class NatsBridge(TitanActor):
             "boots": self.boots, "url": redact_url(self.config["url"]), "connected": self.connected,
             "connects": self.connects, "last_error": self.last_error,
             "outbox_depth": len(self.unsent), "spilled": self.spilled,
-            "oldest_unsent_ms": _now_ms() - oldest if oldest is not None else None,
+            "oldest_unsent_ms": now_ms() - oldest if oldest is not None else None,
             "stream": self.stream, "quotes_dropped": self.quotes_dropped, "last_dropped": self.last_dropped,
             **self.counts,
         }

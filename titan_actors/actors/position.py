@@ -38,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from titan_actors.domain.orders import FINAL_STATUSES
 from titan_actors.domain.positions import ClosedTrade, Position, apply_fill, unrealised_pnl
 from titan_actors.messages import (
     ExecutionReport,
@@ -54,7 +55,8 @@ from titan_actors.wire import subjects
 
 __all__ = ["PositionActor"]
 
-_FINAL = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED", "CLOSED_AT_VENUE"})
+# An order the venue no longer has (reconciliation) counts as final too.
+_FINAL = FINAL_STATUSES | {"CLOSED_AT_VENUE"}
 _RECONCILE = "position:reconcile"
 _RETRY_S = 0.5
 _SNAPSHOT_TICK = "position:snapshot"

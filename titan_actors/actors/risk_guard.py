@@ -39,11 +39,11 @@ from titan_actors.domain.risk_rules import (
     OrderView,
     Policy,
     PolicyError,
-    TokenBucket,
     check_order,
     policy_from_config,
     reduces_position,
 )
+from titan_actors.domain.throttle import TokenBucket
 from titan_actors.domain.trading_state import STATES, effective_state, valid_scope
 from titan_actors.messages import (
     CheckOrder,
@@ -65,6 +65,7 @@ from titan_actors.messages import (
     VenueHealth,
 )
 from titan_actors.runtime.actor import TitanActor, count_boot
+from titan_actors.runtime.clock import now_ms
 from titan_actors.runtime.trace import trace
 from titan_actors.wire import subjects
 
@@ -81,9 +82,6 @@ _RESERVATION_GRACE_MS = 5_000
 
 _MAX_STRATEGY_BUCKETS = 10_000
 
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class RiskGuard(TitanActor):
@@ -224,7 +222,7 @@ class RiskGuard(TitanActor):
 
     def _stale(self, quote: PriceUpdate) -> bool:
         limit = self.policy.max_price_age_ms
-        return bool(limit) and _now_ms() - quote.ts > limit
+        return bool(limit) and now_ms() - quote.ts > limit
 
     def _reference(self, symbol: str, venue: str | None) -> float | None:
         if venue is not None:
@@ -264,7 +262,7 @@ class RiskGuard(TitanActor):
         # A reservation outlives its ttl only if its order may still reach the
         # venue: ask the adapter, which drops the ones it never sent (fail closed:
         # a confirmed order stays counted until a snapshot counts it).
-        now = _now_ms()
+        now = now_ms()
         stale: dict[str, list[str]] = {}
         for coid, r in self.reserved.items():
             if now > r["expires_at"] + _RESERVATION_GRACE_MS:
@@ -296,7 +294,7 @@ class RiskGuard(TitanActor):
             strategy_rate = bucket.available(now)
         quote = self.prices.get(order.symbol)
         return check_order(order, self.policy, exposure, market=quote.last if quote else None,
-                           market_age_ms=_now_ms() - quote.ts if quote else None,
+                           market_age_ms=now_ms() - quote.ts if quote else None,
                            reference=self._reference(order.symbol, order.venue), venue_rate=venue_rate,
                            strategy_rate=strategy_rate)
 
@@ -306,7 +304,7 @@ class RiskGuard(TitanActor):
         then the oldest."""
         if len(self.strategy_buckets) < _MAX_STRATEGY_BUCKETS:
             return
-        for key in [k for k, b in self.strategy_buckets.items() if b.available(now) >= b.rate]:
+        for key in [k for k, b in self.strategy_buckets.items() if b.available(now) >= b.burst]:
             del self.strategy_buckets[key]
         while len(self.strategy_buckets) >= _MAX_STRATEGY_BUCKETS:
             del self.strategy_buckets[next(iter(self.strategy_buckets))]
@@ -362,7 +360,7 @@ class RiskGuard(TitanActor):
             self.strategy_buckets[intent.strategy_id].take(now)
         coid = client_order_id(intent.signal_id)
         reservation = {"symbol": intent.symbol, "venue": intent.exchange, "side": intent.side,
-                       "qty": intent.quantity, "expires_at": _now_ms() + intent.ttl_ms}
+                       "qty": intent.quantity, "expires_at": now_ms() + intent.ttl_ms}
         self.reserved[coid] = reservation
         self.store.put(_RESERVED + coid.encode(), orjson.dumps(reservation))
         self.counts["approved"] += 1
@@ -462,5 +460,5 @@ class RiskGuard(TitanActor):
                 "states": dict(self.states), "rebuilding": self.rebuilding, "reserved": len(self.reserved),
                 "snapshots": {s: v.version for s, v in self.snapshots.items()},
                 "realised_today": self._realised_today(), "strategy_buckets": len(self.strategy_buckets),
-                "prices": {s: {"last": q.last, "age_ms": _now_ms() - q.ts} for s, q in self.prices.items()},
+                "prices": {s: {"last": q.last, "age_ms": now_ms() - q.ts} for s, q in self.prices.items()},
                 **self.counts}

@@ -32,7 +32,6 @@ the subclass in `ccxt_adapter`, which overrides the venue-facing hooks
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -77,17 +76,17 @@ from titan_actors.messages import (
     VenueStateRequest,
 )
 from titan_actors.runtime.actor import TitanActor, count_boot
+from titan_actors.runtime.clock import now_ms
 from titan_actors.runtime.retention import Retention
 from titan_actors.runtime.store import Store
+from titan_actors.venues.errors import DuplicateClientOrderId, VenueRejected
 from titan_actors.venues.paper import (
     OPEN_KEY,
     ORDER_KEY,
-    DuplicateOrder,
     PaperSettings,
     PaperVenue,
     VenueEvent,
     VenueOrder,
-    VenueRejected,
 )
 from titan_actors.wire import subjects
 
@@ -99,9 +98,6 @@ _TICK = "venue:tick"
 _TICK_S = 0.02
 GATEWAY = "gateway"
 
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class OrderJournal:
@@ -132,7 +128,7 @@ class OrderJournal:
                                                     (b"live:" + coid, None if order.final else b"")]
         if order.final:
             if self.live.pop(order.client_order_id, None) is not None or self.store.get(b"o:" + coid) is None:
-                writes.append(self.retention.index(order.updated_at or _now_ms(), [b"o:" + coid,
+                writes.append(self.retention.index(order.updated_at or now_ms(), [b"o:" + coid,
                                                                                    ORDER_KEY + coid]))
         else:
             self.live[order.client_order_id] = order
@@ -190,7 +186,7 @@ class VenueAdapter(TitanActor):
             "market": self.config.get("market", ""), "live_orders": len(self.journal.live), **self.counts,
             "held_exits": dict(list(self.held.items())[:100]),
             "in_flight": [{"client_order_id": o.client_order_id, "symbol": o.symbol, "status": o.status,
-                           "age_ms": _now_ms() - o.confirmed_at}
+                           "age_ms": now_ms() - o.confirmed_at}
                           for o in self.journal.live.values() if o.stage == "CONFIRMED"][:100],
         }
         if self.venue is not None:
@@ -240,7 +236,7 @@ class VenueAdapter(TitanActor):
             self.venue._save_account()
             self._commit([])
         elif isinstance(msg, PaperPlace) and self.venue is not None:
-            self.venue.submit(msg.spec, _now_ms())
+            self.venue.submit(msg.spec, now_ms())
             self._commit([])
         else:
             super().handle(msg, sender)
@@ -250,7 +246,7 @@ class VenueAdapter(TitanActor):
         coid = client_order_id(intent.signal_id)
         order = self.journal.get(coid)
         if order is None:
-            order, problem = self._normalise(order_from_intent(intent, coid, _now_ms()))
+            order, problem = self._normalise(order_from_intent(intent, coid, now_ms()))
             if problem:
                 self.tell("risk", OrderDropped(coid))  # release what the risk guard reserved
                 code = "VENUE_UNAVAILABLE" if self._unavailable_reason() else "INVALID"
@@ -275,7 +271,7 @@ class VenueAdapter(TitanActor):
         if busy:
             self.tell(msg.reply_to, CommandRefused(msg.signal_id, "CONFIRM", "BUSY", busy))
             return
-        order = confirm(order, _now_ms())
+        order = confirm(order, now_ms())
         self._commit([order], [(order, None)])  # journal (and its event) before the side effect
         self.crash_point("adapter.after_journal")
         self._send_to_venue(order, msg.reply_to)
@@ -288,8 +284,8 @@ class VenueAdapter(TitanActor):
             return refuse("UNKNOWN_SIGNAL", "signal_id: this signal was never prepared")
         if order.stage == "ABORTED":
             return refuse("ALREADY_FINAL", "the signal was aborted")
-        if order.stage == "PREPARED" and _now_ms() > order.expires_at:
-            self._commit([expire(order, _now_ms())])
+        if order.stage == "PREPARED" and now_ms() > order.expires_at:
+            self._commit([expire(order, now_ms())])
             self.tell("risk", OrderDropped(order.client_order_id))
             order = self.journal.get(order.client_order_id)
         if order is not None and order.stage == "EXPIRED":
@@ -328,7 +324,7 @@ class VenueAdapter(TitanActor):
         if gated is None:
             return
         order = gated
-        now = _now_ms()
+        now = now_ms()
         if self.venue_down:
             self._unreachable(order, reply_to, "the venue cannot be reached (simulated outage); not sent")
             return
@@ -336,7 +332,7 @@ class VenueAdapter(TitanActor):
         # written in one batch, so this is not a side effect beyond the store.
         try:
             events = self.venue.submit(_venue_spec(order), now)
-        except DuplicateOrder as dup:
+        except DuplicateClientOrderId as dup:
             events = [VenueEvent(dup.order)]  # already placed: adopt what the venue has
         except VenueRejected as exc:
             self.counts["rejected"] += 1
@@ -386,7 +382,7 @@ class VenueAdapter(TitanActor):
                          spot=self.config.get("market", "linear") == "spot")
 
     def _reject_unsent(self, order: Order, reply_to: str | None, code: str, reason: str) -> None:
-        rejected = with_status(order, "REJECTED", _now_ms(), reason=reason)
+        rejected = with_status(order, "REJECTED", now_ms(), reason=reason)
         self._commit([rejected], [(rejected, None)])
         if reply_to is not None:
             self.tell(reply_to, CommandRefused(order.signal_id, "CONFIRM", code, reason))
@@ -428,7 +424,7 @@ class VenueAdapter(TitanActor):
         """The venue's own figures for a symbol, for reconciliation. No answer
         while the venue cannot be reached: the position actor asks again."""
         if self.venue is None:
-            self.tell(asker, VenueState(self.venue_name, symbol, 0.0, 0.0, {}, _now_ms(), available=False))
+            self.tell(asker, VenueState(self.venue_name, symbol, 0.0, 0.0, {}, now_ms(), available=False))
             return
         if self.venue_down:
             return
@@ -439,12 +435,12 @@ class VenueAdapter(TitanActor):
         assert self.deliveries is not None
         dest = f"position:{symbol}"
         undelivered = sum(1 for d, _m in self.deliveries.pending.values() if d == dest)
-        self.tell(asker, VenueState(self.venue_name, symbol, qty, avg, orders, _now_ms(), undelivered))
+        self.tell(asker, VenueState(self.venue_name, symbol, qty, avg, orders, now_ms(), undelivered))
 
     def _unreachable(self, order: Order, reply_to: str | None, reason: str) -> None:
         """Not sent: answer VENUE_UNAVAILABLE and count it for the circuit breaker."""
         self.consecutive_errors += 1
-        rejected = with_status(order, "REJECTED", _now_ms(), reason=reason)
+        rejected = with_status(order, "REJECTED", now_ms(), reason=reason)
         self._commit([rejected], [(rejected, None)])
         if reply_to is not None:
             self.tell(reply_to, CommandRefused(order.signal_id, "CONFIRM", "VENUE_UNAVAILABLE", reason))
@@ -465,13 +461,13 @@ class VenueAdapter(TitanActor):
             if reply_to is not None:
                 self.tell(reply_to, OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
             self._after_changes(changes)
-        elif order.leg != "entry" or (_now_ms() - order.confirmed_at <= order.ttl_ms
+        elif order.leg != "entry" or (now_ms() - order.confirmed_at <= order.ttl_ms
                                        and not self._halted(order)):
             self._send_to_venue(order, reply_to)  # an exit protects a position: always (gated)
         else:
             reason = ("not sent: trading was halted before it could be sent" if self._halted(order)
                       else "not sent: the engine restarted before sending it and its ttl has passed")
-            rejected = with_status(order, "REJECTED", _now_ms(), reason=reason)
+            rejected = with_status(order, "REJECTED", now_ms(), reason=reason)
             self._commit([rejected], [(rejected, None)])
             if reply_to is not None:
                 self.tell(reply_to, CommandRefused(order.signal_id, "CONFIRM", "VENUE_REJECTED", reason))
@@ -503,7 +499,7 @@ class VenueAdapter(TitanActor):
             refuse("EXPIRED", f"the prepared order expired at {order.expires_at}")
         else:
             if order.stage == "PREPARED":
-                self._commit([abort(order, _now_ms())])
+                self._commit([abort(order, now_ms())])
                 self.tell("risk", OrderDropped(order.client_order_id))
             self.tell(msg.reply_to, OrderAborted(msg.signal_id))
 
@@ -525,7 +521,7 @@ class VenueAdapter(TitanActor):
     def _cancel_at_venue(self, order: Order, reply_to: str) -> None:
         assert self.venue is not None
         try:
-            events = self.venue.cancel(order.client_order_id, _now_ms())
+            events = self.venue.cancel(order.client_order_id, now_ms())
         except VenueRejected as exc:
             self.tell(reply_to, CommandRefused(order.signal_id, "CANCEL", "ALREADY_FINAL", exc.reason))
             return
@@ -538,12 +534,12 @@ class VenueAdapter(TitanActor):
     def _on_price(self, msg: PriceUpdate) -> None:
         if self.venue is not None:
             self._after_changes(self._apply(self.venue.on_quote(msg.symbol, msg.bid, msg.ask, msg.last,
-                                                                 _now_ms())))
+                                                                 now_ms())))
 
     def on_wakeup(self, payload: Any) -> None:
         if payload != _TICK:
             return
-        now = _now_ms()
+        now = now_ms()
         expired = [expire(o, now) for o in self.journal.live.values()
                    if o.stage == "PREPARED" and o.expires_at < now]
         if expired:
@@ -564,7 +560,7 @@ class VenueAdapter(TitanActor):
             if order is None:
                 log.error("venue %s: event for unknown order %s", self.venue_name, coid)
                 continue
-            order = with_status(order, event.order.status, _now_ms(), order_id=event.order.order_id,
+            order = with_status(order, event.order.status, now_ms(), order_id=event.order.order_id,
                                 reason=event.order.reason)
             if event.order.quantity < order.quantity:
                 order = replace(order, quantity=event.order.quantity)  # reduce-only clipped it
@@ -623,7 +619,7 @@ class VenueAdapter(TitanActor):
     # --- brackets ---------------------------------------------------------------------
 
     def _place_exits(self, entry: Order) -> None:
-        for exit_order in _exit_orders(entry, _now_ms()):
+        for exit_order in _exit_orders(entry, now_ms()):
             if self.journal.get(exit_order.client_order_id) is not None:
                 continue  # placed already
             self._commit([exit_order], [(exit_order, None)])
@@ -638,7 +634,7 @@ class VenueAdapter(TitanActor):
         for order in [o for o in self.journal.live.values()
                       if o.signal_id == signal_id and o.leg != "entry" and o.status not in ("", "SUBMITTED")]:
             if order.client_order_id in self.venue.open:
-                self._after_changes(self._apply(self.venue.cancel(order.client_order_id, _now_ms())))
+                self._after_changes(self._apply(self.venue.cancel(order.client_order_id, now_ms())))
 
 
 _EVENT_TYPES = {"SUBMITTED": "OrderSubmitted", "ACCEPTED": "OrderAccepted",
@@ -664,7 +660,7 @@ def _execution_report(order: Order, last_fill: dict[str, Any] | None) -> Executi
         signal_id=order.signal_id, client_order_id=order.client_order_id, order_id=order.order_id,
         symbol=order.symbol, side=order.side, exchange=order.exchange, status=order.status,
         filled_qty=order.filled_qty, avg_price=order.avg_price, last_fill=last_fill, leg=order.leg,
-        strategy_id=order.strategy_id, phase=order.phase, ts=_now_ms(), quantity=order.quantity,
+        strategy_id=order.strategy_id, phase=order.phase, ts=now_ms(), quantity=order.quantity,
         price=order.price,
     )
 

@@ -19,7 +19,6 @@ __all__ = [
     "OrderView",
     "Policy",
     "PolicyError",
-    "TokenBucket",
     "Verdict",
     "check_order",
     "policy_from_config",
@@ -161,22 +160,6 @@ class Verdict:
     rule: str
     ok: bool
     reason: str = ""
-
-
-class TokenBucket:
-    """`rate` tokens a second, up to `rate` in store (one second of burst)."""
-
-    def __init__(self, rate: float, now: float) -> None:
-        self.rate = rate
-        self.tokens = rate
-        self.at = now
-
-    def available(self, now: float) -> float:
-        return min(self.rate, self.tokens + (now - self.at) * self.rate)
-
-    def take(self, now: float) -> None:
-        self.tokens = self.available(now) - 1
-        self.at = now
 
 
 def _judged_price(order: OrderView, policy: Policy, market: float | None,

@@ -48,6 +48,7 @@ from titan_actors.messages import (
     StatusReply,
     StatusRequest,
 )
+from titan_actors.runtime.clock import now_ms
 from titan_actors.runtime.outbox import Deliveries, Outbox
 from titan_actors.runtime.retention import Retention
 from titan_actors.runtime.store import Store
@@ -237,7 +238,7 @@ class TitanActor:
         elif payload == _RETIRE_TICK:
             more = False
             for retention in self._retentions:
-                more = retention.prune(time.time_ns() // 1_000_000) or more
+                more = retention.prune(now_ms()) or more
             self.after(_RETIRE_BACKLOG_S if more else _RETIRE_EVERY_S, _RETIRE_TICK)
         elif isinstance(payload, tuple) and payload and payload[0] == _RELAY_TIMEOUT:
             self._relay_timeout(payload[1])
@@ -329,7 +330,7 @@ class TitanActor:
         return self.deliveries
 
     def started_at_ms(self) -> int:
-        return time.time_ns() // 1_000_000 if not self.started_at else int(self.started_at * 1000)
+        return now_ms() if not self.started_at else int(self.started_at * 1000)
 
     def crash_point(self, name: str) -> None:
         """If a chaos test armed this point: SIGKILL this actor's worker here

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from titan_actors.messages import Deliver, PublishEvents
+from titan_actors.runtime.clock import now_ms
 from titan_actors.runtime.store import Store
 from titan_actors.wire.events import Event
 
@@ -134,7 +135,7 @@ class Outbox(_DurableQueue):
     def emit(self, subject: str, type_: str, symbol: str | None, data: dict[str, Any],
              ts: int | None = None) -> list[tuple[bytes, bytes]]:
         """Assign the next seq; returns the writes to commit with the fact."""
-        event = Event(subject=subject, type=type_, ts=ts or time.time_ns() // 1_000_000,
+        event = Event(subject=subject, type=type_, ts=ts or now_ms(),
                       source=self.source, seq=self.next_seq, symbol=symbol, data=data)
         return self._add(BRIDGE, event, event.to_json())
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from titan_actors.client import AsyncFastPathClient
+from titan_actors.runtime.clock import now_ms
 from titan_actors.tools.bench_lanes import percentile
 from titan_actors.wire.fastpath import FrameReader, decode_payload, encode_message, mac_ok
 
@@ -74,7 +75,7 @@ def _echo_server(path: str, secret: bytes, ready: Any) -> None:
                     continue
                 req = decode_payload(frame.payload)
                 reply = {"type": answer.get(req.get("type"), "PONG"), "signal_id": req.get("signal_id"),
-                         "req_id": req.get("req_id"), "ts": time.time_ns() // 1_000_000}
+                         "req_id": req.get("req_id"), "ts": now_ms()}
                 out += encode_message(secret, reply)
             sock.sendall(out)
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from titan_actors.client import ConnectionClosed, FastPathClient, FastPathError
+from titan_actors.runtime.clock import now_ms
 from titan_actors.secret import nats_client_url
 from titan_actors.tools.events_tail import read_stream
 from titan_actors.wire import subjects
@@ -192,7 +193,7 @@ def _nats_side(url_of: Any, secret: bytes, rng: random.Random, stop: threading.E
                     prices[symbol] = price * (1 + rng.uniform(-0.0005, 0.0005))
                     price = prices[symbol]
                     body = json.dumps({"symbol": symbol, "bid": price - 0.5, "ask": price + 0.5,
-                                       "last": price, "ts": int(time.time() * 1000)}).encode()
+                                       "last": price, "ts": now_ms()}).encode()
                     await nc.publish(f"titan.data.market.ticker.v1.{symbol}", body)
                 if n % 5 == 0:
                     signal_id = f"chaos-nats-{n}"

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from titan_actors.venues.errors import DuplicateClientOrderId, VenueError, VenueRejected, VenueUnknownOutcome
+
 __all__ = [
     "TRADES_PAGE",
     "CcxtVenue",
@@ -86,24 +88,6 @@ def replace_host(urls: Any, base_url: str) -> Any:
     if not isinstance(urls, str):
         return urls
     return base_url.rstrip("/") + urlsplit(urls).path
-
-
-class VenueError(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class VenueRejected(VenueError):
-    """The venue refused: the order is not placed."""
-
-
-class VenueUnknownOutcome(VenueError):
-    """No answer we can trust: the order may be placed. Look it up."""
-
-
-class DuplicateClientOrderId(VenueError):
-    """The venue already has an order with this client order id."""
 
 
 def classify(exc: BaseException) -> VenueError:

@@ -24,7 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PRIORITY", "PUBLISHED_LIMITS", "Pacer", "Request", "TokenBucket", "default_rate"]
+from titan_actors.domain.throttle import TokenBucket
+
+__all__ = ["PRIORITY", "PUBLISHED_LIMITS", "Pacer", "Request", "default_rate"]
 
 #: Requests per second each exchange publishes for an account's order and
 #: query endpoints (the lowest of its documented per-second limits).
@@ -36,28 +38,6 @@ AGE_S = 2.0
 def default_rate(exchange: str) -> float:
     """80 % of the venue's published limit."""
     return PUBLISHED_LIMITS.get(exchange, 10.0) * 0.8
-
-
-class TokenBucket:
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate, self.burst = rate, max(burst, 1.0)
-        self.tokens, self.at = self.burst, now
-
-    def _refill(self, now: float) -> None:
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-
-    def take(self, now: float) -> bool:
-        self._refill(now)
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
-
-    def headroom(self, now: float) -> float:
-        """Tokens available now (requests that could start at once)."""
-        self._refill(now)
-        return self.tokens
 
 
 @dataclass(slots=True)
@@ -74,7 +54,7 @@ class Request:
 class Pacer:
     def __init__(self, *, rate: float, published: float, max_wait_s: float, now: float) -> None:
         self.published = published
-        self.bucket = TokenBucket(rate, published - rate - 1, now)
+        self.bucket = TokenBucket(rate, now, burst=published - rate - 1)
         self.max_wait_s = max_wait_s
         self.queue: list[Request] = []
         self.busy_keys: set[str] = set()

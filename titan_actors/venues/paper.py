@@ -18,7 +18,7 @@ it as against a real exchange. It behaves like one:
 - stop orders (bracket stop-losses) rest until the last price reaches the
   trigger, then fill as market orders;
 - a repeated client order id is refused with the order that has it
-  (`DuplicateOrder`), like Bybit 110072 / Binance -4116.
+  (`DuplicateClientOrderId`), like Bybit 110072 / Binance -4116.
 
 State changes are collected as store writes (`drain_writes()`), so the
 adapter commits them atomically with its own journal. Pure otherwise: the
@@ -34,31 +34,15 @@ from typing import Any
 import orjson
 
 from titan_actors.domain.ids import trade_id
-from titan_actors.domain.orders import Fill
+from titan_actors.domain.orders import FINAL_STATUSES, Fill
+from titan_actors.venues.errors import DuplicateClientOrderId, VenueRejected
 
-__all__ = ["DuplicateOrder", "PaperSettings", "PaperVenue", "VenueEvent", "VenueOrder", "VenueRejected"]
+__all__ = ["PaperSettings", "PaperVenue", "VenueEvent", "VenueOrder"]
 
 _EPS = 1e-12
 ORDER_KEY = b"paper:o:"
 OPEN_KEY = b"paper:open:"
 ACCOUNT_KEY = b"paper:account"
-FINAL = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED"})
-
-
-class VenueRejected(Exception):
-    """The venue refused the order; `reason` is its message."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class DuplicateOrder(Exception):
-    """An order with this client order id exists already: `order`."""
-
-    def __init__(self, order: VenueOrder) -> None:
-        super().__init__(f"client order id {order.client_order_id} is already used")
-        self.order = order
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +123,7 @@ class PaperVenue:
     def _save(self, order: VenueOrder) -> None:
         coid = order.client_order_id.encode()
         self._writes[ORDER_KEY + coid] = orjson.dumps(order)
-        if order.status in FINAL:
+        if order.status in FINAL_STATUSES:
             self.open.pop(order.client_order_id, None)
             self.recent[order.client_order_id] = order
             if len(self.recent) > 10_000:
@@ -173,7 +157,8 @@ class PaperVenue:
         order_type, price, trigger_price, time_in_force, reduce_only."""
         existing = self.find(spec["client_order_id"])
         if existing is not None:
-            raise DuplicateOrder(existing)
+            raise DuplicateClientOrderId(f"client order id {existing.client_order_id} is already used",
+                                         existing)
         symbol = spec["symbol"]
         if symbol not in self.quotes:
             raise VenueRejected(f"no price for {symbol}: no market data and no reference price")
@@ -272,7 +257,7 @@ class PaperVenue:
             price = min(price, order.price) if order.side == "buy" else max(price, order.price)
         events = self._fill(order, price, "taker", now_ms)
         order = events[-1].order if events else order
-        if expire_rest and order.status not in FINAL:
+        if expire_rest and order.status not in FINAL_STATUSES:
             events.append(self._close(order, "EXPIRED", now_ms, "rest of an immediate order expired"))
         return events
 

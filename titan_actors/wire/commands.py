@@ -16,13 +16,13 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from titan_actors.runtime.clock import now_ms
 from titan_actors.wire.fastpath import duplicate_key
 
 __all__ = [
@@ -56,7 +56,7 @@ def sign_command(secret: bytes, subject: str, body: bytes) -> str:
 def signed_command(secret: bytes, subject: str, fields: Mapping[str, Any], *, ts: int | None = None,
                    nonce: str | None = None) -> tuple[bytes, dict[str, str]]:
     """Body and headers of a command, as any client would build them."""
-    body = orjson.dumps({**fields, "ts": time.time_ns() // 1_000_000 if ts is None else ts,
+    body = orjson.dumps({**fields, "ts": now_ms() if ts is None else ts,
                          "nonce": secrets.token_hex(12) if nonce is None else nonce})
     return body, {SIGNATURE_HEADER: sign_command(secret, subject, body)}
 
