@@ -94,3 +94,23 @@ def test_orders_queued_for_the_exchange_when_a_halt_comes_are_never_sent(tmp_pat
         assert venue.detail()["halted_at_send"] == len(halted)
     finally:
         venue.stop()
+
+
+def test_an_exchange_venue_holds_exits_during_a_halt_and_sends_them_on_resume(tmp_path: Path) -> None:
+    venue = Venue(tmp_path, "bybit-linear").start()
+    engine = venue.engine
+    try:
+        with engine.client(timeout=10) as client:
+            assert client.prepare("xh-1", "BTCUSDT", "buy", 0.01, "limit", price=50000.0,
+                                  take_profits=[55000.0])["type"] == "PREPARED"
+            assert client.confirm("xh-1")["type"] == "ACCEPTED"
+        (entry_id,) = list(venue.fake.orders)
+        _state(engine, "HALTED", "symbol:BTCUSDT")
+        venue.fake.fill(entry_id, 0.01)
+        wait_for(lambda: len(venue.detail().get("held_exits", {})) == 1, 10, 0.05, "the exit held")
+        assert list(venue.fake.orders) == [entry_id], "no exit reached the exchange during the halt"
+        _state(engine, "ACTIVE", "symbol:BTCUSDT")
+        wait_for(lambda: len(venue.fake.orders) == 2, 10, 0.05, "the exit sent")
+        assert venue.detail()["held_exits"] == {}
+    finally:
+        venue.stop()

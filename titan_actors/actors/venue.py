@@ -152,7 +152,7 @@ class VenueAdapter(TitanActor):
         self.venue: PaperVenue | None = None
         self.counts = {"staged": 0, "submitted": 0, "rejected": 0, "fills": 0, "halted_at_send": 0}
         # Exits kept back by a halt (client order id → why), sent when the state allows.
-        self.held: dict[str, str] = {}
+        self.held_exits: dict[str, str] = {}
         self.venue = self._open_venue()
         # Orders journaled but never answered are resolved once the trading
         # states are known (a halt set meanwhile forbids sending them).
@@ -184,7 +184,7 @@ class VenueAdapter(TitanActor):
             "boots": self.boots, "venue": self.venue_name, "exchange": self.exchange,
             "down": self.venue_down, "consecutive_errors": self.consecutive_errors,
             "market": self.config.get("market", ""), "live_orders": len(self.journal.live), **self.counts,
-            "held_exits": dict(list(self.held.items())[:100]),
+            "held_exits": dict(list(self.held_exits.items())[:100]),
             "in_flight": [{"client_order_id": o.client_order_id, "symbol": o.symbol, "status": o.status,
                            "age_ms": now_ms() - o.confirmed_at}
                           for o in self.journal.live.values() if o.stage == "CONFIRMED"][:100],
@@ -360,16 +360,16 @@ class VenueAdapter(TitanActor):
         gate = self._gate_of(order)
         coid = order.client_order_id
         if gate.verdict == "send":
-            if self.held.pop(coid, None) is not None:
+            if self.held_exits.pop(coid, None) is not None:
                 log.warning("venue %s: sending the held exit %s", self.venue_name, coid)
             if gate.reduce_only and not order.reduce_only:
                 order = replace(order, reduce_only=True)
                 self._commit([order])  # the journal says what was sent
             return order
         if gate.verdict == "hold":
-            if coid not in self.held:
+            if coid not in self.held_exits:
                 log.warning("venue %s: holding the exit %s: %s", self.venue_name, coid, gate.reason)
-            self.held[coid] = gate.reason
+            self.held_exits[coid] = gate.reason
             return None
         self.counts["halted_at_send"] += 1
         code = "HALTED" if gate.verdict == "refuse" else "BUSY"
@@ -389,10 +389,10 @@ class VenueAdapter(TitanActor):
         self._report(rejected, None)
 
     def _release_held(self) -> None:
-        for coid in list(self.held):
+        for coid in list(self.held_exits):
             order = self.journal.get(coid)
             if order is None or order.status != "SUBMITTED" or order.order_id:
-                self.held.pop(coid, None)
+                self.held_exits.pop(coid, None)
             elif self._gate_of(order).verdict == "send" and not self._sending(coid):
                 self._send_to_venue(order, None)
 
