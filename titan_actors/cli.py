@@ -158,8 +158,12 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
     if cmd == "fault":
         fault = InjectFault(str(request.get("reason", "operator")), str(request.get("at", "")),
                             str(request.get("kill", "worker")))
+        if fault.at == "pause":  # answered once it holds its messages: nothing after this gets in
+            if engine.ask_role(str(request["role"]), fault, timeout=3.0) is None:
+                return {"ok": False, "error": f"{request['role']} did not say it paused"}
+            return {"ok": True}
         engine.tell_role(str(request["role"]), fault)
-        if fault.at and fault.at != "pause":  # a paused actor answers nothing
+        if fault.at:
             # Armed before we answer: thespian keeps the order of one sender's messages.
             engine.ask_role(str(request["role"]), StatusRequest(), timeout=3.0)
         return {"ok": True}

@@ -154,6 +154,8 @@ class TitanActor:
                 self._relay(msg, sender)
             case InjectFault(at="pause"):
                 self._held = self._held if self._held is not None else []
+                if sender is not None and not isinstance(sender, str):
+                    self.tell(sender, msg)  # paused now: what the operator's tool waits for
             case InjectFault(at="resume"):
                 held, self._held = self._held or [], None
                 for item in held:
