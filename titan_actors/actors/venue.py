@@ -184,7 +184,7 @@ class VenueAdapter(TitanActor):
             "boots": self.boots, "venue": self.venue_name, "exchange": self.exchange,
             "down": self.venue_down, "consecutive_errors": self.consecutive_errors,
             "market": self.config.get("market", ""), "live_orders": len(self.journal.live), **self.counts,
-            "held_exits": dict(list(self.held_exits.items())[:100]),
+            "held_exits": dict(list(self.held_exits.items())[:100]), "trading_states": self.states,
             "in_flight": [{"client_order_id": o.client_order_id, "symbol": o.symbol, "status": o.status,
                            "age_ms": now_ms() - o.confirmed_at}
                           for o in self.journal.live.values() if o.stage == "CONFIRMED"][:100],
