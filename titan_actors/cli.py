@@ -174,7 +174,7 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
         if not isinstance(reply, TradingStateSet):
             return {"ok": False, "error": "the risk guard did not answer; the state is not known to be set"}
         return {"ok": True, "trading_state": reply.trading_state, "scope": reply.scope,
-                "states": reply.states}
+                "states": reply.states, "unconfirmed": list(reply.unconfirmed)}
     if cmd == "risk_check":
         from titan_actors.domain.signals import Refusal, parse_intent
 
@@ -370,6 +370,10 @@ def cmd_trading_state(args: argparse.Namespace) -> int:
     reply = _ask(config.data_dir, request, f"{args.command} failed")
     reply.pop("ok", None)
     print(json.dumps(reply))
+    if reply.get("unconfirmed"):
+        late = ", ".join(reply["unconfirmed"])
+        print(f"titan: warning: set and persisted, but not yet confirmed by {late} "
+              "(each applies it before it sends anything after a restart)", file=sys.stderr)
     return 0
 
 

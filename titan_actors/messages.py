@@ -58,6 +58,7 @@ __all__ = [
     "StageOrder",
     "StartChild",
     "StartChildResult",
+    "StatesApplied",
     "StatusReply",
     "StatusRequest",
     "StopTree",
@@ -470,10 +471,16 @@ class SetTradingState:
 
 @dataclass(frozen=True, slots=True)
 class TradingStateSet:
+    """Risk guard → operator: the state is set, persisted, and applied by the
+    gateway and every venue adapter, except the `unconfirmed` roles, which did
+    not answer in time (they are told again when they restart, and send
+    nothing before they know the states)."""
+
     corr: str
     scope: str
     trading_state: str
     states: dict[str, str]
+    unconfirmed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,6 +492,17 @@ class TradingStates:
 
     states: dict[str, str]
     ready: bool = True
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StatesApplied:
+    """Gateway or venue adapter → risk guard: it now acts on the `TradingStates`
+    of this `version` (and every earlier one). A halt is acknowledged to the
+    operator only once every live one has said so."""
+
+    role: str
+    version: int
 
 
 @dataclass(frozen=True, slots=True)

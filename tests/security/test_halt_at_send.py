@@ -16,11 +16,31 @@ from titan_actors.domain.trading_state import send_gate
 
 
 def _state(engine: RunningEngine, mode: str, scope: str = "global", venue: str = "paper") -> None:
-    engine.control({"cmd": "trading_state", "mode": mode, "scope": scope, "reason": "test", "operator": "t"})
-    # Under `isolated` the state reaches the adapter a lane hop after the
-    # acknowledgement (the closing note of issue 15 says what is proposed).
-    wait_for(lambda: (engine.venue(venue)["trading_states"] or {}).get(scope, "ACTIVE") == mode, 5, 0.01,
-             "the adapter knows the state")
+    """Set a state; the adapter must know it by the time the acknowledgement
+    arrives (under `isolated` it is a lane hop away from the risk guard)."""
+    reply = engine.control({"cmd": "trading_state", "mode": mode, "scope": scope, "reason": "test",
+                            "operator": "t"})
+    assert reply["unconfirmed"] == []
+    assert (engine.venue(venue)["trading_states"] or {}).get(scope, "ACTIVE") == mode
+
+
+def test_a_halt_is_acknowledged_once_the_adapters_apply_it(engine: RunningEngine) -> None:
+    for _ in range(5):  # a race lost once in a few tries without the wait
+        _state(engine, "HALTED", "venue:paper")
+        _state(engine, "ACTIVE", "venue:paper")
+
+
+def test_a_halt_names_the_adapter_that_did_not_apply_it_in_time(engine: RunningEngine) -> None:
+    engine.pause("venue:paper")
+    try:
+        reply = engine.control({"cmd": "trading_state", "mode": "HALTED", "scope": "global", "reason": "test",
+                                "operator": "t"})
+        assert reply["trading_state"] == "HALTED"
+        assert reply["unconfirmed"] == ["venue:paper"]
+    finally:
+        engine.resume("venue:paper")
+    wait_for(lambda: (engine.venue()["trading_states"] or {}).get("global") == "HALTED", 5, 0.05,
+             "the adapter applies the halt once it runs again")
 
 
 @pytest.mark.parametrize(("states", "kind", "verdict", "reduce_only"), [

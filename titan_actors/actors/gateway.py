@@ -62,6 +62,7 @@ from titan_actors.messages import (
     OrderCanceled,
     OrderPrepared,
     PlaceOrder,
+    StatesApplied,
     SubmitOrder,
     TradingStates,
 )
@@ -472,6 +473,7 @@ class IpcGateway(TitanActor):
             self.trading_state = msg.states.get("global", "ACTIVE")
             if msg.ready and self.server is None:
                 self.server = bind_unix_socket(self.path)
+            self.tell("risk", StatesApplied(self.role, msg.version))
         else:
             super().handle(msg, sender)
 

@@ -270,7 +270,7 @@ class NatsBridge(TitanActor):
             self._respond(msg.corr, msg.reply)
         elif isinstance(msg, TradingStateSet):
             self._respond(msg.corr, {"trading_state": msg.trading_state, "scope": msg.scope,
-                                     "states": msg.states})
+                                     "states": msg.states, "unconfirmed": list(msg.unconfirmed)})
         elif isinstance(msg, TreeStatus):
             self._respond(msg.req_id, _status_reply(msg))
         else:

@@ -60,6 +60,7 @@ from titan_actors.messages import (
     SetTradingState,
     SnapshotRequest,
     StageOrder,
+    StatesApplied,
     TradingStates,
     TradingStateSet,
     VenueHealth,
@@ -78,6 +79,8 @@ _REBUILD_S = 2.0
 _TICK = "risk:tick"
 _TICK_S = 0.5
 _RESERVATION_GRACE_MS = 5_000
+_APPLY = "risk:apply"
+_APPLY_TIMEOUT_S = 2.0  # under the CLI's and the NATS bridge's 5 s: the operator hears why
 
 
 _MAX_STRATEGY_BUCKETS = 10_000
@@ -108,6 +111,11 @@ class RiskGuard(TitanActor):
         self.awaiting: set[str] = set()
         self.venues: dict[str, list[str]] = self.config.get("venues", {})
         self._gateway_told_ready = 0  # the gateway incarnation that heard `ready`
+        # Versions grow across restarts of this actor (CLOCK_MONOTONIC is
+        # system-wide), so an answer to an earlier incarnation never matches.
+        self.states_version = time.monotonic_ns()
+        self.applied: dict[str, int] = {}  # role -> latest version it applied
+        self.acks: list[tuple[int, float, Any, TradingStateSet]] = []  # waiting for `StatesApplied`
         self.after(_TICK_S, _TICK)
 
     def _load_policy(self) -> tuple[Policy, dict[str, Any]]:
@@ -132,7 +140,7 @@ class RiskGuard(TitanActor):
             wants = peer.role == "gateway" or peer.role.startswith("venue:")
             if wants and told.get(peer.role) != peer.cell:
                 told[peer.role] = peer.cell
-                self.tell(peer.role, TradingStates(dict(self.states), self.ready))
+                self.tell(peer.role, self._states_message())
         self._told = told
         if self.rebuilding:
             for peer in self.directory.peers:
@@ -159,7 +167,7 @@ class RiskGuard(TitanActor):
         gateway = self.directory.get("gateway")
         if gateway is not None and gateway.cell != self._gateway_told_ready and self.ready:
             self._gateway_told_ready = gateway.cell
-            self.tell("gateway", TradingStates(dict(self.states), True))
+            self.tell("gateway", self._states_message())
 
     @property
     def rebuilding(self) -> bool:
@@ -247,6 +255,9 @@ class RiskGuard(TitanActor):
                 self.prices[quote.symbol] = quote
         elif isinstance(msg, SetTradingState):
             self._set_state(msg, sender)
+        elif isinstance(msg, StatesApplied):
+            self.applied[msg.role] = max(msg.version, self.applied.get(msg.role, 0))
+            self._send_acks(timed_out=False)
         elif isinstance(msg, VenueHealth):
             self._on_venue_health(msg)
         elif isinstance(msg, EvaluateOrder):
@@ -257,6 +268,9 @@ class RiskGuard(TitanActor):
             super().handle(msg, sender)
 
     def on_wakeup(self, payload: Any) -> None:
+        if payload == _APPLY:
+            self._send_acks(timed_out=True)
+            return
         if payload != _TICK:
             return
         # A reservation outlives its ttl only if its order may still reach the
@@ -405,6 +419,12 @@ class RiskGuard(TitanActor):
     # --- trading states -----------------------------------------------------------------
 
     def _set_state(self, msg: SetTradingState, sender: Any) -> None:
+        """Set, persist (synced) and spread a state; acknowledge it once the
+        gateway and every venue adapter applied it (`StatesApplied`), so a
+        halt is in force wherever an order could still be sent when its
+        reply leaves. Peers that do not answer in `_APPLY_TIMEOUT_S` are named
+        in the reply's `unconfirmed` (a dead or restarting one sends nothing
+        before it hears the states)."""
         if msg.mode not in STATES or not valid_scope(msg.scope):
             current = self.states.get(msg.scope, "ACTIVE")  # refused: callers validate first
             refused = TradingStateSet(msg.corr, msg.scope, current, dict(self.states))
@@ -412,12 +432,40 @@ class RiskGuard(TitanActor):
             return
         if self.states.get(msg.scope, "ACTIVE") != msg.mode:  # a repeat changes nothing, reports nothing
             self._change_state(msg.scope, msg.mode, msg.reason, msg.operator)
+        else:
+            self._spread_states()  # a repeat may follow a change its peers have not applied yet
         # A halt is acknowledged only once it would survive a power loss (halts
         # are rare: a sync of their own, not the batch's).
         self.sync_stores()
         self.crash_point("risk.before_ack")
-        trace("halt_ack", scope=msg.scope, mode=msg.mode)
-        self.tell(sender, TradingStateSet(msg.corr, msg.scope, msg.mode, dict(self.states)))
+        reply = TradingStateSet(msg.corr, msg.scope, msg.mode, dict(self.states))
+        self.acks.append((self.states_version, time.monotonic() + _APPLY_TIMEOUT_S, sender, reply))
+        self.after(_APPLY_TIMEOUT_S, _APPLY)
+        self._send_acks(timed_out=False)
+
+    def _appliers(self) -> list[str]:
+        return [p.role for p in self.directory.peers if p.role == "gateway" or p.role.startswith("venue:")]
+
+    def _send_acks(self, *, timed_out: bool) -> None:
+        now = time.monotonic()
+        waiting = []
+        for version, deadline, sender, reply in self.acks:
+            behind = tuple(r for r in self._appliers() if self.applied.get(r, 0) < version)
+            if not behind or (timed_out and now >= deadline):
+                trace("halt_ack", scope=reply.scope, mode=reply.trading_state)
+                self.tell(sender, TradingStateSet(reply.corr, reply.scope, reply.trading_state, reply.states,
+                                                  behind))
+            else:
+                waiting.append((version, deadline, sender, reply))
+        self.acks = waiting
+
+    def _states_message(self) -> TradingStates:
+        return TradingStates(dict(self.states), self.ready, self.states_version)
+
+    def _spread_states(self) -> None:
+        self.states_version += 1
+        for role in self._appliers():
+            self.tell(role, self._states_message())
 
     def _change_state(self, scope: str, mode: str, reason: str, operator: str,
                       extra: list[tuple[bytes, bytes]] = ()) -> None:
@@ -434,9 +482,7 @@ class RiskGuard(TitanActor):
         })
         puts = [*event, *extra] + ([(key, mode.encode())] if mode != "ACTIVE" else [])
         self.store.write_batch(puts, [key] if mode == "ACTIVE" else [])  # before it is acknowledged
-        for peer in self.directory.peers:
-            if peer.role == "gateway" or peer.role.startswith("venue:"):
-                self.tell(peer.role, TradingStates(dict(self.states), self.ready))
+        self._spread_states()
 
     def _check_daily_loss(self) -> None:
         limit = self.policy.daily_loss_limit

@@ -67,6 +67,7 @@ from titan_actors.messages import (
     SetVenueOutage,
     StageOrder,
     StartChild,
+    StatesApplied,
     SubmitOrder,
     TradingStates,
     VenueHealth,
@@ -222,6 +223,7 @@ class VenueAdapter(TitanActor):
                 self._resolve_unanswered()
             self._gate_queued()
             self._release_held()
+            self.tell("risk", StatesApplied(self.role, msg.version))
         elif isinstance(msg, VenueStateRequest):
             self._venue_state(msg.symbol, sender)
         elif isinstance(msg, VenueOrdersRequest):
