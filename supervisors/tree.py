@@ -43,7 +43,8 @@ def position_spec(symbol: str, venues: dict[str, dict[str, Any]], interval_s: fl
 
 
 def reconcile_settings(venue: dict[str, Any]) -> dict[str, Any]:
-    return {"policy": venue["reconcile_policy"], "tolerance": venue["reconcile_tolerance"]}
+    return {"policy": venue["reconcile_policy"], "tolerance": venue["reconcile_tolerance"],
+            "spot": venue.get("market") == "spot"}
 
 
 _ACTOR_MODULES = [

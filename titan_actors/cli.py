@@ -14,7 +14,6 @@ usage or config, 1 for an engine that is not running or refused to start.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -50,11 +49,21 @@ class _Refused(Exception):
     """The running engine could not be asked, or refused: `main` prints it and exits non-zero."""
 
 
-def _ask(data_dir: Path, request: dict[str, Any], failed: str) -> dict[str, Any]:
+def _json(obj: Any, *, indent: bool = False) -> str:
+    """JSON for the terminal: exact numbers (a Decimal as written), optionally indented."""
+    import orjson
+
+    from titan_actors.domain.money import json_default
+
+    option = orjson.OPT_NON_STR_KEYS | (orjson.OPT_INDENT_2 if indent else 0)
+    return orjson.dumps(obj, default=json_default, option=option).decode()
+
+
+def _ask(data_dir: Path, request: dict[str, Any], failed: str, *, exact: bool = False) -> dict[str, Any]:
     """The engine's answer to one control request; `_Refused` naming what
     failed when no engine runs on `data_dir` or it refused."""
     try:
-        return control_request(data_dir, request)
+        return control_request(data_dir, request, exact=exact)
     except EngineNotRunning as exc:
         raise _Refused(str(exc)) from exc
     except ControlError as exc:
@@ -121,6 +130,7 @@ def _announce(engine: Any) -> None:
 
 
 def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[str, Any]:
+    from titan_actors.domain.money import to_decimal
     from titan_actors.messages import (
         EvaluateOrder,
         Evaluation,
@@ -202,7 +212,8 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
     if cmd in ("paper_adjust", "paper_place"):
         venue = f"venue:{request.get('venue', 'paper')}"
         if cmd == "paper_adjust":
-            msg = PaperAdjust(str(request["symbol"]), float(request["qty"]), float(request["avg_price"]))
+            msg = PaperAdjust(str(request["symbol"]), to_decimal(request["qty"], field="qty"),
+                              to_decimal(request["avg_price"], field="avg_price"))
         else:
             msg = PaperPlace(dict(request["spec"]))
         engine.tell_role(venue, msg)
@@ -218,8 +229,8 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
         engine.ask_role(f"venue:{request.get('venue', 'paper')}", StatusRequest(), timeout=3.0)
         return {"ok": True}
     if cmd == "price":
-        quote = PriceUpdate(str(request["symbol"]), float(request["bid"]), float(request["ask"]),
-                            float(request["last"]), now_ms())
+        bid, ask, last = (to_decimal(request[k], field=k) for k in ("bid", "ask", "last"))
+        quote = PriceUpdate(str(request["symbol"]), bid, ask, last, now_ms())
         engine.tell_role(f"venue:{request.get('venue', 'paper')}", quote)
         return {"ok": True}
     return {"ok": False, "error": f"unknown command {cmd!r}"}
@@ -266,7 +277,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     reply = _ask(config.data_dir, {"cmd": "status"}, "status failed")
     reply.pop("ok", None)
     if args.json:
-        print(json.dumps(reply, indent=2))
+        print(_json(reply, indent=True))
         return 0
     print(f"engine {reply['engine_id']}  state {reply['state']}  pid {reply['pid']}  "
           f"NATS {reply['nats_url']}")
@@ -329,7 +340,7 @@ def cmd_bench_lanes(args: argparse.Namespace) -> int:
 
     results = bench_lanes(lane_count=args.count, thespian_count=args.thespian_count, rtt=args.rtt)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(_json(results, indent=True))
     else:
         print(format_lanes(results))
     return 0
@@ -351,7 +362,7 @@ def cmd_bench_fastpath(args: argparse.Namespace) -> int:
     result = run_fastpath_bench(rate=rate, duration=args.duration, connections=args.connections,
                                 socket_path=socket_path, secret=secret, data_dir=args.data_dir,
                                 profile=args.profile, fsync=args.fsync == "on")
-    print(json.dumps(result, indent=2) if args.json else format_fastpath(result))
+    print(_json(result, indent=True) if args.json else format_fastpath(result))
     return 0
 
 
@@ -369,7 +380,7 @@ def cmd_trading_state(args: argparse.Namespace) -> int:
                "operator": args.operator}
     reply = _ask(config.data_dir, request, f"{args.command} failed")
     reply.pop("ok", None)
-    print(json.dumps(reply))
+    print(_json(reply))
     if reply.get("unconfirmed"):
         late = ", ".join(reply["unconfirmed"])
         print(f"titan: warning: set and persisted, but not yet confirmed by {late} "
@@ -419,9 +430,9 @@ def cmd_risk_check(args: argparse.Namespace) -> int:
     reply = _ask(config.data_dir, {"cmd": "risk_check", "order": order}, "risk check")
     if args.json:
         reply.pop("ok", None)
-        print(json.dumps(reply, indent=2))
+        print(_json(reply, indent=True))
         return 0
-    print(f"trading state {reply['state']}; exposure {json.dumps(reply['exposure'])}")
+    print(f"trading state {reply['state']}; exposure {_json(reply['exposure'])}")
     for verdict in reply["verdicts"]:
         mark = "PASS" if verdict["ok"] else "FAIL"
         print(f"{mark}  {verdict['rule']:<24} {verdict['reason']}")
@@ -431,13 +442,14 @@ def cmd_risk_check(args: argparse.Namespace) -> int:
 def cmd_risk_reload(args: argparse.Namespace) -> int:
     config = _config(args)
     reply = _ask(config.data_dir, {"cmd": "risk_reload"}, "risk reload refused, the old policy stays")
-    print(json.dumps(reply["policy"], indent=2))
+    print(_json(reply["policy"], indent=True))
     return 0
 
 
 def _actors(args: argparse.Namespace, prefix: str) -> list[dict[str, Any]]:
-    """The running engine's actors whose role starts with `prefix`."""
-    status = _ask(_config(args).data_dir, {"cmd": "status"}, "status failed")
+    """The running engine's actors whose role starts with `prefix`, their
+    quantities and prices exact (Decimals: printed as the engine has them)."""
+    status = _ask(_config(args).data_dir, {"cmd": "status"}, "status failed", exact=True)
     return [a for a in status["actors"] if a["role"].startswith(prefix)]
 
 
@@ -445,7 +457,7 @@ def cmd_venues(args: argparse.Namespace) -> int:
     actors = _actors(args, "venue:")
     rows = [_venue_row(a) for a in actors]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(_json(rows, indent=True))
         return 0
     print(f"{'VENUE':<12} {'EXCHANGE':<9} {'MARKET':<7} {'CONNECTION':<11} {'STREAM':<10} {'RATE/S':>7} "
           f"{'HEADROOM':>8} {'QUEUED':>6} {'IN FLIGHT':>9}  LAST ERROR")
@@ -479,7 +491,7 @@ def cmd_positions(args: argparse.Namespace) -> int:
              {**view, "reconciled": (a["detail"].get("reconciled") or {}).get(venue)})
             for a in actors for venue, view in a["detail"].get("venues", {}).items()]
     if args.json:
-        print(json.dumps([{"symbol": s, "venue": v, **view} for s, v, view in rows], indent=2))
+        print(_json([{"symbol": s, "venue": v, **view} for s, v, view in rows], indent=True))
         return 0
     print(f"{'SYMBOL':<10} {'VENUE':<10} {'QTY':>12} {'ENTRY':>12} {'REALISED':>12} {'UNREALISED':>12} "
           f"{'FEES':>10} {'OPEN':>5}  RECONCILED")
@@ -506,7 +518,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         return _fail(f"--roles: unknown {', '.join(unknown)} (known: {', '.join(DEFAULT_ROLES)})", EXIT_USAGE)
     result = run_chaos(duration=args.duration, rate=args.rate, kill_every_ms=args.kill_every, roles=roles,
                        seed=args.seed, profile=args.profile)
-    print(json.dumps(result.as_dict(), indent=2) if args.json else result.text(), flush=True)
+    print(_json(result.as_dict(), indent=True) if args.json else result.text(), flush=True)
     return 0 if result.ok else 1
 
 
@@ -536,11 +548,11 @@ def cmd_send(args: argparse.Namespace) -> int:
     try:
         with FastPathClient(config["ipc.socket"], secret, timeout=args.timeout) as client:
             reply = client.request(request)
-            print(json.dumps(reply), flush=True)
+            print(_json(reply), flush=True)
             deadline = time.monotonic() + (args.follow or 0)
             while time.monotonic() < deadline:
                 try:
-                    print(json.dumps(client.next_execution(deadline - time.monotonic())), flush=True)
+                    print(_json(client.next_execution(deadline - time.monotonic())), flush=True)
                 except TimeoutError:
                     break
     except (OSError, FastPathError, TimeoutError) as exc:

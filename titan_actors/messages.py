@@ -8,6 +8,7 @@ over thespian or over a FastLane and is handled the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "PriceUpdate",
     "PriceUpdates",
     "PublishEvents",
+    "ReconcileNow",
     "Relay",
     "RelayResult",
     "ReplacePolicy",
@@ -408,15 +410,15 @@ class ExecutionReport:
     side: str
     exchange: str
     status: str
-    filled_qty: float
-    avg_price: float
+    filled_qty: Decimal
+    avg_price: Decimal
     last_fill: dict[str, Any] | None
     leg: str = "entry"
     strategy_id: str | None = None
     phase: int | None = None
     ts: int = 0
-    quantity: float = 0.0
-    price: float | None = None
+    quantity: Decimal = Decimal(0)
+    price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,9 +426,9 @@ class PriceUpdate:
     """The latest quote of a symbol (market data)."""
 
     symbol: str
-    bid: float
-    ask: float
-    last: float
+    bid: Decimal
+    ask: Decimal
+    last: Decimal
     ts: int
 
 
@@ -559,7 +561,7 @@ class PositionSnapshot:
     version: int
     venues: dict[str, dict[str, Any]]
     accounted: tuple[str, ...]
-    realised_today: float
+    realised_today: Decimal
     day: str
     reconciled: dict[str, bool] = field(default_factory=dict)
     unavailable: tuple[str, ...] = ()
@@ -576,6 +578,17 @@ class OrderDropped:
     expired): release what was reserved for it."""
 
     client_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileNow:
+    """Adapter → position actor: the venue reported something about `symbol`
+    the adapter could not apply (a trade of no order it knows, a fill with no
+    quantity or price): compare with the venue now, not at the next interval."""
+
+    symbol: str
+    venue: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -649,8 +662,8 @@ class VenueState:
 
     venue: str
     symbol: str
-    qty: float
-    avg_price: float
+    qty: Decimal
+    avg_price: Decimal | None  # None: the venue gives none (a spot wallet)
     open_orders: dict[str, dict[str, Any]]
     ts: int
     undelivered: int = 0  # order updates for this symbol not yet acknowledged by its position actor
@@ -663,8 +676,8 @@ class PaperAdjust:
     engine's back, as a manual trade at the exchange would."""
 
     symbol: str
-    qty: float
-    avg_price: float
+    qty: Decimal
+    avg_price: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -685,4 +698,4 @@ class VenueOrdersRequest:
 class VenueOrders:
     venue: dict[str, dict[str, Any]]
     journal: dict[str, dict[str, Any]]
-    positions: dict[str, float]
+    positions: dict[str, Decimal]

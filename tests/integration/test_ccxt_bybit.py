@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 
@@ -43,18 +44,19 @@ def test_markets_map_exchange_symbols_with_their_precision_and_minimums(fake: Fa
     markets = _run(fake, lambda v: asyncio.sleep(0, v.markets))
     assert markets["BTCUSDT"].unified == "BTC/USDT:USDT"
     btc = markets["BTCUSDT"]
-    assert (btc.min_qty, btc.qty_step, btc.tick) == (0.001, 0.001, 0.1)
-    assert markets["ETHUSDT"].min_qty == 0.01
+    assert (btc.instrument.min_qty, btc.instrument.qty_step, btc.instrument.tick) == (
+        Decimal("0.001"), Decimal("0.001"), Decimal("0.1"))
+    assert markets["ETHUSDT"].instrument.min_qty == Decimal("0.01")
 
 
 def test_create_fetch_cancel_carry_our_client_order_id_and_every_private_call_is_signed(
     fake: FakeBybit,
 ) -> None:
     async def body(v: CcxtVenue):
-        await v.create(client_order_id="tt-a", symbol="BTCUSDT", side="buy", quantity=0.01,
+        await v.create(client_order_id="tt-a", symbol="BTCUSDT", side="buy", quantity=Decimal("0.01"),
                        order_type="market")
-        await v.create(client_order_id="tt-b", symbol="BTCUSDT", side="sell", quantity=0.02,
-                       order_type="limit", price=70000.0, time_in_force="GTC")
+        await v.create(client_order_id="tt-b", symbol="BTCUSDT", side="sell", quantity=Decimal("0.02"),
+                       order_type="limit", price=Decimal("70000.0"), time_in_force="GTC")
         filled = await v.fetch_by_client_id(client_order_id="tt-a", symbol="BTCUSDT")
         resting = [o["clientOrderId"] for o in await v.open_orders("BTCUSDT")]
         await v.cancel(client_order_id="tt-b", symbol="BTCUSDT")
@@ -63,10 +65,11 @@ def test_create_fetch_cancel_carry_our_client_order_id_and_every_private_call_is
             client_order_id="never", symbol="BTCUSDT")
 
     filled, resting, canceled, positions, missing = _run(fake, body)
-    assert (filled["clientOrderId"], filled["status"], filled["filled"]) == ("tt-a", "closed", 0.01)
+    assert (filled["clientOrderId"], filled["status"]) == ("tt-a", "closed")
+    assert filled["filled"] == Decimal("0.01")
     assert resting == ["tt-b"]
     assert canceled["status"] == "canceled"
-    assert positions == pytest.approx(0.01)
+    assert positions == Decimal("0.01")
     assert missing is None
     assert fake.orders["tt-a"].client_id == "tt-a", "the venue's own field holds our id"
     private = [r for r in fake.requests if r[1].startswith(("/v5/order", "/v5/position"))]
@@ -76,7 +79,7 @@ def test_create_fetch_cancel_carry_our_client_order_id_and_every_private_call_is
 
 def test_a_wrong_secret_is_refused_by_the_venues_signature_check(fake: FakeBybit) -> None:
     async def body(v: CcxtVenue):
-        await v.create(client_order_id="tt-x", symbol="BTCUSDT", side="buy", quantity=0.01,
+        await v.create(client_order_id="tt-x", symbol="BTCUSDT", side="buy", quantity=Decimal("0.01"),
                        order_type="market")
 
     with pytest.raises(VenueRejected, match="AuthenticationError"):
@@ -86,9 +89,9 @@ def test_a_wrong_secret_is_refused_by_the_venues_signature_check(fake: FakeBybit
 
 def test_a_repeated_client_order_id_is_recognised_as_already_placed(fake: FakeBybit) -> None:
     async def body(v: CcxtVenue):
-        await v.create(client_order_id="tt-d", symbol="BTCUSDT", side="buy", quantity=0.01,
+        await v.create(client_order_id="tt-d", symbol="BTCUSDT", side="buy", quantity=Decimal("0.01"),
                        order_type="market")
-        await v.create(client_order_id="tt-d", symbol="BTCUSDT", side="buy", quantity=0.01,
+        await v.create(client_order_id="tt-d", symbol="BTCUSDT", side="buy", quantity=Decimal("0.01"),
                        order_type="market")
 
     with pytest.raises(DuplicateClientOrderId):
@@ -104,11 +107,11 @@ def test_a_failed_call_is_an_unknown_outcome_and_the_lookup_tells_whether_it_was
 
     async def body(v: CcxtVenue):
         with pytest.raises(VenueUnknownOutcome):
-            await v.create(client_order_id="tt-u", symbol="BTCUSDT", side="buy", quantity=0.01,
+            await v.create(client_order_id="tt-u", symbol="BTCUSDT", side="buy", quantity=Decimal("0.01"),
                            order_type="market")
         found = await v.fetch_by_client_id(client_order_id="tt-u", symbol="BTCUSDT")
         if found is None:  # not placed: a resend is safe
-            await v.create(client_order_id="tt-u", symbol="BTCUSDT", side="buy", quantity=0.01,
+            await v.create(client_order_id="tt-u", symbol="BTCUSDT", side="buy", quantity=Decimal("0.01"),
                            order_type="market")
         return found
 

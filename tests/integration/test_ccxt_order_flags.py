@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -14,18 +15,22 @@ from tests.support.fake_exchange import FakeExchange
 from titan_actors.venues.ccxt_venue import CcxtVenue
 
 FLAGS = [
-    ("po", {"order_type": "limit", "price": 50000.0, "time_in_force": "PO"}, {"tif": "PO", "status": "new"}),
+    (
+        "po",
+        {"order_type": "limit", "price": Decimal("50000.0"), "time_in_force": "PO"},
+        {"tif": "PO", "status": "new"},
+    ),
     (
         "ioc",
-        {"order_type": "limit", "price": 50000.0, "time_in_force": "IOC"},
+        {"order_type": "limit", "price": Decimal("50000.0"), "time_in_force": "IOC"},
         {"tif": "IOC", "status": "canceled"},
     ),
     (
         "fok",
-        {"order_type": "limit", "price": 70000.0, "time_in_force": "FOK"},
+        {"order_type": "limit", "price": Decimal("70000.0"), "time_in_force": "FOK"},
         {"tif": "FOK", "status": "filled"},
     ),
-    ("gtc", {"order_type": "limit", "price": 50000.0}, {"tif": "GTC", "status": "new"}),
+    ("gtc", {"order_type": "limit", "price": Decimal("50000.0")}, {"tif": "GTC", "status": "new"}),
 ]
 
 
@@ -63,14 +68,14 @@ def test_post_only_ioc_fok_and_reduce_only_reach_the_venue_as_its_own_flags(case
     async def body(venue: CcxtVenue) -> None:
         for name, spec, _want in FLAGS:
             await venue.create(
-                client_order_id=f"f-{name}", symbol="BTCUSDT", side="buy", quantity=0.01, **spec
+                client_order_id=f"f-{name}", symbol="BTCUSDT", side="buy", quantity=Decimal("0.01"), **spec
             )
         if linear:
             await venue.create(
                 client_order_id="f-ro",
                 symbol="BTCUSDT",
                 side="sell",
-                quantity=0.01,
+                quantity=Decimal("0.01"),
                 order_type="market",
                 reduce_only=True,
             )

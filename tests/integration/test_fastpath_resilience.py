@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.engine import FAST_SUPERVISION, RunningEngine, wait_for
+from tests.support.engine import FAST_SUPERVISION, RunningEngine, titan_cmd, wait_for
+from tests.support.nats import read_stream
 from titan_actors.client import AsyncFastPathClient
+from titan_actors.wire import subjects
 from titan_actors.wire.fastpath import FrameReader, decode_payload, encode_frame, encode_message, mac_ok
 
 CODES_THAT_CLOSE = {"BAD_FRAME", "BAD_SIGNATURE"}
@@ -219,6 +222,35 @@ def test_a_resting_limit_fills_in_parts_as_the_market_moves_and_each_fill_is_pus
         assert fills[-1]["filled_qty"] == pytest.approx(1.0)
         wait_for(lambda: engine.actor("position:BTCUSDT")["detail"]["fills"] == 3, 3.0, 0.05,
                  "three fills at the position actor")
+    finally:
+        engine.stop()
+
+
+def test_three_fills_of_a_tenth_are_exactly_three_tenths_on_every_wire(tmp_path: Path) -> None:
+    """0.1 + 0.1 + 0.1 is 0.30000000000000004 in floats: the engine's numbers
+    are decimals, written as the shortest JSON number that equals them."""
+    config = FAST_SUPERVISION + "[venues.paper]\nexchange = 'paper'\nliquidity = 0.1\n"
+    engine = RunningEngine(tmp_path, config).start()
+    try:
+        with engine.client() as client:
+            client.prepare("tenth-1", "BTCUSDT", "buy", 0.3, "limit", price=59000.0)
+            assert client.confirm("tenth-1")["type"] == "ACCEPTED"
+            assert [client.next_execution(3)["status"] for _ in range(2)] == ["SUBMITTED", "ACCEPTED"]
+            for _ in range(3):
+                engine.control({"cmd": "price", "symbol": "BTCUSDT", "bid": 58900, "ask": 58950,
+                                "last": 58920})
+            fills = [client.next_execution(3) for _ in range(3)]
+        assert [f["filled_qty"] for f in fills] == [0.1, 0.2, 0.3]  # exactly: FastPath EXECUTION
+        wait_for(lambda: engine.actor("position:BTCUSDT")["detail"]["fills"] == 3, 3.0, 0.05,
+                 "three fills at the position actor")
+        out = subprocess.run(titan_cmd("positions", "--json", "--config", str(engine.config)), env=engine.env,
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        (row,) = [r for r in json.loads(out.stdout) if r["symbol"] == "BTCUSDT"]
+        assert row["qty"] == 0.3 and '"qty": 0.3,' in out.stdout  # titan positions --json
+        events = read_stream(engine.nats_url, subjects.report("BTCUSDT"))
+        assert [e["data"]["filled_qty"] for e in events if e["type"] == "OrderPartiallyFilled"
+                or e["type"] == "OrderFilled"] == [0.1, 0.2, 0.3]  # NATS events
     finally:
         engine.stop()
 

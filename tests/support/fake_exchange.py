@@ -27,6 +27,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -41,6 +42,12 @@ INSTRUMENTS = {
 }
 FEE_RATE = 0.00055
 OPEN = ("new", "partially_filled")
+
+
+def _exact(a: float, b: float = 0.0) -> float:
+    """`a + b` as an exchange computes it, in decimal (0.1 + 0.2 is 0.3): a
+    real venue reports its quantities as decimal strings, never float drift."""
+    return float(Decimal(repr(a)) + Decimal(repr(b)))
 
 
 class Duplicate(Exception):
@@ -73,7 +80,7 @@ class FakeOrder:
 
     @property
     def remaining(self) -> float:
-        return max(self.qty - self.filled, 0.0)
+        return max(float(Decimal(repr(self.qty)) - Decimal(repr(self.filled))), 0.0)
 
 
 @dataclass
@@ -112,6 +119,7 @@ class FakeExchange:
         self.api_key, self.secret = api_key, secret
         self.orders: dict[str, FakeOrder] = {}  # by client order id
         self.trades: list[FakeTrade] = []
+        self.deposits: dict[str, float] = {}  # spot coins in the wallet apart from trades
         self._last_trade_id = 10**12 + uuid.uuid4().int % 10**12
         self.calls: list[Call] = []
         self.bad_signatures = 0
@@ -192,16 +200,30 @@ class FakeExchange:
 
     def _fill(self, order: FakeOrder, qty: float, price: float, *, maker: bool) -> None:
         fee = qty * price * FEE_RATE
-        order.filled += qty
-        order.value += qty * price
-        order.fee += fee
-        order.status = "filled" if order.remaining <= 1e-12 else "partially_filled"
+        order.filled = _exact(order.filled, qty)
+        order.value = _exact(order.value, qty * price)
+        order.fee = _exact(order.fee, fee)
+        order.status = "filled" if order.remaining <= 0 else "partially_filled"
         order.updated = int(time.time() * 1000)
         self._last_trade_id += 1  # numeric and rising, as Binance's and MEXC's are
         trade_id = str(self._last_trade_id)
         self.trades.append(FakeTrade(trade_id, order, qty, price, fee, maker, order.updated))
         self._publish("trade", self.trades[-1])
         self._publish("order", order)
+
+    def bad_trade(self, client_id: str | None, qty: float | None, price: float,
+                  symbol: str = "BTCUSDT", side: str = "buy") -> None:
+        """A trade as a misbehaving venue reports it: no amount (`qty` None), a
+        zero quantity or price, or (`client_id` None) of an order nobody here
+        placed. It counts in the venue's position like any trade."""
+        with self.lock:
+            order = self.orders[client_id] if client_id else FakeOrder(
+                uuid.uuid4().hex, symbol, side, "limit", qty or 0.0, price, "GTC", False, status="filled")
+            self._last_trade_id += 1
+            now = int(time.time() * 1000)
+            trade = FakeTrade(str(self._last_trade_id), order, qty, price, 0.0, True, now)  # type: ignore[arg-type]
+            self.trades.append(trade)
+            self._publish("trade", trade)
 
     def cancel(self, *, client_id: str = "", order_id: str = "") -> FakeOrder | None:
         order = self.find(client_id=client_id, order_id=order_id)
@@ -238,17 +260,19 @@ class FakeExchange:
         return items[offset:end], (end if end < len(items) else None)
 
     def position(self, symbol: str) -> float:
-        return sum(
-            t.qty if t.order.side == "buy" else -t.qty for t in self.trades if t.order.symbol == symbol
-        )
+        return float(sum(
+            (Decimal(repr(t.qty)) * (1 if t.order.side == "buy" else -1) for t in self.trades
+             if t.order.symbol == symbol and t.qty is not None), Decimal(0)))
 
     def balance(self, coin: str) -> float:
         """Spot holdings: 100,000 USDT at the start, moved by every trade."""
         if coin == "USDT":
             return 100_000.0 - sum(
                 (t.qty * t.price if t.order.side == "buy" else -t.qty * t.price) + t.fee for t in self.trades
+                if t.qty is not None
             )
-        return sum(self.position(s) for s, i in INSTRUMENTS.items() if i["base"] == coin)
+        return self.deposits.get(coin, 0.0) + sum(
+            self.position(s) for s, i in INSTRUMENTS.items() if i["base"] == coin)
 
     # --- what a venue supplies ----------------------------------------------------------------
 

@@ -1,22 +1,30 @@
 from __future__ import annotations
 
+from decimal import Decimal as D
+
 import pytest
 
+from titan_actors.domain.money import to_decimal, to_decimal_or_none
 from titan_actors.venues.errors import DuplicateClientOrderId, VenueRejected
 from titan_actors.venues.paper import PaperSettings, PaperVenue
 
 
 def _venue(**settings) -> PaperVenue:
-    base = {"reference_prices": {"BTCUSDT": 100.0}, "taker_fee_bps": 10.0, "maker_fee_bps": 5.0}
-    return PaperVenue(PaperSettings(**{**base, **settings}))
+    base = {"reference_prices": {"BTCUSDT": D(100)}, "taker_fee_bps": D(10), "maker_fee_bps": D(5)}
+    exact = {k: v if k == "latency_ms" else to_decimal(v) for k, v in settings.items()}
+    return PaperVenue(PaperSettings(**{**base, **exact}))
 
 
 def _spec(coid: str, side: str = "buy", qty: float = 1.0, order_type: str = "market",
           price: float | None = None, tif: str = "GTC", reduce_only: bool = False,
           trigger: float | None = None) -> dict:
-    return {"client_order_id": coid, "symbol": "BTCUSDT", "side": side, "quantity": qty,
-            "order_type": order_type, "price": price, "trigger_price": trigger,
-            "time_in_force": tif, "reduce_only": reduce_only}
+    return {"client_order_id": coid, "symbol": "BTCUSDT", "side": side, "quantity": to_decimal(qty),
+            "order_type": order_type, "price": to_decimal_or_none(price),
+            "trigger_price": to_decimal_or_none(trigger), "time_in_force": tif, "reduce_only": reduce_only}
+
+
+def _quote(venue: PaperVenue, bid: float, ask: float, last: float, ts: int) -> list:
+    return venue.on_quote("BTCUSDT", to_decimal(bid), to_decimal(ask), to_decimal(last), ts)
 
 
 def test_a_market_order_fills_at_the_quote_with_slippage_and_a_taker_fee() -> None:
@@ -24,11 +32,11 @@ def test_a_market_order_fills_at_the_quote_with_slippage_and_a_taker_fee() -> No
     events = venue.submit(_spec("a", "buy", 2.0), 1)
     assert [e.order.status for e in events] == ["ACCEPTED", "FILLED"]
     fill = events[-1].fill
-    assert fill.price == pytest.approx(100.0 * 1.001)
-    assert fill.qty == 2.0 and fill.liquidity == "taker"
-    assert fill.fee == pytest.approx(2.0 * 100.1 * 10 / 1e4)
-    assert venue.position("BTCUSDT") == 2.0
-    assert venue.balance == pytest.approx(100_000 - fill.fee)
+    assert fill.price == D("100.1")
+    assert fill.qty == 2 and fill.liquidity == "taker"
+    assert fill.fee == D("0.2002")  # 2 * 100.1 * 10 bps, exactly
+    assert venue.position("BTCUSDT") == 2
+    assert venue.balance == D("99999.7998")
 
 
 def test_a_market_order_waits_for_the_latency() -> None:
@@ -44,15 +52,15 @@ def test_a_resting_limit_fills_as_maker_in_parts_when_the_price_crosses() -> Non
     venue = _venue(liquidity=0.4)
     events = venue.submit(_spec("a", "buy", 1.0, "limit", 95.0), 1)
     assert [e.order.status for e in events] == ["ACCEPTED"]
-    assert venue.on_quote("BTCUSDT", 96.0, 96.5, 96.2, 2) == []
-    first = venue.on_quote("BTCUSDT", 94.0, 94.5, 94.2, 3)
+    assert _quote(venue, 96.0, 96.5, 96.2, 2) == []
+    first = _quote(venue, 94.0, 94.5, 94.2, 3)
     assert [(e.order.status, e.fill.qty, e.fill.price, e.fill.liquidity) for e in first] == [
-        ("PARTIALLY_FILLED", 0.4, 95.0, "maker")]
-    venue.on_quote("BTCUSDT", 94.0, 94.5, 94.2, 4)
-    last = venue.on_quote("BTCUSDT", 94.0, 94.5, 94.2, 5)
+        ("PARTIALLY_FILLED", D("0.4"), 95, "maker")]
+    _quote(venue, 94.0, 94.5, 94.2, 4)
+    last = _quote(venue, 94.0, 94.5, 94.2, 5)
     assert last[-1].order.status == "FILLED"
-    assert last[-1].fill.qty == pytest.approx(0.2)
-    assert venue.find("a").filled_qty == pytest.approx(1.0)
+    assert last[-1].fill.qty == D("0.2")
+    assert venue.find("a").filled_qty == 1
     assert venue.open == {}
 
 
@@ -74,7 +82,7 @@ def test_ioc_fills_what_it_can_and_expires_the_rest() -> None:
     venue = _venue(liquidity=0.3)
     events = venue.submit(_spec("a", "buy", 1.0, "limit", 101.0, "IOC"), 1)
     assert [e.order.status for e in events] == ["ACCEPTED", "PARTIALLY_FILLED", "EXPIRED"]
-    assert events[-1].order.filled_qty == pytest.approx(0.3)
+    assert events[-1].order.filled_qty == D("0.3")
     missed = venue.submit(_spec("b", "buy", 1.0, "limit", 90.0, "IOC"), 1)
     assert [e.order.status for e in missed] == ["ACCEPTED", "EXPIRED"]
 
@@ -103,10 +111,10 @@ def test_reduce_only_is_refused_without_a_position_and_clipped_to_it() -> None:
 def test_a_position_that_flips_realises_pnl_on_the_closed_part_and_opens_the_rest_at_the_fill_price() -> None:
     venue = _venue(taker_fee_bps=0.0)
     venue.submit(_spec("a", "buy", 1.0), 1)
-    venue.on_quote("BTCUSDT", 110.0, 110.0, 110.0, 2)
+    _quote(venue, 110.0, 110.0, 110.0, 2)
     venue.submit(_spec("b", "sell", 3.0), 3)
-    assert venue.positions["BTCUSDT"] == (pytest.approx(-2.0), 110.0)
-    assert venue.balance == pytest.approx(100_000 + 10.0)
+    assert venue.positions["BTCUSDT"] == (-2, 110)
+    assert venue.balance == 100_010
 
 
 def test_a_stop_triggers_when_the_last_price_reaches_it() -> None:
@@ -114,9 +122,9 @@ def test_a_stop_triggers_when_the_last_price_reaches_it() -> None:
     venue.submit(_spec("a", "buy", 1.0), 1)
     events = venue.submit(_spec("sl", "sell", 1.0, "stop", tif="GTC", reduce_only=True, trigger=95.0), 2)
     assert [e.order.status for e in events] == ["ACCEPTED"]
-    assert venue.on_quote("BTCUSDT", 96.0, 96.1, 96.0, 3) == []
-    hit = venue.on_quote("BTCUSDT", 94.9, 95.0, 94.9, 4)
-    assert hit[-1].order.status == "FILLED" and hit[-1].fill.price == 94.9
+    assert _quote(venue, 96.0, 96.1, 96.0, 3) == []
+    hit = _quote(venue, 94.9, 95.0, 94.9, 4)
+    assert hit[-1].order.status == "FILLED" and hit[-1].fill.price == D("94.9")
     assert venue.position("BTCUSDT") == 0.0
 
 

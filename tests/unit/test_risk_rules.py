@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from titan_actors.domain.money import to_decimal, to_decimal_or_none
 from titan_actors.domain.risk_rules import (
     RULES,
     Exposure,
@@ -16,14 +17,20 @@ from titan_actors.domain.throttle import TokenBucket
 def _order(**kw) -> OrderView:
     base = {"venue": "paper", "symbol": "BTCUSDT", "side": "buy", "qty": 1.0, "order_type": "limit",
             "price": 100.0, "reduce_only": False, "strategy_id": "s1"}
-    return OrderView(**{**base, **kw})
+    view = {**base, **kw}
+    return OrderView(**{**view, "qty": to_decimal(view["qty"]), "price": to_decimal_or_none(view["price"])})
+
+
+def _exposure(**kw) -> Exposure:
+    return Exposure(**{k: v if "orders" in k else to_decimal(v) for k, v in kw.items()})
 
 
 def _verdict(rule: str, order: OrderView, policy_raw: dict, exposure: Exposure | None = None, *,
              market: float | None = 100.0, reference: float | None = 100.0,
              venue_rate: float | None = None, strategy_rate: float | None = None):
-    verdicts = check_order(order, policy_from_config(policy_raw), exposure or Exposure(), market=market,
-                           reference=reference, venue_rate=venue_rate, strategy_rate=strategy_rate)
+    verdicts = check_order(order, policy_from_config(policy_raw), exposure or Exposure(),
+                           market=to_decimal_or_none(market), reference=to_decimal_or_none(reference),
+                           venue_rate=venue_rate, strategy_rate=strategy_rate)
     assert [v.rule for v in verdicts] == list(RULES)
     return next(v for v in verdicts if v.rule == rule)
 
@@ -53,17 +60,17 @@ def test_per_symbol_limits_override_the_global_ones() -> None:
 
 def test_position_notional_counts_filled_and_pending_orders_on_the_same_side() -> None:
     policy = {"max_position_notional": 500}
-    pending = Exposure(position_qty=2, open_buy_qty=2)
+    pending = _exposure(position_qty=2, open_buy_qty=2)
     assert not _verdict("max_position_notional", _order(qty=1.5), policy, pending).ok
     assert _verdict("max_position_notional", _order(qty=1), policy, pending).ok
     # An order that only reduces the filled position passes even above the limit.
-    big = Exposure(position_qty=8)
+    big = _exposure(position_qty=8)
     assert _verdict("max_position_notional", _order(side="sell", qty=3), policy, big).ok
     assert not _verdict("max_position_notional", _order(side="buy", qty=0.1), policy, big).ok
 
 
 def test_gross_notional_and_leverage_add_the_other_symbols() -> None:
-    exposure = Exposure(gross_notional_other=900)
+    exposure = _exposure(gross_notional_other=900)
     assert not _verdict("max_gross_notional", _order(qty=2), {"max_gross_notional": 1000}, exposure).ok
     assert _verdict("max_gross_notional", _order(qty=1), {"max_gross_notional": 1000}, exposure).ok
     lev = {"max_leverage": 2, "equity": 500}
@@ -72,10 +79,10 @@ def test_gross_notional_and_leverage_add_the_other_symbols() -> None:
 
 
 def test_open_order_limits_per_symbol_and_overall() -> None:
-    assert not _verdict("max_open_orders", _order(), {"max_open_orders": 3}, Exposure(open_orders=3)).ok
-    assert _verdict("max_open_orders", _order(), {"max_open_orders": 3}, Exposure(open_orders=2)).ok
+    assert not _verdict("max_open_orders", _order(), {"max_open_orders": 3}, _exposure(open_orders=3)).ok
+    assert _verdict("max_open_orders", _order(), {"max_open_orders": 3}, _exposure(open_orders=2)).ok
     total = {"max_open_orders_total": 5}
-    assert not _verdict("max_open_orders_total", _order(), total, Exposure(open_orders_total=5)).ok
+    assert not _verdict("max_open_orders_total", _order(), total, _exposure(open_orders_total=5)).ok
 
 
 def test_without_a_market_price_orders_are_judged_at_the_reference_or_refused_by_config() -> None:

@@ -44,12 +44,14 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
 from titan_actors.actors.venue import VenueAdapter, _venue_spec
 from titan_actors.domain.ids import client_order_id, exit_order_id
-from titan_actors.domain.orders import FINAL_STATUSES, Fill, Order, apply_fill, with_status
+from titan_actors.domain.money import ZERO, Instrument
+from titan_actors.domain.orders import FINAL_STATUSES, Fill, Order, apply_fill, fill_problem, with_status
 from titan_actors.domain.throttle import backoff_s
 from titan_actors.messages import (
     CommandRefused,
@@ -72,7 +74,6 @@ log = logging.getLogger(__name__)
 
 _MARKETS = "ccxt:markets"
 _POLL = "ccxt:poll"
-_EPS = 1e-12
 _MAX_WAITERS = 16
 #: Fills are looked for from this long before the oldest live order's confirmation.
 _TRADES_MARGIN_MS = 5_000
@@ -116,7 +117,7 @@ class CcxtVenueAdapter(VenueAdapter):
         self.resolving: set[str] | None = None  # orders to resolve after a restart; None: not begun
         self.waiters: dict[tuple[str, str], list[str]] = {}  # (client order id, command) → reply_to
         self.attempts: dict[str, int] = {}
-        self.held: dict[str, tuple[str, float]] = {}  # a final status waiting for its fills
+        self.held: dict[str, tuple[str, Decimal]] = {}  # a final status waiting for its fills
         self.calls = {"requests": 0, "errors": 0}
         off = "" if cfg.get("stream", True) else "stream = false"
         self.stream_error = self.client.stream_unavailable or off
@@ -179,16 +180,21 @@ class CcxtVenueAdapter(VenueAdapter):
             if not self.markets_ready:
                 return order, self._unavailable_reason()
             return order, f"symbol: {order.symbol} is not traded on venue {self.venue_name}"
-        qty = _floor_to(order.quantity, market.qty_step)
-        price = _round_to(order.price, market.tick)
-        if market.min_qty and qty < market.min_qty - _EPS:
-            return order, f"quantity: {order.quantity:g} is below the venue's minimum {market.min_qty:g}"
-        if market.min_notional and price and qty * price < market.min_notional - _EPS:
-            return order, (
-                f"quantity: {qty:g} at {price:g} is below the venue's minimum notional "
-                f"{market.min_notional:g}"
-            )
-        return replace(order, quantity=qty, price=price), ""
+        instrument = market.instrument
+        qty = instrument.quantity(order.quantity)
+        price = instrument.limit_price(order.price, order.side) if order.price is not None else None
+        problem = instrument.too_small(qty, price)
+        if problem:
+            return order, f"quantity: {problem} on venue {self.venue_name}"
+        stop = instrument.stop_price(order.stop_loss, "sell" if order.side == "buy" else "buy") \
+            if order.stop_loss is not None else None
+        take_profits = tuple(instrument.limit_price(p, "sell" if order.side == "buy" else "buy")
+                             for p in order.take_profits)
+        return replace(order, quantity=qty, price=price, stop_loss=stop, take_profits=take_profits), ""
+
+    def _instrument(self, symbol: str) -> Instrument:
+        market = self.client.markets.get(symbol)
+        return market.instrument if market is not None else Instrument(symbol)
 
     # --- markets ------------------------------------------------------------------------
 
@@ -394,10 +400,11 @@ class CcxtVenueAdapter(VenueAdapter):
         trades (the position actor needs each fill); a final status reached
         through fills we have not seen waits for them (`held`)."""
         status = order_status(info)
-        behind = float(info.get("filled") or 0.0) > order.filled_qty + _EPS
+        filled = info.get("filled") or ZERO
+        behind = filled > order.filled_qty
         current = "ACCEPTED" if order.status == "SUBMITTED" else order.status
         if status in FINAL_STATUSES and behind:
-            self.held[order.client_order_id] = (status, float(info.get("filled") or 0.0))
+            self.held[order.client_order_id] = (status, filled)
             status = current
         elif status not in FINAL_STATUSES or status == "FILLED":
             status = current
@@ -444,7 +451,7 @@ class CcxtVenueAdapter(VenueAdapter):
             f"tp{i}" for i in range(1, len(entry.take_profits) + 1)
         ]
         exits = [self.journal.get(exit_order_id(entry.signal_id, leg)) for leg in legs]
-        return sum(o.filled_qty for o in exits if o is not None) >= entry.filled_qty - _EPS
+        return sum((o.filled_qty for o in exits if o is not None), ZERO) >= entry.filled_qty
 
     def _cancel_exits(self, signal_id: str, symbol: str) -> None:
         for order in [o for o in self.journal.live.values() if o.signal_id == signal_id and o.leg != "entry"]:
@@ -503,18 +510,26 @@ class CcxtVenueAdapter(VenueAdapter):
         events: list[VenueEvent] = []
         current: dict[str, Order] = {}
         for trade in trades:
-            order = by_id.get(str(trade.get("order") or "")) or by_coid.get(
-                str(trade.get("clientOrderId") or "")
-            )
+            order_id, coid = str(trade.get("order") or ""), str(trade.get("clientOrderId") or "")
+            order = by_id.get(order_id) or by_coid.get(coid)
             if order is None:
+                known = (order_id and self.journal.by_order_id(order_id)) or (coid and self.journal.get(coid))
+                if not known:  # a known order's trades were applied before it became final
+                    self._venue_data_problem(symbol, f"trade:{trade.get('id')}",
+                                             f"trade {trade.get('id')} of an order the engine does not know "
+                                             f"({order_id or coid or 'no order id'})")
                 continue
             order = current.get(order.client_order_id, order)
-            applied = apply_fill(order, _fill_of(trade))
+            fill = _fill_of(trade)
+            if isinstance(fill, str):
+                self._venue_data_problem(symbol, f"trade:{trade.get('id')}", fill, order)
+                continue
+            applied = apply_fill(order, fill)
             if applied is order:
                 continue  # a trade id applied before
             status = applied.status
             held = self.held.get(order.client_order_id)
-            if held is not None and applied.filled_qty >= held[1] - _EPS:
+            if held is not None and applied.filled_qty >= held[1]:
                 status = self.held.pop(order.client_order_id)[0]  # its fills are all here now
             events.append(VenueEvent(_venue_order(applied, status, order.order_id), applied.fills[-1]))
             current[order.client_order_id] = applied
@@ -577,7 +592,7 @@ class CcxtVenueAdapter(VenueAdapter):
         already counts are applied (and delivered) before the answer, and the
         answer says `undelivered` while any is on its way."""
         if not self.markets_ready or symbol not in self.client.markets:
-            self.tell(asker, VenueState(self.venue_name, symbol, 0.0, 0.0, {}, now_ms(), available=False))
+            self.tell(asker, VenueState(self.venue_name, symbol, ZERO, ZERO, {}, now_ms(), available=False))
             return
         key = f"state:{symbol}"
         if self.pacer.queued("state", key):
@@ -607,7 +622,7 @@ class CcxtVenueAdapter(VenueAdapter):
         symbol: str,
         asker: Any,
         asked_at: int,
-        position: tuple[float, float],
+        position: tuple[Decimal, Decimal],
         open_orders: Any,
         error: BaseException | None,
     ) -> None:
@@ -616,7 +631,7 @@ class CcxtVenueAdapter(VenueAdapter):
         orders = {
             str(o.get("clientOrderId") or o.get("id")): {
                 "side": o.get("side"),
-                "remaining": float(o.get("remaining") or 0.0),
+                "remaining": o.get("remaining") or ZERO,
                 "price": o.get("price"),
                 "status": order_status(o),
             }
@@ -651,7 +666,7 @@ class CcxtVenueAdapter(VenueAdapter):
         self.tell(asker, VenueOrders({}, journal, {}), via="thespian")
 
 
-async def _follow(watch: Any, deliver: Any, backoff_s: tuple[float, float]) -> None:
+async def _follow(watch: Any, deliver: Any, backoff: tuple[float, float]) -> None:
     """In the loop thread: await `watch()` for ever, handing each batch (or
     error) to `deliver`; after an error, wait (exponential backoff) and go on —
     ccxt reconnects and authenticates again on the next watch."""
@@ -663,8 +678,8 @@ async def _follow(watch: Any, deliver: Any, backoff_s: tuple[float, float]) -> N
             raise
         except Exception as exc:
             deliver(None, exc)
-            first, most = backoff_s
-            await asyncio.sleep(min(most, first * (2**failures)))
+            first, most = backoff
+            await asyncio.sleep(backoff_s(failures, first_s=first, max_s=most))
             failures += 1
             continue
         failures = 0
@@ -690,25 +705,21 @@ def _venue_order(order: Order, status: str, order_id: str, reason: str = "") -> 
     )
 
 
-def _fill_of(trade: dict[str, Any]) -> Fill:
+def _fill_of(trade: dict[str, Any]) -> Fill | str:
+    """The fill of a ccxt trade (sizes and prices already Decimal), or why it
+    cannot be one (bad venue data)."""
+    if trade.get("id") is None:
+        return "a trade with no id"
+    for key in ("amount", "price"):
+        if trade.get(key) is None:
+            return f"trade {trade['id']}: no {key}"
     fee = trade.get("fee") or {}
-    return Fill(
+    fill = Fill(
         trade_id=str(trade["id"]),
-        qty=float(trade["amount"]),
-        price=float(trade["price"]),
-        fee=float(fee.get("cost") or 0.0),
+        qty=trade["amount"],
+        price=trade["price"],
+        fee=fee.get("cost") or ZERO,
         liquidity=str(trade.get("takerOrMaker") or "taker"),
         ts=int(trade.get("timestamp") or now_ms()),
     )
-
-
-def _floor_to(value: float, step: float | None) -> float:
-    if not step:
-        return value
-    return round(int(value / step + 1e-9) * step, 12)
-
-
-def _round_to(value: float | None, step: float | None) -> float | None:
-    if value is None or not step:
-        return value
-    return round(round(value / step) * step, 12)
+    return fill_problem(fill) or fill

@@ -48,6 +48,7 @@ from typing import Any
 
 import orjson
 
+from titan_actors.domain.money import json_default
 from titan_actors.domain.signals import Refusal, Request, parse_request
 from titan_actors.messages import (
     AbortOrder,
@@ -579,7 +580,7 @@ class IpcGateway(TitanActor):
         body = {k: v for k, v in reply.items() if k not in ("req_id", "ts", "duplicate")}
         now = now_ms()
         reply_key = _reply_key(key)
-        self.store.write_batch([(reply_key, orjson.dumps({**body, "stored_at": now})),
+        self.store.write_batch([(reply_key, orjson.dumps({**body, "stored_at": now}, default=json_default)),
                                 self.retention.index(now, [reply_key])])
 
 

@@ -45,12 +45,14 @@ import math
 import re
 import time
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from titan_actors.actors.jetstream import AckedPublisher
+from titan_actors.domain.money import json_default, to_decimal
 from titan_actors.domain.signals import Refusal, parse_intent
 from titan_actors.messages import (
     CancelByNats,
@@ -436,7 +438,7 @@ class NatsBridge(TitanActor):
         if waiting is None or self.nc is None:
             return
         reply_to, _deadline = waiting
-        self.aio.submit(self.nc.publish(reply_to, orjson.dumps(reply)))
+        self.aio.submit(self.nc.publish(reply_to, orjson.dumps(reply, default=json_default)))
 
     # --- market data -----------------------------------------------------------------
 
@@ -501,11 +503,11 @@ def _valid_scope(scope: str) -> bool:
 _SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
 
 
-def _price(value: Any) -> float:
+def _price(value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("a price is not a number")
-    price = float(value)
-    if not math.isfinite(price) or price <= 0:
+    price = to_decimal(value, field="price")
+    if price <= 0:
         raise ValueError("a price is not a finite positive number")
     return price
 

@@ -34,16 +34,19 @@ import datetime as dt
 import itertools
 from collections import OrderedDict
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
+from titan_actors.domain.money import ZERO, json_default, loads_exact, to_decimal, to_decimal_or_none
 from titan_actors.domain.orders import FINAL_STATUSES
 from titan_actors.domain.positions import ClosedTrade, Position, apply_fill, unrealised_pnl
 from titan_actors.messages import (
     ExecutionReport,
     PositionSnapshot,
     PriceUpdates,
+    ReconcileNow,
     SetTradingState,
     SnapshotRequest,
     TradingStateSet,
@@ -58,6 +61,7 @@ __all__ = ["PositionActor"]
 # An order the venue no longer has (reconciliation) counts as final too.
 _FINAL = FINAL_STATUSES | {"CLOSED_AT_VENUE"}
 _RECONCILE = "position:reconcile"
+_RECONCILE_NOW = "position:reconcile-now"
 _RETRY_S = 0.5
 _SNAPSHOT_TICK = "position:snapshot"
 _SNAPSHOT_EVERY_S = 2.0
@@ -68,6 +72,15 @@ _ACCOUNTED = b"acc:"
 #: A snapshot after a change names the orders accounted most recently; the
 #: periodic one and the answer to `SnapshotRequest` name them all.
 _RECENT_IN_SNAPSHOT = 64
+
+
+def _position(raw: dict[str, Any]) -> Position:
+    return Position(**{k: v if isinstance(v, int) and k in ("fills", "opened_at") else to_decimal(v, field=k)
+                       for k, v in raw.items()})
+
+
+def _open_order(raw: dict[str, Any]) -> dict[str, Any]:
+    return {**raw, "remaining": to_decimal(raw["remaining"]), "price": to_decimal_or_none(raw.get("price"))}
 
 
 def _today() -> str:
@@ -85,25 +98,33 @@ class PositionActor(TitanActor):
         self.boots = count_boot(self.store)
         self.open_outbox(self.store)
         raw = self.store.get(b"state")
-        state = orjson.loads(raw) if raw else {}
+        state = loads_exact(raw) if raw else {}
         self.version: int = state.get("version", 0)
-        self.positions = {v: Position(**p) for v, p in state.get("positions", {}).items()}
-        self.open: dict[str, dict[str, dict[str, Any]]] = state.get("open", {})
+        self.positions = {v: _position(p) for v, p in state.get("positions", {}).items()}
+        self.open: dict[str, dict[str, dict[str, Any]]] = {
+            v: {coid: _open_order(o) for coid, o in orders.items()}
+            for v, orders in state.get("open", {}).items()}
         self.accounted: OrderedDict[str, str] = OrderedDict()
         self._accounted_dirty: dict[str, str | None] = {}  # to persist with the next batch (None: delete)
         self._batch: list[tuple[bytes, bytes]] = []  # the reports' writes, until end_of_batch
         self._changed: dict[str, str] = {}  # venue → the order whose updates await their PositionChanged
         self._batch_fills: set[bytes] = set()
         self.day: str = state.get("day", _today())
-        self.realised_today: float = state.get("realised_today", 0.0)
+        self.realised_today: Decimal = to_decimal(state.get("realised_today", 0))
         self.tags: dict[str, list[Any]] = state.get("tags", {})
+        # Spot: coins of the base asset the wallet held apart from the engine's
+        # own trades, set at the first reconciliation (a wallet balance is all
+        # coins, the shadow position only the engine's).
+        self.wallet_base: dict[str, Decimal] = {
+            v: to_decimal(q) for v, q in state.get("wallet_base", {}).items()}
         self._load_accounted(state.get("accounted"))
-        self.mark: float | None = None
+        self.mark: Decimal | None = None
         self.reports = 0
         self.venue_settings: dict[str, dict[str, Any]] = self.config.get("venues", {})
         self.interval_s = float(self.config.get("reconcile_interval_s", 30.0))
         self.reconciled: dict[str, dict[str, Any]] = {}  # since this start: fail closed until then
-        self._reported_drift: dict[str, tuple[float, float]] = {}
+        self.urgent: set[str] = set()  # venues to compare with as soon as they let us (ReconcileNow)
+        self._reported_drift: dict[str, tuple[Decimal, Decimal]] = {}
         self._snapshot_due = False
         self.after(_SNAPSHOT_EVERY_S, _SNAPSHOT_TICK)
         self.after(0.0, _RECONCILE)
@@ -119,6 +140,12 @@ class PositionActor(TitanActor):
             self._reconcile(msg)
         elif isinstance(msg, TradingStateSet):
             pass  # the risk guard confirmed a halt we asked for
+        elif isinstance(msg, ReconcileNow):
+            if msg.venue in self.venue_settings and msg.venue not in self.urgent:
+                # The adapter could not apply what its venue said: compare now,
+                # and again soon while updates on their way prevent it.
+                self.urgent.add(msg.venue)
+                self.tell(f"venue:{msg.venue}", VenueStateRequest(self.symbol))
         else:
             super().handle(msg, sender)
 
@@ -126,6 +153,9 @@ class PositionActor(TitanActor):
         if payload == _SNAPSHOT_TICK:
             self.tell("risk", self.snapshot(full=True))
             self.after(_SNAPSHOT_EVERY_S, _SNAPSHOT_TICK)
+        elif isinstance(payload, tuple) and payload[0] == _RECONCILE_NOW:
+            if payload[1] in self.urgent:
+                self.tell(f"venue:{payload[1]}", VenueStateRequest(self.symbol))
         elif payload == _RECONCILE:
             for venue in self.venue_settings:
                 self.tell(f"venue:{venue}", VenueStateRequest(self.symbol))
@@ -144,19 +174,28 @@ class PositionActor(TitanActor):
             self.tell("risk", self.snapshot())
             return
         if state.undelivered:
+            if venue in self.urgent:
+                self.after(_RETRY_S, (_RECONCILE_NOW, venue))
             return  # updates on their way would look like drift: compare once they have arrived
-        settings = self.venue_settings.get(venue, {"policy": "adopt", "tolerance": 1e-9})
+        self.urgent.discard(venue)
+        settings = self.venue_settings.get(venue, {"policy": "adopt", "tolerance": 0})
         corrections = self._reconcile_orders(venue, state.open_orders)
         drift = None
         position = self.positions.get(venue, Position())
-        if abs(position.qty - state.qty) > settings["tolerance"]:
-            drift = {"venue": venue, "shadow_qty": position.qty, "venue_qty": state.qty,
-                     "diff": state.qty - position.qty, "shadow_avg_entry": position.avg_entry,
+        venue_qty = state.qty
+        if settings.get("spot"):
+            base = self.wallet_base.setdefault(venue, state.qty - position.qty)
+            venue_qty = state.qty - base  # the engine's own coins in the wallet
+        if abs(position.qty - venue_qty) > to_decimal(settings["tolerance"], field="reconcile_tolerance"):
+            drift = {"venue": venue, "shadow_qty": position.qty, "venue_qty": venue_qty,
+                     "diff": venue_qty - position.qty, "shadow_avg_entry": position.avg_entry,
                      "venue_avg_price": state.avg_price, "policy": settings["policy"]}
+            if settings.get("spot"):
+                drift["wallet_qty"], drift["wallet_base"] = state.qty, self.wallet_base[venue]
             result = f"drift ({settings['policy']})"
-            if self._reported_drift.get(venue) != (position.qty, state.qty):
+            if self._reported_drift.get(venue) != (position.qty, venue_qty):
                 # Reported once while it stays the same (a halted symbol keeps drifting).
-                self._reported_drift[venue] = (position.qty, state.qty)
+                self._reported_drift[venue] = (position.qty, venue_qty)
                 corrections.append(("PositionDrift", drift))
             else:
                 drift = None
@@ -164,7 +203,9 @@ class PositionActor(TitanActor):
             self._reported_drift.pop(venue, None)
             result = "ok"
         if drift is not None and settings["policy"] == "adopt":
-            self.positions[venue] = replace(position, qty=state.qty, avg_entry=state.avg_price)
+            # A spot wallet has no entry price: the engine's own stays.
+            avg = state.avg_price if state.avg_price is not None else position.avg_entry
+            self.positions[venue] = replace(position, qty=venue_qty, avg_entry=avg)
         assert self.outbox is not None
         self.version += 1
         writes: list[tuple[bytes, bytes]] = []
@@ -222,7 +263,8 @@ class PositionActor(TitanActor):
             self.realised_today += after.realised_pnl - before.realised_pnl
             if report.strategy_id is not None or report.phase is not None:
                 self.tags[venue] = [report.strategy_id, report.phase]
-            writes += [(fill_key, orjson.dumps(fill)), self.retention.index(int(fill["ts"]), [fill_key])]
+            writes += [(fill_key, orjson.dumps(fill, default=json_default)),
+                       self.retention.index(int(fill["ts"]), [fill_key])]
             self._batch_fills.add(fill_key)
         self.version += 1
         self._changed[venue] = coid  # one PositionChanged for this order's updates in this batch
@@ -300,7 +342,7 @@ class PositionActor(TitanActor):
         if report.status in _FINAL:
             open_orders.pop(coid, None)
         else:
-            remaining = max(report.quantity - report.filled_qty, 0.0)
+            remaining = max(report.quantity - report.filled_qty, ZERO)
             open_orders[coid] = {"side": report.side, "remaining": remaining, "price": report.price,
                                  "status": report.status}
         changed = self.accounted.get(coid) != report.status
@@ -311,7 +353,7 @@ class PositionActor(TitanActor):
     def _roll_day(self) -> None:
         today = _today()
         if today != self.day:
-            self.day, self.realised_today = today, 0.0
+            self.day, self.realised_today = today, ZERO
 
     # --- outputs --------------------------------------------------------------------------
 
@@ -319,8 +361,8 @@ class PositionActor(TitanActor):
         return orjson.dumps({
             "version": self.version, "positions": self.positions,  # orjson writes dataclasses itself
             "open": self.open, "day": self.day,
-            "realised_today": self.realised_today, "tags": self.tags,
-        })
+            "realised_today": self.realised_today, "tags": self.tags, "wallet_base": self.wallet_base,
+        }, default=json_default)
 
     def _venue_view(self, venue: str) -> dict[str, Any]:
         p = self.positions.get(venue, Position())
@@ -329,8 +371,8 @@ class PositionActor(TitanActor):
             "qty": p.qty, "avg_entry": p.avg_entry, "realised_pnl": p.realised_pnl, "fees": p.fees,
             "unrealised_pnl": unrealised_pnl(p, self.mark), "fills": p.fills,
             "open_orders": len(open_orders),
-            "open_buy": sum(o["remaining"] for o in open_orders.values() if o["side"] == "buy"),
-            "open_sell": sum(o["remaining"] for o in open_orders.values() if o["side"] == "sell"),
+            "open_buy": sum((o["remaining"] for o in open_orders.values() if o["side"] == "buy"), ZERO),
+            "open_sell": sum((o["remaining"] for o in open_orders.values() if o["side"] == "sell"), ZERO),
         }
 
     def _truth(self, venue: str, cause: str) -> dict[str, Any]:
@@ -371,6 +413,6 @@ class PositionActor(TitanActor):
         venues = {v: self._venue_view(v) for v in sorted(set(self.positions) | set(self.open))}
         return {"boots": self.boots, "symbol": self.symbol, "version": self.version, "venues": venues,
                 "fills": sum(p.fills for p in self.positions.values()), "reports": self.reports,
-                "realised_today": self.realised_today, "mark": self.mark,
+                "realised_today": self.realised_today, "mark": self.mark, "wallet_base": self.wallet_base,
                 "net": {v: p.qty for v, p in self.positions.items()}, "accounted": len(self.accounted),
                 "reconciled": {v: self.reconciled.get(v) for v in self.venue_settings}}

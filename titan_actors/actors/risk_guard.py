@@ -30,10 +30,12 @@ from its store.
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
+from titan_actors.domain.money import ZERO, json_default, loads_exact, to_decimal
 from titan_actors.domain.risk_rules import (
     Exposure,
     OrderView,
@@ -86,6 +88,12 @@ _APPLY_TIMEOUT_S = 2.0  # under the CLI's and the NATS bridge's 5 s: the operato
 _MAX_STRATEGY_BUCKETS = 10_000
 
 
+def _reservation(data: bytes) -> dict[str, Any]:
+    raw = loads_exact(data)
+    raw["qty"] = to_decimal(raw["qty"], field="qty")
+    return raw
+
+
 
 class RiskGuard(TitanActor):
     needs = ("nats", "positions", "position:", "venue:", "gateway")
@@ -98,9 +106,12 @@ class RiskGuard(TitanActor):
         self.states = {k[len(_STATE):].decode(): v.decode() for k, v in self.store.items(_STATE)}
         self.open_outbox(self.store)
         self.policy, self.policy_raw = self._load_policy()
-        self.references: dict[str, dict[str, float]] = self.config.get("references", {})
+        self.references: dict[str, dict[str, Decimal]] = {
+            venue: {symbol: to_decimal(price, field=f"reference_prices.{symbol}")
+                    for symbol, price in refs.items()}
+            for venue, refs in self.config.get("references", {}).items()}
         self.reserved: dict[str, dict[str, Any]] = {
-            k[len(_RESERVED):].decode(): orjson.loads(v) for k, v in self.store.items(_RESERVED)}
+            k[len(_RESERVED):].decode(): _reservation(v) for k, v in self.store.items(_RESERVED)}
         self.snapshots: dict[str, PositionSnapshot] = {}
         self.prices: dict[str, PriceUpdate] = {}
         self.venue_buckets: dict[str, TokenBucket] = {}
@@ -193,36 +204,36 @@ class RiskGuard(TitanActor):
         if deletes:
             self.store.write_batch((), deletes)
 
-    def _pending(self, symbol: str) -> tuple[float, float, float, int]:
+    def _pending(self, symbol: str) -> tuple[Decimal, Decimal, Decimal, int]:
         """Filled net quantity, pending buys, pending sells and open orders of a
         symbol: its snapshot plus the reservations no snapshot counts yet."""
         snap = self.snapshots.get(symbol)
         venues = list(snap.venues.values()) if snap else []
-        qty = sum(v["qty"] for v in venues)
-        buys = sum(v["open_buy"] for v in venues)
-        sells = sum(v["open_sell"] for v in venues)
+        qty = sum((v["qty"] for v in venues), ZERO)
+        buys = sum((v["open_buy"] for v in venues), ZERO)
+        sells = sum((v["open_sell"] for v in venues), ZERO)
         count = sum(v["open_orders"] for v in venues)
         for r in self.reserved.values():
             if r["symbol"] == symbol:
-                buys += r["qty"] if r["side"] == "buy" else 0.0
-                sells += r["qty"] if r["side"] == "sell" else 0.0
+                buys += r["qty"] if r["side"] == "buy" else ZERO
+                sells += r["qty"] if r["side"] == "sell" else ZERO
                 count += 1
         return qty, buys, sells, count
 
     def exposure(self, symbol: str) -> Exposure:
         qty, buys, sells, count = self._pending(symbol)
         others = ({s for s in self.snapshots} | {r["symbol"] for r in self.reserved.values()}) - {symbol}
-        gross_other, total = 0.0, count
+        gross_other, total = ZERO, count
         for other in others:
             o_qty, o_buys, o_sells, o_count = self._pending(other)
             price = self._price(other)
-            gross_other += max(abs(o_qty + o_buys), abs(o_qty - o_sells)) * price if price else 0.0
+            gross_other += max(abs(o_qty + o_buys), abs(o_qty - o_sells)) * price if price else ZERO
             total += o_count
         return Exposure(position_qty=qty, open_buy_qty=buys, open_sell_qty=sells, open_orders=count,
                         gross_notional_other=gross_other, open_orders_total=total,
                         realised_today=self._realised_today())
 
-    def _price(self, symbol: str, venue: str | None = None) -> float | None:
+    def _price(self, symbol: str, venue: str | None = None) -> Decimal | None:
         quote = self.prices.get(symbol)
         if quote is not None and not self._stale(quote):
             return quote.last
@@ -232,14 +243,14 @@ class RiskGuard(TitanActor):
         limit = self.policy.max_price_age_ms
         return bool(limit) and now_ms() - quote.ts > limit
 
-    def _reference(self, symbol: str, venue: str | None) -> float | None:
+    def _reference(self, symbol: str, venue: str | None) -> Decimal | None:
         if venue is not None:
             return self.references.get(venue, {}).get(symbol)
         return next((refs[symbol] for refs in self.references.values() if symbol in refs), None)
 
-    def _realised_today(self) -> float:
+    def _realised_today(self) -> Decimal:
         today = time.strftime("%Y-%m-%d", time.gmtime())
-        return sum(s.realised_today for s in self.snapshots.values() if s.day == today)
+        return sum((s.realised_today for s in self.snapshots.values() if s.day == today), ZERO)
 
     # --- messages -----------------------------------------------------------------------
 
@@ -376,7 +387,7 @@ class RiskGuard(TitanActor):
         reservation = {"symbol": intent.symbol, "venue": intent.exchange, "side": intent.side,
                        "qty": intent.quantity, "expires_at": now_ms() + intent.ttl_ms}
         self.reserved[coid] = reservation
-        self.store.put(_RESERVED + coid.encode(), orjson.dumps(reservation))
+        self.store.put(_RESERVED + coid.encode(), orjson.dumps(reservation, default=json_default))
         self.counts["approved"] += 1
         if not self.tell(f"venue:{intent.exchange}", StageOrder(intent, reply_to)):
             self._release([coid])
@@ -412,7 +423,8 @@ class RiskGuard(TitanActor):
             self.tell(asker, PolicyReplaced(False, str(exc)), via="thespian")
             return
         assert self.engine is not None
-        self.store.put(_POLICY, orjson.dumps({"engine_id": self.engine.engine_id, "raw": msg.raw}))
+        self.store.put(_POLICY, orjson.dumps({"engine_id": self.engine.engine_id, "raw": msg.raw},
+                                             default=json_default))
         self.policy, self.policy_raw = policy, msg.raw
         self.tell(asker, PolicyReplaced(True, policy=policy.as_dict()), via="thespian")
 

@@ -32,13 +32,14 @@ the subclass in `ccxt_adapter`, which overrides the venue-facing hooks
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import replace
 from typing import Any
 
-import orjson
-
 from supervisors.tree import position_spec, reconcile_settings
-from titan_actors.domain.ids import client_order_id, exit_order_id
+from titan_actors.domain.brackets import exit_orders
+from titan_actors.domain.ids import client_order_id
+from titan_actors.domain.money import ZERO, Instrument, to_decimal, to_decimal_or_none
 from titan_actors.domain.orders import (
     Order,
     abort,
@@ -63,6 +64,7 @@ from titan_actors.messages import (
     PaperPlace,
     PriceUpdate,
     PriceUpdates,
+    ReconcileNow,
     ReservationCheck,
     SetVenueOutage,
     StageOrder,
@@ -97,6 +99,7 @@ log = logging.getLogger(__name__)
 
 _TICK = "venue:tick"
 _TICK_S = 0.02
+_PROBLEMS_KEPT = 1000
 GATEWAY = "gateway"
 
 
@@ -121,16 +124,24 @@ class OrderJournal:
         data = self.store.get(b"o:" + coid.encode())
         return Order.from_json(data) if data is not None else None
 
+    def by_order_id(self, order_id: str) -> Order | None:
+        """The journaled order the venue calls `order_id` (kept as long as the order)."""
+        coid = self.store.get(b"oid:" + order_id.encode())
+        return self.get(coid.decode()) if coid is not None else None
+
     def writes(self, order: Order) -> list[tuple[bytes, bytes | None]]:
         """The writes of `order`; one that becomes final is retired (with the
         paper venue's record of it) after the engine's retention."""
         coid = order.client_order_id.encode()
         writes: list[tuple[bytes, bytes | None]] = [(b"o:" + coid, order.to_json()),
                                                     (b"live:" + coid, None if order.final else b"")]
+        by_id = [b"oid:" + order.order_id.encode()] if order.order_id else []
+        if by_id:
+            writes.append((by_id[0], coid))
         if order.final:
             if self.live.pop(order.client_order_id, None) is not None or self.store.get(b"o:" + coid) is None:
                 writes.append(self.retention.index(order.updated_at or now_ms(), [b"o:" + coid,
-                                                                                   ORDER_KEY + coid]))
+                                                                                   ORDER_KEY + coid, *by_id]))
         else:
             self.live[order.client_order_id] = order
         return writes
@@ -151,7 +162,11 @@ class VenueAdapter(TitanActor):
         self.consecutive_errors = 0
         self.states: dict[str, str] | None = None  # from the risk guard; None: not known yet
         self.venue: PaperVenue | None = None
-        self.counts = {"staged": 0, "submitted": 0, "rejected": 0, "fills": 0, "halted_at_send": 0}
+        self.counts = {"staged": 0, "submitted": 0, "rejected": 0, "fills": 0, "halted_at_send": 0,
+                       "bad_venue_data": 0}
+        # What the venue reported that could not be applied (key → why; the newest kept).
+        self.venue_data_problems: OrderedDict[str, str] = OrderedDict()
+        self.flagged: dict[str, str] = {}  # client order id → what was wrong with its venue data
         # Exits kept back by a halt (client order id → why), sent when the state allows.
         self.held_exits: dict[str, str] = {}
         self.venue = self._open_venue()
@@ -164,17 +179,18 @@ class VenueAdapter(TitanActor):
 
     def _open_paper(self) -> PaperVenue:
         cfg = self.config
+        defaults = PaperSettings({})
         settings = PaperSettings(
-            reference_prices=dict(cfg.get("reference_prices", {})),
-            latency_ms=int(cfg.get("latency_ms", 0)), slippage_bps=float(cfg.get("slippage_bps", 0.0)),
-            taker_fee_bps=float(cfg.get("taker_fee_bps", 5.5)),
-            maker_fee_bps=float(cfg.get("maker_fee_bps", 2.0)),
-            liquidity=float(cfg.get("liquidity", 0.0)), balance=float(cfg.get("balance", 100_000.0)),
+            reference_prices={s: to_decimal(p, field=f"reference_prices.{s}")
+                              for s, p in cfg.get("reference_prices", {}).items()},
+            latency_ms=int(cfg.get("latency_ms", 0)),
+            **{name: to_decimal(cfg.get(name, getattr(defaults, name)), field=name)
+               for name in ("slippage_bps", "taker_fee_bps", "maker_fee_bps", "liquidity", "balance")},
         )
 
         def load(coid: str) -> VenueOrder | None:
             data = self.store.get(ORDER_KEY + coid.encode())
-            return VenueOrder(**orjson.loads(data)) if data is not None else None
+            return VenueOrder.from_json(data) if data is not None else None
 
         venue = PaperVenue(settings, load_order=load)
         venue.restore(self.store.get(b"paper:account"), (v for _k, v in self.store.items(OPEN_KEY)))
@@ -186,6 +202,8 @@ class VenueAdapter(TitanActor):
             "down": self.venue_down, "consecutive_errors": self.consecutive_errors,
             "market": self.config.get("market", ""), "live_orders": len(self.journal.live), **self.counts,
             "held_exits": dict(list(self.held_exits.items())[:100]), "trading_states": self.states,
+            "venue_data_problems": dict(list(self.venue_data_problems.items())[-20:]),
+            "flagged": {c: r for c, r in self.flagged.items() if c in self.journal.live},
             "in_flight": [{"client_order_id": o.client_order_id, "symbol": o.symbol, "status": o.status,
                            "age_ms": now_ms() - o.confirmed_at}
                           for o in self.journal.live.values() if o.stage == "CONFIRMED"][:100],
@@ -234,11 +252,13 @@ class VenueAdapter(TitanActor):
                 if order is None or order.stage in ("ABORTED", "EXPIRED"):
                     self.tell(sender, OrderDropped(coid))
         elif isinstance(msg, PaperAdjust) and self.venue is not None:
-            self.venue.positions[msg.symbol] = (msg.qty, msg.avg_price)
+            self.venue.positions[msg.symbol] = (to_decimal(msg.qty), to_decimal(msg.avg_price))
             self.venue._save_account()
             self._commit([])
         elif isinstance(msg, PaperPlace) and self.venue is not None:
-            self.venue.submit(msg.spec, now_ms())
+            spec = {**msg.spec, "quantity": to_decimal(msg.spec["quantity"], field="quantity"),
+                    **{k: to_decimal_or_none(msg.spec.get(k), field=k) for k in ("price", "trigger_price")}}
+            self.venue.submit(spec, now_ms())
             self._commit([])
         else:
             super().handle(msg, sender)
@@ -300,6 +320,10 @@ class VenueAdapter(TitanActor):
     def _normalise(self, order: Order) -> tuple[Order, str]:
         """The order as the venue will take it, or a reason it cannot."""
         return order, ""
+
+    def _instrument(self, symbol: str) -> Instrument:
+        """The venue's step, tick and minimums for `symbol` (the paper venue has none)."""
+        return Instrument(symbol)
 
     def _unavailable_reason(self) -> str:
         return "" if self.venue is not None else f"venue {self.venue_name} ({self.exchange}) is not available"
@@ -405,11 +429,27 @@ class VenueAdapter(TitanActor):
     def _gate_queued(self) -> None:
         """The trading state changed: orders waiting to be sent are gated now."""
 
+    def _venue_data_problem(self, symbol: str, key: str, reason: str, order: Order | None = None) -> None:
+        """Something the venue reported cannot be applied: logged and counted
+        once per `key`, the order flagged, and its position actor asked to
+        reconcile with the venue now. Never an exception: the adapter goes on."""
+        if key in self.venue_data_problems:
+            return
+        self.venue_data_problems[key] = reason
+        if len(self.venue_data_problems) > _PROBLEMS_KEPT:
+            self.venue_data_problems.popitem(last=False)
+        self.counts["bad_venue_data"] += 1
+        log.warning("venue %s: %s: %s", self.venue_name, symbol, reason)
+        if order is not None:
+            self.flagged = {c: r for c, r in self.flagged.items() if c in self.journal.live}
+            self.flagged[order.client_order_id] = reason
+        self.tell(f"position:{symbol}", ReconcileNow(symbol, self.venue_name, reason))
+
     def _audit(self, asker: Any) -> None:
         venue = {}
         if self.venue is not None:
             for _key, value in self.store.items(ORDER_KEY):
-                o = VenueOrder(**orjson.loads(value))
+                o = VenueOrder.from_json(value)
                 venue[o.client_order_id] = {"symbol": o.symbol, "side": o.side, "status": o.status,
                                             "filled_qty": o.filled_qty, "fills": o.fills,
                                             "created_ts": o.created_ts}
@@ -426,11 +466,11 @@ class VenueAdapter(TitanActor):
         """The venue's own figures for a symbol, for reconciliation. No answer
         while the venue cannot be reached: the position actor asks again."""
         if self.venue is None:
-            self.tell(asker, VenueState(self.venue_name, symbol, 0.0, 0.0, {}, now_ms(), available=False))
+            self.tell(asker, VenueState(self.venue_name, symbol, ZERO, ZERO, {}, now_ms(), available=False))
             return
         if self.venue_down:
             return
-        qty, avg = self.venue.positions.get(symbol, (0.0, 0.0))
+        qty, avg = self.venue.positions.get(symbol, (ZERO, ZERO))
         orders = {o.client_order_id: {"side": o.side, "remaining": o.remaining, "price": o.price,
                                       "status": o.status}
                   for o in self.venue.open.values() if o.symbol == symbol}
@@ -621,7 +661,10 @@ class VenueAdapter(TitanActor):
     # --- brackets ---------------------------------------------------------------------
 
     def _place_exits(self, entry: Order) -> None:
-        for exit_order in _exit_orders(entry, now_ms()):
+        exits, problems = exit_orders(entry, self._instrument(entry.symbol), now_ms())
+        for problem in problems:
+            log.error("venue %s: %s: exit not placed: %s", self.venue_name, entry.signal_id, problem)
+        for exit_order in exits:
             if self.journal.get(exit_order.client_order_id) is not None:
                 continue  # placed already
             self._commit([exit_order], [(exit_order, None)])
@@ -629,7 +672,7 @@ class VenueAdapter(TitanActor):
 
     def _flat(self, exit_order: Order) -> bool:
         """After a fill of `exit_order`: is the position it protects closed?"""
-        return self.venue is not None and abs(self.venue.position(exit_order.symbol)) < 1e-12
+        return self.venue is not None and not self.venue.position(exit_order.symbol)
 
     def _cancel_exits(self, signal_id: str, symbol: str) -> None:
         assert self.venue is not None
@@ -672,25 +715,3 @@ def _venue_spec(order: Order) -> dict[str, Any]:
             "quantity": order.quantity, "order_type": order.order_type, "price": order.price,
             "trigger_price": order.trigger_price, "time_in_force": order.time_in_force,
             "reduce_only": order.reduce_only}
-
-
-def _exit_orders(entry: Order, now_ms: int) -> list[Order]:
-    """The reduce-only exits of a filled entry: a stop, and limits splitting its size."""
-    if entry.stop_loss is None and not entry.take_profits:
-        return []
-    side = "sell" if entry.side == "buy" else "buy"
-    base = replace(entry, side=side, reduce_only=True, time_in_force="GTC", stop_loss=None,
-                   take_profits=(), stage="CONFIRMED", status="SUBMITTED", order_id="", filled_qty=0.0,
-                   avg_price=0.0, fees=0.0, fills=(), reason="", confirmed_at=now_ms, updated_at=now_ms)
-    exits = []
-    if entry.stop_loss is not None:
-        exits.append(replace(base, client_order_id=exit_order_id(entry.signal_id, "sl"), leg="sl",
-                             order_type="stop", price=None, trigger_price=entry.stop_loss,
-                             quantity=entry.filled_qty))
-    count = len(entry.take_profits)
-    for i, price in enumerate(entry.take_profits, 1):
-        share = entry.filled_qty / count
-        qty = entry.filled_qty - share * (count - 1) if i == count else share
-        exits.append(replace(base, client_order_id=exit_order_id(entry.signal_id, f"tp{i}"), leg=f"tp{i}",
-                             order_type="limit", price=price, trigger_price=None, quantity=qty))
-    return exits

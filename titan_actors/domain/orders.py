@@ -4,16 +4,20 @@ An order has a `stage` before it reaches a venue (`PREPARED`, then
 `CONFIRMED`, or `ABORTED` / `EXPIRED` instead) and a venue `status` after
 (`SUBMITTED`, `ACCEPTED`, `PARTIALLY_FILLED`, `FILLED`, `CANCELED`,
 `REJECTED`, `EXPIRED`). Every change returns a new `Order`; a fill is
-applied once, by its trade id.
+applied once, by its trade id. Quantities, prices and fees are exact
+(`Decimal`): an order is filled when its fills sum to its quantity, no
+tolerance.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
+from titan_actors.domain.money import ZERO, json_default, loads_exact, to_decimal, to_decimal_or_none
 from titan_actors.domain.signals import OrderIntent
 
 __all__ = [
@@ -24,22 +28,27 @@ __all__ = [
     "apply_fill",
     "confirm",
     "expire",
+    "fill_problem",
     "order_from_intent",
     "with_status",
 ]
 
 FINAL_STATUSES = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED"})
-_QTY_EPSILON = 1e-12
 
 
 @dataclass(frozen=True, slots=True)
 class Fill:
     trade_id: str
-    qty: float
-    price: float
-    fee: float
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
     liquidity: str  # maker | taker
     ts: int
+
+    @staticmethod
+    def from_dict(raw: dict[str, Any]) -> Fill:
+        return Fill(str(raw["trade_id"]), to_decimal(raw["qty"]), to_decimal(raw["price"]),
+                    to_decimal(raw["fee"]), str(raw["liquidity"]), int(raw["ts"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,27 +57,27 @@ class Order:
     signal_id: str
     symbol: str
     side: str
-    quantity: float
+    quantity: Decimal
     order_type: str  # market | limit | stop
-    price: float | None
+    price: Decimal | None
     time_in_force: str
     reduce_only: bool
     exchange: str
-    stop_loss: float | None = None
-    take_profits: tuple[float, ...] = ()
+    stop_loss: Decimal | None = None
+    take_profits: tuple[Decimal, ...] = ()
     strategy_id: str | None = None
     phase: int | None = None
     ttl_ms: int = 5000
     prepared_at: int = 0
     expires_at: int = 0
     leg: str = "entry"  # entry | sl | tp1, tp2, ...
-    trigger_price: float | None = None
+    trigger_price: Decimal | None = None
     stage: str = "PREPARED"
     status: str = ""
     order_id: str = ""
-    filled_qty: float = 0.0
-    avg_price: float = 0.0
-    fees: float = 0.0
+    filled_qty: Decimal = ZERO
+    avg_price: Decimal = ZERO
+    fees: Decimal = ZERO
     fills: tuple[Fill, ...] = field(default=())
     reason: str = ""
     confirmed_at: int = 0
@@ -79,8 +88,8 @@ class Order:
         return self.stage in ("ABORTED", "EXPIRED") or self.status in FINAL_STATUSES
 
     @property
-    def remaining(self) -> float:
-        return max(self.quantity - self.filled_qty, 0.0)
+    def remaining(self) -> Decimal:
+        return max(self.quantity - self.filled_qty, ZERO)
 
     def public(self) -> dict[str, Any]:
         """The normalised order of the PREPARED reply."""
@@ -94,13 +103,18 @@ class Order:
         }
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self)  # orjson reads dataclasses natively, ~20x faster than asdict
+        # orjson reads dataclasses natively, ~20x faster than asdict
+        return orjson.dumps(self, default=json_default)
 
     @staticmethod
     def from_json(data: bytes) -> Order:
-        raw = orjson.loads(data)
-        raw["take_profits"] = tuple(raw["take_profits"])
-        raw["fills"] = tuple(Fill(**f) for f in raw["fills"])
+        raw = loads_exact(data)
+        for name in ("quantity", "filled_qty", "avg_price", "fees"):
+            raw[name] = to_decimal(raw[name], field=name)
+        for name in ("price", "stop_loss", "trigger_price"):
+            raw[name] = to_decimal_or_none(raw.get(name), field=name)
+        raw["take_profits"] = tuple(to_decimal(p) for p in raw["take_profits"])
+        raw["fills"] = tuple(Fill.from_dict(f) for f in raw["fills"])
         return Order(**raw)
 
 
@@ -132,13 +146,25 @@ def with_status(order: Order, status: str, now_ms: int, *, order_id: str = "", r
                    reason=reason or order.reason, updated_at=now_ms)
 
 
+def fill_problem(fill: Fill) -> str:
+    """Why a fill the venue reported cannot be applied ("" if it can)."""
+    if fill.qty <= 0:
+        return f"fill {fill.trade_id}: quantity {fill.qty} is not positive"
+    if fill.price <= 0:
+        return f"fill {fill.trade_id}: price {fill.price} is not positive"
+    if fill.fee < 0 and -fill.fee > fill.qty * fill.price:
+        return f"fill {fill.trade_id}: rebate {fill.fee} exceeds the notional"
+    return ""
+
+
 def apply_fill(order: Order, fill: Fill) -> Order:
-    """The order with `fill` applied; unchanged when that trade id is known."""
-    if any(f.trade_id == fill.trade_id for f in order.fills):
+    """The order with `fill` applied; unchanged when that trade id is known or
+    the fill is not one (`fill_problem`: callers report it)."""
+    if fill_problem(fill) or any(f.trade_id == fill.trade_id for f in order.fills):
         return order
     filled = order.filled_qty + fill.qty
     avg = (order.avg_price * order.filled_qty + fill.price * fill.qty) / filled
-    done = filled >= order.quantity - _QTY_EPSILON
+    done = filled >= order.quantity
     status = "FILLED" if done else "PARTIALLY_FILLED"
     if order.status in FINAL_STATUSES and order.status != "FILLED":
         status = order.status  # a fill that raced a cancel: it counts, the order stays closed

@@ -9,9 +9,13 @@ the venue's reference price.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
 from typing import Any
+
+from titan_actors.domain.money import ZERO, to_decimal
 
 __all__ = [
     "RULES",
@@ -37,9 +41,9 @@ class PolicyError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    max_order_qty: float = 0.0
-    max_order_notional: float = 0.0
-    max_position_notional: float = 0.0
+    max_order_qty: Decimal = ZERO
+    max_order_notional: Decimal = ZERO
+    max_position_notional: Decimal = ZERO
     max_open_orders: int = 0
 
 
@@ -47,11 +51,11 @@ class Limits:
 class Policy:
     limits: Limits = field(default_factory=Limits)
     symbols: dict[str, Limits] = field(default_factory=dict)
-    max_gross_notional: float = 0.0
+    max_gross_notional: Decimal = ZERO
     max_open_orders_total: int = 0
-    max_leverage: float = 0.0
-    equity: float = 0.0
-    price_band_bps: float = 0.0
+    max_leverage: Decimal = ZERO
+    equity: Decimal = ZERO
+    price_band_bps: Decimal = ZERO
     # With no market price yet: "reference" judges every order at the venue's
     # reference price; "refuse_market" does so for limit orders and refuses
     # market orders; "refuse" refuses both.
@@ -61,7 +65,7 @@ class Policy:
     max_price_age_ms: float = 30_000.0
     orders_per_second_per_venue: float = 0.0
     orders_per_second_per_strategy: float = 0.0
-    daily_loss_limit: float = 0.0
+    daily_loss_limit: Decimal = ZERO
     venue_error_limit: int = 0
     allowed_symbols: tuple[str, ...] = ()
     allowed_venues: tuple[str, ...] = ()
@@ -80,14 +84,20 @@ class Policy:
 
 _LIMIT_KEYS = {f.name for f in fields(Limits)}
 _POLICY_KEYS = {f.name for f in fields(Policy)} - {"limits", "symbols"}
+#: Rates and ages, not amounts of money: plain numbers.
+_PLAIN_KEYS = ("max_price_age_ms", "orders_per_second_per_venue", "orders_per_second_per_strategy")
 
 
-def _non_negative(key: str, value: Any, integer: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+def _non_negative(key: str, value: Any, integer: bool = False) -> Any:
+    """A limit: an int for counts, a float for rates and ages, else an exact Decimal."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal) or value < 0 \
+            or not math.isfinite(value):
         raise PolicyError(key, "must be a number >= 0 (0 = no limit)")
     if integer and int(value) != value:
         raise PolicyError(key, "must be a whole number")
-    return int(value) if integer else float(value)
+    if integer:
+        return int(value)
+    return value + 0.0 if key.split(".")[-1] in _PLAIN_KEYS else to_decimal(value, field=key)
 
 
 def _limits(prefix: str, raw: Mapping[str, Any], base: Limits) -> Limits:
@@ -135,9 +145,9 @@ class OrderView:
     venue: str
     symbol: str
     side: str
-    qty: float
+    qty: Decimal
     order_type: str
-    price: float | None
+    price: Decimal | None
     reduce_only: bool
     strategy_id: str | None = None
 
@@ -146,13 +156,13 @@ class OrderView:
 class Exposure:
     """What the risk guard knows, filled and pending, for the order's symbol and overall."""
 
-    position_qty: float = 0.0  # net filled, all venues
-    open_buy_qty: float = 0.0  # open and prepared orders
-    open_sell_qty: float = 0.0
+    position_qty: Decimal = ZERO  # net filled, all venues
+    open_buy_qty: Decimal = ZERO  # open and prepared orders
+    open_sell_qty: Decimal = ZERO
     open_orders: int = 0
-    gross_notional_other: float = 0.0  # every other symbol, worst case
+    gross_notional_other: Decimal = ZERO  # every other symbol, worst case
     open_orders_total: int = 0
-    realised_today: float = 0.0
+    realised_today: Decimal = ZERO
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +172,8 @@ class Verdict:
     reason: str = ""
 
 
-def _judged_price(order: OrderView, policy: Policy, market: float | None,
-                  reference: float | None) -> tuple[float | None, str]:
+def _judged_price(order: OrderView, policy: Policy, market: Decimal | None,
+                  reference: Decimal | None) -> tuple[Decimal | None, str]:
     if order.price is not None:
         return order.price, "limit price"
     if market is not None:
@@ -173,8 +183,8 @@ def _judged_price(order: OrderView, policy: Policy, market: float | None,
     return None, ""
 
 
-def check_order(order: OrderView, policy: Policy, exposure: Exposure, *, market: float | None,
-                reference: float | None, venue_rate: float | None,
+def check_order(order: OrderView, policy: Policy, exposure: Exposure, *, market: Decimal | None,
+                reference: Decimal | None, venue_rate: float | None,
                 strategy_rate: float | None, market_age_ms: float | None = None) -> list[Verdict]:
     """Every rule's verdict, in order. `*_rate` are the tokens left in the
     throttles (None: no throttle); `market_age_ms` how old `market` is."""
@@ -190,7 +200,7 @@ def check_order(order: OrderView, policy: Policy, exposure: Exposure, *, market:
         _price_age(order, policy, market_age_ms if stale else None),
         _price_band(order, policy, market, reference),
         _cap("max_order_qty", order.qty, limits.max_order_qty, "quantity"),
-        _cap("max_order_notional", order.qty * price if price else 0.0, limits.max_order_notional,
+        _cap("max_order_notional", order.qty * price if price else ZERO, limits.max_order_notional,
              f"notional at the {basis}"),
         _position(order, limits, exposure, price),
         _gross(order, policy, exposure, price),
@@ -216,7 +226,7 @@ def _allowed(rule: str, name: str, allowed: tuple[str, ...]) -> Verdict:
     return Verdict(rule, True)
 
 
-def _price_known(order: OrderView, policy: Policy, market: float | None, price: float | None) -> Verdict:
+def _price_known(order: OrderView, policy: Policy, market: Decimal | None, price: Decimal | None) -> Verdict:
     if price is None or (market is None and policy.no_market_price == "refuse"):
         return Verdict("market_price", False, "no market price is known for this symbol")
     if order.order_type == "market" and market is None and policy.no_market_price == "refuse_market":
@@ -224,7 +234,7 @@ def _price_known(order: OrderView, policy: Policy, market: float | None, price: 
     return Verdict("market_price", True)
 
 
-def _stale(policy: Policy, market: float | None, age_ms: float | None) -> bool:
+def _stale(policy: Policy, market: Decimal | None, age_ms: float | None) -> bool:
     return bool(market is not None and policy.max_price_age_ms and age_ms is not None
                 and age_ms > policy.max_price_age_ms)
 
@@ -237,18 +247,19 @@ def _price_age(order: OrderView, policy: Policy, stale_age_ms: float | None) -> 
     return Verdict("price_age", True)
 
 
-def _price_band(order: OrderView, policy: Policy, market: float | None, reference: float | None) -> Verdict:
+def _price_band(order: OrderView, policy: Policy, market: Decimal | None,
+                reference: Decimal | None) -> Verdict:
     anchor = market if market is not None else reference
     if not policy.price_band_bps or order.price is None or anchor is None:
         return Verdict("price_band", True)
-    off = abs(order.price - anchor) / anchor * 1e4
+    off = abs(order.price - anchor) / anchor * 10_000
     if off > policy.price_band_bps:
         return Verdict("price_band", False, f"price {order.price:g} is {off:.0f} bps from {anchor:g} "
                                             f"(band {policy.price_band_bps:g} bps)")
     return Verdict("price_band", True)
 
 
-def _cap(rule: str, value: float, limit: float, what: str) -> Verdict:
+def _cap(rule: str, value: Decimal, limit: Decimal, what: str) -> Verdict:
     if limit and value > limit:
         return Verdict(rule, False, f"{what} {value:g} is above the limit {limit:g}")
     return Verdict(rule, True)
@@ -260,14 +271,14 @@ def _count(rule: str, value: int, limit: int, what: str) -> Verdict:
     return Verdict(rule, True)
 
 
-def _worst_position(order: OrderView, exposure: Exposure) -> float:
+def _worst_position(order: OrderView, exposure: Exposure) -> Decimal:
     """The largest absolute position the symbol can reach if every pending order fills."""
-    buys = exposure.open_buy_qty + (order.qty if order.side == "buy" else 0.0)
-    sells = exposure.open_sell_qty + (order.qty if order.side == "sell" else 0.0)
+    buys = exposure.open_buy_qty + (order.qty if order.side == "buy" else ZERO)
+    sells = exposure.open_sell_qty + (order.qty if order.side == "sell" else ZERO)
     return max(abs(exposure.position_qty + buys), abs(exposure.position_qty - sells))
 
 
-def _notional(rule: str, order: OrderView, exposure: Exposure, limit: float, value: float | None,
+def _notional(rule: str, order: OrderView, exposure: Exposure, limit: Decimal, value: Decimal | None,
               what: str) -> Verdict:
     """A worst-case notional rule; an order that only reduces the position passes."""
     if not limit or value is None or value <= limit or _reduces(order, exposure):
@@ -275,19 +286,19 @@ def _notional(rule: str, order: OrderView, exposure: Exposure, limit: float, val
     return Verdict(rule, False, f"{what} could reach {value:g}, above the limit {limit:g}")
 
 
-def _position(order: OrderView, limits: Limits, exposure: Exposure, price: float | None) -> Verdict:
+def _position(order: OrderView, limits: Limits, exposure: Exposure, price: Decimal | None) -> Verdict:
     value = _worst_position(order, exposure) * price if price is not None else None
     return _notional("max_position_notional", order, exposure, limits.max_position_notional, value,
                      "position notional")
 
 
-def _gross(order: OrderView, policy: Policy, exposure: Exposure, price: float | None) -> Verdict:
+def _gross(order: OrderView, policy: Policy, exposure: Exposure, price: Decimal | None) -> Verdict:
     value = exposure.gross_notional_other + _worst_position(order, exposure) * price if price else None
     return _notional("max_gross_notional", order, exposure, policy.max_gross_notional, value,
                      "gross notional")
 
 
-def _leverage(order: OrderView, policy: Policy, exposure: Exposure, price: float | None) -> Verdict:
+def _leverage(order: OrderView, policy: Policy, exposure: Exposure, price: Decimal | None) -> Verdict:
     gross = exposure.gross_notional_other + _worst_position(order, exposure) * price if price else None
     value = gross / policy.equity if gross is not None and policy.equity else None
     return _notional("max_leverage", order, exposure, policy.max_leverage, value, "leverage (x equity)")
@@ -297,8 +308,8 @@ def _reduces(order: OrderView, exposure: Exposure) -> bool:
     """An order that can only bring the filled position towards zero."""
     position = exposure.position_qty
     if order.side == "sell":
-        return position > 0 and order.qty + exposure.open_sell_qty <= position + 1e-12
-    return position < 0 and order.qty + exposure.open_buy_qty <= -position + 1e-12
+        return position > 0 and order.qty + exposure.open_sell_qty <= position
+    return position < 0 and order.qty + exposure.open_buy_qty <= -position
 
 
 def _rate(rule: str, tokens: float | None, what: str) -> Verdict:

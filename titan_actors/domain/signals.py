@@ -7,11 +7,13 @@ bad input: anything a sender can put in a JSON object is an answer.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
+
+from titan_actors.domain.money import to_decimal
 
 __all__ = [
     "MAX_PRICE",
@@ -28,8 +30,8 @@ __all__ = [
 REQUEST_TYPES = ("PREPARE", "CONFIRM", "ABORT", "CANCEL", "PING")
 ORDER_TYPES = ("market", "limit")
 TIME_IN_FORCE = ("GTC", "IOC", "FOK", "PO")
-MAX_QUANTITY = 1e9
-MAX_PRICE = 1e12
+MAX_QUANTITY = Decimal("1e9")
+MAX_PRICE = Decimal("1e12")
 MAX_TTL_MS = 60_000
 DEFAULT_TTL_MS = 5_000
 MAX_TAKE_PROFITS = 10
@@ -49,19 +51,20 @@ class Refusal:
 
 @dataclass(frozen=True, slots=True)
 class OrderIntent:
-    """A PREPARE, normalised: exchange-style symbol, `side` buy/sell, floats."""
+    """A PREPARE, normalised: exchange-style symbol, `side` buy/sell, exact
+    (Decimal) quantity and prices."""
 
     signal_id: str
     symbol: str
     side: str
-    quantity: float
+    quantity: Decimal
     order_type: str
-    price: float | None
+    price: Decimal | None
     time_in_force: str
     reduce_only: bool
     exchange: str
-    stop_loss: float | None
-    take_profits: tuple[float, ...]
+    stop_loss: Decimal | None
+    take_profits: tuple[Decimal, ...]
     strategy_id: str | None
     phase: int | None
     ttl_ms: int
@@ -90,16 +93,19 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _number(obj: Mapping[str, Any], field: str, *, limit: float) -> float | Refusal:
+def _number(obj: Mapping[str, Any], field: str, *, limit: Decimal) -> Decimal | Refusal:
     value = obj[field]
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         return Refusal("INVALID", f"{field}: must be a number")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
+    try:
+        exact = to_decimal(value, field=field)
+    except ValueError:
         return Refusal("INVALID", f"{field}: must be a finite number > 0")
-    if value > limit:
-        return Refusal("INVALID", f"{field}: {value:g} is above the limit {limit:g}")
-    return value
+    if exact <= 0:
+        return Refusal("INVALID", f"{field}: must be a finite number > 0")
+    if exact > limit:
+        return Refusal("INVALID", f"{field}: {exact:g} is above the limit {limit:g}")
+    return exact
 
 
 def parse_request(
@@ -206,7 +212,7 @@ def _side(obj: Mapping[str, Any]) -> str | Refusal:
     return Refusal("INVALID", "side: missing (buy or sell, or direction 1 / -1)")
 
 
-def _bracket(obj: Mapping[str, Any]) -> tuple[float | None, tuple[float, ...]] | Refusal:
+def _bracket(obj: Mapping[str, Any]) -> tuple[Decimal | None, tuple[Decimal, ...]] | Refusal:
     stop_loss = None
     if obj.get("stop_loss") is not None:
         stop_loss = _number(obj, "stop_loss", limit=MAX_PRICE)

@@ -290,7 +290,7 @@ def _check_all(result: ChaosResult, engine: Any, traffic: _Traffic, placed: list
                f"{traffic.replies} final replies, {len(traffic.attempts)} attempts, "
                f"{len(traffic.unresolved)} unresolved, NATS places {len(placed)} "
                f"({sum(1 for _s, t in placed if t == 'no reply')} without reply)")
-    audit = engine.control({"cmd": "venue_orders"}, timeout=30)
+    audit = engine.control({"cmd": "venue_orders"}, timeout=30, exact=True)
     venue, journal = audit["venue"], audit["journal"]
     sent = set(traffic.signals) | {s for s, _t in placed}
     by_coid = {client_order_id(s): s for s in sent}
@@ -304,15 +304,15 @@ def _check_all(result: ChaosResult, engine: Any, traffic: _Traffic, placed: list
     result.add("venue and journal agree", set(venue) == reached,
                f"{len(venue)} at the venue, {len(reached)} journaled as sent; "
                f"only at venue {len(set(venue) - reached)}, only in journal {len(reached - set(venue))}")
-    status = engine.status()
+    status = engine.status(exact=True)
     bad = []
-    for symbol in ("BTCUSDT", "ETHUSDT"):
+    for symbol in ("BTCUSDT", "ETHUSDT"):  # exact: quantities are decimals end to end
         actor = next((a for a in status["actors"] if a["role"] == f"position:{symbol}"), None)
-        shadow = (actor["detail"]["venues"].get("paper", {}).get("qty", 0.0)) if actor else None
+        shadow = (actor["detail"]["venues"].get("paper", {}).get("qty", 0)) if actor else None
         fills = sum((o["filled_qty"] if o["side"] == "buy" else -o["filled_qty"])
                     for o in venue.values() if o["symbol"] == symbol)
-        at_venue = audit["positions"].get(symbol, 0.0)
-        if shadow is None or abs(shadow - at_venue) > 1e-9 or abs(fills - at_venue) > 1e-9:
+        at_venue = audit["positions"].get(symbol, 0)
+        if shadow is None or shadow != at_venue or fills != at_venue:
             bad.append(f"{symbol}: shadow {shadow} venue {at_venue} fills {fills}")
     result.add("positions equal the venue and the fills", not bad, "; ".join(bad) or "BTCUSDT, ETHUSDT match")
     events = read_stream(nats_client_url(status["nats_url"], status["data_dir"]))

@@ -21,8 +21,13 @@ import select
 import socket
 import struct
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+import orjson
+
+from titan_actors.domain.money import json_default, loads_exact
 
 __all__ = ["ControlError", "ControlServer", "EngineNotRunning", "control_name", "control_request"]
 
@@ -89,13 +94,22 @@ class ControlServer:
             log.exception("control request failed")
             reply = {"ok": False, "error": repr(exc)}
         with contextlib.suppress(OSError):
-            conn.sendall(json.dumps(reply, default=str).encode() + b"\n")
+            conn.sendall(orjson.dumps(reply, default=_default, option=orjson.OPT_NON_STR_KEYS) + b"\n")
 
     def close(self) -> None:
         self._sock.close()
 
 
-def control_request(data_dir: Path, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+def _default(obj: Any) -> Any:
+    """Decimals as exact JSON numbers; anything else the handler returned as text."""
+    return json_default(obj) if isinstance(obj, Decimal) else str(obj)
+
+
+def control_request(data_dir: Path, request: dict[str, Any], timeout: float = 10.0, *,
+                    exact: bool = False) -> dict[str, Any]:
+    """Send one request to `titan run`; its reply (numbers that are not
+    integers as Decimals with `exact`, else floats). Raises `EngineNotRunning`
+    or `ControlError` (the engine's own error message)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         try:
@@ -116,7 +130,7 @@ def control_request(data_dir: Path, request: dict[str, Any], timeout: float = 10
             raise ControlError(f"the control connection broke: {exc}")
     if not data:
         raise ControlError("the engine closed the control connection without an answer")
-    reply = json.loads(data)
+    reply = loads_exact(data) if exact else json.loads(data)
     if not reply.get("ok", False):
         raise ControlError(reply.get("error", "unknown error"))
     return reply

@@ -78,11 +78,13 @@ class EngineProcess:
     def output(self) -> str:
         return (self.workdir / "titan-run.out").read_text()
 
-    def control(self, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-        return control_request(self.data_dir, request, timeout)
+    def control(self, request: dict[str, Any], timeout: float = 10.0, *,
+                exact: bool = False) -> dict[str, Any]:
+        """`control_request` on this engine (`exact`: numbers as Decimals)."""
+        return control_request(self.data_dir, request, timeout, exact=exact)
 
-    def status(self) -> dict[str, Any]:
-        status = self.control({"cmd": "status"})
+    def status(self, *, exact: bool = False) -> dict[str, Any]:
+        status = self.control({"cmd": "status"}, exact=exact)
         self.pgids.add(status["actors_pgid"])
         if status.get("nats_pid"):
             self.nats_pids.add(status["nats_pid"])

@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+from titan_actors.domain.money import ZERO, Instrument, to_decimal
 from titan_actors.venues.errors import DuplicateClientOrderId, VenueError, VenueRejected, VenueUnknownOutcome
 
 __all__ = [
@@ -75,7 +77,7 @@ _STATUSES = {
 def order_status(order: dict[str, Any]) -> str:
     """A ccxt order's status as ours (`SUBMITTED` if the venue did not say)."""
     status = _STATUSES.get(order.get("status") or "", "SUBMITTED")
-    if status == "ACCEPTED" and float(order.get("filled") or 0.0) > 0.0:
+    if status == "ACCEPTED" and (order.get("filled") or 0) > 0:
         return "PARTIALLY_FILLED"
     return status
 
@@ -126,11 +128,8 @@ class MarketInfo:
 
     symbol: str  # BTCUSDT
     unified: str  # BTC/USDT:USDT
-    min_qty: float | None
-    qty_step: float | None
-    tick: float | None
-    min_notional: float | None
-    contract_size: float = 1.0
+    instrument: Instrument
+    contract_size: Decimal = Decimal(1)
 
 
 #: Each venue's largest page of trades (the default page size).
@@ -147,8 +146,14 @@ _STREAMED = {
 }
 
 
-def _times(value: Any, factor: float) -> float | None:
-    return None if value is None else float(value) * factor
+def _times(value: Any, factor: Decimal) -> Decimal | None:
+    return None if value is None else to_decimal(value) * factor
+
+
+#: Fields of ccxt's orders and trades: sizes (in contracts on a contract
+#: market) and prices, as exact Decimals once they are in.
+_SIZES = ("amount", "filled", "remaining")
+_PRICES = ("price", "average", "cost", "triggerPrice", "stopPrice")
 
 
 class CcxtVenue:
@@ -207,16 +212,15 @@ class CcxtVenue:
                 not self.wanted or symbol in self.wanted
             ):
                 limits, precision = market.get("limits", {}), market.get("precision", {})
-                size = float(market.get("contractSize") or 1.0)
-                self.markets[symbol] = MarketInfo(
-                    symbol=symbol,
-                    unified=unified,
-                    min_qty=_times((limits.get("amount") or {}).get("min"), size),
+                size = to_decimal(market.get("contractSize") or 1)
+                instrument = Instrument(
+                    symbol,
                     qty_step=_times(precision.get("amount"), size),
-                    tick=precision.get("price"),
-                    min_notional=(limits.get("cost") or {}).get("min"),
-                    contract_size=size,
+                    tick=_times(precision.get("price"), Decimal(1)),
+                    min_qty=_times((limits.get("amount") or {}).get("min"), size),
+                    min_notional=_times((limits.get("cost") or {}).get("min"), Decimal(1)),
                 )
+                self.markets[symbol] = MarketInfo(symbol, unified, instrument, size)
 
     def _client(self, module: Any) -> Any:
         """A ccxt client of `module` (ccxt.async_support or ccxt.pro) for this account."""
@@ -290,21 +294,19 @@ class CcxtVenue:
         return self.markets[symbol].unified
 
     def _in_base(self, symbol: str, order: dict[str, Any]) -> dict[str, Any]:
-        """A ccxt order or trade with its sizes in base units, and its client
-        order id where ccxt leaves it in the venue's own field."""
+        """A ccxt order or trade with its sizes in base units and its sizes and
+        prices as exact Decimals, and its client order id where ccxt leaves it
+        in the venue's own field. A field that is not a number (bad venue data)
+        becomes None: the adapter reports what it cannot use."""
         size = self.markets[symbol].contract_size
-        out = (
-            {
-                **order,
-                **{
-                    k: float(order[k]) * size
-                    for k in ("amount", "filled", "remaining")
-                    if order.get(k) is not None
-                },
-            }
-            if size != 1.0
-            else order
-        )
+        out = dict(order)
+        for key in (*_SIZES, *_PRICES):
+            if out.get(key) is not None:
+                value = _exact(out[key])
+                out[key] = value * size if value is not None and key in _SIZES else value
+        fee = out.get("fee")
+        if isinstance(fee, dict) and fee.get("cost") is not None:
+            out["fee"] = {**fee, "cost": _exact(fee["cost"])}
         if self.mexc_swap and not out.get("clientOrderId"):
             out = {**out, "clientOrderId": (out.get("info") or {}).get("externalOid")}
         return out
@@ -315,17 +317,17 @@ class CcxtVenue:
         client_order_id: str,
         symbol: str,
         side: str,
-        quantity: float,
+        quantity: Decimal,
         order_type: str,
-        price: float | None = None,
+        price: Decimal | None = None,
         time_in_force: str = "GTC",
         reduce_only: bool = False,
-        trigger_price: float | None = None,
+        trigger_price: Decimal | None = None,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {"clientOrderId": client_order_id}
         kind: Any = order_type
         if order_type == "stop":  # a bracket stop-loss: a market order the venue triggers
-            kind, params["triggerPrice"] = "market", trigger_price
+            kind, params["triggerPrice"] = "market", _ccxt_number(trigger_price)
         if reduce_only:
             params["reduceOnly"] = True
         if time_in_force == "PO":
@@ -334,11 +336,10 @@ class CcxtVenue:
             kind = 3 if time_in_force == "IOC" else 4  # MEXC swap: IOC and FOK are order types
         elif time_in_force in ("IOC", "FOK"):
             params["timeInForce"] = time_in_force
-        amount = quantity / self.markets[symbol].contract_size
+        amount = _ccxt_number(quantity / self.markets[symbol].contract_size)
+        limit = _ccxt_number(price) if order_type == "limit" else None
         try:
-            order = await self.client.create_order(
-                self.unified(symbol), kind, side, amount, price if order_type == "limit" else None, params
-            )
+            order = await self.client.create_order(self.unified(symbol), kind, side, amount, limit, params)
         except Exception as exc:
             raise classify(exc) from exc
         return self._in_base(symbol, order)
@@ -384,7 +385,7 @@ class CcxtVenue:
             for fetch in (self.client.fetch_open_orders, self.client.fetch_closed_orders):
                 for order in await fetch(self.unified(symbol), None, None, params):
                     if order.get("clientOrderId") == client_order_id:
-                        return order
+                        return self._in_base(symbol, order)
         except ccxt.OrderNotFound:
             return None
         except Exception as exc:
@@ -440,29 +441,50 @@ class CcxtVenue:
         until = {"until": params["until"]} if "until" in params else {}
         return [{"since": since, "until": oldest}, {"since": newest, **until}]
 
-    async def position(self, symbol: str) -> tuple[float, float]:
-        """(signed net quantity, average entry price) of `symbol`: the
-        position for derivatives, the base coin's balance for spot."""
+    async def position(self, symbol: str) -> tuple[Decimal, Decimal | None]:
+        """(signed net quantity, average entry price or None when the venue
+        gives none) of `symbol`: the position for derivatives, the base coin's
+        balance for spot (a wallet has no entry price)."""
         market = self.markets[symbol]
         try:
             if self.market_type == "spot":
                 balance = await self.client.fetch_balance()
                 base = market.unified.split("/")[0]
-                return float((balance.get("total") or {}).get(base) or 0.0), 0.0
+                return _exact((balance.get("total") or {}).get(base)) or ZERO, None
             rows = await self.client.fetch_positions([market.unified])
         except Exception as exc:
             raise classify(exc) from exc
-        qty = avg = 0.0
+        qty, avg = ZERO, None
         for row in rows:
             if row.get("symbol") == market.unified:
-                size = float(row.get("contracts") or 0.0) * float(row.get("contractSize") or 1.0)
+                contracts = _exact(row.get("contracts")) or ZERO
+                size = contracts * (_exact(row.get("contractSize")) or Decimal(1))
                 qty += size if row.get("side") == "long" else -size
-                avg = float(row.get("entryPrice") or 0.0) or avg
+                avg = _exact(row.get("entryPrice")) or avg
         return qty, avg
 
-    async def balances(self) -> dict[str, float]:
+    async def balances(self) -> dict[str, Decimal]:
         try:
             balance = await self.client.fetch_balance()
         except Exception as exc:
             raise classify(exc) from exc
-        return {coin: float(total) for coin, total in (balance.get("total") or {}).items() if total}
+        totals = {coin: _exact(total) for coin, total in (balance.get("total") or {}).items()}
+        return {coin: total for coin, total in totals.items() if total}
+
+
+def _exact(value: Any) -> Decimal | None:
+    """A number from ccxt as an exact Decimal; None for None or what is not a
+    finite number (the caller decides what missing data means)."""
+    if value is None:
+        return None
+    try:
+        return to_decimal(value)
+    except ValueError:
+        log.warning("not a number from the venue: %r", value)
+        return None
+
+
+def _ccxt_number(value: Decimal | None) -> float | None:
+    """What ccxt's `create_order` takes: a float, which for a value already on
+    the step or tick (at most 15 significant digits) is the same decimal."""
+    return None if value is None else float(value)

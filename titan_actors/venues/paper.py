@@ -29,17 +29,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from titan_actors.domain.ids import trade_id
+from titan_actors.domain.money import ZERO, json_default, loads_exact, to_decimal, to_decimal_or_none
 from titan_actors.domain.orders import FINAL_STATUSES, Fill
 from titan_actors.venues.errors import DuplicateClientOrderId, VenueRejected
 
 __all__ = ["PaperSettings", "PaperVenue", "VenueEvent", "VenueOrder"]
 
-_EPS = 1e-12
+_BPS = Decimal(10_000)
 ORDER_KEY = b"paper:o:"
 OPEN_KEY = b"paper:open:"
 ACCOUNT_KEY = b"paper:account"
@@ -47,13 +49,13 @@ ACCOUNT_KEY = b"paper:account"
 
 @dataclass(frozen=True, slots=True)
 class PaperSettings:
-    reference_prices: dict[str, float]
+    reference_prices: dict[str, Decimal]
     latency_ms: int = 0
-    slippage_bps: float = 0.0
-    taker_fee_bps: float = 5.5
-    maker_fee_bps: float = 2.0
-    liquidity: float = 0.0
-    balance: float = 100_000.0
+    slippage_bps: Decimal = ZERO
+    taker_fee_bps: Decimal = Decimal("5.5")
+    maker_fee_bps: Decimal = Decimal(2)
+    liquidity: Decimal = ZERO
+    balance: Decimal = Decimal(100_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,23 +64,32 @@ class VenueOrder:
     order_id: str
     symbol: str
     side: str
-    quantity: float
+    quantity: Decimal
     order_type: str  # market | limit | stop
-    price: float | None
-    trigger_price: float | None
+    price: Decimal | None
+    trigger_price: Decimal | None
     time_in_force: str
     reduce_only: bool
     status: str
-    filled_qty: float = 0.0
-    avg_price: float = 0.0
+    filled_qty: Decimal = ZERO
+    avg_price: Decimal = ZERO
     fills: int = 0
     created_ts: int = 0
     due_ts: int = 0
     reason: str = ""
 
     @property
-    def remaining(self) -> float:
-        return max(self.quantity - self.filled_qty, 0.0)
+    def remaining(self) -> Decimal:
+        return max(self.quantity - self.filled_qty, ZERO)
+
+    @staticmethod
+    def from_json(data: bytes) -> VenueOrder:
+        raw = loads_exact(data)
+        for name in ("quantity", "filled_qty", "avg_price"):
+            raw[name] = to_decimal(raw[name], field=name)
+        for name in ("price", "trigger_price"):
+            raw[name] = to_decimal_or_none(raw.get(name), field=name)
+        return VenueOrder(**raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +104,12 @@ class PaperVenue:
     def __init__(self, settings: PaperSettings, *, load_order: Callable[[str], VenueOrder | None]
                  = lambda _coid: None) -> None:
         self.settings = settings
-        self.quotes: dict[str, tuple[float, float, float]] = {
+        self.quotes: dict[str, tuple[Decimal, Decimal, Decimal]] = {
             s: (p, p, p) for s, p in settings.reference_prices.items()
         }
         self.open: dict[str, VenueOrder] = {}
         self.recent: dict[str, VenueOrder] = {}
-        self.positions: dict[str, tuple[float, float]] = {}
+        self.positions: dict[str, tuple[Decimal, Decimal]] = {}
         self.balance = settings.balance
         self.seq = 0
         self._load_order = load_order
@@ -108,11 +119,11 @@ class PaperVenue:
 
     def restore(self, account: bytes | None, open_orders: Iterable[bytes]) -> None:
         if account:
-            raw = orjson.loads(account)
-            self.positions = {s: (q, a) for s, (q, a) in raw["positions"].items()}
-            self.balance, self.seq = raw["balance"], raw["seq"]
+            raw = loads_exact(account)
+            self.positions = {s: (to_decimal(q), to_decimal(a)) for s, (q, a) in raw["positions"].items()}
+            self.balance, self.seq = to_decimal(raw["balance"]), raw["seq"]
         for data in open_orders:
-            order = VenueOrder(**orjson.loads(data))
+            order = VenueOrder.from_json(data)
             self.open[order.client_order_id] = order
 
     def drain_writes(self) -> list[tuple[bytes, bytes | None]]:
@@ -122,7 +133,7 @@ class PaperVenue:
 
     def _save(self, order: VenueOrder) -> None:
         coid = order.client_order_id.encode()
-        self._writes[ORDER_KEY + coid] = orjson.dumps(order)
+        self._writes[ORDER_KEY + coid] = orjson.dumps(order, default=json_default)
         if order.status in FINAL_STATUSES:
             self.open.pop(order.client_order_id, None)
             self.recent[order.client_order_id] = order
@@ -131,11 +142,11 @@ class PaperVenue:
             self._writes[OPEN_KEY + coid] = None
         else:
             self.open[order.client_order_id] = order
-            self._writes[OPEN_KEY + coid] = orjson.dumps(order)
+            self._writes[OPEN_KEY + coid] = orjson.dumps(order, default=json_default)
 
     def _save_account(self) -> None:
         self._writes[ACCOUNT_KEY] = orjson.dumps(
-            {"positions": self.positions, "balance": self.balance, "seq": self.seq})
+            {"positions": self.positions, "balance": self.balance, "seq": self.seq}, default=json_default)
 
     # --- queries ------------------------------------------------------------------
 
@@ -144,10 +155,10 @@ class PaperVenue:
         return (self.open.get(client_order_id) or self.recent.get(client_order_id)
                 or self._load_order(client_order_id))
 
-    def position(self, symbol: str) -> float:
-        return self.positions.get(symbol, (0.0, 0.0))[0]
+    def position(self, symbol: str) -> Decimal:
+        return self.positions.get(symbol, (ZERO, ZERO))[0]
 
-    def quote(self, symbol: str) -> tuple[float, float, float] | None:
+    def quote(self, symbol: str) -> tuple[Decimal, Decimal, Decimal] | None:
         return self.quotes.get(symbol)
 
     # --- commands -----------------------------------------------------------------
@@ -182,9 +193,9 @@ class PaperVenue:
             return [VenueEvent(order)]  # executes in run_due() once the latency has passed
         return [VenueEvent(order), *self._execute_new(order, now_ms)]
 
-    def _reduce_only_qty(self, symbol: str, side: str, quantity: float) -> float:
+    def _reduce_only_qty(self, symbol: str, side: str, quantity: Decimal) -> Decimal:
         position = self.position(symbol)
-        reduces = (side == "buy" and position < -_EPS) or (side == "sell" and position > _EPS)
+        reduces = (side == "buy" and position < 0) or (side == "sell" and position > 0)
         if not reduces:
             raise VenueRejected("reduce-only order would not reduce a position")
         return min(quantity, abs(position))
@@ -198,7 +209,7 @@ class PaperVenue:
         tif = order.time_in_force
         if tif == "FOK":
             available = self.settings.liquidity or order.quantity
-            if not crosses or available < order.quantity - _EPS:
+            if not crosses or available < order.quantity:
                 return [self._close(order, "EXPIRED", now_ms, "FOK order could not fill in full")]
             return self._take(order, now_ms, expire_rest=True)
         if tif == "IOC":
@@ -214,7 +225,8 @@ class PaperVenue:
             raise VenueRejected("order is already closed" if found else "unknown order")
         return [self._close(order, "CANCELED", now_ms, "canceled")]
 
-    def on_quote(self, symbol: str, bid: float, ask: float, last: float, now_ms: int) -> list[VenueEvent]:
+    def on_quote(self, symbol: str, bid: Decimal, ask: Decimal, last: Decimal,
+                 now_ms: int) -> list[VenueEvent]:
         """New market data: resting orders that it crosses fill, stops trigger."""
         self.quotes[symbol] = (bid, ask, last)
         events: list[VenueEvent] = []
@@ -240,18 +252,17 @@ class PaperVenue:
 
     def _crosses(self, order: VenueOrder) -> bool:
         bid, ask, _last = self.quotes[order.symbol]
-        return (order.side == "buy" and ask <= order.price + _EPS) or (
-            order.side == "sell" and bid >= order.price - _EPS)
+        return (order.side == "buy" and ask <= order.price) or (order.side == "sell" and bid >= order.price)
 
     @staticmethod
-    def _triggered(order: VenueOrder, last: float) -> bool:
+    def _triggered(order: VenueOrder, last: Decimal) -> bool:
         if order.side == "sell":
-            return last <= order.trigger_price + _EPS
-        return last >= order.trigger_price - _EPS
+            return last <= order.trigger_price
+        return last >= order.trigger_price
 
     def _take(self, order: VenueOrder, now_ms: int, *, expire_rest: bool) -> list[VenueEvent]:
         bid, ask, _last = self.quotes[order.symbol]
-        slip = self.settings.slippage_bps / 1e4
+        slip = self.settings.slippage_bps / _BPS
         price = ask * (1 + slip) if order.side == "buy" else bid * (1 - slip)
         if order.order_type == "limit":
             price = min(price, order.price) if order.side == "buy" else max(price, order.price)
@@ -264,35 +275,35 @@ class PaperVenue:
     def _make(self, order: VenueOrder, now_ms: int) -> list[VenueEvent]:
         return self._fill(order, order.price, "maker", now_ms)
 
-    def _fill(self, order: VenueOrder, price: float, liquidity: str, now_ms: int) -> list[VenueEvent]:
+    def _fill(self, order: VenueOrder, price: Decimal, liquidity: str, now_ms: int) -> list[VenueEvent]:
         qty = order.remaining
         if self.settings.liquidity > 0:
             qty = min(qty, self.settings.liquidity)
         if order.reduce_only:
             position = abs(self.position(order.symbol))
-            if position < _EPS:
+            if not position:
                 return [self._close(order, "CANCELED", now_ms, "reduce-only order: no position left")]
             qty = min(qty, position)
-        if qty < _EPS:
+        if qty <= 0:
             return []
         bps = self.settings.taker_fee_bps if liquidity == "taker" else self.settings.maker_fee_bps
-        fee = qty * price * bps / 1e4
+        fee = qty * price * bps / _BPS
         n = order.fills + 1
         fill = Fill(trade_id(order.order_id, n), qty, price, fee, liquidity, now_ms)
         filled = order.filled_qty + qty
         avg = (order.avg_price * order.filled_qty + price * qty) / filled
-        status = "FILLED" if filled >= order.quantity - _EPS else "PARTIALLY_FILLED"
+        status = "FILLED" if filled >= order.quantity else "PARTIALLY_FILLED"
         order = replace(order, filled_qty=filled, avg_price=avg, fills=n, status=status)
         self._book(order.symbol, order.side, qty, price, fee)
         self._save(order)
         self._save_account()
         return [VenueEvent(order, fill)]
 
-    def _book(self, symbol: str, side: str, qty: float, price: float, fee: float) -> None:
-        position, avg = self.positions.get(symbol, (0.0, 0.0))
+    def _book(self, symbol: str, side: str, qty: Decimal, price: Decimal, fee: Decimal) -> None:
+        position, avg = self.positions.get(symbol, (ZERO, ZERO))
         signed = qty if side == "buy" else -qty
-        realised = 0.0
-        if abs(position) < _EPS or (position > 0) == (signed > 0):
+        realised = ZERO
+        if not position or (position > 0) == (signed > 0):
             total = abs(position) + qty
             avg = (abs(position) * avg + qty * price) / total
             position += signed
@@ -300,8 +311,8 @@ class PaperVenue:
             closing = min(abs(position), qty)
             realised = closing * (price - avg) * (1 if position > 0 else -1)
             position += signed
-            if abs(position) < _EPS:
-                position, avg = 0.0, 0.0
+            if not position:
+                position, avg = ZERO, ZERO
             elif qty > closing:
                 avg = price  # the position flipped: the rest opened at this price
         self.positions[symbol] = (position, avg)

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from titan_actors.domain.money import json_default
 from titan_actors.runtime.clock import now_ms
 from titan_actors.wire.fastpath import duplicate_key
 
@@ -57,7 +58,7 @@ def signed_command(secret: bytes, subject: str, fields: Mapping[str, Any], *, ts
                    nonce: str | None = None) -> tuple[bytes, dict[str, str]]:
     """Body and headers of a command, as any client would build them."""
     body = orjson.dumps({**fields, "ts": now_ms() if ts is None else ts,
-                         "nonce": secrets.token_hex(12) if nonce is None else nonce})
+                         "nonce": secrets.token_hex(12) if nonce is None else nonce}, default=json_default)
     return body, {SIGNATURE_HEADER: sign_command(secret, subject, body)}
 
 

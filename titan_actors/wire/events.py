@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from titan_actors.domain.money import json_default, loads_exact
+
 __all__ = ["Event", "event_id"]
 
 
@@ -39,11 +41,11 @@ class Event:
         """The JSON published on NATS."""
         return orjson.dumps({"event_id": self.event_id, "type": self.type, "ts": self.ts,
                              "source": self.source, "seq": self.seq, "symbol": self.symbol,
-                             "data": self.data})
+                             "data": self.data}, default=json_default)
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self)
+        return orjson.dumps(self, default=json_default)
 
     @staticmethod
     def from_json(data: bytes) -> Event:
-        return Event(**orjson.loads(data))
+        return Event(**loads_exact(data))  # exact: a 28-digit average stays one

@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from titan_actors.domain.money import json_default
+
 __all__ = [
     "MAC_SIZE",
     "MAX_LENGTH",
@@ -65,7 +67,7 @@ def encode_frame(secret: bytes, payload: bytes) -> bytes:
 
 
 def encode_message(secret: bytes, message: dict[str, Any]) -> bytes:
-    return encode_frame(secret, orjson.dumps(message))
+    return encode_frame(secret, orjson.dumps(message, default=json_default))
 
 
 def decode_payload(payload: bytes) -> dict[str, Any]:

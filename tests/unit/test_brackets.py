@@ -1,0 +1,57 @@
+"""Bracket exits of a filled entry: normalised and checked like the entry."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal as D
+
+from titan_actors.domain.brackets import exit_orders
+from titan_actors.domain.money import Instrument
+from titan_actors.domain.orders import order_from_intent
+from titan_actors.domain.signals import OrderIntent
+
+BTC = Instrument("BTCUSDT", qty_step=D("0.001"), tick=D("0.1"), min_qty=D("0.001"), min_notional=D(5))
+
+
+def _entry(filled: str, *, side: str = "buy", stop: str | None = "55000.04",
+           tps: tuple[str, ...] = ("65000.06", "66000.01", "67000")) -> object:
+    intent = OrderIntent("s1", "BTCUSDT", side, D(filled), "market", None, "GTC", False, "bybit",
+                         D(stop) if stop else None, tuple(D(p) for p in tps), None, None, 5000)
+    return replace(order_from_intent(intent, "c1", 0), filled_qty=D(filled), status="FILLED")
+
+
+def test_the_stop_covers_the_fill_and_its_trigger_moves_away_from_the_market() -> None:
+    exits, problems = exit_orders(_entry("0.010"), BTC, 1)
+    (stop,) = [o for o in exits if o.leg == "sl"]
+    assert problems == []
+    assert (stop.side, stop.quantity, stop.trigger_price) == ("sell", D("0.010"), D("55000.0"))
+    assert stop.reduce_only
+    short = exit_orders(_entry("0.010", side="sell", stop="70000.01", tps=()), BTC, 1)[0]
+    assert short[0].trigger_price == D("70000.1")  # a buy stop rounds up
+
+
+def test_take_profits_split_the_fill_on_the_step_at_prices_never_worse() -> None:
+    exits, _ = exit_orders(_entry("0.010"), BTC, 1)
+    tps = [(o.leg, o.quantity, o.price) for o in exits if o.leg.startswith("tp")]
+    assert tps == [("tp1", D("0.004"), D("65000.1")), ("tp2", D("0.003"), D("66000.1")),
+                   ("tp3", D("0.003"), D("67000"))]
+    assert sum(q for _l, q, _p in tps) == D("0.010")
+
+
+def test_a_slice_under_the_minimum_notional_merges_into_the_previous_one() -> None:
+    small = replace(BTC, min_notional=D(150))
+    exits, problems = exit_orders(_entry("0.005"), small, 1)
+    tps = [(o.leg, o.quantity) for o in exits if o.leg.startswith("tp")]
+    # 0.003, 0.001, 0.001: the last two (66 and 67 at their prices) are under 150 and merge into tp1.
+    assert tps == [("tp1", D("0.005"))]
+    assert problems == []
+
+
+def test_a_leg_that_cannot_be_placed_is_named_not_sent() -> None:
+    exits, problems = exit_orders(_entry("0.001"), replace(BTC, min_notional=D(100)), 1)
+    assert exits == []
+    assert [p.split(":")[0] for p in problems] == ["sl", "tp1"]
+
+
+def test_no_fill_means_no_exits() -> None:
+    assert exit_orders(_entry("0"), BTC, 1) == ([], [])
