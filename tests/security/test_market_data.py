@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import nats
@@ -49,25 +50,28 @@ def test_a_quote_from_the_future_counts_as_now_and_a_bad_subject_is_refused() ->
         quote_of("titan.data.market.ticker.v1.btc-usdt", b'{"bid": 1, "ask": 2}', NOW)
 
 
-def _market(qty: float = 1.0, order_type: str = "market") -> OrderView:
-    return OrderView(venue="paper", symbol="BTCUSDT", side="buy", qty=qty, order_type=order_type,
-                     price=None if order_type == "market" else 100.0, reduce_only=False)
+def _market(qty: str = "1", order_type: str = "market") -> OrderView:
+    return OrderView(venue="paper", symbol="BTCUSDT", side="buy", qty=Decimal(qty), order_type=order_type,
+                     price=None if order_type == "market" else Decimal(100), reduce_only=False)
+
+
+M, R = Decimal(100), Decimal(50)
 
 
 def test_a_stale_price_refuses_a_market_order_with_a_named_rule_and_is_not_used() -> None:
     policy = Policy(max_price_age_ms=1000)
-    verdicts = check_order(_market(), policy, Exposure(), market=100.0, market_age_ms=1500, reference=50.0,
+    verdicts = check_order(_market(), policy, Exposure(), market=M, market_age_ms=1500, reference=R,
                            venue_rate=None, strategy_rate=None)
     refused = [v for v in verdicts if not v.ok]
     assert [v.rule for v in refused] == ["price_age"] and "1500 ms old" in refused[0].reason
-    fresh = check_order(_market(), policy, Exposure(), market=100.0, market_age_ms=200, reference=50.0,
+    fresh = check_order(_market(), policy, Exposure(), market=M, market_age_ms=200, reference=R,
                         venue_rate=None, strategy_rate=None)
     assert all(v.ok for v in fresh)
-    limit = check_order(_market(order_type="limit"), policy, Exposure(), market=100.0, market_age_ms=5000,
-                        reference=50.0, venue_rate=None, strategy_rate=None)
+    limit = check_order(_market(order_type="limit"), policy, Exposure(), market=M, market_age_ms=5000,
+                        reference=R, venue_rate=None, strategy_rate=None)
     assert all(v.ok for v in limit), "a limit order is judged at its own price"
     off = Policy(max_price_age_ms=0)
-    assert all(v.ok for v in check_order(_market(), off, Exposure(), market=100.0, market_age_ms=10**9,
+    assert all(v.ok for v in check_order(_market(), off, Exposure(), market=M, market_age_ms=10**9,
                                          reference=None, venue_rate=None, strategy_rate=None))
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections import OrderedDict
-from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -42,6 +41,7 @@ import orjson
 from titan_actors.domain.money import ZERO, json_default, loads_exact, to_decimal, to_decimal_or_none
 from titan_actors.domain.orders import FINAL_STATUSES
 from titan_actors.domain.positions import ClosedTrade, Position, apply_fill, unrealised_pnl
+from titan_actors.domain.reconciliation import reconcile
 from titan_actors.messages import (
     ExecutionReport,
     PositionSnapshot,
@@ -179,62 +179,44 @@ class PositionActor(TitanActor):
             return  # updates on their way would look like drift: compare once they have arrived
         self.urgent.discard(venue)
         settings = self.venue_settings.get(venue, {"policy": "adopt", "tolerance": 0})
-        corrections = self._reconcile_orders(venue, state.open_orders)
-        drift = None
+        shadow = self.open.setdefault(venue, {})
         position = self.positions.get(venue, Position())
-        venue_qty = state.qty
-        if settings.get("spot"):
-            base = self.wallet_base.setdefault(venue, state.qty - position.qty)
-            venue_qty = state.qty - base  # the engine's own coins in the wallet
-        if abs(position.qty - venue_qty) > to_decimal(settings["tolerance"], field="reconcile_tolerance"):
-            drift = {"venue": venue, "shadow_qty": position.qty, "venue_qty": venue_qty,
-                     "diff": venue_qty - position.qty, "shadow_avg_entry": position.avg_entry,
-                     "venue_avg_price": state.avg_price, "policy": settings["policy"]}
-            if settings.get("spot"):
-                drift["wallet_qty"], drift["wallet_base"] = state.qty, self.wallet_base[venue]
-            result = f"drift ({settings['policy']})"
-            if self._reported_drift.get(venue) != (position.qty, venue_qty):
-                # Reported once while it stays the same (a halted symbol keeps drifting).
-                self._reported_drift[venue] = (position.qty, venue_qty)
-                corrections.append(("PositionDrift", drift))
-            else:
-                drift = None
-        else:
+        outcome = reconcile(
+            venue=venue, position=position, shadow_open=shadow,
+            ended={c for c in state.open_orders if self.accounted.get(c) in _FINAL},
+            venue_qty=state.qty, venue_avg=state.avg_price, venue_open=state.open_orders,
+            policy=settings["policy"],
+            tolerance=to_decimal(settings["tolerance"], field="reconcile_tolerance"),
+            spot=bool(settings.get("spot")), wallet_base=self.wallet_base.get(venue),
+            reported=self._reported_drift.get(venue))
+        for coid, order in outcome.adopted.items():
+            shadow[coid] = order
+            self._account(coid, order["status"])
+        for coid in outcome.closed:
+            shadow.pop(coid, None)
+            self._account(coid, "CLOSED_AT_VENUE")
+        if outcome.wallet_base is not None:
+            self.wallet_base[venue] = outcome.wallet_base
+        if outcome.drift_key is None:
             self._reported_drift.pop(venue, None)
-            result = "ok"
-        if drift is not None and settings["policy"] == "adopt":
-            # A spot wallet has no entry price: the engine's own stays.
-            avg = state.avg_price if state.avg_price is not None else position.avg_entry
-            self.positions[venue] = replace(position, qty=venue_qty, avg_entry=avg)
+        else:
+            self._reported_drift[venue] = outcome.drift_key
+        if outcome.position is not position:
+            self.positions[venue] = outcome.position
         assert self.outbox is not None
         self.version += 1
         writes: list[tuple[bytes, bytes]] = []
-        for kind, data in corrections:
+        for kind, data in outcome.corrections:
             writes += self.outbox.emit(subjects.drift(self.symbol), kind, self.symbol, data)
         writes += self.outbox.emit(subjects.truth(self.symbol), "PositionReconciled", self.symbol,
                                    self._truth(venue, cause="reconciliation"))
         self._commit(writes)
-        self.reconciled[venue] = {"at": state.ts, "result": result, "corrections": len(corrections)}
-        if drift is not None and settings["policy"] == "halt":
-            self.tell("risk", SetTradingState("HALTED", f"symbol:{self.symbol}",
-                                              f"reconciliation: position drift on {venue} "
-                                              f"({drift['shadow_qty']:g} here, {drift['venue_qty']:g} there)",
+        self.reconciled[venue] = {"at": state.ts, "result": outcome.result,
+                                  "corrections": len(outcome.corrections)}
+        if outcome.halt:
+            self.tell("risk", SetTradingState("HALTED", f"symbol:{self.symbol}", outcome.halt,
                                               "reconciliation"))
         self.tell("risk", self.snapshot())
-
-    def _reconcile_orders(self, venue: str, at_venue: dict[str, dict[str, Any]]) -> list[tuple[str, dict]]:
-        corrections: list[tuple[str, dict]] = []
-        shadow = self.open.setdefault(venue, {})
-        for coid, order in at_venue.items():
-            if coid not in shadow and self.accounted.get(coid) not in _FINAL:
-                shadow[coid] = dict(order)
-                self._account(coid, order["status"])
-                corrections.append(("OrderAdopted", {"venue": venue, "client_order_id": coid, **order}))
-        for coid in [c for c in shadow if c not in at_venue]:
-            order = shadow.pop(coid)
-            self._account(coid, "CLOSED_AT_VENUE")
-            corrections.append(("OrderClosedAtVenue", {"venue": venue, "client_order_id": coid, **order}))
-        return corrections
 
     # --- applying order updates ---------------------------------------------------------
 

@@ -42,9 +42,9 @@ from titan_actors.domain.ids import client_order_id
 from titan_actors.domain.money import ZERO, Instrument, to_decimal, to_decimal_or_none
 from titan_actors.domain.orders import (
     Order,
-    abort,
+    Refused,
     apply_fill,
-    confirm,
+    decide,
     expire,
     order_from_intent,
     with_status,
@@ -280,12 +280,21 @@ class VenueAdapter(TitanActor):
 
     def _submit(self, msg: SubmitOrder) -> None:
         order = self.journal.get(client_order_id(msg.signal_id))
-        refusal = self._confirmable(order, msg.signal_id)
-        if refusal is not None:
-            self.tell(msg.reply_to, refusal)
+        decision = decide(order, "CONFIRM", now_ms())
+        if decision.refused is not None:
+            if decision.order is not None:  # it expired by the clock: journal that, release its reservation
+                self._commit([decision.order])
+                self.tell("risk", OrderDropped(decision.order.client_order_id))
+            self.tell(msg.reply_to, CommandRefused(msg.signal_id, "CONFIRM", decision.refused.code,
+                                                   decision.refused.reason))
             return
         assert order is not None
-        if order.stage == "CONFIRMED":
+        unavailable = self._unavailable_reason()
+        if unavailable:
+            self.tell(msg.reply_to,
+                      CommandRefused(msg.signal_id, "CONFIRM", "VENUE_UNAVAILABLE", unavailable))
+            return
+        if decision.repeat:
             self._answer_confirmed(order, msg.reply_to)
             return
         busy = self._busy_reason() or ("the trading state is not known yet; resend" if self.states is None
@@ -293,27 +302,11 @@ class VenueAdapter(TitanActor):
         if busy:
             self.tell(msg.reply_to, CommandRefused(msg.signal_id, "CONFIRM", "BUSY", busy))
             return
-        order = confirm(order, now_ms())
+        assert decision.order is not None
+        order = decision.order
         self._commit([order], [(order, None)])  # journal (and its event) before the side effect
         self.crash_point("adapter.after_journal")
         self._send_to_venue(order, msg.reply_to)
-
-    def _confirmable(self, order: Order | None, signal_id: str) -> CommandRefused | None:
-        def refuse(code: str, reason: str) -> CommandRefused:
-            return CommandRefused(signal_id, "CONFIRM", code, reason)
-
-        if order is None:
-            return refuse("UNKNOWN_SIGNAL", "signal_id: this signal was never prepared")
-        if order.stage == "ABORTED":
-            return refuse("ALREADY_FINAL", "the signal was aborted")
-        if order.stage == "PREPARED" and now_ms() > order.expires_at:
-            self._commit([expire(order, now_ms())])
-            self.tell("risk", OrderDropped(order.client_order_id))
-            order = self.journal.get(order.client_order_id)
-        if order is not None and order.stage == "EXPIRED":
-            return refuse("EXPIRED", f"the prepared order expired at {order.expires_at}")
-        unavailable = self._unavailable_reason()
-        return refuse("VENUE_UNAVAILABLE", unavailable) if unavailable else None
 
     # --- hooks a venue of another kind overrides ---------------------------------------
 
@@ -528,37 +521,29 @@ class VenueAdapter(TitanActor):
             self._resolve(order, None)
 
     def _abort(self, msg: AbortOrder) -> None:
-        order = self.journal.get(client_order_id(msg.signal_id))
-
-        def refuse(code: str, reason: str) -> None:
-            self.tell(msg.reply_to, CommandRefused(msg.signal_id, "ABORT", code, reason))
-
-        if order is None:
-            refuse("UNKNOWN_SIGNAL", "signal_id: this signal was never prepared")
-        elif order.stage == "CONFIRMED":
-            refuse("ALREADY_FINAL", "the signal was confirmed")
-        elif order.stage == "EXPIRED":
-            refuse("EXPIRED", f"the prepared order expired at {order.expires_at}")
-        else:
-            if order.stage == "PREPARED":
-                self._commit([abort(order, now_ms())])
-                self.tell("risk", OrderDropped(order.client_order_id))
-            self.tell(msg.reply_to, OrderAborted(msg.signal_id))
+        decision = decide(self.journal.get(client_order_id(msg.signal_id)), "ABORT", now_ms())
+        if decision.refused is not None:
+            self.tell(msg.reply_to, CommandRefused(msg.signal_id, "ABORT", decision.refused.code,
+                                                   decision.refused.reason))
+            return
+        if decision.order is not None:
+            self._commit([decision.order])
+            self.tell("risk", OrderDropped(decision.order.client_order_id))
+        self.tell(msg.reply_to, OrderAborted(msg.signal_id))
 
     def _cancel(self, msg: CancelOrder) -> None:
         order = self.journal.get(client_order_id(msg.signal_id))
-
-        def refuse(code: str, reason: str) -> None:
-            self.tell(msg.reply_to, CommandRefused(msg.signal_id, "CANCEL", code, reason))
-
-        if order is None or order.stage != "CONFIRMED":
-            refuse("UNKNOWN_SIGNAL", "signal_id: no confirmed order for this signal")
-        elif order.final:
-            refuse("ALREADY_FINAL", f"the order is {order.status}")
-        elif self._unavailable_reason():
-            refuse("VENUE_UNAVAILABLE", self._unavailable_reason())
+        decision = decide(order, "CANCEL", now_ms())
+        unavailable = self._unavailable_reason()
+        if decision.refused is not None:
+            refused = decision.refused
+        elif unavailable:
+            refused = Refused("VENUE_UNAVAILABLE", unavailable)
         else:
+            assert order is not None
             self._cancel_at_venue(order, msg.reply_to)
+            return
+        self.tell(msg.reply_to, CommandRefused(msg.signal_id, "CANCEL", refused.code, refused.reason))
 
     def _cancel_at_venue(self, order: Order, reply_to: str) -> None:
         assert self.venue is not None
@@ -608,7 +593,7 @@ class VenueAdapter(TitanActor):
                 order = replace(order, quantity=event.order.quantity)  # reduce-only clipped it
             last_fill = None
             if event.fill is not None:
-                order = replace(apply_fill(order, event.fill), status=event.order.status)
+                order = with_status(apply_fill(order, event.fill), event.order.status, now_ms())
                 last_fill = {"trade_id": event.fill.trade_id, "qty": event.fill.qty,
                              "price": event.fill.price, "fee": event.fill.fee,
                              "liquidity": event.fill.liquidity, "ts": event.fill.ts}

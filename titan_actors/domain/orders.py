@@ -4,7 +4,13 @@ An order has a `stage` before it reaches a venue (`PREPARED`, then
 `CONFIRMED`, or `ABORTED` / `EXPIRED` instead) and a venue `status` after
 (`SUBMITTED`, `ACCEPTED`, `PARTIALLY_FILLED`, `FILLED`, `CANCELED`,
 `REJECTED`, `EXPIRED`). Every change returns a new `Order`; a fill is
-applied once, by its trade id. Quantities, prices and fees are exact
+applied once, by its trade id.
+
+`decide(order, command, now_ms)` is the table of which command an order
+accepts in which state (`COMMAND_TABLE`): the order after it, or a
+`Refused` naming the FastPath code. A venue status moves only along
+`STATUS_TRANSITIONS`; a final status is terminal (a late, older update
+cannot reopen an order). Quantities, prices and fees are exact
 (`Decimal`): an order is filled when its fills sum to its quantity, no
 tolerance.
 """
@@ -21,12 +27,18 @@ from titan_actors.domain.money import ZERO, json_default, loads_exact, to_decima
 from titan_actors.domain.signals import OrderIntent
 
 __all__ = [
+    "COMMANDS",
+    "COMMAND_TABLE",
     "FINAL_STATUSES",
+    "STATUS_TRANSITIONS",
+    "Decision",
     "Fill",
     "Order",
+    "Refused",
     "abort",
     "apply_fill",
     "confirm",
+    "decide",
     "expire",
     "fill_problem",
     "order_from_intent",
@@ -34,6 +46,15 @@ __all__ = [
 ]
 
 FINAL_STATUSES = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED"})
+#: Venue statuses an order may move to from each (staying is always allowed).
+STATUS_TRANSITIONS: dict[str, frozenset[str]] = {
+    "": frozenset({"SUBMITTED"}),
+    "SUBMITTED": frozenset({"ACCEPTED", "PARTIALLY_FILLED", *FINAL_STATUSES}),
+    "ACCEPTED": frozenset({"PARTIALLY_FILLED", *FINAL_STATUSES}),
+    "PARTIALLY_FILLED": FINAL_STATUSES,
+    **{final: frozenset() for final in FINAL_STATUSES},
+}
+COMMANDS = ("CONFIRM", "ABORT", "CANCEL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +163,107 @@ def expire(order: Order, now_ms: int) -> Order:
 
 
 def with_status(order: Order, status: str, now_ms: int, *, order_id: str = "", reason: str = "") -> Order:
+    """The order with the venue's `status`, if `STATUS_TRANSITIONS` allows the
+    move (a status from the past is ignored; the order id is still learnt)."""
+    if status != order.status and status not in STATUS_TRANSITIONS.get(order.status, frozenset()):
+        return replace(order, order_id=order.order_id or order_id)
     return replace(order, status=status, order_id=order_id or order.order_id,
                    reason=reason or order.reason, updated_at=now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A command the order does not accept in its state: a FastPath code and why."""
+
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a command does: `order` is the order to journal (None: unchanged),
+    `refused` the answer when it is refused, `repeat` when it was done before
+    (answer what was answered then), `send` when the venue must act (confirm:
+    send it; cancel: cancel it there)."""
+
+    order: Order | None = None
+    refused: Refused | None = None
+    repeat: bool = False
+    send: bool = False
+
+
+def _state(order: Order | None, now_ms: int) -> str:
+    if order is None:
+        return "UNKNOWN"
+    if order.stage == "PREPARED" and now_ms > order.expires_at:
+        return "LAPSED"  # expired by the clock; journaled as EXPIRED by the decision
+    if order.stage == "CONFIRMED":
+        return "FINAL" if order.final else "LIVE"
+    return order.stage
+
+
+#: (state, command) → what happens. States: UNKNOWN (never prepared),
+#: PREPARED, LAPSED (prepared, past its ttl), ABORTED, EXPIRED, LIVE
+#: (confirmed, not final at the venue), FINAL (confirmed and final).
+COMMAND_TABLE: dict[tuple[str, str], str] = {
+    ("UNKNOWN", "CONFIRM"): "refuse UNKNOWN_SIGNAL",
+    ("UNKNOWN", "ABORT"): "refuse UNKNOWN_SIGNAL",
+    ("UNKNOWN", "CANCEL"): "refuse UNKNOWN_SIGNAL",
+    ("PREPARED", "CONFIRM"): "confirm",
+    ("PREPARED", "ABORT"): "abort",
+    ("PREPARED", "CANCEL"): "refuse UNKNOWN_SIGNAL",
+    ("LAPSED", "CONFIRM"): "expire",
+    ("LAPSED", "ABORT"): "abort",
+    ("LAPSED", "CANCEL"): "refuse UNKNOWN_SIGNAL",
+    ("ABORTED", "CONFIRM"): "refuse ALREADY_FINAL",
+    ("ABORTED", "ABORT"): "repeat",
+    ("ABORTED", "CANCEL"): "refuse UNKNOWN_SIGNAL",
+    ("EXPIRED", "CONFIRM"): "refuse EXPIRED",
+    ("EXPIRED", "ABORT"): "refuse EXPIRED",
+    ("EXPIRED", "CANCEL"): "refuse UNKNOWN_SIGNAL",
+    ("LIVE", "CONFIRM"): "repeat",
+    ("LIVE", "ABORT"): "refuse ALREADY_FINAL",
+    ("LIVE", "CANCEL"): "cancel",
+    ("FINAL", "CONFIRM"): "repeat",
+    ("FINAL", "ABORT"): "refuse ALREADY_FINAL",
+    ("FINAL", "CANCEL"): "refuse ALREADY_FINAL",
+}
+
+
+def _why(order: Order | None, state: str, command: str) -> str:
+    if state == "UNKNOWN" or (command == "CANCEL" and state in ("PREPARED", "LAPSED", "ABORTED", "EXPIRED")):
+        return ("signal_id: no confirmed order for this signal" if command == "CANCEL"
+                else "signal_id: this signal was never prepared")
+    assert order is not None
+    if state in ("EXPIRED", "LAPSED"):
+        return f"the prepared order expired at {order.expires_at}"
+    if state == "ABORTED":
+        return "the signal was aborted"
+    if command == "ABORT":
+        return "the signal was confirmed"
+    return f"the order is {order.status}"
+
+
+def decide(order: Order | None, command: str, now_ms: int) -> Decision:
+    """`command` (CONFIRM, ABORT or CANCEL) against `order` as it is at
+    `now_ms`, by `COMMAND_TABLE`. Never raises for a known command."""
+    state = _state(order, now_ms)
+    action = COMMAND_TABLE[(state, command)]
+    if action.startswith("refuse "):
+        return Decision(refused=Refused(action.split(" ", 1)[1], _why(order, state, command)))
+    assert order is not None
+    match action:
+        case "confirm":
+            return Decision(order=confirm(order, now_ms), send=True)
+        case "abort":
+            return Decision(order=abort(order, now_ms))
+        case "expire":
+            return Decision(order=expire(order, now_ms),
+                            refused=Refused("EXPIRED", _why(order, state, command)))
+        case "cancel":
+            return Decision(send=True)
+        case _:
+            return Decision(repeat=True)
 
 
 def fill_problem(fill: Fill) -> str:
@@ -166,7 +286,7 @@ def apply_fill(order: Order, fill: Fill) -> Order:
     avg = (order.avg_price * order.filled_qty + fill.price * fill.qty) / filled
     done = filled >= order.quantity
     status = "FILLED" if done else "PARTIALLY_FILLED"
-    if order.status in FINAL_STATUSES and order.status != "FILLED":
-        status = order.status  # a fill that raced a cancel: it counts, the order stays closed
+    if order.status in FINAL_STATUSES:
+        status = order.status  # a fill that raced a cancel or came after FILLED: it counts, the status stays
     return replace(order, filled_qty=filled, avg_price=avg, fees=order.fees + fill.fee,
                    fills=(*order.fills, fill), status=status, updated_at=fill.ts)
