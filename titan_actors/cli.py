@@ -232,6 +232,9 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
         bid, ask, last = (to_decimal(request[k], field=k) for k in ("bid", "ask", "last"))
         quote = PriceUpdate(str(request["symbol"]), bid, ask, last, now_ms())
         engine.tell_role(f"venue:{request.get('venue', 'paper')}", quote)
+        # Handled before we answer (thespian keeps the order of one sender's
+        # messages): the caller's next order meets this price.
+        engine.ask_role(f"venue:{request.get('venue', 'paper')}", StatusRequest(), timeout=3.0)
         return {"ok": True}
     return {"ok": False, "error": f"unknown command {cmd!r}"}
 

@@ -173,6 +173,7 @@ _VENUE_SCHEMA: dict[str, tuple[type | tuple[type, ...], Any, Check | None]] = {
     "trades_page_size": (int, 0, _non_negative),
     "stream": (bool, True, None),
     "ws_base_url": (str, "", None),
+    "stops": (str, "auto", _one_of("auto", "native", "emulated")),
 }
 
 ENV_VARS = {

@@ -4,6 +4,7 @@ worst moments, partial fills, the asyncio client."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -203,46 +204,42 @@ def test_a_kill_between_journal_and_reply_and_a_resent_confirm_make_exactly_one_
     assert position["net"].get("paper", 0.0) in (0.0, pytest.approx(0.5))
 
 
-def test_a_resting_limit_fills_in_parts_as_the_market_moves_and_each_fill_is_pushed(tmp_path: Path) -> None:
-    config = FAST_SUPERVISION + "[venues.paper]\nexchange = 'paper'\nliquidity = 0.4\n"
+@contextlib.contextmanager
+def _three_maker_fills(tmp_path: Path, liquidity: str, qty: float) -> Iterator[tuple[RunningEngine, list]]:
+    """A resting limit buy of `qty` on a paper venue filling `liquidity` a quote,
+    three quotes crossing it: the engine and the three fills pushed."""
+    config = FAST_SUPERVISION + f"[venues.paper]\nexchange = 'paper'\nliquidity = {liquidity}\n"
     engine = RunningEngine(tmp_path, config).start()
     try:
         with engine.client() as client:
-            client.prepare("lim-1", "BTCUSDT", "buy", 1.0, "limit", price=59000.0)
+            client.prepare("lim-1", "BTCUSDT", "buy", qty, "limit", price=59000.0)
             assert client.confirm("lim-1")["type"] == "ACCEPTED"
             assert [client.next_execution(3)["status"] for _ in range(2)] == ["SUBMITTED", "ACCEPTED"]
             for _ in range(3):
                 engine.control({"cmd": "price", "symbol": "BTCUSDT", "bid": 58900, "ask": 58950,
                                 "last": 58920})
             fills = [client.next_execution(3) for _ in range(3)]
-        assert [f["status"] for f in fills] == ["PARTIALLY_FILLED", "PARTIALLY_FILLED", "FILLED"]
-        assert [f["last_fill"]["qty"] for f in fills] == pytest.approx([0.4, 0.4, 0.2])
-        assert all(f["last_fill"]["price"] == 59000.0 and f["last_fill"]["liquidity"] == "maker"
-                   for f in fills)
-        assert fills[-1]["filled_qty"] == pytest.approx(1.0)
         wait_for(lambda: engine.actor("position:BTCUSDT")["detail"]["fills"] == 3, 3.0, 0.05,
                  "three fills at the position actor")
+        yield engine, fills
     finally:
         engine.stop()
+
+
+def test_a_resting_limit_fills_in_parts_as_the_market_moves_and_each_fill_is_pushed(tmp_path: Path) -> None:
+    with _three_maker_fills(tmp_path, "0.4", 1.0) as (_engine, fills):
+        assert [f["status"] for f in fills] == ["PARTIALLY_FILLED", "PARTIALLY_FILLED", "FILLED"]
+        assert [f["last_fill"]["qty"] for f in fills] == [0.4, 0.4, 0.2]
+        assert all(f["last_fill"]["price"] == 59000.0 and f["last_fill"]["liquidity"] == "maker"
+                   for f in fills)
+        assert fills[-1]["filled_qty"] == 1
 
 
 def test_three_fills_of_a_tenth_are_exactly_three_tenths_on_every_wire(tmp_path: Path) -> None:
     """0.1 + 0.1 + 0.1 is 0.30000000000000004 in floats: the engine's numbers
     are decimals, written as the shortest JSON number that equals them."""
-    config = FAST_SUPERVISION + "[venues.paper]\nexchange = 'paper'\nliquidity = 0.1\n"
-    engine = RunningEngine(tmp_path, config).start()
-    try:
-        with engine.client() as client:
-            client.prepare("tenth-1", "BTCUSDT", "buy", 0.3, "limit", price=59000.0)
-            assert client.confirm("tenth-1")["type"] == "ACCEPTED"
-            assert [client.next_execution(3)["status"] for _ in range(2)] == ["SUBMITTED", "ACCEPTED"]
-            for _ in range(3):
-                engine.control({"cmd": "price", "symbol": "BTCUSDT", "bid": 58900, "ask": 58950,
-                                "last": 58920})
-            fills = [client.next_execution(3) for _ in range(3)]
+    with _three_maker_fills(tmp_path, "0.1", 0.3) as (engine, fills):
         assert [f["filled_qty"] for f in fills] == [0.1, 0.2, 0.3]  # exactly: FastPath EXECUTION
-        wait_for(lambda: engine.actor("position:BTCUSDT")["detail"]["fills"] == 3, 3.0, 0.05,
-                 "three fills at the position actor")
         out = subprocess.run(titan_cmd("positions", "--json", "--config", str(engine.config)), env=engine.env,
                              capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stderr
@@ -251,8 +248,6 @@ def test_three_fills_of_a_tenth_are_exactly_three_tenths_on_every_wire(tmp_path:
         events = read_stream(engine.nats_url, subjects.report("BTCUSDT"))
         assert [e["data"]["filled_qty"] for e in events if e["type"] == "OrderPartiallyFilled"
                 or e["type"] == "OrderFilled"] == [0.1, 0.2, 0.3]  # NATS events
-    finally:
-        engine.stop()
 
 
 def test_a_bracket_places_reduce_only_exits_after_the_entry_fills_and_cancels_the_rest_when_flat(

@@ -14,7 +14,7 @@ import orjson
 from tests.support.engine import FAST_SUPERVISION, RunningEngine, wait_for
 from titan_actors.actors.gateway import IpcGateway
 from titan_actors.actors.venue import OrderJournal
-from titan_actors.domain.orders import order_from_intent, with_status
+from titan_actors.domain.orders import confirm, order_from_intent, with_status
 from titan_actors.domain.signals import parse_intent
 from titan_actors.runtime.retention import DAY_MS, Retention
 from titan_actors.runtime.store import Store
@@ -65,7 +65,7 @@ def test_final_orders_leave_the_journal_after_the_retention_and_live_ones_never(
                                 default_venue="paper") for i in range(2)]
         done, live = (order_from_intent(intent, f"c{i}", NOW) for i, intent in enumerate(intents))
         store.write_batch([w for o in (done, live) for w in journal.writes(o) if w[1] is not None])
-        final = with_status(done, "FILLED", NOW)
+        final = with_status(confirm(done, NOW), "FILLED", NOW)
         writes = journal.writes(final)
         store.write_batch([w for w in writes if w[1] is not None], [k for k, v in writes if v is None])
         journal.retention.prune(NOW + WEEK + 1000)

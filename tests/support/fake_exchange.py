@@ -120,6 +120,7 @@ class FakeExchange:
         self.orders: dict[str, FakeOrder] = {}  # by client order id
         self.trades: list[FakeTrade] = []
         self.deposits: dict[str, float] = {}  # spot coins in the wallet apart from trades
+        self.marks = {symbol: info["price"] for symbol, info in INSTRUMENTS.items()}  # the market now
         self._last_trade_id = 10**12 + uuid.uuid4().int % 10**12
         self.calls: list[Call] = []
         self.bad_signatures = 0
@@ -178,7 +179,7 @@ class FakeExchange:
             raise Duplicate(client_id)
         order = FakeOrder(client_id, symbol, side, kind, qty, price, tif, reduce_only, trigger, market)
         self.orders[client_id] = order
-        mark = INSTRUMENTS[symbol]["price"]
+        mark = self.marks[symbol]
         crosses = not trigger and (
             kind == "market" or (side == "buy" and price >= mark) or (side == "sell" and 0 < price <= mark)
         )
@@ -191,6 +192,39 @@ class FakeExchange:
         if not order.filled:
             self._publish("order", order)
         return order
+
+    def move_price(self, symbol: str, price: float) -> None:
+        """The market moves to `price`: conditional orders whose trigger it
+        reaches fire as market orders (a sell stop as the price falls to it, a
+        buy stop as it rises), and resting limits it crosses fill as maker.
+        A reduce-only order never trades past the position: what is left of
+        it when the position is flat is canceled."""
+        with self.lock:
+            self.marks[symbol] = price
+            for order in [o for o in self.open_orders(symbol)]:
+                if order.trigger:
+                    fired = price <= order.trigger if order.side == "sell" else price >= order.trigger
+                    if fired:
+                        self._trade_reduce_aware(order, price, maker=False)
+                elif order.kind == "limit" and (price <= order.price if order.side == "buy"
+                                                else price >= order.price):
+                    self._trade_reduce_aware(order, order.price, maker=True)
+
+    def _trade_reduce_aware(self, order: FakeOrder, price: float, *, maker: bool) -> None:
+        qty = order.remaining
+        if order.reduce_only:
+            position = self.position(order.symbol)
+            reduces = (order.side == "sell" and position > 0) or (order.side == "buy" and position < 0)
+            qty = min(qty, abs(position)) if reduces else 0.0
+        if qty <= 0:
+            order.status = "canceled"
+            order.updated = int(time.time() * 1000)
+            self._publish("order", order)
+            return
+        self._fill(order, qty, price, maker=maker)
+        if order.remaining > 0:  # clipped to the position: the rest is canceled
+            order.status = "canceled"
+            self._publish("order", order)
 
     def fill(self, client_id: str, qty: float, price: float | None = None) -> None:
         """A resting order trades `qty` (a test's market move)."""

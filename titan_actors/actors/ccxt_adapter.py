@@ -51,12 +51,24 @@ from typing import Any
 from titan_actors.actors.venue import VenueAdapter, _venue_spec
 from titan_actors.domain.ids import client_order_id, exit_order_id
 from titan_actors.domain.money import ZERO, Instrument
-from titan_actors.domain.orders import FINAL_STATUSES, Fill, Order, apply_fill, fill_problem, with_status
+from titan_actors.domain.orders import (
+    EMULATED,
+    FINAL_STATUSES,
+    Fill,
+    Order,
+    apply_fill,
+    arm_emulated_stop,
+    fill_problem,
+    fire_emulated_stop,
+    stop_triggered,
+    with_status,
+)
 from titan_actors.domain.throttle import backoff_s
 from titan_actors.messages import (
     CommandRefused,
     OrderAccepted,
     OrderCanceled,
+    PriceUpdate,
     VenueHealth,
     VenueOrders,
     VenueState,
@@ -124,6 +136,13 @@ class CcxtVenueAdapter(VenueAdapter):
         self.stream = "off" if self.stream_error else "connecting"
         self.streaming = False
         self._polls = 0
+        # Stops the venue holds itself (verified against each exchange's API
+        # through ccxt: Bybit), or the engine holds and sends as a market order.
+        stops = cfg.get("stops", "auto")
+        self.emulate_stops = stops == "emulated" or (stops == "auto" and self.exchange != "bybit")
+        self.armed: dict[str, str] = {  # client order id → symbol of an emulated stop not yet fired
+            o.client_order_id: o.symbol for o in self.journal.live.values()
+            if o.order_id.startswith(EMULATED) and o.order_type == "stop"}
         self.aio = self.async_host()
         self._load_markets(0)
         self.after(self.poll_s, _POLL)
@@ -147,6 +166,8 @@ class CcxtVenueAdapter(VenueAdapter):
             **super().status_detail(),
             "connection": self.connection,
             "last_error": self.last_error,
+            "stops": "emulated" if self.emulate_stops else "native",
+            "armed_stops": len(self.armed),
             "markets": sorted(self.client.markets),
             "rate_limit": {
                 "limit_per_s": bucket.rate,
@@ -291,6 +312,9 @@ class CcxtVenueAdapter(VenueAdapter):
 
     def _create(self, order: Order, delay: float = 0.0) -> None:
         coid = order.client_order_id
+        if order.order_type == "stop" and self.emulate_stops:
+            self._arm(order)
+            return
         make = partial(self.client.create, **_venue_spec(order))  # the paper venue's order spec
         self.counts["submitted"] += 1
         self._request("create", coid, make, partial(self._on_created, coid), delay=delay)
@@ -418,8 +442,36 @@ class CcxtVenueAdapter(VenueAdapter):
 
     # --- cancel -------------------------------------------------------------------------
 
+    # --- stops the engine emulates ------------------------------------------------------------
+
+    def _arm(self, order: Order) -> None:
+        armed = arm_emulated_stop(order, now_ms())
+        self.armed[order.client_order_id] = order.symbol
+        self._commit([armed], [(armed, None)])
+        self._report(armed, None)
+
+    def _on_price(self, msg: PriceUpdate) -> None:
+        for coid in [c for c, symbol in self.armed.items() if symbol == msg.symbol]:
+            order = self.journal.get(coid)
+            if order is None or order.final or not order.order_id.startswith(EMULATED):
+                self.armed.pop(coid, None)
+            elif stop_triggered(order, msg.last):
+                self.armed.pop(coid)
+                fired = fire_emulated_stop(order, msg.last, now_ms())
+                log.warning("venue %s: %s", self.venue_name, fired.reason)
+                self._commit([fired], [(fired, None)])
+                self._report(fired, None)
+                self._create(fired)
+
     def _cancel_at_venue(self, order: Order, reply_to: str | None) -> None:
         coid = order.client_order_id
+        if self.armed.pop(coid, None) is not None:  # held here: nothing at the venue to cancel
+            canceled = with_status(order, "CANCELED", now_ms(), reason="emulated stop canceled")
+            self._commit([canceled], [(canceled, None)])
+            self._report(canceled, None)
+            if reply_to is not None:
+                self.reply_now(reply_to, OrderCanceled(order.signal_id, coid))
+            return
         self._wait(coid, "CANCEL", reply_to)
         if not self.pacer.queued("cancel", coid):
             make = partial(self.client.cancel, client_order_id=coid, symbol=order.symbol)
@@ -547,7 +599,8 @@ class CcxtVenueAdapter(VenueAdapter):
         if error is not None:
             return
         at_venue = {str(o.get("clientOrderId") or ""): o for o in open_orders}
-        for order in [o for o in self.journal.live.values() if o.symbol == symbol and o.stage == "CONFIRMED"]:
+        for order in [o for o in self.journal.live.values() if o.symbol == symbol and o.stage == "CONFIRMED"
+                      and o.client_order_id not in self.armed]:
             info = at_venue.get(order.client_order_id)
             if info is not None:
                 self._after_changes(self._venue_update(order, info))
@@ -637,6 +690,11 @@ class CcxtVenueAdapter(VenueAdapter):
             }
             for o in open_orders
         }
+        for coid in [c for c, s in self.armed.items() if s == symbol]:  # held by the engine, as if there
+            armed = self.journal.get(coid)
+            if armed is not None:
+                orders[coid] = {"side": armed.side, "remaining": armed.remaining, "price": None,
+                                "status": armed.status}
 
         def answer(trades: Any, trades_error: BaseException | None) -> None:
             if trades_error is not None:

@@ -39,7 +39,7 @@ from typing import Any
 import orjson
 
 from titan_actors.domain.money import ZERO, json_default, loads_exact, to_decimal, to_decimal_or_none
-from titan_actors.domain.orders import FINAL_STATUSES
+from titan_actors.domain.orders import FINAL_STATUSES, close_reason
 from titan_actors.domain.positions import ClosedTrade, Position, apply_fill, unrealised_pnl
 from titan_actors.domain.reconciliation import reconcile
 from titan_actors.messages import (
@@ -368,7 +368,7 @@ class PositionActor(TitanActor):
             "entry_price": trade.entry_price, "exit_price": trade.exit_price,
             "realised_pnl": trade.realised_pnl, "fees": trade.fees, "net_pnl": trade.net_pnl,
             "opened_at": trade.opened_at, "closed_at": trade.closed_at, "duration_ms": trade.duration_ms,
-            "strategy_id": strategy, "phase": phase,
+            "strategy_id": strategy, "phase": phase, "close_reason": close_reason(report.leg),
         }
 
     def snapshot(self, *, full: bool = False) -> PositionSnapshot:

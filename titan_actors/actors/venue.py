@@ -41,9 +41,11 @@ from titan_actors.domain.brackets import exit_orders
 from titan_actors.domain.ids import client_order_id
 from titan_actors.domain.money import ZERO, Instrument, to_decimal, to_decimal_or_none
 from titan_actors.domain.orders import (
+    FINAL_STATUSES,
     Order,
     Refused,
     apply_fill,
+    close_reason,
     decide,
     expire,
     order_from_intent,
@@ -609,8 +611,8 @@ class VenueAdapter(TitanActor):
         for order, last_fill in changes:
             self._report(order, last_fill)
         for order, _ in changes:
-            if order.leg == "entry" and order.status == "FILLED":
-                self._place_exits(order)
+            if order.leg == "entry" and order.status in FINAL_STATUSES and order.filled_qty > 0:
+                self._place_exits(order)  # filled, or canceled / expired after part of it filled
             elif order.leg != "entry" and order.filled_qty and self._flat(order):
                 self._cancel_exits(order.signal_id, order.symbol)
 
@@ -682,7 +684,8 @@ def _report_data(order: Order, last_fill: dict[str, Any] | None) -> dict[str, An
             "order_type": order.order_type, "quantity": order.quantity, "price": order.price,
             "status": order.status, "filled_qty": order.filled_qty, "avg_price": order.avg_price,
             "fees": order.fees, "last_fill": last_fill, "leg": order.leg, "reason": order.reason,
-            "strategy_id": order.strategy_id, "phase": order.phase}
+            "strategy_id": order.strategy_id, "phase": order.phase,
+            "close_reason": close_reason(order.leg) if order.leg != "entry" else None}
 
 
 def _execution_report(order: Order, last_fill: dict[str, Any] | None) -> ExecutionReport:

@@ -29,6 +29,7 @@ from titan_actors.domain.signals import OrderIntent
 __all__ = [
     "COMMANDS",
     "COMMAND_TABLE",
+    "EMULATED",
     "FINAL_STATUSES",
     "STATUS_TRANSITIONS",
     "Decision",
@@ -37,11 +38,15 @@ __all__ = [
     "Refused",
     "abort",
     "apply_fill",
+    "arm_emulated_stop",
+    "close_reason",
     "confirm",
     "decide",
     "expire",
     "fill_problem",
+    "fire_emulated_stop",
     "order_from_intent",
+    "stop_triggered",
     "with_status",
 ]
 
@@ -169,6 +174,35 @@ def with_status(order: Order, status: str, now_ms: int, *, order_id: str = "", r
         return replace(order, order_id=order.order_id or order_id)
     return replace(order, status=status, order_id=order_id or order.order_id,
                    reason=reason or order.reason, updated_at=now_ms)
+
+
+def close_reason(leg: str) -> str:
+    """Why a position closed, by the leg whose fill closed it."""
+    return "stop_loss" if leg == "sl" else "take_profit" if leg.startswith("tp") else "signal"
+
+
+EMULATED = "emulated:"  # the order id of a stop the engine holds instead of the venue
+
+
+def arm_emulated_stop(order: Order, now_ms: int) -> Order:
+    """A stop the venue cannot hold natively, held by the engine: ACCEPTED
+    under an order id of its own, nothing sent."""
+    return with_status(order, "ACCEPTED", now_ms, order_id=EMULATED + order.client_order_id,
+                       reason="stop emulated by the engine: a reduce-only market order when the last "
+                              "price reaches the trigger")
+
+
+def stop_triggered(order: Order, last: Decimal) -> bool:
+    """A sell stop fires when the price falls to its trigger, a buy stop when it rises to it."""
+    if order.trigger_price is None:
+        return False
+    return last <= order.trigger_price if order.side == "sell" else last >= order.trigger_price
+
+
+def fire_emulated_stop(order: Order, last: Decimal, now_ms: int) -> Order:
+    """The armed stop as the market order now to be sent (same client order id)."""
+    return replace(order, order_type="market", status="SUBMITTED", order_id="", updated_at=now_ms,
+                   reason=f"emulated stop triggered at {last} (trigger {order.trigger_price})")
 
 
 @dataclass(frozen=True, slots=True)

@@ -328,6 +328,10 @@ class CcxtVenue:
         kind: Any = order_type
         if order_type == "stop":  # a bracket stop-loss: a market order the venue triggers
             kind, params["triggerPrice"] = "market", _ccxt_number(trigger_price)
+            if self.exchange_id == "bybit" and self.market_type != "spot":
+                # Bybit contracts need the side of the market the trigger is on: a
+                # sell stop fires as the price falls to it, a buy stop as it rises.
+                params["triggerDirection"] = "descending" if side == "sell" else "ascending"
         if reduce_only:
             params["reduceOnly"] = True
         if time_in_force == "PO":

@@ -1,0 +1,87 @@
+"""Stops that trigger (issue 20, item 3): a price path through a bracket's
+stop on each exchange fake. Bybit holds the stop itself (a conditional
+order with its trigger direction); where a venue has no native stop through
+ccxt the engine holds it and sends a reduce-only market order when the last
+price reaches the trigger, and says so in the order's events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_venues import Venue
+from tests.support.engine import wait_for
+from tests.support.nats import read_stream
+from titan_actors.domain.ids import client_order_id, exit_order_id
+from titan_actors.wire import subjects
+
+
+@pytest.mark.parametrize(("case", "stops"), [("bybit-linear", "native"), ("binance-linear", "emulated"),
+                                             ("mexc-swap", "emulated"), ("mexc-spot", "emulated")])
+def test_a_price_path_through_the_stop_fires_it_once_and_cancels_the_take_profits(
+        tmp_path: Path, case: str, stops: str) -> None:
+    venue = Venue(tmp_path, case).start()
+    engine, fake = venue.engine, venue.fake
+    stop, take_profit = exit_order_id("st-1", "sl"), exit_order_id("st-1", "tp1")
+    try:
+        assert venue.detail()["stops"] == stops
+        with engine.client() as client:
+            assert client.prepare("st-1", "BTCUSDT", "buy", 0.01, "limit", price=60000.0, stop_loss=55000.0,
+                                  take_profits=[65000.0])["type"] == "PREPARED"
+            assert client.confirm("st-1")["type"] == "ACCEPTED"
+        wait_for(lambda: take_profit in fake.orders and venue.detail()["live_orders"] == 2, 10, 0.05,
+                 "the stop and the take-profit placed")
+        # Held by the venue, or by the engine: never sent as a plain market order before its time.
+        assert (stop in fake.orders) == (stops == "native")
+        assert fake.position("BTCUSDT") == pytest.approx(0.01)
+        for price in (58000.0, 56000.0, 54000.0):  # the market falls through the stop
+            fake.move_price("BTCUSDT", price)
+            engine.control({"cmd": "price", "venue": "ex", "symbol": "BTCUSDT", "bid": price - 1,
+                            "ask": price + 1, "last": price})
+        wait_for(lambda: fake.orders.get(take_profit) and fake.orders[take_profit].status == "canceled"
+                 and venue.detail()["live_orders"] == 0, 15, 0.05, "the take-profit canceled")
+        assert fake.orders[stop].status == "filled" and fake.orders[stop].filled == pytest.approx(0.01)
+        assert fake.position("BTCUSDT") == pytest.approx(0.0), "flat at the venue"
+        assert sum(1 for t in fake.trades if t.order.client_id == stop) == 1, "the stop fired once"
+        wait_for(lambda: engine.actor("position:BTCUSDT")["detail"]["net"].get("ex") == 0, 10, 0.05,
+                 "flat in the engine")
+        reports = [e["data"] for e in read_stream(engine.nats_url, subjects.report("BTCUSDT"))
+                   if e["data"]["client_order_id"] == stop]
+        assert reports[-1]["status"] == "FILLED" and reports[-1]["close_reason"] == "stop_loss"
+        if stops == "emulated":
+            assert any("emulated" in r["reason"] for r in reports), "the events say the engine held it"
+        closed = wait_for(lambda: [e["data"] for e in read_stream(engine.nats_url, subjects.TRADE_CLOSED)],
+                          10, 0.2, "the trade closed")
+        assert [c["close_reason"] for c in closed] == ["stop_loss"]
+    finally:
+        venue.stop()
+
+
+@pytest.mark.parametrize("case", ["bybit-linear", "mexc-swap"])
+def test_an_entry_canceled_after_a_partial_fill_keeps_exits_for_the_filled_part(
+        tmp_path: Path, case: str) -> None:
+    venue = Venue(tmp_path, case).start()
+    engine, fake = venue.engine, venue.fake
+    try:
+        with engine.client() as client:
+            assert client.prepare("pc-1", "BTCUSDT", "buy", 0.01, "limit", price=50000.0, stop_loss=45000.0,
+                                  take_profits=[55000.0])["type"] == "PREPARED"
+            assert client.confirm("pc-1")["type"] == "ACCEPTED"
+            entry = client_order_id("pc-1")
+            wait_for(lambda: entry in fake.orders, 5, 0.02, "the entry at the venue")
+            fake.fill(entry, 0.004)
+            wait_for(lambda: venue.detail()["fills"] == 1, 10, 0.05, "the partial fill")
+            assert client.cancel("pc-1")["type"] == "CANCELED"
+        stop, take_profit = exit_order_id("pc-1", "sl"), exit_order_id("pc-1", "tp1")
+        wait_for(lambda: take_profit in fake.orders and venue.detail()["live_orders"] == 2, 10, 0.05,
+                 "exits for the filled part")
+        assert fake.orders[take_profit].qty == pytest.approx(0.004)
+        if venue.detail()["stops"] == "native":
+            assert fake.orders[stop].qty == pytest.approx(0.004)
+        else:  # held by the engine, for the filled part
+            assert stop not in fake.orders and venue.detail()["armed_stops"] == 1
+            journal = engine.control({"cmd": "venue_orders", "venue": "ex"})["journal"]
+            assert [o["status"] for o in journal.values() if o["leg"] == "sl"] == ["ACCEPTED"]
+    finally:
+        venue.stop()
