@@ -27,7 +27,7 @@ def test_coins_already_in_the_wallet_are_not_drift_and_the_entry_price_is_kept(t
             assert client.confirm("w-1")["type"] == "ACCEPTED"
         wait_for(lambda: view()["venues"]["ex"]["qty"] == 0.01, 10, 0.05, "the fill")
         first = view()["reconciled"]["ex"]["at"]
-        wait_for(lambda: view()["reconciled"]["ex"]["at"] > first + 600, 10, 0.05, "two more reconciliations")
+        wait_for(lambda: view()["reconciled"]["ex"]["at"] > first, 10, 0.05, "a later reconciliation")
         detail = view()
         assert detail["reconciled"]["ex"]["result"] == "ok", "the wallet's own 0.5 BTC is not drift"
         assert detail["wallet_base"] == {"ex": 0.5}

@@ -175,7 +175,8 @@ def test_orders_are_created_filled_and_canceled_at_the_exchange_with_every_call_
 _NEXT_PAGE = {"bybit": "cursor=", "binance": "fromId=", "mexc-swap": "page_num=", "mexc-spot": "endTime="}
 
 
-@pytest.mark.parametrize("case", list(CASES))
+# Each way of paging once: Bybit's spot and linear trades share a cursor, Binance's share trade ids.
+@pytest.mark.parametrize("case", ["bybit-linear", "binance-linear", "mexc-swap", "mexc-spot"])
 def test_more_fills_between_two_polls_than_a_page_holds_all_arrive_with_their_trade_ids(
     tmp_path: Path, case: str
 ) -> None:

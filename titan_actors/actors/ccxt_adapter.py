@@ -33,6 +33,11 @@ An order's life:
 - After a restart, before any new order is taken (`BUSY` meanwhile), every
   order journaled as sent but never answered is looked up and resolved as
   above.
+- Bracket stops: native where the exchange holds them through ccxt (Bybit:
+  a conditional market order with its trigger direction); elsewhere
+  (`stops = "emulated"`) the stop is held here, ACCEPTED under the order id
+  `emulated:<client order id>`, and sent as a reduce-only market order when
+  the last price of the symbol's market data reaches the trigger.
 
 Failure: a callback that raises crashes the actor (let it crash); the
 supervisor restarts it and the journal tells it what to resolve.
