@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "AbortOrder",
     "CancelByNats",
+    "CancelExits",
     "CancelOrder",
     "CheckOrder",
     "ChildSpec",
@@ -578,6 +579,15 @@ class OrderDropped:
     expired): release what was reserved for it."""
 
     client_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelExits:
+    """Position actor → adapter: reconciliation adopted a flat position at the
+    venue for `symbol`; the bracket exits still resting there protect nothing:
+    cancel them."""
+
+    symbol: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,3 +84,20 @@ def test_an_order_at_the_venue_unknown_to_the_shadow_state_is_adopted_at_the_nex
         assert all(row["reconciled"]["result"] == "ok" for row in as_json)
     finally:
         engine.stop()
+
+
+def test_a_position_found_flat_at_the_venue_has_its_exits_canceled(tmp_path: Path) -> None:
+    engine = RunningEngine(tmp_path, FAST).start()
+    try:
+        with engine.client() as client:
+            assert client.prepare("fx-1", "BTCUSDT", "buy", 1, stop_loss=55000.0,
+                                  take_profits=[65000.0])["type"] == "PREPARED"
+            assert client.confirm("fx-1")["type"] == "ACCEPTED"
+        wait_for(lambda: engine.venue()["open_orders"] == 2, 5, 0.05, "the stop and the take-profit resting")
+        # Someone closes the position on the exchange's site.
+        engine.control({"cmd": "paper_adjust", "symbol": "BTCUSDT", "qty": 0, "avg_price": 0})
+        wait_for(lambda: _paper(engine)["qty"] == 0, 5, 0.05, "the flat position adopted")
+        wait_for(lambda: engine.venue()["open_orders"] == 0, 5, 0.05, "its exits canceled")
+        assert engine.venue()["live_orders"] == 0
+    finally:
+        engine.stop()

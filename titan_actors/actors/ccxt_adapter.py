@@ -510,8 +510,9 @@ class CcxtVenueAdapter(VenueAdapter):
         exits = [self.journal.get(exit_order_id(entry.signal_id, leg)) for leg in legs]
         return sum((o.filled_qty for o in exits if o is not None), ZERO) >= entry.filled_qty
 
-    def _cancel_exits(self, signal_id: str, symbol: str) -> None:
-        for order in [o for o in self.journal.live.values() if o.signal_id == signal_id and o.leg != "entry"]:
+    def _cancel_exits(self, signal_id: str | None, symbol: str) -> None:
+        for order in [o for o in self.journal.live.values() if o.leg != "entry" and o.symbol == symbol
+                      and signal_id in (None, o.signal_id)]:
             self._cancel_at_venue(order, None)
 
     # --- polling: fills and order states ----------------------------------------------------

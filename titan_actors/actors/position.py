@@ -43,6 +43,7 @@ from titan_actors.domain.orders import FINAL_STATUSES, close_reason
 from titan_actors.domain.positions import ClosedTrade, Position, apply_fill, unrealised_pnl
 from titan_actors.domain.reconciliation import reconcile
 from titan_actors.messages import (
+    CancelExits,
     ExecutionReport,
     PositionSnapshot,
     PriceUpdates,
@@ -213,6 +214,8 @@ class PositionActor(TitanActor):
         self._commit(writes)
         self.reconciled[venue] = {"at": state.ts, "result": outcome.result,
                                   "corrections": len(outcome.corrections)}
+        if outcome.position is not position and outcome.position.flat and not position.flat:
+            self.tell(f"venue:{venue}", CancelExits(self.symbol))  # adopted flat: its exits protect nothing
         if outcome.halt:
             self.tell("risk", SetTradingState("HALTED", f"symbol:{self.symbol}", outcome.halt,
                                               "reconciliation"))

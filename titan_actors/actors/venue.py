@@ -54,6 +54,7 @@ from titan_actors.domain.orders import (
 from titan_actors.domain.trading_state import SendGate, effective_state, send_gate
 from titan_actors.messages import (
     AbortOrder,
+    CancelExits,
     CancelOrder,
     CommandRefused,
     ExecutionReport,
@@ -234,6 +235,9 @@ class VenueAdapter(TitanActor):
         elif isinstance(msg, PriceUpdates):
             for quote in msg.quotes:
                 self._on_price(quote)
+        elif isinstance(msg, CancelExits):
+            log.warning("venue %s: %s is flat at the venue: canceling its exits", self.venue_name, msg.symbol)
+            self._cancel_exits(None, msg.symbol)
         elif isinstance(msg, SetVenueOutage):
             self.venue_down = msg.down
         elif isinstance(msg, TradingStates):
@@ -661,10 +665,11 @@ class VenueAdapter(TitanActor):
         """After a fill of `exit_order`: is the position it protects closed?"""
         return self.venue is not None and not self.venue.position(exit_order.symbol)
 
-    def _cancel_exits(self, signal_id: str, symbol: str) -> None:
+    def _cancel_exits(self, signal_id: str | None, symbol: str) -> None:
+        """Cancel the live exits of `signal_id` (None: of every signal on `symbol`)."""
         assert self.venue is not None
-        for order in [o for o in self.journal.live.values()
-                      if o.signal_id == signal_id and o.leg != "entry" and o.status not in ("", "SUBMITTED")]:
+        for order in [o for o in self.journal.live.values() if o.leg != "entry" and o.symbol == symbol
+                      and signal_id in (None, o.signal_id) and o.status not in ("", "SUBMITTED")]:
             if order.client_order_id in self.venue.open:
                 self._after_changes(self._apply(self.venue.cancel(order.client_order_id, now_ms())))
 
