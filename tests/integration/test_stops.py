@@ -35,11 +35,14 @@ def test_a_price_path_through_the_stop_fires_it_once_and_cancels_the_take_profit
                  "the stop and the take-profit placed")
         # Held by the venue, or by the engine: never sent as a plain market order before its time.
         assert (stop in fake.orders) == (stops == "native")
+        if stops == "emulated":  # no market data yet: it could not fire, and status says so
+            assert venue.detail()["stops_without_prices"] == ["BTCUSDT"]
         assert fake.position("BTCUSDT") == pytest.approx(0.01)
         for price in (58000.0, 56000.0, 54000.0):  # the market falls through the stop
             fake.move_price("BTCUSDT", price)
             engine.control({"cmd": "price", "venue": "ex", "symbol": "BTCUSDT", "bid": price - 1,
                             "ask": price + 1, "last": price})
+        assert venue.detail().get("stops_without_prices", []) == []
         wait_for(lambda: fake.orders.get(take_profit) and fake.orders[take_profit].status == "canceled"
                  and venue.detail()["live_orders"] == 0, 15, 0.05, "the take-profit canceled")
         assert fake.orders[stop].status == "filled" and fake.orders[stop].filled == pytest.approx(0.01)

@@ -96,6 +96,7 @@ _MAX_WAITERS = 16
 _TRADES_MARGIN_MS = 5_000
 #: A guard against a venue whose pages never end; the next poll starts again.
 _MAX_TRADES_PER_SCAN = 20_000
+_QUOTE_FRESH_S = 30
 
 
 class CcxtVenueAdapter(VenueAdapter):
@@ -148,6 +149,7 @@ class CcxtVenueAdapter(VenueAdapter):
         self.armed: dict[str, str] = {  # client order id → symbol of an emulated stop not yet fired
             o.client_order_id: o.symbol for o in self.journal.live.values()
             if o.order_id.startswith(EMULATED) and o.order_type == "stop"}
+        self.quoted: dict[str, float] = {}  # symbol → monotonic time of its last quote
         self.aio = self.async_host()
         self._load_markets(0)
         self.after(self.poll_s, _POLL)
@@ -173,6 +175,9 @@ class CcxtVenueAdapter(VenueAdapter):
             "last_error": self.last_error,
             "stops": "emulated" if self.emulate_stops else "native",
             "armed_stops": len(self.armed),
+            # Emulated stops fire from market data: these symbols have none fresh.
+            "stops_without_prices": sorted({s for s in self.armed.values()
+                                            if now - self.quoted.get(s, -_QUOTE_FRESH_S) > _QUOTE_FRESH_S}),
             "markets": sorted(self.client.markets),
             "rate_limit": {
                 "limit_per_s": bucket.rate,
@@ -450,12 +455,16 @@ class CcxtVenueAdapter(VenueAdapter):
     # --- stops the engine emulates ------------------------------------------------------------
 
     def _arm(self, order: Order) -> None:
+        if time.monotonic() - self.quoted.get(order.symbol, -_QUOTE_FRESH_S) > _QUOTE_FRESH_S:
+            log.warning("venue %s: a stop on %s is emulated but no market data for it has arrived in %ds: "
+                        "it cannot fire until some does", self.venue_name, order.symbol, _QUOTE_FRESH_S)
         armed = arm_emulated_stop(order, now_ms())
         self.armed[order.client_order_id] = order.symbol
         self._commit([armed], [(armed, None)])
         self._report(armed, None)
 
     def _on_price(self, msg: PriceUpdate) -> None:
+        self.quoted[msg.symbol] = time.monotonic()
         for coid in [c for c, symbol in self.armed.items() if symbol == msg.symbol]:
             order = self.journal.get(coid)
             if order is None or order.final or not order.order_id.startswith(EMULATED):
