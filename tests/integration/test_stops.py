@@ -89,3 +89,51 @@ def test_an_entry_canceled_after_a_partial_fill_keeps_exits_for_the_filled_part(
             assert [o["status"] for o in journal.values() if o["leg"] == "sl"] == ["ACCEPTED"]
     finally:
         venue.stop()
+
+
+def _stop_quantity(engine, venue: str) -> float:
+    journal = engine.control({"cmd": "venue_orders", "venue": venue})["journal"]
+    return next(o["quantity"] for o in journal.values() if o["leg"] == "sl")
+
+
+@pytest.mark.parametrize("case", ["bybit-linear", "mexc-spot"])  # resized at the venue, in the engine
+def test_a_take_profit_fill_shrinks_the_stop_to_what_is_left(tmp_path: Path, case: str) -> None:
+    venue = Venue(tmp_path, case).start()
+    engine, fake = venue.engine, venue.fake
+    stop = exit_order_id("sh-1", "sl")
+    try:
+        with engine.client() as client:
+            assert client.prepare("sh-1", "BTCUSDT", "buy", 0.01, "limit", price=60000.0, stop_loss=55000.0,
+                                  take_profits=[61000.0, 62000.0])["type"] == "PREPARED"
+            assert client.confirm("sh-1")["type"] == "ACCEPTED"
+        wait_for(lambda: venue.detail()["live_orders"] == 3, 10, 0.05, "the stop and two take-profits")
+        assert _stop_quantity(engine, "ex") == 0.01
+        fake.move_price("BTCUSDT", 61500.0)  # the first take-profit (0.005) fills
+        wait_for(lambda: _stop_quantity(engine, "ex") == 0.005, 10, 0.05, "the stop resized")
+        if venue.detail()["stops"] == "native":
+            assert fake.orders[stop].qty == pytest.approx(0.005)
+        assert venue.detail()["live_orders"] == 2
+    finally:
+        venue.stop()
+
+
+def test_a_take_profit_fill_shrinks_the_paper_stop(tmp_path: Path) -> None:
+    from tests.support.engine import FAST_SUPERVISION, RunningEngine
+
+    engine = RunningEngine(tmp_path, FAST_SUPERVISION).start()
+    try:
+        with engine.client() as client:
+            assert client.prepare("ps-1", "BTCUSDT", "buy", 1, stop_loss=55000.0,
+                                  take_profits=[61000.0, 62000.0])["type"] == "PREPARED"
+            assert client.confirm("ps-1")["type"] == "ACCEPTED"
+        wait_for(lambda: engine.venue()["open_orders"] == 3, 5, 0.05, "the exits resting")
+        engine.control({"cmd": "price", "symbol": "BTCUSDT", "bid": 61400, "ask": 61500, "last": 61450})
+        wait_for(lambda: _stop_quantity(engine, "paper") == 0.5, 5, 0.05, "the stop resized")
+        venue = engine.control({"cmd": "venue_orders"})["venue"]
+        assert venue[stop_id("ps-1")]["quantity"] == 0.5, "resized in the venue's book too"
+    finally:
+        engine.stop()
+
+
+def stop_id(signal_id: str) -> str:
+    return exit_order_id(signal_id, "sl")

@@ -196,6 +196,20 @@ class FakeBybit(FakeExchange):
             return _answer(110072, "OrderLinkedID is duplicate")
         return _ok({"orderId": order.order_id, "orderLinkId": order.client_id})
 
+    def _amend(self, body: dict[str, Any]) -> Reply:
+        """Bybit's amend: a new total quantity (not below what filled) or trigger price."""
+        order = self.find(client_id=body.get("orderLinkId", ""), order_id=body.get("orderId", ""))
+        if order is None or order.status not in ("new", "partially_filled"):
+            return _answer(110001, "order not exists or too late to replace")
+        if body.get("qty"):
+            if float(body["qty"]) < order.filled:
+                return _answer(110009, "qty below the filled quantity")
+            order.qty = float(body["qty"])
+        if body.get("triggerPrice"):
+            order.trigger = float(body["triggerPrice"])
+        self._publish("order", order)
+        return _ok({"orderId": order.order_id, "orderLinkId": order.client_id})
+
     def _cancel(self, body: dict[str, Any]) -> Reply:
         order = self.cancel(client_id=body.get("orderLinkId", ""), order_id=body.get("orderId", ""))
         if order is None:
@@ -315,6 +329,8 @@ class FakeBybit(FakeExchange):
             return _ok({"timeSecond": str(int(now)), "timeNano": str(int(now * 1e9))})
         if path == "/v5/order/create":
             return self._create(data)
+        if path == "/v5/order/amend":
+            return self._amend(data)
         if path == "/v5/order/cancel":
             return self._cancel(data)
         if path == "/v5/order/realtime":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal as D
 
-from titan_actors.domain.brackets import exit_orders
+from titan_actors.domain.brackets import exit_orders, stop_quantity
 from titan_actors.domain.money import Instrument
 from titan_actors.domain.orders import order_from_intent
 from titan_actors.domain.signals import OrderIntent
@@ -55,3 +55,11 @@ def test_a_leg_that_cannot_be_placed_is_named_not_sent() -> None:
 
 def test_no_fill_means_no_exits() -> None:
     assert exit_orders(_entry("0"), BTC, 1) == ([], [])
+
+
+def test_the_stop_covers_what_the_take_profits_left() -> None:
+    entry = _entry("0.010")
+    exits, _ = exit_orders(entry, BTC, 1)
+    tp1, tp2, tp3 = [o for o in exits if o.leg.startswith("tp")]
+    assert stop_quantity(entry, [replace(tp1, filled_qty=D("0.004"))]) == D("0.006")
+    assert stop_quantity(entry, [replace(t, filled_qty=t.quantity) for t in (tp1, tp2, tp3)]) == 0

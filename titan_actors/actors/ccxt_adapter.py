@@ -477,6 +477,26 @@ class CcxtVenueAdapter(VenueAdapter):
                 self._report(fired, None)
                 self._create(fired)
 
+    def _resize_at_venue(self, stop: Order, quantity: Decimal) -> None:
+        coid = stop.client_order_id
+        if coid in self.armed:  # held here: resized in the journal
+            self._resized(stop, quantity)
+            return
+        if self.pacer.queued("resize", coid):
+            self.pacer.drop("resize", coid)
+        make = partial(self.client.resize, client_order_id=coid, symbol=stop.symbol, side=stop.side,
+                       quantity=quantity, trigger_price=stop.trigger_price)
+        self._request("resize", coid, make, partial(self._on_resized, coid, quantity))
+
+    def _on_resized(self, coid: str, quantity: Decimal, _result: Any, error: BaseException | None) -> None:
+        stop = self.journal.get(coid)
+        if stop is None or stop.final:
+            return
+        if error is not None:  # it stays larger: reduce-only, it cannot trade past the position
+            log.warning("venue %s: stop %s not resized: %s", self.venue_name, coid, error)
+            return
+        self._resized(stop, quantity)
+
     def _cancel_at_venue(self, order: Order, reply_to: str | None) -> None:
         coid = order.client_order_id
         if self.armed.pop(coid, None) is not None:  # held here: nothing at the venue to cancel
@@ -732,6 +752,7 @@ class CcxtVenueAdapter(VenueAdapter):
                 "status": o.status,
                 "order_id": o.order_id,
                 "filled_qty": o.filled_qty,
+                "quantity": o.quantity,
                 "leg": o.leg,
             }
             for o in (Order.from_json(v) for _k, v in self.store.items(b"o:"))

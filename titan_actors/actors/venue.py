@@ -34,11 +34,12 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 from supervisors.tree import position_spec, reconcile_settings
-from titan_actors.domain.brackets import exit_orders
-from titan_actors.domain.ids import client_order_id
+from titan_actors.domain.brackets import exit_orders, stop_quantity
+from titan_actors.domain.ids import client_order_id, exit_order_id
 from titan_actors.domain.money import ZERO, Instrument, to_decimal, to_decimal_or_none
 from titan_actors.domain.orders import (
     FINAL_STATUSES,
@@ -451,12 +452,12 @@ class VenueAdapter(TitanActor):
                 o = VenueOrder.from_json(value)
                 venue[o.client_order_id] = {"symbol": o.symbol, "side": o.side, "status": o.status,
                                             "filled_qty": o.filled_qty, "fills": o.fills,
-                                            "created_ts": o.created_ts}
+                                            "created_ts": o.created_ts, "quantity": o.quantity}
         journal = {}
         for _key, value in self.store.items(b"o:"):
             o = Order.from_json(value)
             journal[o.client_order_id] = {"signal_id": o.signal_id, "symbol": o.symbol, "stage": o.stage,
-                                          "status": o.status, "order_id": o.order_id,
+                                          "status": o.status, "order_id": o.order_id, "quantity": o.quantity,
                                           "filled_qty": o.filled_qty, "leg": o.leg}
         positions = {s: q for s, (q, _a) in self.venue.positions.items()} if self.venue else {}
         self.tell(asker, VenueOrders(venue, journal, positions), via="thespian")
@@ -619,6 +620,38 @@ class VenueAdapter(TitanActor):
                 self._place_exits(order)  # filled, or canceled / expired after part of it filled
             elif order.leg != "entry" and order.filled_qty and self._flat(order):
                 self._cancel_exits(order.signal_id, order.symbol)
+            elif order.leg.startswith("tp") and order.filled_qty:
+                self._shrink_stop(order.signal_id)
+
+    def _shrink_stop(self, signal_id: str) -> None:
+        """A take-profit took part of the position: the stop covers the rest
+        (one-cancels-other, in part), resized in place at the venue."""
+        entry = self.journal.get(client_order_id(signal_id))
+        stop = self.journal.get(exit_order_id(signal_id, "sl"))
+        if entry is None or stop is None or stop.final or stop.status in ("", "SUBMITTED"):
+            return
+        tps = [self.journal.get(exit_order_id(signal_id, f"tp{i}"))
+               for i in range(1, len(entry.take_profits) + 1)]
+        target = stop_quantity(entry, [tp for tp in tps if tp is not None])
+        if ZERO < target < stop.quantity:
+            self._resize_at_venue(stop, target)
+
+    def _resized(self, stop: Order, quantity: Decimal) -> None:
+        """Journal and report a stop's new quantity (the venue took it)."""
+        resized = replace(stop, quantity=quantity, updated_at=now_ms(),
+                          reason=f"resized to {quantity} after a take-profit filled")
+        self._commit([resized], [(resized, None)])
+        self._report(resized, None)
+
+    def _resize_at_venue(self, stop: Order, quantity: Decimal) -> None:
+        assert self.venue is not None
+        try:
+            self.venue.resize(stop.client_order_id, quantity, now_ms())
+        except VenueRejected as exc:
+            log.warning("venue %s: stop %s not resized: %s", self.venue_name, stop.client_order_id,
+                        exc.reason)
+            return
+        self._resized(stop, quantity)
 
     def _commit(self, orders: list[Order], reported: list[tuple[Order, dict[str, Any] | None]] = ()) -> None:
         """Orders, the venue's state and the events of `reported` changes: one batch."""

@@ -14,12 +14,19 @@ still too small is not placed and its reason is returned instead.
 from __future__ import annotations
 
 from dataclasses import replace
+from decimal import Decimal
 
 from titan_actors.domain.ids import exit_order_id
 from titan_actors.domain.money import ZERO, Instrument, split_quantity
 from titan_actors.domain.orders import Order
 
-__all__ = ["exit_orders"]
+__all__ = ["exit_orders", "stop_quantity"]
+
+
+def stop_quantity(entry: Order, take_profits: list[Order]) -> Decimal:
+    """What the stop must still cover: the entry's fill less what the
+    take-profits took (one-cancels-other, in part)."""
+    return max(entry.filled_qty - sum((tp.filled_qty for tp in take_profits), ZERO), ZERO)
 
 
 def exit_orders(entry: Order, instrument: Instrument, now_ms: int) -> tuple[list[Order], list[str]]:

@@ -354,6 +354,19 @@ class CcxtVenue:
     def _market_id(self, symbol: str) -> str:
         return self.client.market(self.unified(symbol))["id"]
 
+    async def resize(self, *, client_order_id: str, symbol: str, side: str, quantity: Decimal,
+                     trigger_price: Decimal | None) -> dict[str, Any]:
+        """A stop's quantity changed in place (Bybit's amend; `edit_order`)."""
+        amount = _ccxt_number(quantity / self.markets[symbol].contract_size)
+        params: dict[str, Any] = {"orderLinkId": client_order_id}
+        if trigger_price is not None:
+            params["triggerPrice"] = _ccxt_number(trigger_price)
+        try:
+            return await self.client.edit_order(None, self.unified(symbol), "market", side, amount, None,
+                                                params)
+        except Exception as exc:
+            raise classify(exc) from exc
+
     async def cancel(self, *, client_order_id: str, symbol: str) -> dict[str, Any]:
         try:
             if self.mexc_swap:

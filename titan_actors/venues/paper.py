@@ -225,6 +225,17 @@ class PaperVenue:
             raise VenueRejected("order is already closed" if found else "unknown order")
         return [self._close(order, "CANCELED", now_ms, "canceled")]
 
+    def resize(self, client_order_id: str, quantity: Decimal, now_ms: int) -> list[VenueEvent]:
+        """A resting order's quantity changed in place (an amend), never below what filled."""
+        order = self.open.get(client_order_id)
+        if order is None:
+            raise VenueRejected("order is not open")
+        if quantity < order.filled_qty:
+            raise VenueRejected(f"quantity {quantity} is below the filled {order.filled_qty}")
+        order = replace(order, quantity=quantity)
+        self._save(order)
+        return [VenueEvent(order)]
+
     def on_quote(self, symbol: str, bid: Decimal, ask: Decimal, last: Decimal,
                  now_ms: int) -> list[VenueEvent]:
         """New market data: resting orders that it crosses fill, stops trigger."""
