@@ -282,7 +282,7 @@ class CcxtVenueAdapter(VenueAdapter):
         if error is None:
             self.connection = "ready"
             self._venue_ok()
-        elif not (isinstance(error, VenueRejected) and request.kind in ("create", "cancel")):
+        elif not (isinstance(error, VenueRejected) and request.kind in ("create", "cancel", "resize")):
             # A refused order is the order's fault, not the venue's: it does not count.
             self._note_error(f"{request.kind} {request.key}: {error}")
         request.tags["on_done"](result, error)
