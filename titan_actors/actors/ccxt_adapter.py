@@ -54,7 +54,7 @@ from functools import partial
 from typing import Any
 
 from titan_actors.actors.venue import VenueAdapter, _venue_spec
-from titan_actors.domain.ids import client_order_id, exit_order_id
+from titan_actors.domain.ids import client_order_id
 from titan_actors.domain.money import ZERO, Instrument
 from titan_actors.domain.orders import (
     EMULATED,
@@ -533,11 +533,7 @@ class CcxtVenueAdapter(VenueAdapter):
         entry = self.journal.get(client_order_id(exit_order.signal_id))
         if entry is None:
             return False
-        legs = (["sl"] if entry.stop_loss is not None else []) + [
-            f"tp{i}" for i in range(1, len(entry.take_profits) + 1)
-        ]
-        exits = [self.journal.get(exit_order_id(entry.signal_id, leg)) for leg in legs]
-        return sum((o.filled_qty for o in exits if o is not None), ZERO) >= entry.filled_qty
+        return sum((o.filled_qty for o in self._exits_of(entry)), ZERO) >= entry.filled_qty
 
     def _cancel_exits(self, signal_id: str | None, symbol: str) -> None:
         for order in [o for o in self.journal.live.values() if o.leg != "entry" and o.symbol == symbol

@@ -627,14 +627,20 @@ class VenueAdapter(TitanActor):
         """A take-profit took part of the position: the stop covers the rest
         (one-cancels-other, in part), resized in place at the venue."""
         entry = self.journal.get(client_order_id(signal_id))
-        stop = self.journal.get(exit_order_id(signal_id, "sl"))
+        exits = self._exits_of(entry) if entry is not None else []
+        stop = next((o for o in exits if o.leg == "sl"), None)
         if entry is None or stop is None or stop.final or stop.status in ("", "SUBMITTED"):
             return
-        tps = [self.journal.get(exit_order_id(signal_id, f"tp{i}"))
-               for i in range(1, len(entry.take_profits) + 1)]
-        target = stop_quantity(entry, [tp for tp in tps if tp is not None])
+        target = stop_quantity(entry, [o for o in exits if o.leg.startswith("tp")])
         if ZERO < target < stop.quantity:
             self._resize_at_venue(stop, target)
+
+    def _exits_of(self, entry: Order) -> list[Order]:
+        """The journaled exits of a bracket entry (its stop, then its take-profits)."""
+        legs = (["sl"] if entry.stop_loss is not None else []) + [
+            f"tp{i}" for i in range(1, len(entry.take_profits) + 1)]
+        found = [self.journal.get(exit_order_id(entry.signal_id, leg)) for leg in legs]
+        return [o for o in found if o is not None]
 
     def _resized(self, stop: Order, quantity: Decimal) -> None:
         """Journal and report a stop's new quantity (the venue took it)."""

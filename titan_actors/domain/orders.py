@@ -192,8 +192,10 @@ def arm_emulated_stop(order: Order, now_ms: int) -> Order:
                               "price reaches the trigger")
 
 
-def stop_triggered(order: Order, last: Decimal) -> bool:
-    """A sell stop fires when the price falls to its trigger, a buy stop when it rises to it."""
+def stop_triggered(order: Any, last: Decimal) -> bool:
+    """A sell stop fires when the price falls to its trigger, a buy stop when it
+    rises to it (`order`: anything with `side` and `trigger_price`: ours, or
+    the paper venue's)."""
     if order.trigger_price is None:
         return False
     return last <= order.trigger_price if order.side == "sell" else last >= order.trigger_price

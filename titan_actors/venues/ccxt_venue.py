@@ -216,9 +216,9 @@ class CcxtVenue:
                 instrument = Instrument(
                     symbol,
                     qty_step=_times(precision.get("amount"), size),
-                    tick=_times(precision.get("price"), Decimal(1)),
+                    tick=_exact(precision.get("price")),
                     min_qty=_times((limits.get("amount") or {}).get("min"), size),
-                    min_notional=_times((limits.get("cost") or {}).get("min"), Decimal(1)),
+                    min_notional=_exact((limits.get("cost") or {}).get("min")),
                 )
                 self.markets[symbol] = MarketInfo(symbol, unified, instrument, size)
 

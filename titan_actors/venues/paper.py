@@ -36,7 +36,7 @@ import orjson
 
 from titan_actors.domain.ids import trade_id
 from titan_actors.domain.money import ZERO, json_default, loads_exact, to_decimal, to_decimal_or_none
-from titan_actors.domain.orders import FINAL_STATUSES, Fill
+from titan_actors.domain.orders import FINAL_STATUSES, Fill, stop_triggered
 from titan_actors.venues.errors import DuplicateClientOrderId, VenueRejected
 
 __all__ = ["PaperSettings", "PaperVenue", "VenueEvent", "VenueOrder"]
@@ -243,7 +243,7 @@ class PaperVenue:
         events: list[VenueEvent] = []
         for order in [o for o in self.open.values() if o.symbol == symbol and not o.due_ts]:
             if order.order_type == "stop":
-                if self._triggered(order, last):
+                if stop_triggered(order, last):
                     events += self._take(replace(order, order_type="market"), now_ms, expire_rest=True)
             elif order.order_type == "limit" and self._crosses(order):
                 events += self._make(order, now_ms)
@@ -264,12 +264,6 @@ class PaperVenue:
     def _crosses(self, order: VenueOrder) -> bool:
         bid, ask, _last = self.quotes[order.symbol]
         return (order.side == "buy" and ask <= order.price) or (order.side == "sell" and bid >= order.price)
-
-    @staticmethod
-    def _triggered(order: VenueOrder, last: Decimal) -> bool:
-        if order.side == "sell":
-            return last <= order.trigger_price
-        return last >= order.trigger_price
 
     def _take(self, order: VenueOrder, now_ms: int, *, expire_rest: bool) -> list[VenueEvent]:
         bid, ask, _last = self.quotes[order.symbol]
