@@ -165,6 +165,7 @@ _VENUE_SCHEMA: dict[str, tuple[type | tuple[type, ...], Any, Check | None]] = {
     "reconcile_policy": (str, "adopt", _one_of("adopt", "halt")),
     "reconcile_tolerance": ((int, float), 1e-9, _non_negative),
     "rate_limit_per_s": ((int, float), 0.0, _non_negative),
+    "published_limit_per_s": ((int, float), 0.0, _non_negative),
     "max_queue_wait_ms": (int, 1000, _positive),
     "poll_interval_ms": (int, 1000, _positive),
     "request_timeout_ms": (int, 3000, _positive),

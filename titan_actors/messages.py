@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from titan_actors.domain.reconciliation import FillInFlight
+
 __all__ = [
     "AbortOrder",
     "CancelByNats",
@@ -676,7 +678,10 @@ class VenueState:
     avg_price: Decimal | None  # None: the venue gives none (a spot wallet)
     open_orders: dict[str, dict[str, Any]]
     ts: int
-    undelivered: int = 0  # order updates for this symbol not yet acknowledged by its position actor
+    #: Our fills between the venue's figures and the position actor's (see
+    #: `domain.reconciliation`), and the orders with an update on its way.
+    in_flight: tuple[FillInFlight, ...] = ()
+    orders_in_flight: frozenset[str] = frozenset()
     available: bool = True  # False: the adapter has no venue to ask (its exchange is not available)
 
 

@@ -116,7 +116,8 @@ class CcxtVenueAdapter(VenueAdapter):
             trades_page=int(cfg.get("trades_page_size", 0)),
             ws_base_url=cfg.get("ws_base_url", ""),
         )
-        published = PUBLISHED_LIMITS.get(self.exchange, 10.0)
+        # An account on a higher tier has a higher published limit.
+        published = float(cfg.get("published_limit_per_s") or PUBLISHED_LIMITS.get(self.exchange, 10.0))
         rate = float(cfg.get("rate_limit_per_s") or default_rate(self.exchange))
         self.pacer = Pacer(
             rate=min(rate, published),
@@ -672,45 +673,45 @@ class CcxtVenueAdapter(VenueAdapter):
     # --- reconciliation and audits -----------------------------------------------------------
 
     def _venue_state(self, symbol: str, asker: Any) -> None:
-        """Position, then open orders, then our trades since: fills the position
-        already counts are applied (and delivered) before the answer, and the
-        answer says `undelivered` while any is on its way."""
+        """Position, then open orders, then our trades since (applied as any
+        poll's). The answer names the fills on their way to the position
+        actor: those known before the position was asked for (it counts
+        them) and those learned while asking (it may or may not)."""
         if not self.markets_ready or symbol not in self.client.markets:
             self.tell(asker, VenueState(self.venue_name, symbol, ZERO, ZERO, {}, now_ms(), available=False))
             return
         key = f"state:{symbol}"
         if self.pacer.queued("state", key):
             return  # one question in flight per symbol; the position actor asks again
-        asked_at = now_ms()
+        self.learning[symbol] = []
         self._request(
             "state",
             key,
             partial(self.client.position, symbol),
-            partial(self._on_state_position, symbol, asker, asked_at),
+            partial(self._on_state_position, symbol, asker),
         )
 
-    def _on_state_position(
-        self, symbol: str, asker: Any, asked_at: int, position: Any, error: BaseException | None
-    ) -> None:
+    def _on_state_position(self, symbol: str, asker: Any, position: Any, error: BaseException | None) -> None:
         if error is not None:
+            self.learning.pop(symbol, None)
             return  # unreachable: no answer, the position actor asks again
         self._request(
             "state",
             f"state:{symbol}",
             partial(self.client.open_orders, symbol),
-            partial(self._on_state_orders, symbol, asker, asked_at, position),
+            partial(self._on_state_orders, symbol, asker, position),
         )
 
     def _on_state_orders(
         self,
         symbol: str,
         asker: Any,
-        asked_at: int,
         position: tuple[Decimal, Decimal],
         open_orders: Any,
         error: BaseException | None,
     ) -> None:
         if error is not None:
+            self.learning.pop(symbol, None)
             return
         orders = {
             str(o.get("clientOrderId") or o.get("id")): {
@@ -727,15 +728,11 @@ class CcxtVenueAdapter(VenueAdapter):
                 orders[coid] = {"side": armed.side, "remaining": armed.remaining, "price": None,
                                 "status": armed.status}
 
-        def answer(trades: Any, trades_error: BaseException | None) -> None:
-            if trades_error is not None:
-                return
-            recent = any((t.get("timestamp") or 0) >= asked_at - 1000 for t in trades)
-            assert self.deliveries is not None
-            dest = f"position:{symbol}"
-            undelivered = sum(1 for d, _m in self.deliveries.pending.values() if d == dest) + int(recent)
-            qty, avg = position
-            self.tell(asker, VenueState(self.venue_name, symbol, qty, avg, orders, now_ms(), undelivered))
+        def answer(_trades: Any, trades_error: BaseException | None) -> None:
+            learned = self.learning.pop(symbol, [])
+            if trades_error is None:
+                qty, avg = position
+                self.tell(asker, self._state_of(symbol, qty, avg, orders, learned))
 
         self._poll_trades(symbol, then=answer)
 

@@ -13,9 +13,10 @@ difference into an explicit event on `titan.evt.execution.drift.v1.<SYMBOL>`:
 here, not at the venue), `PositionDrift` (beyond the venue's
 `reconcile_tolerance`), after which the venue's `reconcile_policy` applies:
 `adopt` takes the venue's quantity and entry, `halt` halts the symbol at the
-risk guard until an operator resumes. The comparison is made only when the
-adapter has no undelivered update for this symbol (else a fill in flight
-would look like drift and be counted twice); otherwise it is tried again. Until a venue is reconciled
+risk guard until an operator resumes. The comparison is made at a
+consistent cut (`domain/reconciliation.py`): the adapter names the fills on
+their way here, so a comparison can always be made while orders keep
+filling, and a fill in flight is never drift. Until a venue is reconciled
 after a start, the risk guard approves no order for this symbol there.
 
 Every change is one atomic batch in `<data>/positions/<SYMBOL>`: the fill's
@@ -62,8 +63,12 @@ __all__ = ["PositionActor"]
 # An order the venue no longer has (reconciliation) counts as final too.
 _FINAL = FINAL_STATUSES | {"CLOSED_AT_VENUE"}
 _RECONCILE = "position:reconcile"
-_RECONCILE_NOW = "position:reconcile-now"
 _RETRY_S = 0.5
+_AGAIN = "position:reconcile-again"
+#: Drift that several cuts could explain is asked about again this soon,
+#: this many times, before the nearest cut is taken.
+_UNSURE_AGAIN_S = 0.15
+_UNSURE_TRIES = 4
 _SNAPSHOT_TICK = "position:snapshot"
 _SNAPSHOT_EVERY_S = 2.0
 _ACCOUNTED_KEEP = 5000
@@ -124,8 +129,8 @@ class PositionActor(TitanActor):
         self.venue_settings: dict[str, dict[str, Any]] = self.config.get("venues", {})
         self.interval_s = float(self.config.get("reconcile_interval_s", 30.0))
         self.reconciled: dict[str, dict[str, Any]] = {}  # since this start: fail closed until then
-        self.urgent: set[str] = set()  # venues to compare with as soon as they let us (ReconcileNow)
-        self._reported_drift: dict[str, tuple[Decimal, Decimal]] = {}
+        self._reported_drift: dict[str, Decimal] = {}
+        self._unsure: dict[str, int] = {}  # venue → comparisons in a row that could not size a drift
         self._snapshot_due = False
         self.after(_SNAPSHOT_EVERY_S, _SNAPSHOT_TICK)
         self.after(0.0, _RECONCILE)
@@ -142,10 +147,8 @@ class PositionActor(TitanActor):
         elif isinstance(msg, TradingStateSet):
             pass  # the risk guard confirmed a halt we asked for
         elif isinstance(msg, ReconcileNow):
-            if msg.venue in self.venue_settings and msg.venue not in self.urgent:
-                # The adapter could not apply what its venue said: compare now,
-                # and again soon while updates on their way prevent it.
-                self.urgent.add(msg.venue)
+            if msg.venue in self.venue_settings:
+                # The adapter could not apply what its venue said: compare now.
                 self.tell(f"venue:{msg.venue}", VenueStateRequest(self.symbol))
         else:
             super().handle(msg, sender)
@@ -154,9 +157,8 @@ class PositionActor(TitanActor):
         if payload == _SNAPSHOT_TICK:
             self.tell("risk", self.snapshot(full=True))
             self.after(_SNAPSHOT_EVERY_S, _SNAPSHOT_TICK)
-        elif isinstance(payload, tuple) and payload[0] == _RECONCILE_NOW:
-            if payload[1] in self.urgent:
-                self.tell(f"venue:{payload[1]}", VenueStateRequest(self.symbol))
+        elif isinstance(payload, tuple) and payload[0] == _AGAIN:
+            self.tell(f"venue:{payload[1]}", VenueStateRequest(self.symbol))
         elif payload == _RECONCILE:
             for venue in self.venue_settings:
                 self.tell(f"venue:{venue}", VenueStateRequest(self.symbol))
@@ -174,11 +176,6 @@ class PositionActor(TitanActor):
             self.reconciled[venue] = {"at": state.ts, "result": "venue unavailable", "corrections": 0}
             self.tell("risk", self.snapshot())
             return
-        if state.undelivered:
-            if venue in self.urgent:
-                self.after(_RETRY_S, (_RECONCILE_NOW, venue))
-            return  # updates on their way would look like drift: compare once they have arrived
-        self.urgent.discard(venue)
         settings = self.venue_settings.get(venue, {"policy": "adopt", "tolerance": 0})
         shadow = self.open.setdefault(venue, {})
         position = self.positions.get(venue, Position())
@@ -189,7 +186,14 @@ class PositionActor(TitanActor):
             policy=settings["policy"],
             tolerance=to_decimal(settings["tolerance"], field="reconcile_tolerance"),
             spot=bool(settings.get("spot")), wallet_base=self.wallet_base.get(venue),
-            reported=self._reported_drift.get(venue))
+            reported=self._reported_drift.get(venue), in_flight=state.in_flight,
+            applied={f.trade_id for f in state.in_flight if self._applied(venue, f.trade_id)},
+            orders_in_flight=state.orders_in_flight, settle=self._unsure.get(venue, 0) >= _UNSURE_TRIES)
+        if outcome.result == "unsure":
+            self._unsure[venue] = self._unsure.get(venue, 0) + 1
+            self.after(_UNSURE_AGAIN_S, (_AGAIN, venue))
+            return
+        self._unsure.pop(venue, None)
         for coid, order in outcome.adopted.items():
             shadow[coid] = order
             self._account(coid, order["status"])
@@ -221,6 +225,10 @@ class PositionActor(TitanActor):
                                               "reconciliation"))
         self.tell("risk", self.snapshot())
 
+    def _applied(self, venue: str, trade_id: str) -> bool:
+        key = f"fill:{venue}:{trade_id}".encode()
+        return key in self._batch_fills or self.store.get(key) is not None
+
     # --- applying order updates ---------------------------------------------------------
 
     def _on_report(self, report: ExecutionReport) -> None:
@@ -228,8 +236,7 @@ class PositionActor(TitanActor):
         venue, coid = report.exchange, report.client_order_id
         fill = report.last_fill
         fill_key = f"fill:{venue}:{fill['trade_id']}".encode() if fill else None
-        new_fill = fill_key is not None and fill_key not in self._batch_fills \
-            and self.store.get(fill_key) is None
+        new_fill = fill is not None and not self._applied(venue, str(fill["trade_id"]))
         changed_orders = self._track_order(report)
         if not new_fill and not changed_orders:
             return  # a repeat (re-driven delivery): nothing to do

@@ -31,8 +31,10 @@ the subclass in `ccxt_adapter`, which overrides the venue-facing hooks
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -52,6 +54,7 @@ from titan_actors.domain.orders import (
     order_from_intent,
     with_status,
 )
+from titan_actors.domain.reconciliation import FillInFlight
 from titan_actors.domain.trading_state import SendGate, effective_state, send_gate
 from titan_actors.messages import (
     AbortOrder,
@@ -162,6 +165,9 @@ class VenueAdapter(TitanActor):
         self.journal = OrderJournal(self.store, self.open_retention(self.store))
         self.open_outbox(self.store)
         self.open_deliveries(self.store)
+        # symbol → the reports made while its venue figures are being asked for
+        # (`_state_of`); only while a question is in flight.
+        self.learning: dict[str, list[ExecutionReport]] = {}
         self.venue_down = False
         self.consecutive_errors = 0
         self.states: dict[str, str] | None = None  # from the risk guard; None: not known yet
@@ -474,10 +480,27 @@ class VenueAdapter(TitanActor):
         orders = {o.client_order_id: {"side": o.side, "remaining": o.remaining, "price": o.price,
                                       "status": o.status}
                   for o in self.venue.open.values() if o.symbol == symbol}
+        self.tell(asker, self._state_of(symbol, qty, avg, orders))
+
+    def _state_of(self, symbol: str, qty: Decimal, avg: Decimal | None, orders: dict[str, dict[str, Any]],
+                  learned: Sequence[ExecutionReport] = ()) -> VenueState:
+        """The venue's figures with what is on its way to the position actor
+        (a consistent cut, `domain.reconciliation`): the fills of updates not
+        yet acknowledged, which the figures count, and of updates `learned`
+        while the venue was being asked, which they may or may not count."""
         assert self.deliveries is not None
         dest = f"position:{symbol}"
-        undelivered = sum(1 for d, _m in self.deliveries.pending.values() if d == dest)
-        self.tell(asker, VenueState(self.venue_name, symbol, qty, avg, orders, now_ms(), undelivered))
+        pending = [m for d, m in self.deliveries.pending.values() if d == dest]
+        fills: dict[str, FillInFlight] = {}
+        for reports, counted in ((pending, True), (learned, False)):
+            for report in reports:
+                fill = report.last_fill
+                if fill is not None:
+                    trade_id = str(fill["trade_id"])
+                    signed = fill["qty"] if report.side == "buy" else -fill["qty"]
+                    fills[trade_id] = FillInFlight(trade_id, signed, int(fill["ts"]), counted)
+        busy = frozenset(m.client_order_id for m in itertools.chain(pending, learned))
+        return VenueState(self.venue_name, symbol, qty, avg, orders, now_ms(), tuple(fills.values()), busy)
 
     def _unreachable(self, order: Order, reply_to: str | None, reason: str) -> None:
         """Not sent: answer VENUE_UNAVAILABLE and count it for the circuit breaker."""
@@ -669,7 +692,10 @@ class VenueAdapter(TitanActor):
             writes += self.outbox.emit(subjects.report(order.symbol), _event_type(order.status),
                                        order.symbol, _report_data(order, last_fill))
             # The position actor must get every change: re-driven until acknowledged.
-            writes += self.deliveries.enqueue(f"position:{order.symbol}", _execution_report(order, last_fill))
+            report = _execution_report(order, last_fill)
+            writes += self.deliveries.enqueue(f"position:{order.symbol}", report)
+            if order.symbol in self.learning:
+                self.learning[order.symbol].append(report)
         if self.venue is not None:
             writes += self.venue.drain_writes()
         for key, value in writes:
