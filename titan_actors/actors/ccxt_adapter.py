@@ -71,6 +71,7 @@ from titan_actors.domain.orders import (
 from titan_actors.domain.throttle import backoff_s
 from titan_actors.messages import (
     CommandRefused,
+    ExecutionReport,
     OrderAccepted,
     OrderCanceled,
     PriceUpdate,
@@ -683,35 +684,43 @@ class CcxtVenueAdapter(VenueAdapter):
         key = f"state:{symbol}"
         if self.pacer.queued("state", key):
             return  # one question in flight per symbol; the position actor asks again
-        self.learning[symbol] = []
+        learned = self._start_learning(symbol)
         self._request(
             "state",
             key,
             partial(self.client.position, symbol),
-            partial(self._on_state_position, symbol, asker),
+            partial(self._on_state_position, symbol, asker, learned),
         )
 
-    def _on_state_position(self, symbol: str, asker: Any, position: Any, error: BaseException | None) -> None:
+    def _on_state_position(
+        self,
+        symbol: str,
+        asker: Any,
+        learned: list[ExecutionReport],
+        position: Any,
+        error: BaseException | None,
+    ) -> None:
         if error is not None:
-            self.learning.pop(symbol, None)
+            self._stop_learning(symbol, learned)
             return  # unreachable: no answer, the position actor asks again
         self._request(
             "state",
             f"state:{symbol}",
             partial(self.client.open_orders, symbol),
-            partial(self._on_state_orders, symbol, asker, position),
+            partial(self._on_state_orders, symbol, asker, learned, position),
         )
 
     def _on_state_orders(
         self,
         symbol: str,
         asker: Any,
+        learned: list[ExecutionReport],
         position: tuple[Decimal, Decimal],
         open_orders: Any,
         error: BaseException | None,
     ) -> None:
         if error is not None:
-            self.learning.pop(symbol, None)
+            self._stop_learning(symbol, learned)
             return
         orders = {
             str(o.get("clientOrderId") or o.get("id")): {
@@ -729,7 +738,7 @@ class CcxtVenueAdapter(VenueAdapter):
                                 "status": armed.status}
 
         def answer(_trades: Any, trades_error: BaseException | None) -> None:
-            learned = self.learning.pop(symbol, [])
+            self._stop_learning(symbol, learned)
             if trades_error is None:
                 qty, avg = position
                 self.tell(asker, self._state_of(symbol, qty, avg, orders, learned))

@@ -165,9 +165,9 @@ class VenueAdapter(TitanActor):
         self.journal = OrderJournal(self.store, self.open_retention(self.store))
         self.open_outbox(self.store)
         self.open_deliveries(self.store)
-        # symbol → the reports made while its venue figures are being asked for
-        # (`_state_of`); only while a question is in flight.
-        self.learning: dict[str, list[ExecutionReport]] = {}
+        # The reports made while a symbol's venue figures are being asked for
+        # (`_state_of`): one list per question in flight.
+        self.learning: dict[str, list[list[ExecutionReport]]] = {}
         self.venue_down = False
         self.consecutive_errors = 0
         self.states: dict[str, str] | None = None  # from the risk guard; None: not known yet
@@ -482,6 +482,19 @@ class VenueAdapter(TitanActor):
                   for o in self.venue.open.values() if o.symbol == symbol}
         self.tell(asker, self._state_of(symbol, qty, avg, orders))
 
+    def _start_learning(self, symbol: str) -> list[ExecutionReport]:
+        """A question about `symbol`'s figures begins: the reports made from
+        now on are collected for it until `_stop_learning`."""
+        learned: list[ExecutionReport] = []
+        self.learning.setdefault(symbol, []).append(learned)
+        return learned
+
+    def _stop_learning(self, symbol: str, learned: list[ExecutionReport]) -> None:
+        questions = self.learning.get(symbol, [])
+        questions[:] = [q for q in questions if q is not learned]
+        if not questions:
+            self.learning.pop(symbol, None)
+
     def _state_of(self, symbol: str, qty: Decimal, avg: Decimal | None, orders: dict[str, dict[str, Any]],
                   learned: Sequence[ExecutionReport] = ()) -> VenueState:
         """The venue's figures with what is on its way to the position actor
@@ -694,8 +707,8 @@ class VenueAdapter(TitanActor):
             # The position actor must get every change: re-driven until acknowledged.
             report = _execution_report(order, last_fill)
             writes += self.deliveries.enqueue(f"position:{order.symbol}", report)
-            if order.symbol in self.learning:
-                self.learning[order.symbol].append(report)
+            for learned in self.learning.get(order.symbol, ()):
+                learned.append(report)
         if self.venue is not None:
             writes += self.venue.drain_writes()
         for key, value in writes:
