@@ -91,9 +91,9 @@ def test_an_entry_canceled_after_a_partial_fill_keeps_exits_for_the_filled_part(
         venue.stop()
 
 
-def _stop_quantity(engine, venue: str) -> float:
+def _stop_quantity(engine, venue: str) -> float | None:
     journal = engine.control({"cmd": "venue_orders", "venue": venue})["journal"]
-    return next(o["quantity"] for o in journal.values() if o["leg"] == "sl")
+    return next((o["quantity"] for o in journal.values() if o["leg"] == "sl"), None)
 
 
 @pytest.mark.parametrize("case", ["bybit-linear", "mexc-spot"])  # resized at the venue, in the engine
@@ -137,3 +137,76 @@ def test_a_take_profit_fill_shrinks_the_paper_stop(tmp_path: Path) -> None:
 
 def stop_id(signal_id: str) -> str:
     return exit_order_id(signal_id, "sl")
+
+
+def _bracket_ids(signal_id: str) -> tuple[str, str, str]:
+    return client_order_id(signal_id), exit_order_id(signal_id, "sl"), exit_order_id(signal_id, "tp1")
+
+
+def _fake_qty(fake, coid: str) -> float | None:
+    order = fake.orders.get(coid)
+    return round(order.qty, 9) if order is not None else None
+
+
+@pytest.mark.parametrize("case", ["bybit-linear", "mexc-swap"])  # amended at the venue; an emulated stop
+def test_exits_are_placed_on_the_first_fill_and_grow_with_each_partial_fill(
+        tmp_path: Path, case: str) -> None:
+    venue = Venue(tmp_path, case).start()
+    engine, fake = venue.engine, venue.fake
+    entry, stop, take_profit = _bracket_ids("gr-1")
+    native = venue.detail()["stops"] == "native"
+    try:
+        with engine.client() as client:
+            # Below the market (60,000): the entry rests, and so does its take-profit.
+            assert client.prepare("gr-1", "BTCUSDT", "buy", 0.01, "limit", price=59000.0, stop_loss=50000.0,
+                                  take_profits=[65000.0])["type"] == "PREPARED"
+            assert client.confirm("gr-1")["type"] == "ACCEPTED"
+        wait_for(lambda: entry in fake.orders, 5, 0.02, "the entry at the venue")
+        for filled in (0.004, 0.007):
+            fake.fill(entry, round(filled - fake.orders[entry].filled, 3))
+            wait_for(lambda f=filled: _stop_quantity(engine, "ex") == f, 10, 0.05, f"the stop at {filled}")
+            if native:  # Bybit amends both legs in place
+                wait_for(lambda f=filled: (_fake_qty(fake, stop), _fake_qty(fake, take_profit)) == (f, f), 10,
+                         0.05, f"both legs at {filled} at the venue")
+            else:  # MEXC cannot amend: the take-profit waits for the entry's end; the stop is the engine's
+                assert take_profit not in fake.orders and stop not in fake.orders
+        fake.fill(entry, 0.003)
+        wait_for(lambda: (_stop_quantity(engine, "ex"), _fake_qty(fake, take_profit)) == (0.01, 0.01), 10,
+                 0.05, "the exits for the whole entry")
+        assert fake.position("BTCUSDT") == pytest.approx(0.01)
+    finally:
+        venue.stop()
+
+
+def test_a_kill_between_a_partial_fill_and_its_exit_resize_leaves_exits_for_exactly_what_filled(
+        tmp_path: Path) -> None:
+    venue = Venue(tmp_path, "bybit-linear").start()
+    engine, fake = venue.engine, venue.fake
+    entry, stop, take_profit = _bracket_ids("kr-1")
+    try:
+        with engine.client() as client:
+            # Below the market (60,000): the entry rests, and so does its take-profit.
+            assert client.prepare("kr-1", "BTCUSDT", "buy", 0.01, "limit", price=59000.0, stop_loss=50000.0,
+                                  take_profits=[65000.0])["type"] == "PREPARED"
+            assert client.confirm("kr-1")["type"] == "ACCEPTED"
+        wait_for(lambda: entry in fake.orders, 5, 0.02, "the entry at the venue")
+        fake.fill(entry, 0.004)
+        wait_for(lambda: (_fake_qty(fake, stop), _fake_qty(fake, take_profit)) == (0.004, 0.004), 10, 0.05,
+                 "the exits for the first fill")
+        release = fake.hold("/v5/order/amend")
+        fake.fill(entry, 0.003)
+        wait_for(lambda: any(c.path == "/v5/order/amend" for c in fake.calls[-50:]), 10, 0.02,
+                 "the resize on its way")
+        boots = venue.detail()["boots"]
+        engine.kill("venue:ex", worker=True)
+        engine.kill("position:BTCUSDT")
+        release.set()  # the resize was lost: the venue never applied it
+        del fake.held["/v5/order/amend"]
+        wait_for(lambda: engine.venue("ex")["boots"] > boots, 15, 0.1, "the adapter restarted")
+        wait_for(lambda: (_fake_qty(fake, stop), _fake_qty(fake, take_profit)) == (0.007, 0.007), 15, 0.05,
+                 "the exits fitted to what filled after the restart")
+        assert _stop_quantity(engine, "ex") == 0.007
+        wait_for(lambda: engine.actor("position:BTCUSDT")["detail"]["net"].get("ex") == 0.007, 10, 0.05,
+                 "the position")
+    finally:
+        venue.stop()

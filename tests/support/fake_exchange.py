@@ -127,6 +127,8 @@ class FakeExchange:
         self.faults: deque[str] = deque()
         self.outage = False  # every call answers 502
         self.latency_s = 0.0  # every answer waits this long
+        # path → released when set: a call to it waits, then is lost unapplied (`hold`)
+        self.held: dict[str, threading.Event] = {}
         self.lock = threading.RLock()  # the account; held while a change is published
         self.stream: FakeStream | None = None
         self.ws_logins = {"ok": 0, "bad": 0}
@@ -152,6 +154,12 @@ class FakeExchange:
         self.server.server_close()
         if self.stream is not None:
             self.stream.stop()
+
+    def hold(self, path: str) -> threading.Event:
+        """Calls to `path` wait until the returned event is set, then fail
+        (504) without being applied: a request lost on its way in."""
+        self.held[path] = threading.Event()
+        return self.held[path]
 
     def fail_next(self, kind: str, n: int = 1) -> None:
         with self.lock:
@@ -366,6 +374,9 @@ class FakeExchange:
             fault = self.faults.popleft() if self.faults and parts.path in self.fault_paths else None
         if self.latency_s:
             time.sleep(self.latency_s)
+        if parts.path in self.held:
+            self.held[parts.path].wait(30)
+            return Reply(504, {"error": "gateway timeout"})
         if verdict is False:
             self.bad_signatures += 1
             return self.bad_signature()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal as D
 
-from titan_actors.domain.brackets import exit_orders, stop_quantity
+from titan_actors.domain.brackets import exit_orders, fit_exits, stop_quantity
 from titan_actors.domain.money import Instrument
 from titan_actors.domain.orders import order_from_intent
 from titan_actors.domain.signals import OrderIntent
@@ -63,3 +63,52 @@ def test_the_stop_covers_what_the_take_profits_left() -> None:
     tp1, tp2, tp3 = [o for o in exits if o.leg.startswith("tp")]
     assert stop_quantity(entry, [replace(tp1, filled_qty=D("0.004"))]) == D("0.006")
     assert stop_quantity(entry, [replace(t, filled_qty=t.quantity) for t in (tp1, tp2, tp3)]) == 0
+
+
+# --- exits follow what filled (fit_exits) --------------------------------------------------------
+
+def _resting(filled: str, **kwargs) -> object:
+    return replace(_entry(filled, **kwargs), quantity=D("0.010"), status="PARTIALLY_FILLED")
+
+
+def _accepted(orders: list) -> dict:
+    return {o.client_order_id: replace(o, status="ACCEPTED", order_id="v") for o in orders}
+
+
+def test_the_first_fill_places_every_exit_where_the_venue_can_amend_and_only_the_stop_where_not() -> None:
+    entry = _resting("0.004", tps=("65000",))
+    amending = fit_exits(entry, {}, BTC, 1, amends=lambda _o: True)
+    assert [(o.leg, o.quantity) for o in amending.place] == [("sl", D("0.004")), ("tp1", D("0.004"))]
+    assert not amending.complete
+    fixed = fit_exits(entry, {}, BTC, 1, amends=lambda _o: False)
+    assert [o.leg for o in fixed.place] == ["sl"], "a take-profit that cannot grow waits for the entry's end"
+    canceled = replace(entry, status="CANCELED")
+    ended = fit_exits(canceled, _accepted(fixed.place), BTC, 1, amends=lambda _o: False)
+    assert [(o.leg, o.quantity) for o in ended.place] == [("tp1", D("0.004"))]
+
+
+def test_later_fills_grow_the_exits_and_a_take_profit_fill_shrinks_the_stop() -> None:
+    first = fit_exits(_resting("0.004", tps=("65000", "66000")), {}, BTC, 1, amends=lambda _o: True)
+    legs = _accepted(first.place)
+    grown = fit_exits(_resting("0.007", tps=("65000", "66000")), legs, BTC, 1, amends=lambda _o: True)
+    assert grown.place == []
+    assert sorted((o.leg, q) for o, q in grown.resize) == [("sl", D("0.007")), ("tp1", D("0.004")),
+                                                          ("tp2", D("0.003"))]
+    legs = {c: replace(o, quantity=q) for c, (o, q) in
+            {o.client_order_id: (o, q) for o, q in grown.resize}.items()}
+    tp1 = next(c for c, o in legs.items() if o.leg == "tp1")
+    legs[tp1] = replace(legs[tp1], filled_qty=D("0.004"), status="FILLED")
+    filled = replace(_resting("0.007", tps=("65000", "66000")), status="FILLED", quantity=D("0.007"))
+    after_tp = fit_exits(filled, legs, BTC, 1, amends=lambda _o: True)
+    assert [(o.leg, q) for o, q in after_tp.resize] == [("sl", D("0.003"))]
+    assert after_tp.place == [], "a closing bracket gets no new leg"
+
+
+def test_a_leg_not_yet_acknowledged_is_left_alone_and_a_fitted_bracket_is_complete() -> None:
+    entry = replace(_resting("0.004", tps=("65000",)), status="FILLED")
+    placed = fit_exits(entry, {}, BTC, 1, amends=lambda _o: True).place
+    sent = {o.client_order_id: o for o in placed}  # SUBMITTED: the venue has not answered
+    bigger = replace(entry, filled_qty=D("0.005"))
+    assert fit_exits(bigger, sent, BTC, 1, amends=lambda _o: True).resize == []
+    done = fit_exits(entry, _accepted(placed), BTC, 1, amends=lambda _o: True)
+    assert (done.place, done.resize, done.complete) == ([], [], True)

@@ -361,6 +361,7 @@ class CcxtVenueAdapter(VenueAdapter):
         for order in unanswered:
             log.warning("venue %s: resolving %s after a restart", self.venue_name, order.client_order_id)
             self._lookup(order)
+        self._refit_exits()
 
     def _lookup(self, order: Order, delay: float = 0.0) -> None:
         coid = order.client_order_id
@@ -479,25 +480,31 @@ class CcxtVenueAdapter(VenueAdapter):
                 self._report(fired, None)
                 self._create(fired)
 
-    def _resize_at_venue(self, stop: Order, quantity: Decimal) -> None:
-        coid = stop.client_order_id
+    def _amends(self, order: Order) -> bool:
+        """An emulated stop is resized here; Bybit amends any order (ccxt
+        `edit_order`); on the others an order is not changed in place."""
+        return order.client_order_id in self.armed or self.exchange == "bybit"
+
+    def _resize_at_venue(self, order: Order, quantity: Decimal) -> None:
+        coid = order.client_order_id
         if coid in self.armed:  # held here: resized in the journal
-            self._resized(stop, quantity)
+            self._resized(order, quantity)
             return
         if self.pacer.queued("resize", coid):
             self.pacer.drop("resize", coid)
-        make = partial(self.client.resize, client_order_id=coid, symbol=stop.symbol, side=stop.side,
-                       quantity=quantity, trigger_price=stop.trigger_price)
+        make = partial(self.client.resize, client_order_id=coid, symbol=order.symbol, side=order.side,
+                       quantity=quantity, order_type=order.order_type, price=order.price,
+                       trigger_price=order.trigger_price)
         self._request("resize", coid, make, partial(self._on_resized, coid, quantity))
 
     def _on_resized(self, coid: str, quantity: Decimal, _result: Any, error: BaseException | None) -> None:
-        stop = self.journal.get(coid)
-        if stop is None or stop.final:
+        order = self.journal.get(coid)
+        if order is None or order.final:
             return
-        if error is not None:  # it stays larger: reduce-only, it cannot trade past the position
-            log.warning("venue %s: stop %s not resized: %s", self.venue_name, coid, error)
+        if error is not None:  # the exit keeps its size; the next change of the bracket fits it again
+            log.warning("venue %s: exit %s not resized: %s", self.venue_name, coid, error)
             return
-        self._resized(stop, quantity)
+        self._resized(order, quantity)
 
     def _cancel_at_venue(self, order: Order, reply_to: str | None) -> None:
         coid = order.client_order_id

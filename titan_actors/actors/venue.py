@@ -40,11 +40,10 @@ from decimal import Decimal
 from typing import Any
 
 from supervisors.tree import position_spec, reconcile_settings
-from titan_actors.domain.brackets import exit_orders, stop_quantity
+from titan_actors.domain.brackets import fit_exits
 from titan_actors.domain.ids import client_order_id, exit_order_id
 from titan_actors.domain.money import ZERO, Instrument, to_decimal, to_decimal_or_none
 from titan_actors.domain.orders import (
-    FINAL_STATUSES,
     Order,
     Refused,
     apply_fill,
@@ -105,6 +104,8 @@ __all__ = ["OrderJournal", "VenueAdapter"]
 log = logging.getLogger(__name__)
 
 _TICK = "venue:tick"
+#: `fit:<signal id>`: a bracket entry whose exits may not fit what filled yet.
+FIT_KEY = b"fit:"
 _TICK_S = 0.02
 _PROBLEMS_KEPT = 1000
 GATEWAY = "gateway"
@@ -562,6 +563,7 @@ class VenueAdapter(TitanActor):
                       and o.status == "SUBMITTED"]:
             log.warning("venue %s: resolving %s after a restart", self.venue_name, order.client_order_id)
             self._resolve(order, None)
+        self._refit_exits()
 
     def _abort(self, msg: AbortOrder) -> None:
         decision = decide(self.journal.get(client_order_id(msg.signal_id)), "ABORT", now_ms())
@@ -652,24 +654,50 @@ class VenueAdapter(TitanActor):
         for order, last_fill in changes:
             self._report(order, last_fill)
         for order, _ in changes:
-            if order.leg == "entry" and order.status in FINAL_STATUSES and order.filled_qty > 0:
-                self._place_exits(order)  # filled, or canceled / expired after part of it filled
-            elif order.leg != "entry" and order.filled_qty and self._flat(order):
+            if order.leg != "entry" and order.filled_qty and self._flat(order):
                 self._cancel_exits(order.signal_id, order.symbol)
-            elif order.leg.startswith("tp") and order.filled_qty:
-                self._shrink_stop(order.signal_id)
+            elif order.leg != "entry" or order.filled_qty > 0:
+                # An entry filled (part of it), or an exit was accepted or took
+                # part of the position: the exits follow.
+                entry = self.journal.get(client_order_id(order.signal_id))
+                if entry is not None and entry.filled_qty > 0:
+                    self._fit_exits(entry)
 
-    def _shrink_stop(self, signal_id: str) -> None:
-        """A take-profit took part of the position: the stop covers the rest
-        (one-cancels-other, in part), resized in place at the venue."""
-        entry = self.journal.get(client_order_id(signal_id))
-        exits = self._exits_of(entry) if entry is not None else []
-        stop = next((o for o in exits if o.leg == "sl"), None)
-        if entry is None or stop is None or stop.final or stop.status in ("", "SUBMITTED"):
+    def _fit_exits(self, entry: Order) -> None:
+        """Place or resize the exits of `entry` to what has filled
+        (`domain.brackets.fit_exits`). Until they fit, a `fit:` key marks
+        the entry, so a restart fits them again (`_refit_exits`)."""
+        if entry.stop_loss is None and not entry.take_profits:
             return
-        target = stop_quantity(entry, [o for o in exits if o.leg.startswith("tp")])
-        if ZERO < target < stop.quantity:
-            self._resize_at_venue(stop, target)
+        existing = {o.client_order_id: o for o in self._exits_of(entry)}
+        plan = fit_exits(entry, existing, self._instrument(entry.symbol), now_ms(), amends=self._amends)
+        for problem in plan.problems:
+            log.error("venue %s: %s: exit not placed: %s", self.venue_name, entry.signal_id, problem)
+        if plan.complete and self.store.get(FIT_KEY + entry.signal_id.encode()) is not None:
+            self.store.write_batch([], [FIT_KEY + entry.signal_id.encode()])
+        for exit_order in plan.place:
+            if self.journal.get(exit_order.client_order_id) is not None:
+                continue  # placed meanwhile (a venue that answers at once fits again)
+            self._commit([exit_order], [(exit_order, None)])
+            self._send_to_venue(exit_order, None)
+        for leg, quantity in plan.resize:
+            self._resize_at_venue(leg, quantity)
+
+    def _refit_exits(self) -> None:
+        """After a restart: fit the exits of every entry marked `fit:` or with
+        a live exit (a fill, an exit or a resize may have been cut short)."""
+        signals = {k[len(FIT_KEY):].decode() for k, _v in self.store.items(FIT_KEY)}
+        signals |= {o.signal_id for o in self.journal.live.values() if o.leg != "entry"}
+        for signal_id in sorted(signals):
+            entry = self.journal.get(client_order_id(signal_id))
+            if entry is not None and entry.filled_qty > 0:
+                self._fit_exits(entry)
+            elif entry is None:
+                self.store.write_batch([], [FIT_KEY + signal_id.encode()])
+
+    def _amends(self, _order: Order) -> bool:
+        """The venue can change this order's quantity in place."""
+        return True
 
     def _exits_of(self, entry: Order) -> list[Order]:
         """The journaled exits of a bracket entry (its stop, then its take-profits)."""
@@ -678,28 +706,31 @@ class VenueAdapter(TitanActor):
         found = [self.journal.get(exit_order_id(entry.signal_id, leg)) for leg in legs]
         return [o for o in found if o is not None]
 
-    def _resized(self, stop: Order, quantity: Decimal) -> None:
-        """Journal and report a stop's new quantity (the venue took it)."""
-        resized = replace(stop, quantity=quantity, updated_at=now_ms(),
-                          reason=f"resized to {quantity} after a take-profit filled")
+    def _resized(self, order: Order, quantity: Decimal) -> None:
+        """Journal and report an exit's new quantity (the venue took it)."""
+        resized = replace(order, quantity=quantity, updated_at=now_ms(),
+                          reason=f"resized to {quantity} to fit what filled")
         self._commit([resized], [(resized, None)])
         self._report(resized, None)
 
-    def _resize_at_venue(self, stop: Order, quantity: Decimal) -> None:
+    def _resize_at_venue(self, order: Order, quantity: Decimal) -> None:
         assert self.venue is not None
         try:
-            self.venue.resize(stop.client_order_id, quantity, now_ms())
+            self.venue.resize(order.client_order_id, quantity, now_ms())
         except VenueRejected as exc:
-            log.warning("venue %s: stop %s not resized: %s", self.venue_name, stop.client_order_id,
+            log.warning("venue %s: exit %s not resized: %s", self.venue_name, order.client_order_id,
                         exc.reason)
             return
-        self._resized(stop, quantity)
+        self._resized(order, quantity)
 
     def _commit(self, orders: list[Order], reported: list[tuple[Order, dict[str, Any] | None]] = ()) -> None:
         """Orders, the venue's state and the events of `reported` changes: one batch."""
         puts: list[tuple[bytes, bytes]] = []
         deletes: list[bytes] = []
         writes = [w for order in orders for w in self.journal.writes(order)]
+        # A bracket entry that filled: its exits are to fit it (cleared by `_fit_exits`).
+        writes += [(FIT_KEY + o.signal_id.encode(), b"1") for o in orders
+                   if o.leg == "entry" and o.filled_qty > 0 and (o.stop_loss is not None or o.take_profits)]
         assert self.outbox is not None and self.deliveries is not None
         for order, last_fill in reported:
             writes += self.outbox.emit(subjects.report(order.symbol), _event_type(order.status),
@@ -728,16 +759,6 @@ class VenueAdapter(TitanActor):
             self.tell("positions", StartChild(spec), via="thespian")
 
     # --- brackets ---------------------------------------------------------------------
-
-    def _place_exits(self, entry: Order) -> None:
-        exits, problems = exit_orders(entry, self._instrument(entry.symbol), now_ms())
-        for problem in problems:
-            log.error("venue %s: %s: exit not placed: %s", self.venue_name, entry.signal_id, problem)
-        for exit_order in exits:
-            if self.journal.get(exit_order.client_order_id) is not None:
-                continue  # placed already
-            self._commit([exit_order], [(exit_order, None)])
-            self._send_to_venue(exit_order, None)
 
     def _flat(self, exit_order: Order) -> bool:
         """After a fill of `exit_order`: is the position it protects closed?"""

@@ -9,18 +9,25 @@ tick away from the market. A take-profit slice below the venue's minimum
 quantity or notional is merged into the previous slice (the first into the
 next), so a small position gets fewer, larger take-profits; a leg that is
 still too small is not placed and its reason is returned instead.
+
+Exits follow what actually filled (`fit_exits`): placed on the entry's first
+fill and resized as more of it fills; a take-profit fill shrinks the stop
+(one-cancels-other, in part). Where the venue cannot change an order in
+place, a take-profit waits for the entry to end (then its size is final);
+the stop never waits.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from titan_actors.domain.ids import exit_order_id
 from titan_actors.domain.money import ZERO, Instrument, split_quantity
-from titan_actors.domain.orders import Order
+from titan_actors.domain.orders import FINAL_STATUSES, Order
 
-__all__ = ["exit_orders", "stop_quantity"]
+__all__ = ["ExitPlan", "exit_orders", "fit_exits", "stop_quantity"]
 
 
 def stop_quantity(entry: Order, take_profits: list[Order]) -> Decimal:
@@ -58,3 +65,48 @@ def exit_orders(entry: Order, instrument: Instrument, now_ms: int) -> tuple[list
         exits.append(replace(base, client_order_id=exit_order_id(entry.signal_id, leg), leg=leg,
                              order_type="limit", price=prices[i], trigger_price=None, quantity=slice_qty))
     return exits, problems
+
+
+@dataclass(frozen=True, slots=True)
+class ExitPlan:
+    """What to do to a bracket's exits now: legs to place, legs to resize
+    (to the quantity given), and why a leg cannot be placed; `complete`:
+    nothing is left to place or resize — the entry has ended and its legs
+    fit it, or every leg has ended."""
+
+    place: list[Order] = field(default_factory=list)
+    resize: list[tuple[Order, Decimal]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    complete: bool = False
+
+
+def fit_exits(entry: Order, existing: Mapping[str, Order], instrument: Instrument, now_ms: int, *,
+              amends: Callable[[Order], bool]) -> ExitPlan:
+    """The exits `entry` calls for by what has filled, against the journaled
+    `existing` ones (by client order id). `amends(order)`: the venue can
+    change that order's quantity in place. A leg not yet acknowledged by
+    the venue is left as it is (the next change fits it); once any exit has
+    ended the bracket is closing and no new leg is placed."""
+    targets, problems = exit_orders(entry, instrument, now_ms)
+    ended = entry.status in FINAL_STATUSES
+    closing = any(o.status in FINAL_STATUSES for o in existing.values())
+    take_profits = [o for o in existing.values() if o.leg.startswith("tp")]
+    plan = ExitPlan(problems=problems if ended else [])
+    waiting = False
+    for target in targets:
+        leg = existing.get(target.client_order_id)
+        if leg is None:
+            if closing:
+                continue
+            if target.leg == "sl" or ended or amends(target):
+                plan.place.append(target)
+            else:
+                waiting = True
+            continue
+        if leg.status in FINAL_STATUSES or leg.status in ("", "SUBMITTED"):
+            continue
+        want = stop_quantity(entry, take_profits) if leg.leg == "sl" else max(target.quantity, leg.filled_qty)
+        if want > 0 and want != leg.quantity and amends(leg):
+            plan.resize.append((leg, want))
+    over = bool(existing) and all(o.status in FINAL_STATUSES for o in existing.values())
+    return replace(plan, complete=over or (ended and not plan.place and not plan.resize and not waiting))

@@ -355,15 +355,17 @@ class CcxtVenue:
         return self.client.market(self.unified(symbol))["id"]
 
     async def resize(self, *, client_order_id: str, symbol: str, side: str, quantity: Decimal,
-                     trigger_price: Decimal | None) -> dict[str, Any]:
-        """A stop's quantity changed in place (Bybit's amend; `edit_order`)."""
+                     order_type: str, price: Decimal | None, trigger_price: Decimal | None) -> dict[str, Any]:
+        """An order's quantity changed in place (Bybit's amend; `edit_order`):
+        a stop keeps its trigger, a limit order its price."""
         amount = _ccxt_number(quantity / self.markets[symbol].contract_size)
         params: dict[str, Any] = {"orderLinkId": client_order_id}
         if trigger_price is not None:
             params["triggerPrice"] = _ccxt_number(trigger_price)
+        kind = "limit" if order_type == "limit" else "market"
+        limit = _ccxt_number(price) if kind == "limit" and price is not None else None
         try:
-            return await self.client.edit_order(None, self.unified(symbol), "market", side, amount, None,
-                                                params)
+            return await self.client.edit_order(None, self.unified(symbol), kind, side, amount, limit, params)
         except Exception as exc:
             raise classify(exc) from exc
 
