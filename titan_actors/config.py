@@ -285,6 +285,10 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
             raw.setdefault(section, {})[key] = env[var]
 
 
+#: (exchange, market) where a bracket stop can be held by the venue.
+NATIVE_STOPS = {("bybit", "linear"), ("bybit", "spot"), ("binance", "linear")}
+
+
 def _venues(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     given = raw.pop("venues", None) or {"paper": {"exchange": "paper"}}
     if not isinstance(given, dict):
@@ -307,6 +311,9 @@ def _venues(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, dict[str, 
                 f"{venue['exchange']} needs api_key and api_secret (or {exchange}_API_KEY and "
                 f"{exchange}_API_SECRET)",
             )
+        if venue["stops"] == "native" and (venue["exchange"], venue["market"]) not in NATIVE_STOPS:
+            raise ConfigError(f"venues.{name}.stops", f"{venue['exchange']} {venue['market']} holds no stops "
+                              "this engine follows: use \"emulated\" (or \"auto\")")
         venues[name] = venue
     return venues
 

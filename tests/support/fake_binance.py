@@ -8,6 +8,12 @@ client order id is -4116 on futures and -2010 "Duplicate order sent." on
 spot; an unknown order -2013 (fetch) / -2011 (cancel); a rate limit HTTP
 429 with -1003. The account and the faults are `FakeExchange`'s.
 
+Futures' conditional orders live in the algo service (`/fapi/v1/algoOrder`,
+`/fapi/v1/openAlgoOrders`, by `clientAlgoId`), as Binance has required since
+December 2025: when the price reaches the trigger, the algo order fires as a
+new market order of the matching engine (`actualOrderId`, its own client
+order id), whose trades carry that order's id, and becomes FINISHED.
+
 Private streams: futures through a listen key (`POST /fapi/v1/listenKey`
 with the API key, then `/private/ws?listenKey=...`) pushing
 ORDER_TRADE_UPDATE; spot through the ws-api (`/ws-api/v3`,
@@ -71,7 +77,7 @@ def _filters(info: dict[str, Any], futures: bool) -> list[dict[str, Any]]:
 
 
 class FakeBinance(FakeExchange):
-    fault_paths = (*_ORDER_PATHS, "/fapi/v1/openOrders", "/api/v3/openOrders")
+    fault_paths = (*_ORDER_PATHS, "/fapi/v1/openOrders", "/api/v3/openOrders", "/fapi/v1/algoOrder")
     has_stream = True
 
     def __init__(self, api_key: str = "test-key", secret: str = "test-secret") -> None:
@@ -266,6 +272,83 @@ class FakeBinance(FakeExchange):
             return _error(-2010, "Duplicate order sent.")
         return Reply(200, self._order(order, futures))
 
+    # --- the algo service: futures' conditional orders (STOP_MARKET, TAKE_PROFIT_MARKET) ------
+
+    @staticmethod
+    def _algo(o: FakeOrder) -> dict[str, Any]:
+        status = {"new": "NEW", "canceled": "CANCELED"}.get(o.status, "FINISHED")
+        return {
+            "algoId": int(o.algo_id),
+            "clientAlgoId": o.client_id,
+            "algoType": "CONDITIONAL",
+            "orderType": "STOP_MARKET" if o.kind == "market" else "TAKE_PROFIT_MARKET",
+            "symbol": o.symbol,
+            "side": o.side.upper(),
+            "positionSide": "BOTH",
+            "timeInForce": "GTC",
+            "quantity": str(o.qty),
+            "algoStatus": status,
+            "triggerPrice": str(o.trigger),
+            "price": "0",
+            "workingType": "CONTRACT_PRICE",
+            "closePosition": False,
+            "priceProtect": False,
+            "reduceOnly": o.reduce_only,
+            "createTime": o.created,
+            "updateTime": o.updated,
+            "triggerTime": o.updated if status == "FINISHED" else 0,
+            "actualOrderId": o.actual_id,
+            "executedQty": str(o.filled),
+            "avgPrice": str(o.avg),
+        }
+
+    def _create_algo(self, params: dict[str, str]) -> Reply:
+        if params.get("algoType") != "CONDITIONAL":
+            return _error(-1116, "Invalid algoType.")
+        if params.get("type") not in ("STOP_MARKET", "TAKE_PROFIT_MARKET"):
+            return _error(-1116, "Invalid orderType.")
+        if params.get("symbol") not in INSTRUMENTS or not params.get("triggerPrice"):
+            return _error(-1102, "Mandatory parameter was not sent, was empty/null, or malformed.")
+        client_id = params.get("clientAlgoId") or secrets.token_hex(8)
+        if client_id in self.orders:
+            return _error(-4116, "ClientOrderId is duplicated.")
+        order = FakeOrder(client_id, params["symbol"], params["side"].lower(), "market",
+                          float(params["quantity"]), 0.0, "GTC", params.get("reduceOnly") == "true",
+                          trigger=float(params["triggerPrice"]), market="linear",
+                          algo_id=str(10**9 + len(self.orders)))
+        self.orders[client_id] = order
+        return Reply(200, self._algo(order))
+
+    def _fire(self, order: FakeOrder, price: float) -> None:
+        """An algo order fires as a new market order of the matching engine,
+        under its own order and client order ids; the algo order is FINISHED."""
+        if not order.algo_id:
+            super()._fire(order, price)
+            return
+        actual = FakeOrder(f"algo-{order.algo_id}", order.symbol, order.side, "market", order.qty, 0.0, "GTC",
+                           order.reduce_only, market="linear")
+        self.orders[actual.client_id] = actual
+        self._trade_reduce_aware(actual, price, maker=False)
+        order.actual_id, order.filled = actual.order_id, actual.filled
+        order.value, order.fee = actual.value, actual.fee
+        order.status = "filled" if actual.filled else "canceled"
+        order.updated = int(time.time() * 1000)
+
+    def _algo_route(self, method: str, path: str, params: dict[str, str]) -> Reply:
+        if path == "/fapi/v1/openAlgoOrders":
+            symbol = params.get("symbol", "")
+            return Reply(200, [self._algo(o) for o in self.open_orders(symbol) if o.algo_id])
+        if method == "POST":
+            return self._create_algo(params)
+        order = next((o for o in self.orders.values() if o.algo_id and (
+            o.client_id == params.get("clientAlgoId") or o.algo_id == params.get("algoId"))), None)
+        if method == "DELETE":
+            if order is None or self.cancel(client_id=order.client_id) is None:
+                return _error(-2011, "Unknown order sent.")
+            return Reply(200, {"algoId": int(order.algo_id), "clientAlgoId": order.client_id, "code": "200",
+                               "msg": "success"})
+        return Reply(200, self._algo(order)) if order else _error(-2013, "Order does not exist.")
+
     def _positions(self, params: dict[str, str]) -> Reply:
         rows = []
         for symbol, info in INSTRUMENTS.items():
@@ -422,6 +505,8 @@ class FakeBinance(FakeExchange):
             return self._exchange_info(futures)
         if path in ("/fapi/v1/time", "/api/v3/time"):
             return Reply(200, {"serverTime": int(time.time() * 1000)})
+        if path in ("/fapi/v1/algoOrder", "/fapi/v1/openAlgoOrders"):
+            return self._algo_route(method, path, params)
         if path == f"{base}/order" and method == "POST":
             return self._create(params, futures)
         if path == f"{base}/order" and method in ("GET", "DELETE"):
@@ -435,8 +520,9 @@ class FakeBinance(FakeExchange):
             return (
                 Reply(200, self._order(order, futures)) if order else _error(-2013, "Order does not exist.")
             )
-        if path == f"{base}/openOrders":
-            return Reply(200, [self._order(o, futures) for o in self.open_orders(params.get("symbol", ""))])
+        if path == f"{base}/openOrders":  # the algo service's are not the matching engine's
+            orders = [o for o in self.open_orders(params.get("symbol", "")) if not o.algo_id]
+            return Reply(200, [self._order(o, futures) for o in orders])
         if path == f"{base}/allOrders":
             symbol = params.get("symbol", "")
             return Reply(200, [self._order(o, futures) for o in self.orders.values() if o.symbol == symbol])

@@ -73,6 +73,10 @@ class FakeOrder:
     fee: float = 0.0
     created: int = field(default_factory=lambda: int(time.time() * 1000))
     updated: int = field(default_factory=lambda: int(time.time() * 1000))
+    # A conditional order a venue's own service holds (Binance's algo orders):
+    # it fires as a new order (`actual_id`) of the matching engine.
+    algo_id: str = ""
+    actual_id: str = ""
 
     @property
     def avg(self) -> float:
@@ -213,10 +217,14 @@ class FakeExchange:
                 if order.trigger:
                     fired = price <= order.trigger if order.side == "sell" else price >= order.trigger
                     if fired:
-                        self._trade_reduce_aware(order, price, maker=False)
+                        self._fire(order, price)
                 elif order.kind == "limit" and (price <= order.price if order.side == "buy"
                                                 else price >= order.price):
                     self._trade_reduce_aware(order, order.price, maker=True)
+
+    def _fire(self, order: FakeOrder, price: float) -> None:
+        """A conditional order's trigger is reached: it trades as a market order."""
+        self._trade_reduce_aware(order, price, maker=False)
 
     def _trade_reduce_aware(self, order: FakeOrder, price: float, *, maker: bool) -> None:
         qty = order.remaining

@@ -75,12 +75,14 @@ def _accepted(orders: list) -> dict:
     return {o.client_order_id: replace(o, status="ACCEPTED", order_id="v") for o in orders}
 
 
-def test_the_first_fill_places_every_exit_where_the_venue_can_amend_and_only_the_stop_where_not() -> None:
+def test_the_first_fill_places_every_exit_that_can_grow_and_the_rest_when_the_entry_ends() -> None:
     entry = _resting("0.004", tps=("65000",))
     amending = fit_exits(entry, {}, BTC, 1, amends=lambda _o: True)
     assert [(o.leg, o.quantity) for o in amending.place] == [("sl", D("0.004")), ("tp1", D("0.004"))]
     assert not amending.complete
-    fixed = fit_exits(entry, {}, BTC, 1, amends=lambda _o: False)
+    assert fit_exits(entry, {}, BTC, 1, amends=lambda _o: False).place == [], "nothing that cannot grow"
+    stop_grows = lambda o: o.leg == "sl"  # noqa: E731 - a venue where the engine holds the stop
+    fixed = fit_exits(entry, {}, BTC, 1, amends=stop_grows)
     assert [o.leg for o in fixed.place] == ["sl"], "a take-profit that cannot grow waits for the entry's end"
     canceled = replace(entry, status="CANCELED")
     ended = fit_exits(canceled, _accepted(fixed.place), BTC, 1, amends=lambda _o: False)

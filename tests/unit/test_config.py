@@ -66,6 +66,8 @@ def test_exchange_keys_come_from_the_seed_environment_names(tmp_path: Path) -> N
         ("[venues.paper]\nmarket = 'options'\n", "venues.paper.market"),
         ("[venues.paper]\nreference_prices = {BTCUSDT = -1}\n", "venues.paper.reference_prices"),
         ("[venues.Bad]\nexchange = 'paper'\n", "venues.Bad"),
+        ("[venues.m]\nexchange = 'mexc'\napi_key = 'k'\napi_secret = 's'\nstops = 'native'\n",
+         "venues.m.stops"),
         ("[whatever]\nx = 1\n", "whatever"),
         ("engine = 3\n", "engine"),
     ],

@@ -365,7 +365,8 @@ class CcxtVenueAdapter(VenueAdapter):
 
     def _lookup(self, order: Order, delay: float = 0.0) -> None:
         coid = order.client_order_id
-        make = partial(self.client.fetch_by_client_id, client_order_id=coid, symbol=order.symbol)
+        make = partial(self.client.fetch_by_client_id, client_order_id=coid, symbol=order.symbol,
+                       conditional=self._held_by_venue(order))
         self._request("lookup", coid, make, partial(self._on_looked_up, coid), delay=delay)
 
     def _on_looked_up(self, coid: str, found: Any, error: BaseException | None) -> None:
@@ -482,8 +483,14 @@ class CcxtVenueAdapter(VenueAdapter):
 
     def _amends(self, order: Order) -> bool:
         """An emulated stop is resized here; Bybit amends any order (ccxt
-        `edit_order`); on the others an order is not changed in place."""
-        return order.client_order_id in self.armed or self.exchange == "bybit"
+        `edit_order`); on the others (Binance's algo stops included) an order
+        is not changed in place."""
+        emulated = order.order_type == "stop" and self.emulate_stops
+        return emulated or order.client_order_id in self.armed or self.exchange == "bybit"
+
+    def _held_by_venue(self, order: Order) -> bool:
+        """A stop the venue holds until it fires (not one the engine emulates)."""
+        return order.order_type == "stop" and not self.emulate_stops
 
     def _resize_at_venue(self, order: Order, quantity: Decimal) -> None:
         coid = order.client_order_id
@@ -517,7 +524,8 @@ class CcxtVenueAdapter(VenueAdapter):
             return
         self._wait(coid, "CANCEL", reply_to)
         if not self.pacer.queued("cancel", coid):
-            make = partial(self.client.cancel, client_order_id=coid, symbol=order.symbol)
+            make = partial(self.client.cancel, client_order_id=coid, symbol=order.symbol,
+                           conditional=self._held_by_venue(order))
             self._request("cancel", coid, make, partial(self._on_canceled, coid))
 
     def _on_canceled(self, coid: str, result: Any, error: BaseException | None) -> None:
@@ -533,7 +541,8 @@ class CcxtVenueAdapter(VenueAdapter):
             )
             self._lookup(order)
         else:  # unknown: a cancel is safe to repeat; the waiting CANCELs keep waiting
-            make = partial(self.client.cancel, client_order_id=coid, symbol=order.symbol)
+            make = partial(self.client.cancel, client_order_id=coid, symbol=order.symbol,
+                           conditional=self._held_by_venue(order))
             self._request("cancel", coid, make, partial(self._on_canceled, coid), delay=self._backoff(coid))
 
     def _flat(self, exit_order: Order) -> bool:
@@ -606,6 +615,8 @@ class CcxtVenueAdapter(VenueAdapter):
             order = by_id.get(order_id) or by_coid.get(coid)
             if order is None:
                 known = (order_id and self.journal.by_order_id(order_id)) or (coid and self.journal.get(coid))
+                if not known and self._fired_stops_unknown(symbol):
+                    continue  # a venue-held stop fired as an order of its own: learning which first
                 if not known:  # a known order's trades were applied before it became final
                     self._venue_data_problem(symbol, f"trade:{trade.get('id')}",
                                              f"trade {trade.get('id')} of an order the engine does not know "
@@ -627,6 +638,19 @@ class CcxtVenueAdapter(VenueAdapter):
             current[order.client_order_id] = applied
         if events:
             self._after_changes(self._apply(events))
+
+    def _fired_stops_unknown(self, symbol: str) -> bool:
+        """A trade of an order nobody here placed, while stops the venue holds
+        are live on `symbol`: one of them may have fired as a new order (a
+        Binance algo order's `actualOrderId`). Looks them up (the order they
+        became is learned, and the trade is applied at the next poll); False
+        when there is none."""
+        stops = [o for o in self.journal.live.values() if o.symbol == symbol and self._held_by_venue(o)
+                 and o.status not in ("", "SUBMITTED")]
+        for stop in stops:
+            if not self.pacer.active(stop.client_order_id):
+                self._lookup(stop)
+        return bool(stops)
 
     def _poll_open(self, symbol: str) -> None:
         key = f"orders:{symbol}"
@@ -690,7 +714,7 @@ class CcxtVenueAdapter(VenueAdapter):
             return
         key = f"state:{symbol}"
         if self.pacer.queued("state", key):
-            return  # one question in flight per symbol; the position actor asks again
+            return  # its position is not read yet: that question answers this one too
         learned = self._start_learning(symbol)
         self._request(
             "state",
@@ -712,7 +736,7 @@ class CcxtVenueAdapter(VenueAdapter):
             return  # unreachable: no answer, the position actor asks again
         self._request(
             "state",
-            f"state:{symbol}",
+            f"state-orders:{symbol}",  # a question asked from now on reads the position again
             partial(self.client.open_orders, symbol),
             partial(self._on_state_orders, symbol, asker, learned, position),
         )

@@ -12,9 +12,9 @@ still too small is not placed and its reason is returned instead.
 
 Exits follow what actually filled (`fit_exits`): placed on the entry's first
 fill and resized as more of it fills; a take-profit fill shrinks the stop
-(one-cancels-other, in part). Where the venue cannot change an order in
-place, a take-profit waits for the entry to end (then its size is final);
-the stop never waits.
+(one-cancels-other, in part). A leg the venue cannot change in place waits
+for the entry to end (then its size is final) — on every venue where the
+engine holds the stop itself, the stop can always grow.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def fit_exits(entry: Order, existing: Mapping[str, Order], instrument: Instrumen
         if leg is None:
             if closing:
                 continue
-            if target.leg == "sl" or ended or amends(target):
+            if ended or amends(target):
                 plan.place.append(target)
             else:
                 waiting = True

@@ -189,6 +189,9 @@ class CcxtVenue:
         self.markets: dict[str, MarketInfo] = {}
         #: MEXC's swap API names orders by `externalOid` through its own endpoints.
         self.mexc_swap = exchange == "mexc" and market == "linear"
+        # Binance futures hold conditional orders in their algo service: created,
+        # looked up, listed and canceled there (ccxt's `trigger` parameter).
+        self.algo_stops = exchange == "binance" and market == "linear"
 
     async def start(self) -> None:
         import ccxt.async_support as ccxt_async
@@ -309,6 +312,9 @@ class CcxtVenue:
             out["fee"] = {**fee, "cost": _exact(fee["cost"])}
         if self.mexc_swap and not out.get("clientOrderId"):
             out = {**out, "clientOrderId": (out.get("info") or {}).get("externalOid")}
+        actual = str((out.get("info") or {}).get("actualOrderId") or "")
+        if self.algo_stops and actual:
+            out["id"] = actual  # a fired algo order trades as this order of the matching engine
         return out
 
     async def create(
@@ -369,7 +375,13 @@ class CcxtVenue:
         except Exception as exc:
             raise classify(exc) from exc
 
-    async def cancel(self, *, client_order_id: str, symbol: str) -> dict[str, Any]:
+    def _by_client_id_of(self, client_order_id: str, conditional: bool) -> dict[str, Any]:
+        if conditional and self.algo_stops:
+            return {"clientOrderId": client_order_id, "trigger": True}
+        return self._by_client_id(client_order_id)
+
+    async def cancel(self, *, client_order_id: str, symbol: str, conditional: bool = False) -> dict[str, Any]:
+        """`conditional`: a stop the venue holds (Binance: in its algo service)."""
         try:
             if self.mexc_swap:
                 await self.client.contractPrivatePostOrderCancelWithExternal(
@@ -377,15 +389,17 @@ class CcxtVenue:
                 )
                 return {"clientOrderId": client_order_id, "status": "canceled"}
             return await self.client.cancel_order(
-                None, self.unified(symbol), self._by_client_id(client_order_id)
+                None, self.unified(symbol), self._by_client_id_of(client_order_id, conditional)
             )
         except Exception as exc:
             raise classify(exc) from exc
 
-    async def fetch_by_client_id(self, *, client_order_id: str, symbol: str) -> dict[str, Any] | None:
+    async def fetch_by_client_id(self, *, client_order_id: str, symbol: str,
+                                 conditional: bool = False) -> dict[str, Any] | None:
         """The order with this client order id, or None if the venue says it has
         none. Bybit: looked for in the open orders, then the closed ones;
-        Binance and MEXC spot: fetched by client order id; MEXC swap: its
+        Binance and MEXC spot: fetched by client order id (a Binance futures
+        stop, `conditional`, in the algo service); MEXC swap: its
         `order/external` endpoint."""
         import ccxt
 
@@ -396,7 +410,7 @@ class CcxtVenue:
                 )
                 order = self.client.parse_order(response["data"], self.client.market(self.unified(symbol)))
                 return self._in_base(symbol, order)
-            params = self._by_client_id(client_order_id)
+            params = self._by_client_id_of(client_order_id, conditional)
             if self.exchange_id != "bybit":
                 return self._in_base(
                     symbol, await self.client.fetch_order(None, self.unified(symbol), params)
@@ -414,12 +428,15 @@ class CcxtVenue:
         return None
 
     async def open_orders(self, symbol: str) -> list[dict[str, Any]]:
+        """Every open order on `symbol` (Binance futures: the algo service's too)."""
         try:
-            return [
-                self._in_base(symbol, o) for o in await self.client.fetch_open_orders(self.unified(symbol))
-            ]
+            unified = self.unified(symbol)
+            orders = await self.client.fetch_open_orders(unified)
+            if self.algo_stops:
+                orders += await self.client.fetch_open_orders(unified, None, None, {"trigger": True})
         except Exception as exc:
             raise classify(exc) from exc
+        return [self._in_base(symbol, o) for o in orders]
 
     async def my_trades(
         self, symbol: str, since_ms: int, page: dict[str, Any] | None = None
