@@ -6,7 +6,9 @@ price reaches the trigger, and says so in the order's events."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -213,3 +215,65 @@ def test_a_kill_between_a_partial_fill_and_its_exit_resize_leaves_exits_for_exac
                  "the position")
     finally:
         venue.stop()
+
+
+def test_the_fakes_fire_conditional_orders_in_the_direction_each_exchange_documents() -> None:
+    from tests.support.fake_binance import FakeBinance
+    from tests.support.fake_bybit import FakeBybit
+
+    binance, bybit = FakeBinance().start(), FakeBybit().start()
+    try:
+        binance.place(client_id="long", symbol="BTCUSDT", side="buy", kind="market", qty=0.02,
+                      market="linear")
+        for client_id, kind, trigger in (("sl", "STOP_MARKET", 59000), ("tp", "TAKE_PROFIT_MARKET", 61000)):
+            body = {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "type": kind,
+                    "quantity": "0.01", "triggerPrice": str(trigger), "reduceOnly": "true",
+                    "clientAlgoId": client_id}
+            reply = binance.route("POST", "/fapi/v1/algoOrder", {}, urlencode(body))
+            assert reply.status == 200 and reply.payload["orderType"] == kind
+        binance.move_price("BTCUSDT", 61500.0)  # up through the take-profit only
+        assert (binance.orders["tp"].status, binance.orders["sl"].status) == ("filled", "new")
+        binance.move_price("BTCUSDT", 58500.0)
+        assert binance.orders["sl"].status == "filled" and binance.position("BTCUSDT") == pytest.approx(0.0)
+        fired = binance.route("GET", "/fapi/v1/algoOrder", {"clientAlgoId": "sl"}, "").payload
+        assert fired["algoStatus"] == "FINISHED" and fired["actualOrderId"] != ""
+
+        bybit.place(client_id="short", symbol="BTCUSDT", side="sell", kind="market", qty=0.01,
+                    market="linear")
+        bybit.route("POST", "/v5/order/create", {}, json.dumps({
+            "category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Market", "qty": "0.01",
+            "triggerPrice": "58000", "triggerDirection": 2, "reduceOnly": True, "orderLinkId": "tp-short"}))
+        bybit.move_price("BTCUSDT", 59000.0)
+        assert bybit.orders["tp-short"].status == "new", "direction 2 fires only as the price falls to it"
+        bybit.move_price("BTCUSDT", 57900.0)
+        assert bybit.orders["tp-short"].status == "filled" and bybit.position("BTCUSDT") == pytest.approx(0.0)
+    finally:
+        binance.stop()
+        bybit.stop()
+
+
+def test_the_mexc_fake_fires_trigger_orders_by_trigger_type_and_drops_them_after_their_cycle() -> None:
+    from tests.support.fake_mexc import FakeMexc
+
+    mexc = FakeMexc().start()
+    try:
+        mexc.place(client_id="long", symbol="BTCUSDT", side="buy", kind="market", qty=0.02, market="linear")
+
+        def trigger(client_id: str, trigger_type: int, price: float) -> None:
+            body = {"symbol": "BTC_USDT", "vol": 100, "side": 4, "openType": 2, "triggerPrice": price,
+                    "triggerType": trigger_type, "executeCycle": 2, "trend": 1, "orderType": 5,
+                    "externalOid": client_id}
+            assert mexc.route("POST", "/api/v1/private/planorder/place", {}, json.dumps(body)).status == 200
+
+        trigger("sl", 2, 59000.0)  # a sell as the price falls to it
+        trigger("tp", 1, 61000.0)  # a sell as the price rises to it
+        mexc.orders["tp"].expires = 1  # its cycle is over
+        mexc.move_price("BTCUSDT", 61500.0)
+        assert (mexc.orders["tp"].status, mexc.orders["sl"].status) == ("canceled", "new")
+        mexc.move_price("BTCUSDT", 58000.0)
+        assert mexc.orders["sl"].status == "filled" and mexc.position("BTCUSDT") == pytest.approx(0.01)
+        executed = {"symbol": "BTC_USDT", "states": "3"}
+        listed = mexc.route("GET", "/api/v1/private/planorder/list/orders", executed, "").payload["data"]
+        assert [p["externalOid"] for p in listed] == ["sl"] and listed[0]["orderId"] != "0"
+    finally:
+        mexc.stop()

@@ -281,7 +281,7 @@ class FakeBinance(FakeExchange):
             "algoId": int(o.algo_id),
             "clientAlgoId": o.client_id,
             "algoType": "CONDITIONAL",
-            "orderType": "STOP_MARKET" if o.kind == "market" else "TAKE_PROFIT_MARKET",
+            "orderType": "STOP_MARKET" if o.rising == (o.side == "buy") else "TAKE_PROFIT_MARKET",
             "symbol": o.symbol,
             "side": o.side.upper(),
             "positionSide": "BOTH",
@@ -312,27 +312,15 @@ class FakeBinance(FakeExchange):
         client_id = params.get("clientAlgoId") or secrets.token_hex(8)
         if client_id in self.orders:
             return _error(-4116, "ClientOrderId is duplicated.")
-        order = FakeOrder(client_id, params["symbol"], params["side"].lower(), "market",
-                          float(params["quantity"]), 0.0, "GTC", params.get("reduceOnly") == "true",
-                          trigger=float(params["triggerPrice"]), market="linear",
-                          algo_id=str(10**9 + len(self.orders)))
+        side = params["side"].lower()
+        # STOP_MARKET: a buy fires as the price rises to the trigger, a sell as it
+        # falls; TAKE_PROFIT_MARKET the other way round.
+        rising = (side == "buy") == (params["type"] == "STOP_MARKET")
+        order = FakeOrder(client_id, params["symbol"], side, "market", float(params["quantity"]), 0.0, "GTC",
+                          params.get("reduceOnly") == "true", trigger=float(params["triggerPrice"]),
+                          market="linear", algo_id=str(10**9 + len(self.orders)), rising=rising)
         self.orders[client_id] = order
         return Reply(200, self._algo(order))
-
-    def _fire(self, order: FakeOrder, price: float) -> None:
-        """An algo order fires as a new market order of the matching engine,
-        under its own order and client order ids; the algo order is FINISHED."""
-        if not order.algo_id:
-            super()._fire(order, price)
-            return
-        actual = FakeOrder(f"algo-{order.algo_id}", order.symbol, order.side, "market", order.qty, 0.0, "GTC",
-                           order.reduce_only, market="linear")
-        self.orders[actual.client_id] = actual
-        self._trade_reduce_aware(actual, price, maker=False)
-        order.actual_id, order.filled = actual.order_id, actual.filled
-        order.value, order.fee = actual.value, actual.fee
-        order.status = "filled" if actual.filled else "canceled"
-        order.updated = int(time.time() * 1000)
 
     def _algo_route(self, method: str, path: str, params: dict[str, str]) -> Reply:
         if path == "/fapi/v1/openAlgoOrders":

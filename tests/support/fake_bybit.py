@@ -192,6 +192,8 @@ class FakeBybit(FakeExchange):
                 trigger=float(body.get("triggerPrice") or 0),
                 market=body.get("category", "linear"),
             )
+            if body.get("triggerDirection"):  # 1: fires as the price rises to the trigger, 2: as it falls
+                order.rising = int(body["triggerDirection"]) == 1
         except Duplicate:
             return _answer(110072, "OrderLinkedID is duplicate")
         return _ok({"orderId": order.order_id, "orderLinkId": order.client_id})

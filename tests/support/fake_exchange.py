@@ -77,6 +77,14 @@ class FakeOrder:
     # it fires as a new order (`actual_id`) of the matching engine.
     algo_id: str = ""
     actual_id: str = ""
+    # A conditional order fires as the price rises to its trigger (True) or
+    # falls to it (False); None: as a stop-loss does (a sell falling, a buy rising).
+    rising: bool | None = None
+    expires: int = 0  # ms; a conditional order the venue drops unfired after this (0: never)
+
+    def fires_at(self, price: float) -> bool:
+        rising = self.side == "buy" if self.rising is None else self.rising
+        return price >= self.trigger if rising else price <= self.trigger
 
     @property
     def avg(self) -> float:
@@ -214,17 +222,31 @@ class FakeExchange:
         with self.lock:
             self.marks[symbol] = price
             for order in [o for o in self.open_orders(symbol)]:
-                if order.trigger:
-                    fired = price <= order.trigger if order.side == "sell" else price >= order.trigger
-                    if fired:
+                if order.trigger and order.expires and order.expires < time.time() * 1000:
+                    order.status, order.updated = "canceled", int(time.time() * 1000)  # expired unfired
+                elif order.trigger:
+                    if order.fires_at(price):
                         self._fire(order, price)
                 elif order.kind == "limit" and (price <= order.price if order.side == "buy"
                                                 else price >= order.price):
                     self._trade_reduce_aware(order, order.price, maker=True)
 
     def _fire(self, order: FakeOrder, price: float) -> None:
-        """A conditional order's trigger is reached: it trades as a market order."""
-        self._trade_reduce_aware(order, price, maker=False)
+        """A conditional order's trigger is reached: it trades as a market order
+        — one held by a service of its own (`algo_id`: Binance's algo orders,
+        MEXC's trigger orders) as a new market order of the matching engine,
+        under its own ids (`actual_id`), after which it is done."""
+        if not order.algo_id:
+            self._trade_reduce_aware(order, price, maker=False)
+            return
+        actual = FakeOrder(f"algo-{order.algo_id}", order.symbol, order.side, "market", order.qty, 0.0, "GTC",
+                           order.reduce_only, market=order.market)
+        self.orders[actual.client_id] = actual
+        self._trade_reduce_aware(actual, price, maker=False)
+        order.actual_id, order.filled = actual.order_id, actual.filled
+        order.value, order.fee = actual.value, actual.fee
+        order.status = "filled" if actual.filled else "canceled"
+        order.updated = int(time.time() * 1000)
 
     def _trade_reduce_aware(self, order: FakeOrder, price: float, *, maker: bool) -> None:
         qty = order.remaining

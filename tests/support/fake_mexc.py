@@ -19,6 +19,13 @@ The swap's private stream (`/edge`) logs in as MEXC's: `{"method": "login",
 "param": {"apiKey", "reqTime", "signature": hex HMAC-SHA256(secret, api key
 + reqTime)}}`, then pushes `push.personal.order` and
 `push.personal.order.deal` with the REST payloads.
+
+Swap trigger orders (`planorder/place`, `planorder/list/orders`,
+`planorder/cancel`) fire as the price reaches the trigger from below
+(`triggerType` 1) or above (2), as a market order of the matching engine,
+and are dropped unfired after their `executeCycle` (24 hours or 7 days).
+The engine does not use them (a protective stop must not expire: it holds
+MEXC stops itself); they are here so that the fake is the venue.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 from typing import Any
 
 from tests.support.fake_exchange import INSTRUMENTS, Duplicate, FakeExchange, FakeOrder, FakeTrade, Reply
@@ -394,7 +402,73 @@ class FakeMexc(FakeExchange):
             return _swap(code=2011, message="Duplicate externalOid")
         return _swap({"orderId": order.order_id, "ts": order.created})
 
+    # --- trigger orders (`planorder`): held apart from the matching engine --------------------
+
+    #: executeCycle → how long a trigger order lives unfired: 1 = 24 hours, 2 = 7 days.
+    CYCLES_MS = {1: 24 * 3600 * 1000, 2: 7 * 24 * 3600 * 1000}
+
+    def _plan(self, o: FakeOrder) -> dict[str, Any]:
+        state = {"new": 1, "canceled": 2, "filled": 3}.get(o.status, 4)
+        return {
+            "id": o.algo_id,
+            "symbol": _swap_id(o.symbol),
+            "leverage": 20,
+            "side": {("buy", False): 1, ("sell", True): 4, ("sell", False): 3, ("buy", True): 2}[
+                (o.side, o.reduce_only)],
+            "triggerPrice": o.trigger,
+            "price": o.price,
+            "vol": round(o.qty / CONTRACT_SIZE[o.symbol], 8),
+            "openType": 2,
+            "triggerType": 1 if o.rising else 2,
+            "state": state,
+            "executeCycle": 2 if o.expires - o.created > self.CYCLES_MS[1] else 1,
+            "trend": 1,
+            "orderType": 5,
+            "orderId": o.actual_id or "0",  # the order it became once fired
+            "errorCode": 0,
+            "externalOid": o.client_id,
+            "createTime": o.created,
+            "updateTime": o.updated,
+        }
+
+    def _plan_place(self, body: dict[str, Any]) -> Reply:
+        """A trigger order: fires as the last price reaches `triggerPrice` from
+        below (triggerType 1: price >= trigger) or above (2: price <= trigger),
+        within its executeCycle; then a market order of the matching engine."""
+        cycle = int(body.get("executeCycle") or 0)
+        if int(body.get("triggerType") or 0) not in (1, 2) or cycle not in self.CYCLES_MS:
+            return _swap(code=2003, message="parameter error: triggerType or executeCycle")
+        symbol = _symbol_of(body["symbol"])
+        client_id = str(body.get("externalOid") or uuid.uuid4().hex)
+        if client_id in self.orders:
+            return _swap(code=2011, message="Duplicate externalOid")
+        now = int(time.time() * 1000)
+        order = FakeOrder(client_id, symbol, "buy" if int(body["side"]) in (1, 2) else "sell", "market",
+                          float(body["vol"]) * CONTRACT_SIZE[symbol], 0.0, "GTC", int(body["side"]) in (2, 4),
+                          trigger=float(body["triggerPrice"]), market="linear",
+                          algo_id=str(7 * 10**17 + len(self.orders)), rising=int(body["triggerType"]) == 1,
+                          expires=now + self.CYCLES_MS[cycle])
+        self.orders[client_id] = order
+        return Reply(200, {"success": True, "code": 0, "data": int(order.algo_id)})
+
+    def _plans(self, method: str, path: str, query: dict[str, str], body: Any) -> Reply:
+        plans = [o for o in self.orders.values() if o.algo_id]
+        if path == "/api/v1/private/planorder/place":
+            return self._plan_place(body)
+        if path == "/api/v1/private/planorder/cancel":
+            for item in body if isinstance(body, list) else []:
+                order = next((o for o in plans if o.algo_id == str(item.get("orderId"))), None)
+                if order is None or self.cancel(client_id=order.client_id) is None:
+                    return _swap(code=2041, message="order state cannot be cancelled")
+            return _swap(None)
+        states = {int(x) for x in str(query.get("states") or "1,2,3,4,5").split(",") if x}
+        symbol = _symbol_of(query["symbol"]) if query.get("symbol") else ""
+        return _swap([self._plan(o) for o in plans if self._plan(o)["state"] in states
+                      and (not symbol or o.symbol == symbol)])
+
     def _contract(self, method: str, path: str, query: dict[str, str], body: dict[str, Any]) -> Reply:
+        if path.startswith("/api/v1/private/planorder/"):
+            return self._plans(method, path, query, body)
         if path == "/api/v1/contract/detail":
             return self._swap_detail()
         if path == "/api/v1/contract/ping":
@@ -412,7 +486,7 @@ class FakeMexc(FakeExchange):
                 "symbol"
             )
             symbol = _symbol_of(swap_id or "")
-            return _swap([self._swap_order(o) for o in self.open_orders(symbol)])
+            return _swap([self._swap_order(o) for o in self.open_orders(symbol) if not o.algo_id])
         if path == "/api/v1/private/order/list/order_deals":
             size = min(100, int(query.get("page_size") or 20))
             trades, _after = self.page(
