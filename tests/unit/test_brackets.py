@@ -71,46 +71,64 @@ def _resting(filled: str, **kwargs) -> object:
     return replace(_entry(filled, **kwargs), quantity=D("0.010"), status="PARTIALLY_FILLED")
 
 
-def _accepted(orders: list) -> dict:
-    return {o.client_order_id: replace(o, status="ACCEPTED", order_id="v") for o in orders}
+def _accepted(orders: list) -> list:
+    return [replace(o, status="ACCEPTED", order_id="v") for o in orders]
 
 
-def test_the_first_fill_places_every_exit_that_can_grow_and_the_rest_when_the_entry_ends() -> None:
+def _amends(_order) -> bool:
+    return True
+
+
+def _never(_order) -> bool:
+    return False
+
+
+def test_the_first_fill_places_every_exit_sized_to_it() -> None:
     entry = _resting("0.004", tps=("65000",))
-    amending = fit_exits(entry, {}, BTC, 1, amends=lambda _o: True)
-    assert [(o.leg, o.quantity) for o in amending.place] == [("sl", D("0.004")), ("tp1", D("0.004"))]
-    assert not amending.complete
-    assert fit_exits(entry, {}, BTC, 1, amends=lambda _o: False).place == [], "nothing that cannot grow"
-    stop_grows = lambda o: o.leg == "sl"  # noqa: E731 - a venue where the engine holds the stop
-    fixed = fit_exits(entry, {}, BTC, 1, amends=stop_grows)
-    assert [o.leg for o in fixed.place] == ["sl"], "a take-profit that cannot grow waits for the entry's end"
-    canceled = replace(entry, status="CANCELED")
-    ended = fit_exits(canceled, _accepted(fixed.place), BTC, 1, amends=lambda _o: False)
-    assert [(o.leg, o.quantity) for o in ended.place] == [("tp1", D("0.004"))]
+    for amends in (_amends, _never):
+        plan = fit_exits(entry, [], BTC, 1, amends=amends)
+        assert [(o.leg, o.quantity, o.version) for o in plan.place] == [("sl", D("0.004"), 1),
+                                                                        ("tp1", D("0.004"), 1)]
+        assert not plan.complete
 
 
 def test_later_fills_grow_the_exits_and_a_take_profit_fill_shrinks_the_stop() -> None:
-    first = fit_exits(_resting("0.004", tps=("65000", "66000")), {}, BTC, 1, amends=lambda _o: True)
+    first = fit_exits(_resting("0.004", tps=("65000", "66000")), [], BTC, 1, amends=_amends)
     legs = _accepted(first.place)
-    grown = fit_exits(_resting("0.007", tps=("65000", "66000")), legs, BTC, 1, amends=lambda _o: True)
-    assert grown.place == []
+    grown = fit_exits(_resting("0.007", tps=("65000", "66000")), legs, BTC, 1, amends=_amends)
+    assert grown.place == [] and grown.cancel == []
     assert sorted((o.leg, q) for o, q in grown.resize) == [("sl", D("0.007")), ("tp1", D("0.004")),
                                                           ("tp2", D("0.003"))]
-    legs = {c: replace(o, quantity=q) for c, (o, q) in
-            {o.client_order_id: (o, q) for o, q in grown.resize}.items()}
-    tp1 = next(c for c, o in legs.items() if o.leg == "tp1")
-    legs[tp1] = replace(legs[tp1], filled_qty=D("0.004"), status="FILLED")
+    sizes = {o.client_order_id: q for o, q in grown.resize}
+    legs = [replace(o, quantity=sizes[o.client_order_id]) for o in legs]
+    legs = [replace(o, filled_qty=D("0.004"), status="FILLED") if o.leg == "tp1" else o for o in legs]
     filled = replace(_resting("0.007", tps=("65000", "66000")), status="FILLED", quantity=D("0.007"))
-    after_tp = fit_exits(filled, legs, BTC, 1, amends=lambda _o: True)
+    after_tp = fit_exits(filled, legs, BTC, 1, amends=_amends)
     assert [(o.leg, q) for o, q in after_tp.resize] == [("sl", D("0.003"))]
     assert after_tp.place == [], "a closing bracket gets no new leg"
 
 
+def test_where_the_venue_cannot_amend_a_leg_is_replaced_and_the_old_one_canceled_once_the_new_is_there(
+) -> None:
+    v1 = _accepted(fit_exits(_resting("0.004", tps=("65000",)), [], BTC, 1, amends=_never).place)
+    # The take-profit took 0.001: the stop covers the rest, the new take-profit what its leg has not taken.
+    v1 = [replace(o, filled_qty=D("0.001")) if o.leg == "tp1" else o for o in v1]
+    grown = fit_exits(_resting("0.007", tps=("65000",)), v1, BTC, 1, amends=_never)
+    assert grown.resize == [] and grown.cancel == []
+    assert sorted((o.leg, o.version, o.quantity) for o in grown.place) == [("sl", 2, D("0.006")),
+                                                                           ("tp1", 2, D("0.006"))]
+    assert len({o.client_order_id for o in v1 + grown.place}) == 4, "each version is an order of its own"
+    sent = fit_exits(_resting("0.007", tps=("65000",)), v1 + grown.place, BTC, 1, amends=_never)
+    assert (sent.place, sent.cancel) == ([], []), "the old ones stay until the new ones are at the venue"
+    there = fit_exits(_resting("0.007", tps=("65000",)), v1 + _accepted(grown.place), BTC, 1, amends=_never)
+    assert sorted((o.leg, o.version) for o in there.cancel) == [("sl", 1), ("tp1", 1)]
+    assert there.place == [] and there.resize == []
+
+
 def test_a_leg_not_yet_acknowledged_is_left_alone_and_a_fitted_bracket_is_complete() -> None:
     entry = replace(_resting("0.004", tps=("65000",)), status="FILLED")
-    placed = fit_exits(entry, {}, BTC, 1, amends=lambda _o: True).place
-    sent = {o.client_order_id: o for o in placed}  # SUBMITTED: the venue has not answered
+    placed = fit_exits(entry, [], BTC, 1, amends=_amends).place  # SUBMITTED: the venue has not answered
     bigger = replace(entry, filled_qty=D("0.005"))
-    assert fit_exits(bigger, sent, BTC, 1, amends=lambda _o: True).resize == []
-    done = fit_exits(entry, _accepted(placed), BTC, 1, amends=lambda _o: True)
-    assert (done.place, done.resize, done.complete) == ([], [], True)
+    assert fit_exits(bigger, placed, BTC, 1, amends=_amends).resize == []
+    done = fit_exits(entry, _accepted(placed), BTC, 1, amends=_amends)
+    assert (done.place, done.resize, done.cancel, done.complete) == ([], [], [], True)

@@ -590,15 +590,17 @@ class VenueAdapter(TitanActor):
             return
         self.tell(msg.reply_to, CommandRefused(msg.signal_id, "CANCEL", refused.code, refused.reason))
 
-    def _cancel_at_venue(self, order: Order, reply_to: str) -> None:
+    def _cancel_at_venue(self, order: Order, reply_to: str | None) -> None:
         assert self.venue is not None
         try:
             events = self.venue.cancel(order.client_order_id, now_ms())
         except VenueRejected as exc:
-            self.tell(reply_to, CommandRefused(order.signal_id, "CANCEL", "ALREADY_FINAL", exc.reason))
+            if reply_to is not None:
+                self.tell(reply_to, CommandRefused(order.signal_id, "CANCEL", "ALREADY_FINAL", exc.reason))
             return
         changes = self._apply(events)
-        self.tell(reply_to, OrderCanceled(order.signal_id, order.client_order_id))
+        if reply_to is not None:
+            self.tell(reply_to, OrderCanceled(order.signal_id, order.client_order_id))
         self._after_changes(changes)
 
     # --- the venue's side -----------------------------------------------------------
@@ -669,8 +671,8 @@ class VenueAdapter(TitanActor):
         the entry, so a restart fits them again (`_refit_exits`)."""
         if entry.stop_loss is None and not entry.take_profits:
             return
-        existing = {o.client_order_id: o for o in self._exits_of(entry)}
-        plan = fit_exits(entry, existing, self._instrument(entry.symbol), now_ms(), amends=self._amends)
+        plan = fit_exits(entry, self._exits_of(entry), self._instrument(entry.symbol), now_ms(),
+                         amends=self._amends)
         for problem in plan.problems:
             log.error("venue %s: %s: exit not placed: %s", self.venue_name, entry.signal_id, problem)
         if plan.complete and self.store.get(FIT_KEY + entry.signal_id.encode()) is not None:
@@ -682,6 +684,9 @@ class VenueAdapter(TitanActor):
             self._send_to_venue(exit_order, None)
         for leg, quantity in plan.resize:
             self._resize_at_venue(leg, quantity)
+        for replaced in plan.cancel:  # its successor is at the venue
+            if not self._sending(replaced.client_order_id):
+                self._cancel_at_venue(replaced, None)
 
     def _refit_exits(self) -> None:
         """After a restart: fit the exits of every entry marked `fit:` or with
@@ -700,11 +705,16 @@ class VenueAdapter(TitanActor):
         return True
 
     def _exits_of(self, entry: Order) -> list[Order]:
-        """The journaled exits of a bracket entry (its stop, then its take-profits)."""
+        """Every journaled version of the exits of a bracket entry."""
         legs = (["sl"] if entry.stop_loss is not None else []) + [
             f"tp{i}" for i in range(1, len(entry.take_profits) + 1)]
-        found = [self.journal.get(exit_order_id(entry.signal_id, leg)) for leg in legs]
-        return [o for o in found if o is not None]
+        found: list[Order] = []
+        for leg in legs:
+            version = 1
+            while (order := self.journal.get(exit_order_id(entry.signal_id, leg, version))) is not None:
+                found.append(order)
+                version += 1
+        return found
 
     def _resized(self, order: Order, quantity: Decimal) -> None:
         """Journal and report an exit's new quantity (the venue took it)."""

@@ -12,14 +12,14 @@ still too small is not placed and its reason is returned instead.
 
 Exits follow what actually filled (`fit_exits`): placed on the entry's first
 fill and resized as more of it fills; a take-profit fill shrinks the stop
-(one-cancels-other, in part). A leg the venue cannot change in place waits
-for the entry to end (then its size is final) — on every venue where the
-engine holds the stop itself, the stop can always grow.
+(one-cancels-other, in part). A leg the venue cannot change in place is
+replaced by a new order (its next version) and the old one canceled once
+the new one is at the venue.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -69,44 +69,69 @@ def exit_orders(entry: Order, instrument: Instrument, now_ms: int) -> tuple[list
 
 @dataclass(frozen=True, slots=True)
 class ExitPlan:
-    """What to do to a bracket's exits now: legs to place, legs to resize
-    (to the quantity given), and why a leg cannot be placed; `complete`:
-    nothing is left to place or resize — the entry has ended and its legs
-    fit it, or every leg has ended."""
+    """What to do to a bracket's exits now: legs to place (new ones, and new
+    versions replacing legs the venue cannot amend), legs to resize in place
+    (to the quantity given), replaced legs to cancel (once their successor
+    is at the venue), and why a leg cannot be placed; `complete`: nothing is
+    left to do — the entry has ended and its legs fit it, or every leg has
+    ended."""
 
     place: list[Order] = field(default_factory=list)
     resize: list[tuple[Order, Decimal]] = field(default_factory=list)
+    cancel: list[Order] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     complete: bool = False
 
 
-def fit_exits(entry: Order, existing: Mapping[str, Order], instrument: Instrument, now_ms: int, *,
+def _settled(order: Order) -> bool:
+    """Acknowledged by the venue and still working."""
+    return order.status not in FINAL_STATUSES and order.status not in ("", "SUBMITTED")
+
+
+def fit_exits(entry: Order, existing: Sequence[Order], instrument: Instrument, now_ms: int, *,
               amends: Callable[[Order], bool]) -> ExitPlan:
-    """The exits `entry` calls for by what has filled, against the journaled
-    `existing` ones (by client order id). `amends(order)`: the venue can
-    change that order's quantity in place. A leg not yet acknowledged by
-    the venue is left as it is (the next change fits it); once any exit has
-    ended the bracket is closing and no new leg is placed."""
+    """The exits `entry` calls for by what has filled, against every
+    journaled version of its exits (`existing`). A leg is resized in place
+    where `amends(leg)` says the venue can; elsewhere it is replaced by its
+    next version, and the old one is canceled once the new one is at the
+    venue (a stop is never missing meanwhile; both are reduce-only). What an
+    older version filled counts for its leg. A leg not yet acknowledged by
+    the venue is left as it is (the next change fits it); once a leg's
+    newest version has ended the bracket is closing and no new leg is
+    placed."""
     targets, problems = exit_orders(entry, instrument, now_ms)
     ended = entry.status in FINAL_STATUSES
-    closing = any(o.status in FINAL_STATUSES for o in existing.values())
-    take_profits = [o for o in existing.values() if o.leg.startswith("tp")]
+    newest: dict[str, Order] = {}
+    for order in existing:
+        if order.leg not in newest or order.version > newest[order.leg].version:
+            newest[order.leg] = order
+    closing = any(o.status in FINAL_STATUSES for o in newest.values())
+    take_profits = [o for o in existing if o.leg.startswith("tp")]
     plan = ExitPlan(problems=problems if ended else [])
-    waiting = False
     for target in targets:
-        leg = existing.get(target.client_order_id)
+        leg = newest.get(target.leg)
         if leg is None:
-            if closing:
-                continue
-            if ended or amends(target):
+            if not closing:
                 plan.place.append(target)
-            else:
-                waiting = True
             continue
-        if leg.status in FINAL_STATUSES or leg.status in ("", "SUBMITTED"):
+        if not _settled(leg):
             continue
-        want = stop_quantity(entry, take_profits) if leg.leg == "sl" else max(target.quantity, leg.filled_qty)
-        if want > 0 and want != leg.quantity and amends(leg):
+        before = sum((o.filled_qty for o in existing if o.leg == leg.leg and o.version < leg.version), ZERO)
+        cover = stop_quantity(entry, take_profits) if leg.leg == "sl" else target.quantity
+        want = max(cover - before, leg.filled_qty)
+        if want <= 0 or want == leg.quantity:
+            continue
+        if amends(leg):
             plan.resize.append((leg, want))
-    over = bool(existing) and all(o.status in FINAL_STATUSES for o in existing.values())
-    return replace(plan, complete=over or (ended and not plan.place and not plan.resize and not waiting))
+        elif not closing and want - leg.filled_qty > 0:  # what it filled counts, the rest moves on
+            version = leg.version + 1
+            coid = exit_order_id(entry.signal_id, leg.leg, version)
+            plan.place.append(replace(target, client_order_id=coid, version=version,
+                                      quantity=want - leg.filled_qty))
+    for order in existing:
+        successor = newest[order.leg]
+        if order is not successor and order.status not in FINAL_STATUSES and _settled(successor):
+            plan.cancel.append(order)
+    over = bool(newest) and all(o.status in FINAL_STATUSES for o in newest.values())
+    idle = not (plan.place or plan.resize or plan.cancel)
+    return replace(plan, complete=over or (ended and idle))

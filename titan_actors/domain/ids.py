@@ -17,9 +17,10 @@ def client_order_id(signal_id: str) -> str:
     return "tt" + hashlib.sha256(signal_id.encode()).hexdigest()[:30]
 
 
-def exit_order_id(signal_id: str, leg: str) -> str:
-    """The client order id of a bracket exit (`sl`, `tp1`, `tp2`, ...)."""
-    return client_order_id(f"{signal_id}#{leg}")
+def exit_order_id(signal_id: str, leg: str, version: int = 1) -> str:
+    """The client order id of a bracket exit (`sl`, `tp1`, `tp2`, ...); a
+    venue that cannot amend an order gets a new one per `version`."""
+    return client_order_id(f"{signal_id}#{leg}" if version == 1 else f"{signal_id}#{leg}@{version}")
 
 
 def trade_id(venue_order_id: str, n: int) -> str:

@@ -97,6 +97,7 @@ class Order:
     prepared_at: int = 0
     expires_at: int = 0
     leg: str = "entry"  # entry | sl | tp1, tp2, ...
+    version: int = 1  # of an exit leg: replaced by a new order (version + 1) where the venue cannot amend
     trigger_price: Decimal | None = None
     stage: str = "PREPARED"
     status: str = ""
