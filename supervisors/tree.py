@@ -7,6 +7,7 @@ root (one_for_one)
 ├── venues      supervisor (one_for_one): venue:<name> per configured venue
 ├── positions   supervisor (one_for_one): position:<SYMBOL> per known symbol,
 │               more added at run time with `StartChild`
+├── http        HTTP listener (/health, /metrics), unless `[http] listen = "off"`
 └── gateway     IPC gateway
 ```
 
@@ -49,7 +50,7 @@ def reconcile_settings(venue: dict[str, Any]) -> dict[str, Any]:
 
 _ACTOR_MODULES = [
     "titan_actors.actors.gateway", "titan_actors.actors.risk_guard", "titan_actors.actors.position",
-    "titan_actors.actors.venue", "titan_actors.actors.nats_bridge",
+    "titan_actors.actors.venue", "titan_actors.actors.nats_bridge", "titan_actors.actors.http",
 ]
 _VENUE_ACTORS = {"paper": "titan_actors.actors.venue.VenueAdapter"}
 _CCXT_ADAPTER = "titan_actors.actors.ccxt_adapter.CcxtVenueAdapter"
@@ -89,6 +90,10 @@ def root_config(config: Config, *, nats_url: str, gave_up_marker: str,
                   config={**sup, "children": venues, "preload": preload_venues}),
         ChildSpec(id="positions", actor=SUPERVISOR, kind="supervisor", shutdown_ms=15000,
                   config={**sup, "children": positions}),
+        *([ChildSpec(id="http", actor="titan_actors.actors.http.HttpActor",
+                     config={"listen": config["http.listen"],
+                             "expected_roles": sorted(expected_roles(config))})]
+          if config["http.listen"] != "off" else []),
         ChildSpec(id="gateway", actor="titan_actors.actors.gateway.IpcGateway",
                   config={**config.sections["ipc"], "routing": config.sections["routing"],
                           "venues": {name: v["symbols"] for name, v in config.venues.items()}}),
@@ -115,6 +120,8 @@ def placement_of(config: Config) -> Placement:
 def expected_roles(config: Config) -> set[str]:
     """Every role the tree has once it is fully started."""
     roles = {ROOT_ROLE, "nats", "risk", "venues", "positions", "gateway"}
+    if config["http.listen"] != "off":
+        roles.add("http")
     roles.update(f"venue:{name}" for name in config.venues)
     roles.update(f"position:{symbol}" for symbol in config.symbols)
     return roles

@@ -253,19 +253,26 @@ def _status_json(engine: Any) -> dict[str, Any]:
     }
     tree = engine.tree_status()
     if tree is None:
-        return {**status, "state": "unknown", "actors": [], "missing": ["root"],
+        return {**status, "state": "unknown", "actors": [], "missing": ["root"], "ready": False,
+                "components": {"actors": {"ok": False, "reason": "the root supervisor did not answer"}},
                 "error": "the root supervisor did not answer", "directory_version": 0}
     actors = [
         {"role": a.role, "worker": a.worker, "pid": a.pid, "state": a.state, "restarts": a.restarts,
          "started_at": a.started_at, "detail": a.detail}
         for a in sorted(tree.actors, key=lambda a: _role_order(a.role))
     ]
-    return {**status, "state": tree.state, "directory_version": tree.directory_version,
+    from supervisors.tree import expected_roles
+    from titan_actors.domain.health import health
+
+    verdict = health(actors, tree.missing, expected_roles(engine.config))
+    http_url = next((a["detail"].get("http_url", "") for a in actors if a["role"] == "http"), "")
+    return {**status, "state": tree.state, "directory_version": tree.directory_version, "http_url": http_url,
+            "ready": verdict.ready, "components": verdict.components,
             "actors": actors, "missing": list(tree.missing)}
 
 
 def _role_order(role: str) -> tuple[int, str]:
-    order = ["root", "nats", "risk", "venues", "venue:", "positions", "position:", "gateway"]
+    order = ["root", "nats", "risk", "venues", "venue:", "positions", "position:", "http", "gateway"]
     for i, prefix in enumerate(order):
         if role == prefix or (prefix.endswith(":") and role.startswith(prefix)):
             return i, role
@@ -279,11 +286,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     config = _config(args)
     reply = _ask(config.data_dir, {"cmd": "status"}, "status failed")
     reply.pop("ok", None)
+    failing = {name: c["reason"] for name, c in reply["components"].items() if not c["ok"]}
+    verdict = 0 if reply["ready"] or not args.check else EXIT_FAIL
+    if args.check:
+        for name, reason in failing.items():
+            print(f"titan: not ready: {name}: {reason}", file=sys.stderr)
     if args.json:
         print(_json(reply, indent=True))
-        return 0
+        return verdict
     print(f"engine {reply['engine_id']}  state {reply['state']}  pid {reply['pid']}  "
-          f"NATS {reply['nats_url']}")
+          f"NATS {reply['nats_url']}  ready {'yes' if reply['ready'] else 'no'}")
+    for name, reason in failing.items():
+        print(f"  not ready: {name}: {reason}")
     print(f"{'ROLE':<24} {'WORKER':<16} {'PID':>8} {'RESTARTS':>8}  {'STATE':<10} UP")
     now = time.time()
     for actor in reply["actors"]:
@@ -292,7 +306,7 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{actor['state']:<10} {up:.0f}s")
     for role in reply["missing"]:
         print(f"{role:<24} {'-':<16} {'-':>8} {'-':>8}  {'no answer':<10}")
-    return 0
+    return verdict
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
@@ -588,6 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", parents=[common], help="show the actor tree")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--check", action="store_true",
+                        help="exit 1 unless the engine is ready to take an order (reasons on stderr)")
     status.set_defaults(func=cmd_status)
 
     kill = sub.add_parser("kill", parents=[common],

@@ -57,6 +57,16 @@ def _port(v: Any) -> str | None:
     return None if 0 <= v <= 65535 else "must be a port number (0 = any free port)"
 
 
+def _listen(v: Any) -> str | None:
+    from titan_actors.actors.http import parse_listen
+
+    try:
+        parse_listen(v)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _symbols(v: Any) -> str | None:
     for s in v:
         if not isinstance(s, str) or not _SYMBOL.fullmatch(s):
@@ -141,6 +151,9 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, Check | None]]]
         "symbols": (list, [], _symbols),
         "reconcile_interval_s": ((int, float), 30.0, _positive),
     },
+    "http": {
+        "listen": (str, "127.0.0.1:8470", _listen),
+    },
     "placement": {
         "profile": (str, "packed", _one_of("packed", "isolated")),
         "workers": (dict, {}, _worker_overrides),
@@ -182,6 +195,7 @@ ENV_VARS = {
     "TITAN_LOG_LEVEL": "engine.log_level",
     "TITAN_IPC_SOCKET": "ipc.socket",
     "TITAN_HMAC_SECRET": "ipc.hmac_secret",
+    "TITAN_HTTP_LISTEN": "http.listen",
     "NATS_URL": "nats.url",
     "TITAN_OPERATOR_SECRET": "nats.operator_secret",
     "NATS_USER": "nats.user",

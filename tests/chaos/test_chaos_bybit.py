@@ -22,7 +22,7 @@ from titan_actors.client import FastPathClient
 from titan_actors.domain.ids import client_order_id
 from titan_actors.tools.chaos import CONFIG
 
-ROLES = ("gateway", "risk", "nats", "venue:bybit", "position:BTCUSDT", "venues", "positions", "root")
+ROLES = ("gateway", "risk", "nats", "http", "venue:bybit", "position:BTCUSDT", "venues", "positions", "root")
 KILLS_S = 15.0
 FINAL_WITHIN_S = 10.0
 NOT_FINAL = ("BUSY", "INTERNAL", "STALE")

@@ -14,7 +14,7 @@ from tests.support.engine import FAST_SUPERVISION, RunningEngine, titan_cmd, wai
 from titan_actors.runtime.procs import pgid_members, pid_alive
 
 ROLES = {"root", "nats", "risk", "venues", "venue:paper", "positions", "position:BTCUSDT",
-         "position:ETHUSDT", "gateway"}
+         "position:ETHUSDT", "http", "gateway"}
 
 
 def _titan(engine: RunningEngine, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -210,3 +210,27 @@ def test_bench_fastpath_prints_latency_throughput_the_floor_memory_and_cpu_per_s
     cpu = engine["cpu_us_per_signal"]
     for name in (*path, "t:nats", "nats-server", "load generator"):
         assert cpu[name] > 0, name  # every process on the path did work for the signals
+
+
+def test_titan_status_check_says_whether_the_engine_can_take_an_order_and_names_what_is_not(
+        tmp_path: Path) -> None:
+    engine = RunningEngine(tmp_path, FAST_SUPERVISION).start()
+    try:
+        ready = _titan(engine, "status", "--check")
+        assert ready.returncode == 0 and "ready yes" in ready.stdout, ready.stderr
+        engine.control({"cmd": "venue_outage", "down": True})
+        down = _titan(engine, "status", "--check", "--json")
+        assert down.returncode == 1 and "not ready: venue:paper: the venue is down" in down.stderr
+        status = json.loads(down.stdout)
+        assert status["ready"] is False and status["components"]["venue:paper"]["ok"] is False
+        engine.control({"cmd": "venue_outage", "down": False})
+        wait_for(lambda: _titan(engine, "status", "--check").returncode == 0, 10, 0.2, "ready again")
+        engine.pause("risk")  # as good as restarting: it answers nothing
+        try:
+            paused = _titan(engine, "status", "--check")
+            assert paused.returncode == 1 and "risk" in paused.stderr and "ready no" in paused.stdout
+        finally:
+            engine.resume("risk")
+        wait_for(lambda: _titan(engine, "status", "--check").returncode == 0, 10, 0.2, "ready after")
+    finally:
+        engine.stop()

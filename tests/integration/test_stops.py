@@ -144,6 +144,16 @@ def stop_id(signal_id: str) -> str:
     return exit_order_id(signal_id, "sl")
 
 
+def _resting_bracket(venue: Venue, signal_id: str) -> None:
+    """A buy of 0.01 below the market (60,000), with a stop and a take-profit:
+    the entry rests at the venue, and so will its take-profit."""
+    with venue.engine.client() as client:
+        assert client.prepare(signal_id, "BTCUSDT", "buy", 0.01, "limit", price=59000.0, stop_loss=50000.0,
+                              take_profits=[65000.0])["type"] == "PREPARED"
+        assert client.confirm(signal_id)["type"] == "ACCEPTED"
+    wait_for(lambda: client_order_id(signal_id) in venue.fake.orders, 5, 0.02, "the entry at the venue")
+
+
 def _boots(engine, role: str) -> int:
     """How often `role` has started (0 while it is not answering)."""
     actor = next((a for a in engine.status()["actors"] if a["role"] == role), None)
@@ -174,12 +184,7 @@ def test_exits_are_placed_on_the_first_fill_and_grow_with_each_partial_fill(
     entry, stop, take_profit = _bracket_ids("gr-1")
     native = venue.detail()["stops"] == "native"
     try:
-        with engine.client() as client:
-            # Below the market (60,000): the entry rests, and so does its take-profit.
-            assert client.prepare("gr-1", "BTCUSDT", "buy", 0.01, "limit", price=59000.0, stop_loss=50000.0,
-                                  take_profits=[65000.0])["type"] == "PREPARED"
-            assert client.confirm("gr-1")["type"] == "ACCEPTED"
-        wait_for(lambda: entry in fake.orders, 5, 0.02, "the entry at the venue")
+        _resting_bracket(venue, "gr-1")
         for filled in (0.004, 0.007, 0.01):
             fake.fill(entry, round(filled - fake.orders[entry].filled, 3))
             wait_for(lambda f=filled: _stop_quantity(engine, "ex") == f, 10, 0.05, f"the stop at {filled}")
@@ -203,12 +208,7 @@ def test_a_kill_between_a_partial_fill_and_its_exit_resize_leaves_exits_for_exac
     engine, fake = venue.engine, venue.fake
     entry, stop, take_profit = _bracket_ids("kr-1")
     try:
-        with engine.client() as client:
-            # Below the market (60,000): the entry rests, and so does its take-profit.
-            assert client.prepare("kr-1", "BTCUSDT", "buy", 0.01, "limit", price=59000.0, stop_loss=50000.0,
-                                  take_profits=[65000.0])["type"] == "PREPARED"
-            assert client.confirm("kr-1")["type"] == "ACCEPTED"
-        wait_for(lambda: entry in fake.orders, 5, 0.02, "the entry at the venue")
+        _resting_bracket(venue, "kr-1")
         fake.fill(entry, 0.004)
         wait_for(lambda: (_fake_qty(fake, stop), _fake_qty(fake, take_profit)) == (0.004, 0.004), 10, 0.05,
                  "the exits for the first fill")

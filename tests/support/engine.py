@@ -57,7 +57,8 @@ class RunningEngine(EngineProcess):
         self.operator_secret = secrets.token_hex(32).encode()
         super().__init__(tmp, config_text, {"TITAN_IPC_SOCKET": self.socket,
                                             "TITAN_HMAC_SECRET": self.secret.decode(),
-                                            "TITAN_OPERATOR_SECRET": self.operator_secret.decode()})
+                                            "TITAN_OPERATOR_SECRET": self.operator_secret.decode(),
+                                            "TITAN_HTTP_LISTEN": "127.0.0.1:0"})
         self.env.pop("NATS_URL", None)
 
     @property

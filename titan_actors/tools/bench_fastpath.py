@@ -224,7 +224,7 @@ def run_fastpath_bench(*, rate: float | None, duration: float, connections: int,
             config = f"[engine]\nlog_level = 'WARNING'\nfsync = {str(fsync).lower()}\n"
             engine = EngineProcess(workdir, config,
                                    {"TITAN_IPC_SOCKET": socket_path, "TITAN_HMAC_SECRET": secret.decode(),
-                                    "TITAN_PLACEMENT": profile})
+                                    "TITAN_PLACEMENT": profile, "TITAN_HTTP_LISTEN": "127.0.0.1:0"})
             engine.env.pop("NATS_URL", None)
             engine.start()
         assert secret is not None

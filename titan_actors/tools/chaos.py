@@ -359,7 +359,7 @@ def run_chaos(*, duration: float, rate: float, kill_every_ms: float, roles: list
     work = Path(workdir or tempfile.mkdtemp(prefix="titan-chaos-"))
     secret = secrets.token_hex(32).encode()
     socket_path = str(work / "fastpath.sock")
-    engine = EngineProcess(work, CONFIG, {"TITAN_IPC_SOCKET": socket_path,
+    engine = EngineProcess(work, CONFIG, {"TITAN_IPC_SOCKET": socket_path, "TITAN_HTTP_LISTEN": "127.0.0.1:0",
                                           "TITAN_HMAC_SECRET": secret.decode(), "TITAN_PLACEMENT": profile})
     engine.env.pop("NATS_URL", None)
     result = ChaosResult()

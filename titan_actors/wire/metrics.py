@@ -1,0 +1,156 @@
+"""The Prometheus exposition of one status round of the tree (`GET /metrics`).
+
+Pure: from the `TreeStatus` the HTTP actor keeps (each actor's counters and
+figures, as `titan status --json` shows them) to the text format, through
+`prometheus_client`'s own families and writer. Names follow Prometheus'
+conventions (`titan_` prefix, `_total` for counters, base units); the list
+with their labels is in docs/observability.md. A counter belongs to the
+actor that counts it and starts again from 0 when that actor restarts,
+which Prometheus' `rate()` takes as a reset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from titan_actors.domain.health import Health
+from titan_actors.messages import TreeStatus
+
+__all__ = ["render_metrics"]
+
+#: The plain counters of each actor's detail: key → help.
+_GATEWAY_COUNTERS = {
+    "requests": "FastPath requests received",
+    "replies": "FastPath replies sent",
+    "executions": "FastPath EXECUTION pushes sent",
+    "busy": "FastPath requests answered BUSY",
+    "internal": "FastPath requests answered INTERNAL",
+    "refused_connections": "FastPath connections refused",
+}
+_RISK_COUNTERS = {"checked": "orders checked by the risk guard", "approved": "orders approved",
+                  "refused": "orders refused by a risk rule"}
+_VENUE_COUNTERS = {"submitted": "orders sent to the venue",
+                   "rejected": "orders the venue (or the engine) rejected", "fills": "fills applied",
+                   "bad_venue_data": "venue reports that could not be applied"}
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) or hasattr(value, "is_finite") else 0.0
+
+
+class _TreeCollector:
+    def __init__(self, tree: TreeStatus | None, verdict: Health, expected: Collection[str]) -> None:
+        self.tree, self.verdict, self.expected = tree, verdict, expected
+
+    def collect(self) -> Iterator[Metric]:
+        ready = GaugeMetricFamily("titan_ready", "1 when the engine can take an order (GET /health is 200)")
+        ready.add_metric([], 1.0 if self.verdict.ready else 0.0)
+        yield ready
+        component = GaugeMetricFamily("titan_health_component_ok", "1 when a part of the engine is healthy",
+                                      labels=["component"])
+        for name, state in sorted(self.verdict.components.items()):
+            component.add_metric([name], 1.0 if state["ok"] else 0.0)
+        yield component
+        if self.tree is None:
+            return
+        actors = {a.role: a for a in self.tree.actors}
+        up = GaugeMetricFamily("titan_actor_up", "1 when the actor answered its status and runs",
+                               labels=["role"])
+        restarts = CounterMetricFamily("titan_actor_restarts", "restarts of the actor by its supervisor",
+                                       labels=["role"])
+        for role in sorted(set(actors) | set(self.tree.missing) | set(self.expected)):
+            actor = actors.get(role)
+            up.add_metric([role], 1.0 if actor is not None and actor.state == "running" else 0.0)
+            if actor is not None:
+                restarts.add_metric([role], float(actor.restarts))
+        yield up
+        yield restarts
+        yield from self._counters(actors.get("gateway"), "titan_fastpath", _GATEWAY_COUNTERS)
+        yield from self._counters(actors.get("risk"), "titan_risk", _RISK_COUNTERS)
+        yield from self._venues(actors)
+        yield from self._positions(actors)
+        yield from self._nats(actors.get("nats"))
+        yield from self._trading(actors.get("risk"))
+
+    @staticmethod
+    def _counters(actor: Any, prefix: str, names: dict[str, str]) -> Iterator[Metric]:
+        if actor is None:
+            return
+        for key, help_text in names.items():
+            family = CounterMetricFamily(f"{prefix}_{key}", help_text)
+            family.add_metric([], _number(actor.detail.get(key, 0)))
+            yield family
+
+    @staticmethod
+    def _venues(actors: dict[str, Any]) -> Iterator[Metric]:
+        venues = {r.removeprefix("venue:"): a.detail for r, a in actors.items() if r.startswith("venue:")}
+        for key, help_text in _VENUE_COUNTERS.items():
+            family = CounterMetricFamily(f"titan_venue_{key}", help_text, labels=["venue"])
+            for name, detail in sorted(venues.items()):
+                family.add_metric([name], _number(detail.get(key, 0)))
+            yield family
+        live = GaugeMetricFamily("titan_orders_in_flight", "orders journaled and not final", labels=["venue"])
+        healthy = GaugeMetricFamily("titan_venue_up", "1 while the venue can be reached", labels=["venue"])
+        for name, detail in sorted(venues.items()):
+            live.add_metric([name], _number(detail.get("live_orders", 0)))
+            reachable = not detail.get("down") and detail.get("connection", "ready") == "ready"
+            healthy.add_metric([name], 1.0 if reachable else 0.0)
+        yield live
+        yield healthy
+
+    @staticmethod
+    def _positions(actors: dict[str, Any]) -> Iterator[Metric]:
+        qty = GaugeMetricFamily("titan_position_quantity", "net position in the base asset (short < 0)",
+                                labels=["symbol", "venue"])
+        realised = GaugeMetricFamily("titan_position_realised_pnl", "realised PnL in the quote currency",
+                                     labels=["symbol", "venue"])
+        unrealised = GaugeMetricFamily("titan_position_unrealised_pnl",
+                                       "unrealised PnL at the last mark in the quote currency",
+                                       labels=["symbol", "venue"])
+        fills = CounterMetricFamily("titan_position_fills", "fills applied to the position",
+                                    labels=["symbol", "venue"])
+        for role, actor in sorted(actors.items()):
+            if not role.startswith("position:"):
+                continue
+            symbol = role.removeprefix("position:")
+            for venue, view in sorted((actor.detail.get("venues") or {}).items()):
+                qty.add_metric([symbol, venue], _number(view.get("qty")))
+                realised.add_metric([symbol, venue], _number(view.get("realised_pnl")))
+                unrealised.add_metric([symbol, venue], _number(view.get("unrealised_pnl")))
+                fills.add_metric([symbol, venue], _number(view.get("fills")))
+        yield from (qty, realised, unrealised, fills)
+
+    @staticmethod
+    def _nats(actor: Any) -> Iterator[Metric]:
+        if actor is None:
+            return
+        detail = actor.detail
+        connected = GaugeMetricFamily("titan_nats_connected", "1 while the NATS bridge is connected")
+        connected.add_metric([], 1.0 if detail.get("connected") else 0.0)
+        depth = GaugeMetricFamily("titan_outbox_depth", "events stored and not yet acknowledged by JetStream")
+        depth.add_metric([], _number(detail.get("outbox_depth", 0)))
+        oldest = GaugeMetricFamily("titan_outbox_oldest_age_seconds",
+                                   "age of the oldest unacknowledged event")
+        oldest.add_metric([], _number(detail.get("oldest_unsent_ms") or 0) / 1000)
+        yield from (connected, depth, oldest)
+
+    @staticmethod
+    def _trading(actor: Any) -> Iterator[Metric]:
+        if actor is None:
+            return
+        state = GaugeMetricFamily("titan_trading_state", "1 for the trading state in force in a scope",
+                                  labels=["scope", "state"])
+        for scope, mode in sorted({"global": "ACTIVE", **(actor.detail.get("states") or {})}.items()):
+            state.add_metric([scope, mode], 1.0)
+        yield state
+
+
+def render_metrics(tree: TreeStatus | None, verdict: Health, expected: Collection[str]) -> bytes:
+    """The text exposition of `tree` (None: no status round has come back yet)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_TreeCollector(tree, verdict, expected))  # type: ignore[arg-type]
+    return generate_latest(registry)
