@@ -43,10 +43,10 @@ def test_health_is_503_while_a_venue_is_down_or_an_actor_restarting_and_200_agai
     try:
         url = _url(engine)
         assert url.startswith("http://127.0.0.1:")
-        status, body = wait_for(lambda: (h := _health(engine))[0] == 200 and h, 10, 0.1, "healthy")
+        _status, body = wait_for(lambda: (h := _health(engine))[0] == 200 and h, 10, 0.1, "healthy")
         assert body["status"] == "ok" and body["ts"].endswith("Z") and body["components"]["nats"]["ok"]
         engine.control({"cmd": "venue_outage", "down": True})
-        status, body = wait_for(lambda: (h := _health(engine))[0] == 503 and h, 10, 0.1, "degraded")
+        _status, body = wait_for(lambda: (h := _health(engine))[0] == 503 and h, 10, 0.1, "degraded")
         assert body["status"] == "degraded"
         assert body["components"]["venue:paper"] == {"ok": False, "reason": "the venue is down"}
         engine.control({"cmd": "venue_outage", "down": False})
