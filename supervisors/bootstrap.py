@@ -161,6 +161,7 @@ class Engine:
                     self.data_dir / "nats-server",
                     auth=ensure_nats_auth(self.data_dir),
                     port=self.config["nats.embedded_port"],
+                    monitor_port=self.config["nats.embedded_monitor_port"],
                     log_file=self.data_dir / "logs" / "nats-server.log",
                 )
                 self.nats.start()
@@ -196,17 +197,26 @@ class Engine:
             os.close(self._lock_fds.pop())
 
     def _log_defs(self) -> dict[str, Any]:
+        """Thespian's logging process writes every process's records: JSON lines
+        (`runtime.logs`) or plain text, to stderr (journald) or a rotated file."""
+        level = self.config["engine.log_level"]
+        formatter = ({"()": "titan_actors.runtime.logs.JsonFormatter"}
+                     if self.config["engine.log_format"] == "json" else
+                     {"format": "%(asctime)s %(levelname)s pid=%(process)d %(name)s: %(message)s"})
+        target = self.config["engine.log_file"]
+        if target:
+            path = Path(target) if Path(target).is_absolute() else self.data_dir / target
+            handler: dict[str, Any] = {
+                "class": "logging.handlers.RotatingFileHandler", "filename": str(path),
+                "maxBytes": self.config["engine.log_max_bytes"],
+                "backupCount": self.config["engine.log_backups"]}
+        else:
+            handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
         return {
             "version": 1,
-            "formatters": {"plain": {
-                "format": "%(asctime)s %(levelname)s pid=%(process)d %(name)s: %(message)s"}},
-            "handlers": {"file": {
-                "class": "logging.FileHandler",
-                "filename": str(self.data_dir / "logs" / "engine.log"),
-                "formatter": "plain",
-                "level": self.config["engine.log_level"],
-            }},
-            "root": {"handlers": ["file"], "level": self.config["engine.log_level"]},
+            "formatters": {"engine": formatter},
+            "handlers": {"engine": {**handler, "formatter": "engine", "level": level}},
+            "root": {"handlers": ["engine"], "level": level},
         }
 
     def _start_actor_system(self) -> None:

@@ -52,11 +52,13 @@ def find_nats_server() -> str:
 
 
 class EmbeddedNats:
-    def __init__(self, store_dir: Path, *, auth: dict[str, str], port: int = 0,
+    def __init__(self, store_dir: Path, *, auth: dict[str, str], port: int = 0, monitor_port: int = 0,
                  log_file: Path | None = None) -> None:
         self.store_dir = store_dir
         self.auth = auth
         self.port = port or free_port()
+        # nats-server's monitoring endpoint (/varz, /jsz, ...), on loopback too.
+        self.monitor_port = monitor_port or free_port()
         self.log_file = log_file
         self.config_file = store_dir.parent / "nats-server.conf"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -68,6 +70,10 @@ class EmbeddedNats:
         return f"nats://127.0.0.1:{self.port}"
 
     @property
+    def monitor_url(self) -> str:
+        return f"http://127.0.0.1:{self.monitor_port}"
+
+    @property
     def client_url(self) -> str:
         return f"nats://{self.auth['user']}:{self.auth['password']}@127.0.0.1:{self.port}"
 
@@ -75,6 +81,7 @@ class EmbeddedNats:
         self.config_file.unlink(missing_ok=True)
         write_private(self.config_file, (
             f'listen: "127.0.0.1:{self.port}"\n'
+            f'http: "127.0.0.1:{self.monitor_port}"\n'
             f"jetstream {{ store_dir: {json.dumps(str(self.store_dir))} }}\n"
             f"authorization {{ user: {json.dumps(self.auth['user'])}, "
             f"password: {json.dumps(self.auth['password'])} }}\n").encode())

@@ -247,6 +247,7 @@ def _status_json(engine: Any) -> dict[str, Any]:
         "root_restarts": engine.root_restarts,
         "nats_url": redact_url(engine.nats_url),
         "nats_pid": engine.nats.pid if engine.nats else 0,
+        "nats_monitor_url": engine.nats.monitor_url if engine.nats else "",
         "nats_restarts": engine.nats.restarts if engine.nats else 0,
         "socket": engine.config["ipc.socket"],
         "data_dir": str(engine.data_dir),

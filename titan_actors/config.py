@@ -103,6 +103,10 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, Check | None]]]
     "engine": {
         "data_dir": (str, "./data", None),
         "log_level": (str, "INFO", _one_of(*LOG_LEVELS)),
+        "log_format": (str, "json", _one_of("json", "plain")),
+        "log_file": (str, "", None),
+        "log_max_bytes": (int, 50 * 1024 * 1024, _positive),
+        "log_backups": (int, 5, _non_negative),
         "admin_port": (int, 0, _port),
         "fsync": (bool, True, None),
         "retention_days": ((int, float), 7, lambda v: None if v >= 1 else "must be >= 1 (replies are kept "
@@ -123,6 +127,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, Check | None]]]
     "nats": {
         "url": (str, "", None),
         "embedded_port": (int, 0, _port),
+        "embedded_monitor_port": (int, 0, _port),
         "stream": (str, "TITAN_EXECUTION", None),
         "stream_max_age_s": ((int, float), 30 * 86400, _non_negative),
         "stream_max_bytes": (int, 8 * 1024**3, _non_negative),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.engine import FAST_SUPERVISION, RunningEngine, titan_cmd, wait_for
+from tests.support.engine import FAST_SUPERVISION, PROFILE, RunningEngine, titan_cmd, wait_for
 from titan_actors.runtime.procs import pgid_members, pid_alive
 
 ROLES = {"root", "nats", "risk", "venues", "venue:paper", "positions", "position:BTCUSDT",
@@ -234,3 +234,36 @@ def test_titan_status_check_says_whether_the_engine_can_take_an_order_and_names_
         wait_for(lambda: _titan(engine, "status", "--check").returncode == 0, 10, 0.2, "ready after")
     finally:
         engine.stop()
+
+
+def _json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_the_engine_logs_json_lines_to_stderr_or_to_a_rotated_file(tmp_path: Path) -> None:
+    for name in ("stderr", "file"):
+        (tmp_path / name).mkdir()
+    engine = RunningEngine(tmp_path / "stderr", FAST_SUPERVISION).start()
+    try:
+        engine.kill("risk")
+        wait_for(lambda: any(r["level"] == "CRITICAL" for r in _json_lines(engine.output())), 10, 0.1,
+                 "the kill logged")
+    finally:
+        engine.stop()
+    records = _json_lines(engine.output())
+    killed = next(r for r in records if r["level"] == "CRITICAL")
+    assert killed["worker"] == ("core" if PROFILE == "packed" else "risk")
+    assert "actor risk killed" in killed["message"]
+    assert all({"ts", "level", "pid", "logger", "message"} <= set(r) for r in records)
+    assert any(r.get("role") == "root" and "child risk exited" in r["message"] for r in records)
+
+    config = FAST_SUPERVISION + "[engine]\nlog_file = 'logs/engine.log'\nlog_max_bytes = 100000\n"
+    to_file = RunningEngine(tmp_path / "file", config).start()
+    try:
+        to_file.kill("risk")
+        log = to_file.data_dir / "logs" / "engine.log"
+        wait_for(lambda: log.exists() and "actor risk killed" in log.read_text(), 10, 0.1,
+                 "logged to the file")
+    finally:
+        to_file.stop()
+    assert _json_lines(log.read_text()) and not _json_lines(to_file.output())

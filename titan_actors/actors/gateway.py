@@ -42,7 +42,7 @@ import logging
 import os
 import socket
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +70,7 @@ from titan_actors.messages import (
 from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.runtime.clock import now_ms
 from titan_actors.runtime.files import bind_unix_socket
+from titan_actors.runtime.histogram import Histogram
 from titan_actors.runtime.trace import TRACE, trace
 from titan_actors.secret import read_secret
 from titan_actors.wire.fastpath import (
@@ -112,6 +113,10 @@ class _Conn:
     answered: bool = False  # `out` holds an answer to a request (not only pushes)
     last_read: float = 0.0  # monotonic
     partial_since: float = 0.0  # monotonic; 0 while no frame is incomplete
+
+
+#: Request types counted by name; anything else a client sends counts as "other".
+_REQUEST_TYPES = frozenset({"PREPARE", "CONFIRM", "ABORT", "CANCEL", "PING", "HEARTBEAT"})
 
 
 @dataclass(slots=True)
@@ -157,6 +162,9 @@ class IpcGateway(TitanActor):
         self.counts = {"requests": 0, "replies": 0, "executions": 0, "busy": 0, "internal": 0,
                        "refused_connections": 0, "out_of_fds": 0, "idle_closed": 0, "partial_closed": 0,
                        "slow_readers_closed": 0}
+        self.requests: Counter[str] = Counter()  # by type (unknown types as "other")
+        self.replies: Counter[str] = Counter()  # by "type|code"
+        self.confirm_to_accepted = Histogram()  # seconds from a CONFIRM's arrival to its ACCEPTED
         self._reserve_fd = _open_reserve()
         self._flush_armed = False
         # Final replies are kept `[engine] retention_days` (the spec asks for 24 hours).
@@ -185,7 +193,9 @@ class IpcGateway(TitanActor):
                 "connections": len(self.conns),
                 "pending": len(self.pending), "trading_states_known": self.states is not None,
                 "confirmers": len(self.confirmed_by), "queued_reply_bytes": self.queued,
-                "nats_in_flight": self.nats_in_flight, **self.counts}
+                "nats_in_flight": self.nats_in_flight, **self.counts,
+                "requests_by_type": dict(self.requests), "replies_by_type": dict(self.replies),
+                "confirm_to_accepted_s": self.confirm_to_accepted.snapshot()}
 
     # --- sockets --------------------------------------------------------------------
 
@@ -276,6 +286,8 @@ class IpcGateway(TitanActor):
                     self._close_with(conn, "BAD_FRAME", str(exc))
                     return
                 self.counts["requests"] += 1
+                kind = obj.get("type") if isinstance(obj, dict) else None
+                self.requests[kind if kind in _REQUEST_TYPES else "other"] += 1
                 twice = duplicate_key(frame.payload, obj)
                 if twice is not None:  # which of the two was meant is not ours to guess
                     self._send(conn, {**_rejected("INVALID", f"{twice}: appears twice in one object"),
@@ -324,6 +336,7 @@ class IpcGateway(TitanActor):
         self.queued += len(frame)
         conn.answered = conn.answered or answer
         self.counts["replies"] += 1
+        self.replies[f"{reply.get('type', '')}|{reply.get('code', '')}"] += 1
         if len(conn.out) > _MAX_OUT:
             self._drop_slow(conn)
         elif self.queued > self.max_queued:
@@ -488,6 +501,8 @@ class IpcGateway(TitanActor):
             self.crash_point(f"gateway.after_persist.{msg.command}")
         pending = self.pending.pop(key, None)
         if pending is not None:
+            if msg.command == "CONFIRM" and isinstance(msg, OrderAccepted):
+                self.confirm_to_accepted.observe(time.monotonic() - (pending.deadline - self.timeout_s))
             for target, req in pending.waiters:
                 if msg.command == "CONFIRM" and isinstance(msg, OrderAccepted) and isinstance(target, int):
                     self._remember_confirmer(msg.signal_id, target)

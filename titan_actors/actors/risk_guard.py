@@ -30,6 +30,7 @@ from its store.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from decimal import Decimal
 from typing import Any
 
@@ -117,6 +118,7 @@ class RiskGuard(TitanActor):
         self.venue_buckets: dict[str, TokenBucket] = {}
         self.strategy_buckets: dict[str, TokenBucket] = {}
         self.counts = {"checked": 0, "approved": 0, "refused": 0}
+        self.refusals: Counter[str] = Counter()  # by the rule (or, without one, the code) that refused
         self.loss_tripped_day = (self.store.get(b"loss_tripped_day") or b"").decode()
         self.rebuild_until = time.monotonic() + _REBUILD_S
         self.awaiting: set[str] = set()
@@ -348,6 +350,7 @@ class RiskGuard(TitanActor):
 
         def refuse(code: str, reason: str, rule: str = "") -> None:
             self.counts["refused"] += 1
+            self.refusals[rule or code] += 1
             self.tell(msg.reply_to, CommandRefused(intent.signal_id, "PREPARE", code, reason, rule))
             if code != "BUSY":
                 self._denied(intent, code, reason, rule)
@@ -519,4 +522,5 @@ class RiskGuard(TitanActor):
                 "snapshots": {s: v.version for s, v in self.snapshots.items()},
                 "realised_today": self._realised_today(), "strategy_buckets": len(self.strategy_buckets),
                 "prices": {s: {"last": q.last, "age_ms": now_ms() - q.ts} for s, q in self.prices.items()},
+                "refusals_by_rule": dict(self.refusals), "daily_loss_limit": self.policy.daily_loss_limit,
                 **self.counts}

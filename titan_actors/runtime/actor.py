@@ -49,6 +49,7 @@ from titan_actors.messages import (
     StatusRequest,
 )
 from titan_actors.runtime.clock import now_ms
+from titan_actors.runtime.logs import handled, handling
 from titan_actors.runtime.outbox import Deliveries, Outbox
 from titan_actors.runtime.retention import Retention
 from titan_actors.runtime.store import Store
@@ -173,7 +174,11 @@ class TitanActor:
             case LaneFlood():
                 self._flood_start(msg, sender)
             case _:
-                self.handle(msg, sender)
+                context = handling(self.role, msg)
+                try:
+                    self.handle(msg, sender)
+                finally:
+                    handled(context)
 
     def after_handlers(self) -> None:
         """What a batch of handled messages leaves: persisted, acknowledged, sent."""

@@ -49,6 +49,7 @@ from titan_actors.messages import ChildStarted, Directory, GetDirectory, Peer
 from titan_actors.runtime.actor import ActorKilled, TitanActor
 from titan_actors.runtime.aiohost import AsyncHost
 from titan_actors.runtime.lanes import LaneHub
+from titan_actors.runtime.logs import install_context
 from titan_actors.runtime.loop import ActorLoop
 from titan_actors.runtime.placement import ROOT_WORKER
 from titan_actors.runtime.procs import (
@@ -143,6 +144,7 @@ class Worker(Actor):
             os._exit(CRASH_EXIT_CODE)  # our parent died between fork and now
         self.name, self.engine, self.placement = init.name, init.engine, init.placement
         set_process_name(f"t:{init.name}")
+        install_context(init.name)
         if init.directory is not None:
             self.directory = init.directory
         if init.name == ROOT_WORKER:

@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from titan_actors.domain.health import Health
 from titan_actors.messages import TreeStatus
@@ -70,7 +70,9 @@ class _TreeCollector:
         yield up
         yield restarts
         yield from self._counters(actors.get("gateway"), "titan_fastpath", _GATEWAY_COUNTERS)
+        yield from self._gateway(actors.get("gateway"))
         yield from self._counters(actors.get("risk"), "titan_risk", _RISK_COUNTERS)
+        yield from self._refusals(actors.get("risk"))
         yield from self._venues(actors)
         yield from self._positions(actors)
         yield from self._nats(actors.get("nats"))
@@ -84,6 +86,40 @@ class _TreeCollector:
             family = CounterMetricFamily(f"{prefix}_{key}", help_text)
             family.add_metric([], _number(actor.detail.get(key, 0)))
             yield family
+
+    @staticmethod
+    def _gateway(actor: Any) -> Iterator[Metric]:
+        if actor is None:
+            return
+        detail = actor.detail
+        requests = CounterMetricFamily("titan_fastpath_requests_by_type", "FastPath requests by type",
+                                       labels=["type"])
+        for kind, count in sorted((detail.get("requests_by_type") or {}).items()):
+            requests.add_metric([kind], float(count))
+        replies = CounterMetricFamily("titan_fastpath_replies_by_type",
+                                      "FastPath replies and pushes by type and code", labels=["type", "code"])
+        for key, count in sorted((detail.get("replies_by_type") or {}).items()):
+            kind, _, code = key.partition("|")
+            replies.add_metric([kind, code], float(count))
+        yield from (requests, replies)
+        latency = detail.get("confirm_to_accepted_s")
+        if latency:
+            histogram = HistogramMetricFamily("titan_confirm_to_accepted_seconds",
+                                              "from a CONFIRM's arrival to its ACCEPTED, at the gateway")
+            buckets = [("+Inf" if bound == float("inf") else repr(float(bound)), float(count))
+                       for bound, count in latency["buckets"]]
+            histogram.add_metric([], buckets, float(latency["sum"]))
+            yield histogram
+
+    @staticmethod
+    def _refusals(actor: Any) -> Iterator[Metric]:
+        if actor is None:
+            return
+        family = CounterMetricFamily("titan_risk_refusals_by_rule",
+                                     "orders refused, by the rule that refused", labels=["rule"])
+        for rule, count in sorted((actor.detail.get("refusals_by_rule") or {}).items()):
+            family.add_metric([rule], float(count))
+        yield family
 
     @staticmethod
     def _venues(actors: dict[str, Any]) -> Iterator[Metric]:
@@ -142,6 +178,11 @@ class _TreeCollector:
     def _trading(actor: Any) -> Iterator[Metric]:
         if actor is None:
             return
+        pnl = GaugeMetricFamily("titan_realised_pnl_today", "realised PnL of the UTC day, all symbols")
+        pnl.add_metric([], _number(actor.detail.get("realised_today", 0)))
+        limit = GaugeMetricFamily("titan_daily_loss_limit", "the daily loss limit (0: none)")
+        limit.add_metric([], _number(actor.detail.get("daily_loss_limit", 0)))
+        yield from (pnl, limit)
         state = GaugeMetricFamily("titan_trading_state", "1 for the trading state in force in a scope",
                                   labels=["scope", "state"])
         for scope, mode in sorted({"global": "ACTIVE", **(actor.detail.get("states") or {})}.items()):
