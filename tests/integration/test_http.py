@@ -153,3 +153,30 @@ def test_the_embedded_nats_server_has_its_monitoring_endpoint_on_loopback(tmp_pa
         assert status == 200 and json.loads(body)["config"]["store_dir"].startswith(str(engine.data_dir))
     finally:
         engine.stop()
+
+
+def test_metrics_show_each_venue_the_workers_and_jetstream(tmp_path: Path) -> None:
+    from tests.integration.test_venues import Venue
+
+    venue = Venue(tmp_path, "bybit-linear").start()
+    engine = venue.engine
+    try:
+        with engine.client() as client:
+            assert client.prepare("v-1", "BTCUSDT", "buy", 0.01)["type"] == "PREPARED"
+            assert client.confirm("v-1")["type"] == "ACCEPTED"
+        published = ("titan_jetstream_published_total", ())
+        samples = wait_for(lambda: (s := _samples(engine)).get(published, 0) >= 3 and s, 10, 0.2,
+                           "events acknowledged by JetStream")
+        ex = (("venue", "ex"),)
+        assert samples[("titan_venue_round_trip_seconds_count", ex)] >= 3, "markets, the create, polls"
+        every = samples[("titan_venue_round_trip_seconds_bucket", (("le", "+Inf"), ("venue", "ex")))]
+        assert every == samples[("titan_venue_round_trip_seconds_count", ex)]
+        assert ("titan_venue_rate_limit_headroom", ex) in samples
+        assert samples[("titan_venue_private_stream", (("state", "off"), ("venue", "ex")))] == 1
+        assert samples[("titan_venue_submitted_total", ex)] == 1
+        workers = {dict(k[1])["worker"] for k in samples if k[0] == "titan_worker_resident_memory_bytes"}
+        assert {"root", "core", "nats", "venue:ex"} <= workers
+        assert all(v > 1_000_000 for k, v in samples.items() if k[0] == "titan_worker_resident_memory_bytes")
+        assert samples[("titan_worker_cpu_seconds_total", (("worker", "core"),))] > 0
+    finally:
+        venue.stop()

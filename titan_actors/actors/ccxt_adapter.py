@@ -80,6 +80,7 @@ from titan_actors.messages import (
     VenueState,
 )
 from titan_actors.runtime.clock import now_ms
+from titan_actors.runtime.histogram import Histogram
 from titan_actors.runtime.trace import trace
 from titan_actors.venues.ccxt_venue import CcxtVenue, order_status
 from titan_actors.venues.errors import DuplicateClientOrderId, VenueRejected
@@ -139,6 +140,7 @@ class CcxtVenueAdapter(VenueAdapter):
         self.attempts: dict[str, int] = {}
         self.held: dict[str, tuple[str, Decimal]] = {}  # a final status waiting for its fills
         self.calls = {"requests": 0, "errors": 0}
+        self.round_trip = Histogram()  # seconds from sending a request to handling its answer
         off = "" if cfg.get("stream", True) else "stream = false"
         self.stream_error = self.client.stream_unavailable or off
         self.stream = "off" if self.stream_error else "connecting"
@@ -191,6 +193,7 @@ class CcxtVenueAdapter(VenueAdapter):
             "resolving": len(self.resolving or ()),
             "stream": self.stream,
             "stream_error": self.stream_error,
+            "round_trip_s": self.round_trip.snapshot(),
             **self.calls,
         }
 
@@ -277,10 +280,12 @@ class CcxtVenueAdapter(VenueAdapter):
             if request.kind == "create":
                 trace("venue_send", coid=request.key)
             self.calls["requests"] += 1
+            request.tags["sent_at"] = time.monotonic()
             self.aio.submit(request.start(), partial(self._finished, request))
 
     def _finished(self, request: Request, result: Any, error: BaseException | None) -> None:
         self.pacer.done(request.key)
+        self.round_trip.observe(time.monotonic() - request.tags["sent_at"])
         if error is None:
             self.connection = "ready"
             self._venue_ok()

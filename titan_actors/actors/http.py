@@ -22,6 +22,7 @@ the actor; its supervisor restarts it, and it binds again.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -33,6 +34,7 @@ from titan_actors.domain.health import Health, health
 from titan_actors.domain.money import json_default
 from titan_actors.messages import TreeStatus, TreeStatusRequest
 from titan_actors.runtime.actor import TitanActor, count_boot
+from titan_actors.runtime.procs import usage
 from titan_actors.wire.metrics import render_metrics
 
 __all__ = ["HttpActor", "parse_listen"]
@@ -68,6 +70,7 @@ class HttpActor(TitanActor):
         self.snapshot: tuple[float, Health, TreeStatus | None] = (0.0, Health(False, {
             "actors": {"ok": False, "reason": "no status of the tree yet"}}), None)
         self.served = {"health": 0, "metrics": 0}
+        self.workers: dict[str, tuple[float, int]] = {}  # worker → (CPU seconds, RSS bytes), per round
         self.aio = self.async_host()
         address = parse_listen(str(self.config.get("listen", "off")))
         if address is not None:
@@ -87,6 +90,12 @@ class HttpActor(TitanActor):
     def handle(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, TreeStatus):
             actors = [{"role": a.role, "state": a.state, "detail": a.detail} for a in msg.actors]
+            workers: dict[str, tuple[float, int]] = {}
+            for actor in msg.actors:
+                if actor.worker and actor.worker not in workers:
+                    with contextlib.suppress(OSError, ValueError, IndexError):
+                        workers[actor.worker] = usage(actor.pid)
+            self.workers = workers
             self.snapshot = (time.monotonic(), health(actors, msg.missing, self.expected), msg)
         else:
             super().handle(msg, sender)
@@ -145,5 +154,5 @@ class HttpActor(TitanActor):
 
         self.served["metrics"] += 1
         _at, _verdict, tree = self.snapshot
-        body = render_metrics(tree, self._verdict(), self.expected)
+        body = render_metrics(tree, self._verdict(), self.expected, self.workers)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -12,6 +12,7 @@ import socket
 
 __all__ = [
     "CRASH_EXIT_CODE",
+    "cpu_ticks",
     "hostname",
     "parent_of",
     "pgid_alive",
@@ -19,6 +20,7 @@ __all__ = [
     "pid_alive",
     "set_parent_death_signal",
     "set_process_name",
+    "usage",
 ]
 
 
@@ -26,6 +28,21 @@ def _stat_fields(pid: int | str) -> list[str]:
     """Fields of /proc/<pid>/stat after the command name: state, ppid, pgrp, ..."""
     with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
         return fh.read().rpartition(")")[2].split()
+
+
+def cpu_ticks(pid: int) -> tuple[str, int]:
+    """(process name, user + system clock ticks so far) of `pid`."""
+    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+        stat = fh.read()
+    fields = stat.rpartition(")")[2].split()
+    return stat[stat.index("(") + 1:stat.rindex(")")], int(fields[11]) + int(fields[12])
+
+
+def usage(pid: int) -> tuple[float, int]:
+    """(CPU seconds spent, resident memory in bytes) of `pid`."""
+    _name, ticks = cpu_ticks(pid)
+    rss_pages = int(_stat_fields(pid)[21])
+    return ticks / os.sysconf("SC_CLK_TCK"), rss_pages * os.sysconf("SC_PAGE_SIZE")
 
 
 def pid_alive(pid: int) -> bool:

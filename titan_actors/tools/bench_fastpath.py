@@ -31,6 +31,7 @@ from typing import Any
 
 from titan_actors.client import AsyncFastPathClient
 from titan_actors.runtime.clock import now_ms
+from titan_actors.runtime.procs import cpu_ticks
 from titan_actors.tools.bench_lanes import percentile
 from titan_actors.wire.fastpath import FrameReader, decode_payload, encode_message, mac_ok
 
@@ -182,10 +183,7 @@ def _cpu_ticks(pids: list[int]) -> dict[int, tuple[str, int]]:
     out = {}
     for pid in pids:
         with contextlib.suppress(FileNotFoundError, ProcessLookupError, PermissionError):
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            name = stat[stat.index("(") + 1:stat.rindex(")")]
-            fields = stat[stat.rindex(")") + 2:].split()
-            out[pid] = (name, int(fields[11]) + int(fields[12]))  # utime, stime
+            out[pid] = cpu_ticks(pid)
     return out
 
 

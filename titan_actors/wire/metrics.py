@@ -42,9 +42,21 @@ def _number(value: Any) -> float:
     return float(value) if isinstance(value, int | float) or hasattr(value, "is_finite") else 0.0
 
 
+def _histogram(name: str, help_text: str, labels: list[str]) -> HistogramMetricFamily:
+    return HistogramMetricFamily(name, help_text, labels=labels)
+
+
+def _add_histogram(family: HistogramMetricFamily, labels: list[str], snapshot: dict[str, Any]) -> None:
+    """`snapshot`: `runtime.histogram.Histogram.snapshot()`."""
+    buckets = [("+Inf" if bound == float("inf") else repr(float(bound)), float(count))
+               for bound, count in snapshot["buckets"]]
+    family.add_metric(labels, buckets, float(snapshot["sum"]))
+
+
 class _TreeCollector:
-    def __init__(self, tree: TreeStatus | None, verdict: Health, expected: Collection[str]) -> None:
-        self.tree, self.verdict, self.expected = tree, verdict, expected
+    def __init__(self, tree: TreeStatus | None, verdict: Health, expected: Collection[str],
+                 workers: dict[str, tuple[float, int]]) -> None:
+        self.tree, self.verdict, self.expected, self.workers = tree, verdict, expected, workers
 
     def collect(self) -> Iterator[Metric]:
         ready = GaugeMetricFamily("titan_ready", "1 when the engine can take an order (GET /health is 200)")
@@ -69,6 +81,14 @@ class _TreeCollector:
                 restarts.add_metric([role], float(actor.restarts))
         yield up
         yield restarts
+        cpu = CounterMetricFamily("titan_worker_cpu_seconds", "CPU time the worker process spent",
+                                  labels=["worker"])
+        rss = GaugeMetricFamily("titan_worker_resident_memory_bytes", "resident memory of the worker process",
+                                labels=["worker"])
+        for worker, (seconds, resident) in sorted(self.workers.items()):
+            cpu.add_metric([worker], seconds)
+            rss.add_metric([worker], float(resident))
+        yield from (cpu, rss)
         yield from self._counters(actors.get("gateway"), "titan_fastpath", _GATEWAY_COUNTERS)
         yield from self._gateway(actors.get("gateway"))
         yield from self._counters(actors.get("risk"), "titan_risk", _RISK_COUNTERS)
@@ -104,11 +124,9 @@ class _TreeCollector:
         yield from (requests, replies)
         latency = detail.get("confirm_to_accepted_s")
         if latency:
-            histogram = HistogramMetricFamily("titan_confirm_to_accepted_seconds",
-                                              "from a CONFIRM's arrival to its ACCEPTED, at the gateway")
-            buckets = [("+Inf" if bound == float("inf") else repr(float(bound)), float(count))
-                       for bound, count in latency["buckets"]]
-            histogram.add_metric([], buckets, float(latency["sum"]))
+            histogram = _histogram("titan_confirm_to_accepted_seconds",
+                                   "from a CONFIRM's arrival to its ACCEPTED, at the gateway", [])
+            _add_histogram(histogram, [], latency)
             yield histogram
 
     @staticmethod
@@ -137,6 +155,24 @@ class _TreeCollector:
             healthy.add_metric([name], 1.0 if reachable else 0.0)
         yield live
         yield healthy
+        headroom = GaugeMetricFamily("titan_venue_rate_limit_headroom",
+                                     "requests the venue's rate limit allows now", labels=["venue"])
+        queued = GaugeMetricFamily("titan_venue_requests_queued", "requests waiting for the rate limit",
+                                   labels=["venue"])
+        stream = GaugeMetricFamily("titan_venue_private_stream",
+                                   "1 for the state of the venue's private stream", labels=["venue", "state"])
+        round_trip = _histogram("titan_venue_round_trip_seconds",
+                                "from sending a request to the venue to handling its answer", ["venue"])
+        for name, detail in sorted(venues.items()):
+            limit = detail.get("rate_limit")
+            if limit:
+                headroom.add_metric([name], _number(limit.get("headroom", 0)))
+                queued.add_metric([name], _number(limit.get("queued", 0)))
+            if detail.get("stream"):
+                stream.add_metric([name, str(detail["stream"])], 1.0)
+            if detail.get("round_trip_s"):
+                _add_histogram(round_trip, [name], detail["round_trip_s"])
+        yield from (headroom, queued, stream, round_trip)
 
     @staticmethod
     def _positions(actors: dict[str, Any]) -> Iterator[Metric]:
@@ -172,7 +208,12 @@ class _TreeCollector:
         oldest = GaugeMetricFamily("titan_outbox_oldest_age_seconds",
                                    "age of the oldest unacknowledged event")
         oldest.add_metric([], _number(detail.get("oldest_unsent_ms") or 0) / 1000)
-        yield from (connected, depth, oldest)
+        acked = CounterMetricFamily("titan_jetstream_published", "events JetStream acknowledged")
+        acked.add_metric([], _number(detail.get("published", 0)))
+        failed = CounterMetricFamily("titan_jetstream_publish_errors",
+                                     "publishes JetStream did not acknowledge")
+        failed.add_metric([], _number(detail.get("publish_errors", 0)))
+        yield from (connected, depth, oldest, acked, failed)
 
     @staticmethod
     def _trading(actor: Any) -> Iterator[Metric]:
@@ -190,8 +231,10 @@ class _TreeCollector:
         yield state
 
 
-def render_metrics(tree: TreeStatus | None, verdict: Health, expected: Collection[str]) -> bytes:
-    """The text exposition of `tree` (None: no status round has come back yet)."""
+def render_metrics(tree: TreeStatus | None, verdict: Health, expected: Collection[str],
+                   workers: dict[str, tuple[float, int]] | None = None) -> bytes:
+    """The text exposition of `tree` (None: no status round has come back yet);
+    `workers`: each worker's (CPU seconds, resident bytes)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_TreeCollector(tree, verdict, expected))  # type: ignore[arg-type]
+    registry.register(_TreeCollector(tree, verdict, expected, workers or {}))  # type: ignore[arg-type]
     return generate_latest(registry)
