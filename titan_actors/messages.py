@@ -326,6 +326,7 @@ class CheckOrder:
 
     intent: Any  # domain.signals.OrderIntent
     reply_to: str
+    trace: str = ""  # the W3C traceparent of the request's span (runtime.otel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +343,7 @@ class SubmitOrder:
 
     signal_id: str
     reply_to: str
+    trace: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,6 +424,7 @@ class ExecutionReport:
     ts: int = 0
     quantity: Decimal = Decimal(0)
     price: Decimal | None = None
+    trace: str = ""  # the traceparent of the span that sent the order (runtime.otel)
 
 
 @dataclass(frozen=True, slots=True)

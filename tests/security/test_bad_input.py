@@ -46,3 +46,16 @@ def test_fastpath_answers_invalid_for_a_key_twice_and_keeps_the_connection(engin
         assert client.prepare("dup-1", "BTCUSDT", "buy", 0.01)["type"] == "PREPARED"
         stale_newline = client.request({"type": "CONFIRM", "signal_id": "dup-1\n"})
         assert (stale_newline["code"], stale_newline["reason"].split(":")[0]) == ("INVALID", "signal_id")
+
+
+@pytest.mark.parametrize("kind", [{"nested": {}}, ["PREPARE"], 7, None])
+def test_a_type_that_is_not_a_string_is_invalid_and_crashes_nothing(
+        engine: RunningEngine, kind: object) -> None:
+    boots = engine.actor("gateway")["detail"]["boots"]
+    with engine.client() as client:
+        payload = orjson.dumps({"type": kind, "signal_id": "odd-1", "ts": int(time.time() * 1000)})
+        client.send_raw(encode_frame(engine.secret, payload))
+        reply = client.recv_unmatched(5)
+        assert (reply["type"], reply["code"]) == ("REJECTED", "INVALID")
+        assert client.ping()["type"] == "PONG", "the same connection still works"
+    assert engine.actor("gateway")["detail"]["boots"] == boots, "the gateway did not crash"

@@ -67,6 +67,7 @@ from titan_actors.messages import (
     SubmitOrder,
     TradingStates,
 )
+from titan_actors.runtime import otel
 from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.runtime.clock import now_ms
 from titan_actors.runtime.files import bind_unix_socket
@@ -115,6 +116,8 @@ class _Conn:
     partial_since: float = 0.0  # monotonic; 0 while no frame is incomplete
 
 
+#: Signals whose trace a later request of theirs joins (the newest kept).
+_TRACED_SIGNALS = 10_000
 #: Request types counted by name; anything else a client sends counts as "other".
 _REQUEST_TYPES = frozenset({"PREPARE", "CONFIRM", "ABORT", "CANCEL", "PING", "HEARTBEAT"})
 
@@ -165,6 +168,8 @@ class IpcGateway(TitanActor):
         self.requests: Counter[str] = Counter()  # by type (unknown types as "other")
         self.replies: Counter[str] = Counter()  # by "type|code"
         self.confirm_to_accepted = Histogram()  # seconds from a CONFIRM's arrival to its ACCEPTED
+        self.spans: dict[tuple[str, str], Any] = {}  # request → its open span (tracing on)
+        self.signal_traces: OrderedDict[str, str] = OrderedDict()  # signal → traceparent of its PREPARE
         self._reserve_fd = _open_reserve()
         self._flush_armed = False
         # Final replies are kept `[engine] retention_days` (the spec asks for 24 hours).
@@ -287,7 +292,8 @@ class IpcGateway(TitanActor):
                     return
                 self.counts["requests"] += 1
                 kind = obj.get("type") if isinstance(obj, dict) else None
-                self.requests[kind if kind in _REQUEST_TYPES else "other"] += 1
+                # Any JSON can be here (a dict is not hashable): only a known name is a label.
+                self.requests[kind if isinstance(kind, str) and kind in _REQUEST_TYPES else "other"] += 1
                 twice = duplicate_key(frame.payload, obj)
                 if twice is not None:  # which of the two was meant is not ours to guess
                     self._send(conn, {**_rejected("INVALID", f"{twice}: appears twice in one object"),
@@ -439,8 +445,17 @@ class IpcGateway(TitanActor):
     def _route(self, target: Target, req: Request) -> None:
         key = (req.signal_id, req.type)
         self.pending[key] = _Pending(time.monotonic() + self.timeout_s, [(target, req)])
+        parent = "" if req.type == "PREPARE" else self.signal_traces.get(req.signal_id, "")
+        span = otel.start(f"fastpath {req.type}", parent, kind="server", rpc__system="titan-fastpath",
+                          rpc__method=req.type, titan__signal_id=req.signal_id)
+        if span is not None:
+            self.spans[key] = span
+            if req.type == "PREPARE":  # the signal's later requests join its trace
+                self.signal_traces[req.signal_id] = otel.traceparent(span)
+                while len(self.signal_traces) > _TRACED_SIGNALS:
+                    self.signal_traces.popitem(last=False)
         if req.type == "PREPARE":
-            sent = self.tell("risk", CheckOrder(req.intent, self.role))
+            sent = self.tell("risk", CheckOrder(req.intent, self.role, otel.traceparent(span)))
             if not sent:
                 self._settle_unfinal(key, "BUSY", "the risk guard is restarting; resend")
             return
@@ -458,7 +473,9 @@ class IpcGateway(TitanActor):
                                  "the trading state is not known yet; resend")
             return
         command = {"CONFIRM": SubmitOrder, "ABORT": AbortOrder, "CANCEL": CancelOrder}[req.type]
-        if not self.tell(f"venue:{venue}", command(req.signal_id, self.role)):
+        message = SubmitOrder(req.signal_id, self.role, otel.traceparent(span)) if req.type == "CONFIRM" \
+            else command(req.signal_id, self.role)
+        if not self.tell(f"venue:{venue}", message):
             self._settle_unfinal(key, "BUSY", f"the adapter of venue {venue} is restarting; resend")
 
     # --- outcomes ---------------------------------------------------------------------
@@ -499,6 +516,7 @@ class IpcGateway(TitanActor):
         if final and self._stored(key) is None:
             self._persist(key, reply)
             self.crash_point(f"gateway.after_persist.{msg.command}")
+        otel.end(self.spans.pop(key, None), titan__reply=reply["type"], titan__code=reply.get("code", ""))
         pending = self.pending.pop(key, None)
         if pending is not None:
             if msg.command == "CONFIRM" and isinstance(msg, OrderAccepted):
@@ -545,6 +563,7 @@ class IpcGateway(TitanActor):
         """Answer everyone waiting on `key` with a reply that is not final:
         `BUSY` (a part is restarting or not ready: nothing was done) or
         `INTERNAL` (no answer in time: the outcome is not known yet)."""
+        otel.end(self.spans.pop(key, None), titan__reply="REJECTED", titan__code=code)
         pending = self.pending.pop(key, None)
         if pending is None:
             return

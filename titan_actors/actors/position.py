@@ -55,6 +55,7 @@ from titan_actors.messages import (
     VenueState,
     VenueStateRequest,
 )
+from titan_actors.runtime import otel
 from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.wire import subjects
 
@@ -247,6 +248,9 @@ class PositionActor(TitanActor):
         closed: ClosedTrade | None = None
         if new_fill:
             assert fill is not None and fill_key is not None
+            span = otel.start("position apply fill", report.trace, titan__signal_id=report.signal_id,
+                              titan__client_order_id=coid, titan__venue=venue,
+                              titan__trade_id=str(fill["trade_id"]))
             self._roll_day()
             before = self.positions.get(venue, Position())
             after, closed = apply_fill(before, report.side, fill["qty"], fill["price"], fill["fee"],
@@ -258,6 +262,7 @@ class PositionActor(TitanActor):
             writes += [(fill_key, orjson.dumps(fill, default=json_default)),
                        self.retention.index(int(fill["ts"]), [fill_key])]
             self._batch_fills.add(fill_key)
+            otel.end(span, titan__position_qty=str(after.qty))
         self.version += 1
         self._changed[venue] = coid  # one PositionChanged for this order's updates in this batch
         if closed is not None:

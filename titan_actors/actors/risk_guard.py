@@ -68,6 +68,7 @@ from titan_actors.messages import (
     TradingStateSet,
     VenueHealth,
 )
+from titan_actors.runtime import otel
 from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.runtime.clock import now_ms
 from titan_actors.runtime.trace import trace
@@ -345,10 +346,19 @@ class RiskGuard(TitanActor):
         return None
 
     def _check(self, msg: CheckOrder) -> None:
+        span = otel.start("risk check", msg.trace, titan__signal_id=msg.intent.signal_id)
+        try:
+            self._decide(msg, span)
+        finally:
+            otel.end(span)
+
+    def _decide(self, msg: CheckOrder, span: Any) -> None:
         intent = msg.intent
         self.counts["checked"] += 1
 
         def refuse(code: str, reason: str, rule: str = "") -> None:
+            if span is not None:
+                span.set_attributes({"titan.risk.verdict": code, "titan.risk.rule": rule or code})
             self.counts["refused"] += 1
             self.refusals[rule or code] += 1
             self.tell(msg.reply_to, CommandRefused(intent.signal_id, "PREPARE", code, reason, rule))
@@ -372,10 +382,18 @@ class RiskGuard(TitanActor):
         if halted is not None:
             refuse("HALTED", halted)
             return
-        failed = next((v for v in self._verdicts(order, exposure) if not v.ok), None)
+        if span is not None:  # every rule's verdict, for the trace
+            verdicts = list(self._verdicts(order, exposure))
+            marks = [f"{v.rule}:{'pass' if v.ok else 'fail'}" for v in verdicts]
+            span.set_attribute("titan.risk.rules", marks)
+            failed = next((v for v in verdicts if not v.ok), None)
+        else:
+            failed = next((v for v in self._verdicts(order, exposure) if not v.ok), None)
         if failed is not None:
             refuse("RISK_REJECTED", failed.reason, failed.rule)
             return
+        if span is not None:
+            span.set_attribute("titan.risk.verdict", "approved")
         self._approve(intent, msg.reply_to)
 
     def _approve(self, intent: Any, reply_to: str) -> None:

@@ -84,6 +84,7 @@ from titan_actors.messages import (
     VenueState,
     VenueStateRequest,
 )
+from titan_actors.runtime import otel
 from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.runtime.clock import now_ms
 from titan_actors.runtime.retention import Retention
@@ -104,6 +105,8 @@ __all__ = ["OrderJournal", "VenueAdapter"]
 log = logging.getLogger(__name__)
 
 _TICK = "venue:tick"
+#: Orders whose fills' reports carry their trace (the newest kept).
+_TRACED_ORDERS = 10_000
 #: `fit:<signal id>`: a bracket entry whose exits may not fit what filled yet.
 FIT_KEY = b"fit:"
 _TICK_S = 0.02
@@ -169,6 +172,8 @@ class VenueAdapter(TitanActor):
         # The reports made while a symbol's venue figures are being asked for
         # (`_state_of`): one list per question in flight.
         self.learning: dict[str, list[list[ExecutionReport]]] = {}
+        self.order_spans: dict[str, Any] = {}  # client order id → its open "venue send" span (tracing on)
+        self.order_traces: OrderedDict[str, str] = OrderedDict()  # client order id → traceparent
         self.venue_down = False
         self.consecutive_errors = 0
         self.states: dict[str, str] | None = None  # from the risk guard; None: not known yet
@@ -318,7 +323,16 @@ class VenueAdapter(TitanActor):
             return
         assert decision.order is not None
         order = decision.order
+        span = otel.start("venue send", msg.trace, kind="client", titan__signal_id=order.signal_id,
+                          titan__client_order_id=order.client_order_id, titan__venue=self.venue_name)
+        if span is not None:
+            self.order_spans[order.client_order_id] = span
+            self.order_traces[order.client_order_id] = otel.traceparent(span)
+            while len(self.order_traces) > _TRACED_ORDERS:
+                self.order_traces.popitem(last=False)
         self._commit([order], [(order, None)])  # journal (and its event) before the side effect
+        if span is not None:
+            span.add_event("journaled")
         self.crash_point("adapter.after_journal")
         self._send_to_venue(order, msg.reply_to)
 
@@ -746,7 +760,7 @@ class VenueAdapter(TitanActor):
             writes += self.outbox.emit(subjects.report(order.symbol), _event_type(order.status),
                                        order.symbol, _report_data(order, last_fill))
             # The position actor must get every change: re-driven until acknowledged.
-            report = _execution_report(order, last_fill)
+            report = _execution_report(order, last_fill, self.order_traces.get(order.client_order_id, ""))
             writes += self.deliveries.enqueue(f"position:{order.symbol}", report)
             for learned in self.learning.get(order.symbol, ()):
                 learned.append(report)
@@ -763,6 +777,9 @@ class VenueAdapter(TitanActor):
     def _report(self, order: Order, last_fill: dict[str, Any] | None) -> None:
         """The EXECUTION push to the confirming connection (best effort; the
         position actor and NATS get the change durably, from `_commit`)."""
+        if order.status not in ("", "SUBMITTED") and order.client_order_id in self.order_spans:
+            otel.end(self.order_spans.pop(order.client_order_id), titan__status=order.status,
+                     titan__order_id=order.order_id)  # the venue answered
         self.tell(GATEWAY, _execution_report(order, last_fill))
         if self.directory.get(f"position:{order.symbol}") is None:
             spec = position_spec(order.symbol, {self.venue_name: reconcile_settings(self.config)})
@@ -802,13 +819,13 @@ def _report_data(order: Order, last_fill: dict[str, Any] | None) -> dict[str, An
             "close_reason": close_reason(order.leg) if order.leg != "entry" else None}
 
 
-def _execution_report(order: Order, last_fill: dict[str, Any] | None) -> ExecutionReport:
+def _execution_report(order: Order, last_fill: dict[str, Any] | None, trace: str = "") -> ExecutionReport:
     return ExecutionReport(
         signal_id=order.signal_id, client_order_id=order.client_order_id, order_id=order.order_id,
         symbol=order.symbol, side=order.side, exchange=order.exchange, status=order.status,
         filled_qty=order.filled_qty, avg_price=order.avg_price, last_fill=last_fill, leg=order.leg,
         strategy_id=order.strategy_id, phase=order.phase, ts=now_ms(), quantity=order.quantity,
-        price=order.price,
+        price=order.price, trace=trace,
     )
 
 
