@@ -445,12 +445,15 @@ class IpcGateway(TitanActor):
     def _route(self, target: Target, req: Request) -> None:
         key = (req.signal_id, req.type)
         self.pending[key] = _Pending(time.monotonic() + self.timeout_s, [(target, req)])
-        parent = "" if req.type == "PREPARE" else self.signal_traces.get(req.signal_id, "")
-        span = otel.start(f"fastpath {req.type}", parent, kind="server", rpc__system="titan-fastpath",
-                          rpc__method=req.type, titan__signal_id=req.signal_id)
+        # A signal's trace begins at its PREPARE (sampled or not, there); its
+        # later requests join it while the gateway remembers it.
+        parent = self.signal_traces.get(req.signal_id, "")
+        span = otel.start(f"fastpath {req.type}", parent, root=not parent, kind="server",
+                          rpc__system="titan-fastpath", rpc__method=req.type, titan__signal_id=req.signal_id)
         if span is not None:
-            self.spans[key] = span
-            if req.type == "PREPARE":  # the signal's later requests join its trace
+            if span.is_recording():
+                self.spans[key] = span
+            if not parent:
                 self.signal_traces[req.signal_id] = otel.traceparent(span)
                 while len(self.signal_traces) > _TRACED_SIGNALS:
                     self.signal_traces.popitem(last=False)

@@ -72,10 +72,13 @@ def _tracer() -> Any:
     return _state["tracer"]
 
 
-def start(name: str, parent: str = "", *, kind: str = "internal", **attributes: Any) -> Any:
-    """A started span (child of the `traceparent` string `parent`, if any), or
-    None when tracing is off."""
-    if not _ON:
+def start(name: str, parent: str = "", *, root: bool = False, kind: str = "internal",
+          **attributes: Any) -> Any:
+    """A started span, child of the `traceparent` string `parent` — or the
+    root of a new trace with `root` — or None: tracing is off, there is no
+    parent and this is not a root, or the parent was not sampled (then its
+    whole trace costs nothing past the root's sampling decision)."""
+    if not _ON or (not parent and not root) or parent.endswith("-00"):
         return None
     tracer = _tracer()
     if tracer is None:
