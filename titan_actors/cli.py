@@ -183,8 +183,13 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
         reply = engine.ask_role("risk", state, timeout=5.0)
         if not isinstance(reply, TradingStateSet):
             return {"ok": False, "error": "the risk guard did not answer; the state is not known to be set"}
-        return {"ok": True, "trading_state": reply.trading_state, "scope": reply.scope,
-                "states": reply.states, "unconfirmed": list(reply.unconfirmed)}
+        answer = {"ok": True, "trading_state": reply.trading_state, "scope": reply.scope,
+                  "states": reply.states, "unconfirmed": list(reply.unconfirmed)}
+        if request.get("cancel_open"):  # halted first: nothing new goes out while the old are canceled
+            answer["canceled"] = _cancel_open(engine, request)
+        return answer
+    if cmd == "cancel_all":
+        return {"ok": True, **_cancel_open(engine, request)}
     if cmd == "risk_check":
         from titan_actors.domain.signals import Refusal, parse_intent
 
@@ -237,6 +242,30 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
         engine.ask_role(f"venue:{request.get('venue', 'paper')}", StatusRequest(), timeout=3.0)
         return {"ok": True}
     return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+
+def _cancel_open(engine: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """Every venue adapter of the scope cancels its open orders; what each
+    canceled and dropped, and the adapters that did not answer."""
+    from supervisors.bootstrap import EngineError
+    from titan_actors.messages import CancelOpenOrders, OpenOrdersCanceled
+
+    scope = str(request.get("scope", "global"))
+    kind, _, name = scope.partition(":")
+    venues = [name] if kind == "venue" else list(engine.config.venues)
+    message = CancelOpenOrders(scope, str(request["reason"]), str(request["operator"]))
+    done: dict[str, dict[str, list[str]]] = {}
+    unanswered = []
+    for venue in venues:
+        try:
+            reply = engine.ask_role(f"venue:{venue}", message, timeout=5.0)
+        except EngineError:  # restarting: no address now
+            reply = None
+        if isinstance(reply, OpenOrdersCanceled):
+            done[venue] = {"canceled": list(reply.canceled), "dropped": list(reply.dropped)}
+        else:
+            unanswered.append(venue)
+    return {"scope": scope, "venues": done, "unanswered": unanswered}
 
 
 def _status_json(engine: Any) -> dict[str, Any]:
@@ -395,7 +424,7 @@ def cmd_trading_state(args: argparse.Namespace) -> int:
         return _fail("--scope: must be global, venue:NAME or symbol:SYMBOL", EXIT_USAGE)
     mode = args.mode if args.command == "halt" else "ACTIVE"
     request = {"cmd": "trading_state", "mode": mode, "scope": args.scope, "reason": args.reason,
-               "operator": args.operator}
+               "operator": args.operator, "cancel_open": bool(getattr(args, "cancel_open", False))}
     reply = _ask(config.data_dir, request, f"{args.command} failed")
     reply.pop("ok", None)
     print(_json(reply))
@@ -403,6 +432,22 @@ def cmd_trading_state(args: argparse.Namespace) -> int:
         late = ", ".join(reply["unconfirmed"])
         print(f"titan: warning: set and persisted, but not yet confirmed by {late} "
               "(each applies it before it sends anything after a restart)", file=sys.stderr)
+    return 0
+
+
+def cmd_cancel_all(args: argparse.Namespace) -> int:
+    from titan_actors.domain.trading_state import valid_scope
+
+    config = _config(args)
+    if not valid_scope(args.scope):
+        return _fail("--scope: must be global, venue:NAME or symbol:SYMBOL", EXIT_USAGE)
+    request = {"cmd": "cancel_all", "scope": args.scope, "reason": args.reason, "operator": args.operator}
+    reply = _ask(config.data_dir, request, "cancel-all failed")
+    reply.pop("ok", None)
+    print(_json(reply))
+    if reply["unanswered"]:
+        late = ", ".join(reply["unanswered"])
+        return _fail(f"no answer from the adapter of {late}: its orders may still rest")
     return 0
 
 
@@ -648,7 +693,15 @@ def build_parser() -> argparse.ArgumentParser:
         state.add_argument("--scope", default="global", help="global (default), venue:NAME or symbol:SYMBOL")
         if name == "halt":
             state.add_argument("--mode", default="HALTED", choices=["HALTED", "REDUCING"])
+            state.add_argument("--cancel-open", action="store_true",
+                               help="also cancel the scope's resting orders (after the halt is set)")
         state.set_defaults(func=cmd_trading_state)
+    cancel_all = sub.add_parser("cancel-all", parents=[common],
+                                help="cancel every resting order of a scope (kill switch; trading goes on)")
+    cancel_all.add_argument("--reason", required=True)
+    cancel_all.add_argument("--operator", default=os.environ.get("USER", "operator"))
+    cancel_all.add_argument("--scope", default="global", help="global (default), venue:NAME or symbol:SYMBOL")
+    cancel_all.set_defaults(func=cmd_cancel_all)
 
     risk = sub.add_parser("risk", help="the risk guard")
     risk_sub = risk.add_subparsers(dest="risk", required=True)

@@ -17,6 +17,7 @@ __all__ = [
     "AbortOrder",
     "CancelByNats",
     "CancelExits",
+    "CancelOpenOrders",
     "CancelOrder",
     "CheckOrder",
     "ChildSpec",
@@ -36,6 +37,7 @@ __all__ = [
     "InjectFault",
     "LaneFlood",
     "LaneFloodDone",
+    "OpenOrdersCanceled",
     "OrderAborted",
     "OrderAccepted",
     "OrderCanceled",
@@ -474,6 +476,31 @@ class SetTradingState:
     scope: str
     reason: str
     operator: str
+    corr: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOpenOrders:
+    """Operator (kill switch): cancel every resting order of the scope at this
+    adapter's venue — entries and bracket exits alike — and drop the orders
+    prepared but not confirmed there. `scope`: `global`, `venue:NAME` or
+    `symbol:SYMBOL`."""
+
+    scope: str
+    reason: str
+    operator: str
+    corr: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOrdersCanceled:
+    """Adapter → operator: the cancels it sent (`canceled`: client order ids;
+    each ends as CANCELED, or FILLED if the venue filled it first, in the
+    order's events) and the staged orders it dropped."""
+
+    venue: str
+    canceled: tuple[str, ...]
+    dropped: tuple[str, ...]
     corr: str = ""
 
 

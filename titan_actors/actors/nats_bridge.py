@@ -56,8 +56,10 @@ from titan_actors.domain.money import json_default, to_decimal
 from titan_actors.domain.signals import Refusal, parse_intent
 from titan_actors.messages import (
     CancelByNats,
+    CancelOpenOrders,
     CommandReply,
     EventsStored,
+    OpenOrdersCanceled,
     PlaceOrder,
     PriceUpdate,
     PriceUpdates,
@@ -151,6 +153,7 @@ class NatsBridge(TitanActor):
         self._refill()
         self.inflight: set[bytes] = set()
         self.waiting: dict[str, tuple[str, float]] = {}
+        self.cancels: dict[str, dict[str, Any]] = {}  # cancel_all in progress: scope, asked, answers
         self.counts = {"stored": 0, "published": 0, "commands": 0, "quotes": 0, "publish_errors": 0,
                        "refused": 0, "replayed": 0}
         self.connected = False
@@ -273,6 +276,12 @@ class NatsBridge(TitanActor):
         elif isinstance(msg, TradingStateSet):
             self._respond(msg.corr, {"trading_state": msg.trading_state, "scope": msg.scope,
                                      "states": msg.states, "unconfirmed": list(msg.unconfirmed)})
+        elif isinstance(msg, OpenOrdersCanceled):
+            waiting = self.cancels.get(msg.corr)
+            if waiting is not None:
+                waiting["venues"][msg.venue] = {"canceled": list(msg.canceled), "dropped": list(msg.dropped)}
+                if set(waiting["venues"]) >= set(waiting["asked"]):
+                    self._cancels_answered(msg.corr)
         elif isinstance(msg, TreeStatus):
             self._respond(msg.req_id, _status_reply(msg))
         else:
@@ -353,7 +362,9 @@ class NatsBridge(TitanActor):
         if forgotten:
             self.store.write_batch((), deletes=[_NONCE + n.encode() for n in forgotten])
         for corr, (_reply_to, deadline) in list(self.waiting.items()):
-            if deadline <= now:
+            if deadline <= now and corr in self.cancels:  # what the adapters that answered did
+                self._cancels_answered(corr)
+            elif deadline <= now:
                 self._respond(corr, {"error": "UNAVAILABLE",
                                      "reason": "the engine part behind this command did not answer in time"})
         self.after(_TICK_S, _TICK)
@@ -385,6 +396,7 @@ class NatsBridge(TitanActor):
         route = {
             subjects.CMD_PLACE: self._place, subjects.CMD_CANCEL: self._cancel,
             subjects.CMD_HALT: self._halt, subjects.CMD_RESUME: self._resume,
+            subjects.CMD_CANCEL_ALL: self._cancel_all,
             subjects.CMD_STATUS: self._status,
         }[subject]
         route(corr, command)
@@ -414,17 +426,46 @@ class NatsBridge(TitanActor):
         self._set_state(corr, command, "ACTIVE")
 
     def _set_state(self, corr: str, command: dict[str, Any], mode: str) -> None:
+        scope = self._operator_scope(corr, command)
+        if scope is not None:
+            state = SetTradingState(mode, scope, command["reason"], command["operator"], corr)
+            self._forward(corr, "risk", state)
+
+    def _operator_scope(self, corr: str, command: dict[str, Any]) -> str | None:
+        """The scope of an operator command that names its reason and operator,
+        or None after answering INVALID."""
         for field in ("reason", "operator"):
             if not isinstance(command.get(field), str) or not command[field]:
                 self._respond(corr, {"error": "INVALID", "reason": f"{field}: missing"})
-                return
+                return None
         scope = command.get("scope", "global")
         if not isinstance(scope, str) or not _valid_scope(scope):
             self._respond(corr, {"error": "INVALID",
                                  "reason": "scope: must be global, venue:NAME or symbol:SYMBOL"})
+            return None
+        return scope
+
+    def _cancel_all(self, corr: str, command: dict[str, Any]) -> None:
+        """Kill switch: every venue adapter of the scope cancels its open
+        orders; answered once all did (or, at the timeout, with those that did
+        and the others `unanswered`)."""
+        scope = self._operator_scope(corr, command)
+        if scope is None:
             return
-        state = SetTradingState(mode, scope, command["reason"], command["operator"], corr)
-        self._forward(corr, "risk", state)
+        kind, _, name = scope.partition(":")
+        if kind == "venue" and name not in self.venues:
+            self._respond(corr, {"error": "INVALID", "reason": f"scope: no venue {name}"})
+            return
+        asked = [name] if kind == "venue" else sorted(self.venues)
+        self.cancels[corr] = {"scope": scope, "asked": asked, "venues": {}}
+        message = CancelOpenOrders(scope, command["reason"], command["operator"], corr)
+        for venue in asked:
+            self.tell(f"venue:{venue}", message)  # one that is restarting is named as unanswered
+
+    def _cancels_answered(self, corr: str) -> None:
+        waiting = self.cancels.pop(corr)
+        self._respond(corr, {"scope": waiting["scope"], "venues": waiting["venues"],
+                             "unanswered": [v for v in waiting["asked"] if v not in waiting["venues"]]})
 
     def _status(self, corr: str, _command: dict[str, Any]) -> None:
         self._forward(corr, "root", TreeStatusRequest(timeout_s=1.5, req_id=corr), via="thespian")

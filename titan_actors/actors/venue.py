@@ -58,9 +58,11 @@ from titan_actors.domain.trading_state import SendGate, effective_state, send_ga
 from titan_actors.messages import (
     AbortOrder,
     CancelExits,
+    CancelOpenOrders,
     CancelOrder,
     CommandRefused,
     ExecutionReport,
+    OpenOrdersCanceled,
     OrderAborted,
     OrderAccepted,
     OrderCanceled,
@@ -248,6 +250,8 @@ class VenueAdapter(TitanActor):
         elif isinstance(msg, PriceUpdates):
             for quote in msg.quotes:
                 self._on_price(quote)
+        elif isinstance(msg, CancelOpenOrders):
+            self._cancel_open(msg, sender)
         elif isinstance(msg, CancelExits):
             log.warning("venue %s: %s is flat at the venue: canceling its exits", self.venue_name, msg.symbol)
             self._cancel_exits(None, msg.symbol)
@@ -589,6 +593,39 @@ class VenueAdapter(TitanActor):
             self._commit([decision.order])
             self.tell("risk", OrderDropped(decision.order.client_order_id))
         self.tell(msg.reply_to, OrderAborted(msg.signal_id))
+
+    def _cancel_open(self, msg: CancelOpenOrders, asker: Any) -> None:
+        """Kill switch: every order of the scope here that is not final is
+        canceled — staged ones dropped (a CONFIRM of them is refused), held
+        exits canceled in the journal, the rest canceled at the venue (an
+        unknown outcome is looked up as for any cancel) — and the operator is
+        told which."""
+        kind, _, name = msg.scope.partition(":")
+        if kind == "venue" and name != self.venue_name:
+            self.tell(asker, OpenOrdersCanceled(self.venue_name, (), (), msg.corr), via="thespian")
+            return
+        log.warning("venue %s: canceling every open order of %s: %s (%s)", self.venue_name, msg.scope,
+                    msg.reason, msg.operator)
+        canceled: list[str] = []
+        dropped: list[str] = []
+        for order in [o for o in self.journal.live.values() if kind != "symbol" or o.symbol == name]:
+            coid = order.client_order_id
+            if order.stage == "PREPARED":
+                decision = decide(order, "ABORT", now_ms())
+                if decision.order is not None:
+                    self._commit([decision.order])
+                    self.tell("risk", OrderDropped(coid))
+                    dropped.append(coid)
+            elif order.stage == "CONFIRMED" and not order.final:
+                if self.held_exits.pop(coid, None) is not None:  # never sent: nothing at the venue
+                    held = with_status(order, "CANCELED", now_ms(), reason=f"canceled by {msg.operator}")
+                    self._commit([held], [(held, None)])
+                    self._report(held, None)
+                else:
+                    self._cancel_at_venue(order, None)
+                canceled.append(coid)
+        self.tell(asker, OpenOrdersCanceled(self.venue_name, tuple(canceled), tuple(dropped), msg.corr),
+                  via="thespian")
 
     def _cancel(self, msg: CancelOrder) -> None:
         order = self.journal.get(client_order_id(msg.signal_id))

@@ -1,0 +1,87 @@
+"""Operator kill switches (issue 18, item 4 — cancel-all): every resting
+order of a scope canceled, from the CLI, with a halt, and over NATS."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.integration.test_venues import Venue
+from tests.support.engine import FAST_SUPERVISION, RunningEngine, titan_cmd, wait_for
+from tests.support.nats import command, signed
+from titan_actors.domain.ids import client_order_id
+from titan_actors.wire import subjects
+
+
+def _titan(engine: RunningEngine, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(titan_cmd(*args, "--config", str(engine.config)), env=engine.env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def _rest(client, signal_id: str, symbol: str = "BTCUSDT", price: float = 50000.0) -> None:
+    """A buy well below the market: it rests."""
+    assert client.prepare(signal_id, symbol, "buy", 0.01, "limit", price=price)["type"] == "PREPARED"
+    assert client.confirm(signal_id)["type"] == "ACCEPTED"
+
+
+def test_cancel_all_cancels_the_scopes_resting_orders_drops_staged_ones_and_leaves_the_rest(
+        tmp_path: Path) -> None:
+    engine = RunningEngine(tmp_path, FAST_SUPERVISION).start()
+    try:
+        with engine.client() as client:
+            _rest(client, "ka-1")
+            _rest(client, "ka-2")
+            _rest(client, "ka-eth", "ETHUSDT", 2000.0)
+            assert client.prepare("ka-staged", "BTCUSDT", "buy", 0.01)["type"] == "PREPARED"
+            wait_for(lambda: engine.venue()["open_orders"] == 3, 5, 0.05, "three resting")
+            result = _titan(engine, "cancel-all", "--scope", "symbol:BTCUSDT", "--reason", "drill")
+            assert result.returncode == 0, result.stderr
+            reply = json.loads(result.stdout)
+            assert sorted(reply["venues"]["paper"]["canceled"]) == sorted(
+                [client_order_id("ka-1"), client_order_id("ka-2")])
+            assert reply["venues"]["paper"]["dropped"] == [client_order_id("ka-staged")]
+            assert engine.venue()["open_orders"] == 1, "ETHUSDT is outside the scope"
+            refused = client.confirm("ka-staged")
+            assert refused["type"] == "REJECTED", "a dropped order cannot be confirmed"
+            assert client.prepare("ka-3", "BTCUSDT", "buy", 0.01)["type"] == "PREPARED", "trading goes on"
+    finally:
+        engine.stop()
+
+
+def test_a_halt_with_cancel_open_halts_first_then_cancels(tmp_path: Path) -> None:
+    engine = RunningEngine(tmp_path, FAST_SUPERVISION).start()
+    try:
+        with engine.client() as client:
+            _rest(client, "hc-1")
+        wait_for(lambda: engine.venue()["open_orders"] == 1, 5, 0.05, "resting")
+        result = _titan(engine, "halt", "--scope", "venue:paper", "--reason", "drill", "--cancel-open")
+        assert result.returncode == 0, result.stderr
+        reply = json.loads(result.stdout)
+        assert reply["states"] == {"venue:paper": "HALTED"}
+        assert reply["canceled"]["venues"]["paper"]["canceled"] == [client_order_id("hc-1")]
+        assert engine.venue()["open_orders"] == 0
+    finally:
+        engine.stop()
+
+
+def test_cancel_all_over_nats_with_the_operator_secret_reaches_an_exchange(tmp_path: Path) -> None:
+    venue = Venue(tmp_path, "bybit-linear").start()
+    engine, fake = venue.engine, venue.fake
+    try:
+        with engine.client() as client:
+            _rest(client, "kn-1")
+        coid = client_order_id("kn-1")
+        wait_for(lambda: coid in fake.orders, 5, 0.05, "at the exchange")
+        body = {"scope": "global", "reason": "drill", "operator": "ops"}
+        forged, headers = signed(subjects.CMD_CANCEL_ALL, body, engine.secret)  # the strategies' secret
+        assert command(engine.nats_url, subjects.CMD_CANCEL_ALL, forged, headers)["error"] == "BAD_SIGNATURE"
+        assert fake.orders[coid].status == "new"
+        payload, headers = signed(subjects.CMD_CANCEL_ALL, body, engine.operator_secret)
+        reply = command(engine.nats_url, subjects.CMD_CANCEL_ALL, payload, headers)
+        assert reply == {"scope": "global", "venues": {"ex": {"canceled": [coid], "dropped": []}},
+                         "unanswered": []}
+        wait_for(lambda: fake.orders[coid].status == "canceled", 10, 0.05, "canceled at the exchange")
+        wait_for(lambda: venue.detail()["live_orders"] == 0, 10, 0.05, "final in the journal")
+    finally:
+        venue.stop()
