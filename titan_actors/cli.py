@@ -190,6 +190,8 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
         return answer
     if cmd == "cancel_all":
         return {"ok": True, **_cancel_open(engine, request)}
+    if cmd == "flatten":
+        return {"ok": True, **_cancel_open(engine, request, flatten=True)}
     if cmd == "risk_check":
         from titan_actors.domain.signals import Refusal, parse_intent
 
@@ -244,16 +246,23 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
     return {"ok": False, "error": f"unknown command {cmd!r}"}
 
 
-def _cancel_open(engine: Any, request: dict[str, Any]) -> dict[str, Any]:
-    """Every venue adapter of the scope cancels its open orders; what each
-    canceled and dropped, and the adapters that did not answer."""
+def _cancel_open(engine: Any, request: dict[str, Any], *, flatten: bool = False) -> dict[str, Any]:
+    """Every venue adapter of the scope cancels its open orders (and, with
+    `flatten`, closes its positions); what each did, and the adapters that
+    did not answer."""
     from supervisors.bootstrap import EngineError
-    from titan_actors.messages import CancelOpenOrders, OpenOrdersCanceled
+    from titan_actors.messages import (
+        CancelOpenOrders,
+        FlattenPositions,
+        OpenOrdersCanceled,
+        PositionsFlattened,
+    )
 
     scope = str(request.get("scope", "global"))
     kind, _, name = scope.partition(":")
     venues = [name] if kind == "venue" else list(engine.config.venues)
-    message = CancelOpenOrders(scope, str(request["reason"]), str(request["operator"]))
+    kind_of = FlattenPositions if flatten else CancelOpenOrders
+    message = kind_of(scope, str(request["reason"]), str(request["operator"]))
     done: dict[str, dict[str, list[str]]] = {}
     unanswered = []
     for venue in venues:
@@ -261,11 +270,21 @@ def _cancel_open(engine: Any, request: dict[str, Any]) -> dict[str, Any]:
             reply = engine.ask_role(f"venue:{venue}", message, timeout=5.0)
         except EngineError:  # restarting: no address now
             reply = None
-        if isinstance(reply, OpenOrdersCanceled):
-            done[venue] = {"canceled": list(reply.canceled), "dropped": list(reply.dropped)}
+        if isinstance(reply, OpenOrdersCanceled | PositionsFlattened):
+            done[venue] = _venue_done(reply)
         else:
             unanswered.append(venue)
     return {"scope": scope, "venues": done, "unanswered": unanswered}
+
+
+def _venue_done(reply: Any) -> dict[str, Any]:
+    """What one adapter did for cancel-all or flatten, as the replies show it."""
+    done: dict[str, Any] = {"canceled": list(reply.canceled), "dropped": list(reply.dropped)}
+    if hasattr(reply, "closing"):
+        done["closing"] = reply.closing
+        if reply.refused:
+            done["refused"] = reply.refused
+    return done
 
 
 def _status_json(engine: Any) -> dict[str, Any]:
@@ -441,8 +460,9 @@ def cmd_cancel_all(args: argparse.Namespace) -> int:
     config = _config(args)
     if not valid_scope(args.scope):
         return _fail("--scope: must be global, venue:NAME or symbol:SYMBOL", EXIT_USAGE)
-    request = {"cmd": "cancel_all", "scope": args.scope, "reason": args.reason, "operator": args.operator}
-    reply = _ask(config.data_dir, request, "cancel-all failed")
+    cmd = "flatten" if args.command == "flatten" else "cancel_all"
+    request = {"cmd": cmd, "scope": args.scope, "reason": args.reason, "operator": args.operator}
+    reply = _ask(config.data_dir, request, f"{args.command} failed")
     reply.pop("ok", None)
     print(_json(reply))
     if reply["unanswered"]:
@@ -696,12 +716,14 @@ def build_parser() -> argparse.ArgumentParser:
             state.add_argument("--cancel-open", action="store_true",
                                help="also cancel the scope's resting orders (after the halt is set)")
         state.set_defaults(func=cmd_trading_state)
-    cancel_all = sub.add_parser("cancel-all", parents=[common],
-                                help="cancel every resting order of a scope (kill switch; trading goes on)")
-    cancel_all.add_argument("--reason", required=True)
-    cancel_all.add_argument("--operator", default=os.environ.get("USER", "operator"))
-    cancel_all.add_argument("--scope", default="global", help="global (default), venue:NAME or symbol:SYMBOL")
-    cancel_all.set_defaults(func=cmd_cancel_all)
+    for name, help_text in (
+            ("cancel-all", "cancel every resting order of a scope (kill switch; trading goes on)"),
+            ("flatten", "cancel-all, then close every position of the scope with reduce-only market orders")):
+        switch = sub.add_parser(name, parents=[common], help=help_text)
+        switch.add_argument("--reason", required=True)
+        switch.add_argument("--operator", default=os.environ.get("USER", "operator"))
+        switch.add_argument("--scope", default="global", help="global (default), venue:NAME or symbol:SYMBOL")
+        switch.set_defaults(func=cmd_cancel_all)
 
     risk = sub.add_parser("risk", help="the risk guard")
     risk_sub = risk.add_subparsers(dest="risk", required=True)

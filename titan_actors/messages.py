@@ -32,6 +32,7 @@ __all__ = [
     "Evaluation",
     "EventsStored",
     "ExecutionReport",
+    "FlattenPositions",
     "GetDirectory",
     "Init",
     "InjectFault",
@@ -51,6 +52,7 @@ __all__ = [
     "PolicyReplaced",
     "Pong",
     "PositionSnapshot",
+    "PositionsFlattened",
     "PriceUpdate",
     "PriceUpdates",
     "PublishEvents",
@@ -501,6 +503,32 @@ class OpenOrdersCanceled:
     venue: str
     canceled: tuple[str, ...]
     dropped: tuple[str, ...]
+    corr: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FlattenPositions:
+    """Operator (kill switch): `CancelOpenOrders` of the scope, then close
+    every position of the scope at this adapter's venue with a reduce-only
+    market order (sent whatever the trading state)."""
+
+    scope: str
+    reason: str
+    operator: str
+    corr: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PositionsFlattened:
+    """Adapter → operator: what it canceled and dropped, the closing orders
+    it sent (`closing[symbol]` = `{"client_order_id", "quantity"}`), or why
+    it would not (`refused`)."""
+
+    venue: str
+    canceled: tuple[str, ...]
+    dropped: tuple[str, ...]
+    closing: dict[str, dict[str, Any]]
+    refused: str = ""
     corr: str = ""
 
 

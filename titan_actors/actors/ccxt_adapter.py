@@ -493,6 +493,34 @@ class CcxtVenueAdapter(VenueAdapter):
         emulated = order.order_type == "stop" and self.emulate_stops
         return emulated or order.client_order_id in self.armed or self.exchange == "bybit"
 
+    def _held_symbols(self) -> set[str]:
+        return set(self.client.markets)  # positions are the exchange's: ask about each market
+
+    def _close_positions(self, symbols: list[str], answer: Any) -> None:
+        """Each symbol's position asked of the exchange, then closed; `answer`
+        once every one is (a symbol whose position could not be read is named
+        with the error: nothing was sent for it)."""
+        symbols = [s for s in symbols if s in self.client.markets]
+        closing: dict[str, dict[str, Any]] = {}
+        left = set(symbols)
+
+        def read(symbol: str, position: Any, error: BaseException | None) -> None:
+            left.discard(symbol)
+            if error is not None:
+                closing[symbol] = {"error": f"position not read: {str(error)[:200]}"}
+            else:
+                sent = self._close(symbol, position[0])
+                if sent is not None:
+                    closing[symbol] = sent
+            if not left:
+                answer(closing)
+
+        if not symbols:
+            answer(closing)
+        for symbol in symbols:
+            self._request("state", f"flatten:{symbol}", partial(self.client.position, symbol),
+                          partial(read, symbol))
+
     def _held_by_venue(self, order: Order) -> bool:
         """A stop the venue holds until it fires (not one the engine emulates)."""
         return order.order_type == "stop" and not self.emulate_stops

@@ -59,8 +59,10 @@ from titan_actors.messages import (
     CancelOpenOrders,
     CommandReply,
     EventsStored,
+    FlattenPositions,
     OpenOrdersCanceled,
     PlaceOrder,
+    PositionsFlattened,
     PriceUpdate,
     PriceUpdates,
     PublishEvents,
@@ -276,10 +278,15 @@ class NatsBridge(TitanActor):
         elif isinstance(msg, TradingStateSet):
             self._respond(msg.corr, {"trading_state": msg.trading_state, "scope": msg.scope,
                                      "states": msg.states, "unconfirmed": list(msg.unconfirmed)})
-        elif isinstance(msg, OpenOrdersCanceled):
+        elif isinstance(msg, OpenOrdersCanceled | PositionsFlattened):
             waiting = self.cancels.get(msg.corr)
             if waiting is not None:
-                waiting["venues"][msg.venue] = {"canceled": list(msg.canceled), "dropped": list(msg.dropped)}
+                done: dict[str, Any] = {"canceled": list(msg.canceled), "dropped": list(msg.dropped)}
+                if isinstance(msg, PositionsFlattened):
+                    done["closing"] = msg.closing
+                    if msg.refused:
+                        done["refused"] = msg.refused
+                waiting["venues"][msg.venue] = done
                 if set(waiting["venues"]) >= set(waiting["asked"]):
                     self._cancels_answered(msg.corr)
         elif isinstance(msg, TreeStatus):
@@ -396,7 +403,7 @@ class NatsBridge(TitanActor):
         route = {
             subjects.CMD_PLACE: self._place, subjects.CMD_CANCEL: self._cancel,
             subjects.CMD_HALT: self._halt, subjects.CMD_RESUME: self._resume,
-            subjects.CMD_CANCEL_ALL: self._cancel_all,
+            subjects.CMD_CANCEL_ALL: self._cancel_all, subjects.CMD_FLATTEN: self._flatten,
             subjects.CMD_STATUS: self._status,
         }[subject]
         route(corr, command)
@@ -446,9 +453,15 @@ class NatsBridge(TitanActor):
         return scope
 
     def _cancel_all(self, corr: str, command: dict[str, Any]) -> None:
-        """Kill switch: every venue adapter of the scope cancels its open
-        orders; answered once all did (or, at the timeout, with those that did
-        and the others `unanswered`)."""
+        self._kill_switch(corr, command, CancelOpenOrders)
+
+    def _flatten(self, corr: str, command: dict[str, Any]) -> None:
+        self._kill_switch(corr, command, FlattenPositions)
+
+    def _kill_switch(self, corr: str, command: dict[str, Any], kind_of: Any) -> None:
+        """Every venue adapter of the scope cancels its open orders (and, for
+        flatten, closes its positions); answered once all did (or, at the
+        timeout, with those that did and the others `unanswered`)."""
         scope = self._operator_scope(corr, command)
         if scope is None:
             return
@@ -458,7 +471,7 @@ class NatsBridge(TitanActor):
             return
         asked = [name] if kind == "venue" else sorted(self.venues)
         self.cancels[corr] = {"scope": scope, "asked": asked, "venues": {}}
-        message = CancelOpenOrders(scope, command["reason"], command["operator"], corr)
+        message = kind_of(scope, command["reason"], command["operator"], corr)
         for venue in asked:
             self.tell(f"venue:{venue}", message)  # one that is restarting is named as unanswered
 

@@ -62,6 +62,7 @@ from titan_actors.messages import (
     CancelOrder,
     CommandRefused,
     ExecutionReport,
+    FlattenPositions,
     OpenOrdersCanceled,
     OrderAborted,
     OrderAccepted,
@@ -70,6 +71,7 @@ from titan_actors.messages import (
     OrderPrepared,
     PaperAdjust,
     PaperPlace,
+    PositionsFlattened,
     PriceUpdate,
     PriceUpdates,
     ReconcileNow,
@@ -251,7 +253,11 @@ class VenueAdapter(TitanActor):
             for quote in msg.quotes:
                 self._on_price(quote)
         elif isinstance(msg, CancelOpenOrders):
-            self._cancel_open(msg, sender)
+            canceled, dropped = self._cancel_scope(msg.scope, msg.reason, msg.operator)
+            done = OpenOrdersCanceled(self.venue_name, canceled, dropped, msg.corr)
+            self.tell(sender, done, via="thespian")
+        elif isinstance(msg, FlattenPositions):
+            self._flatten(msg, sender)
         elif isinstance(msg, CancelExits):
             log.warning("venue %s: %s is flat at the venue: canceling its exits", self.venue_name, msg.symbol)
             self._cancel_exits(None, msg.symbol)
@@ -430,7 +436,7 @@ class VenueAdapter(TitanActor):
     def _gate_of(self, order: Order) -> SendGate:
         return send_gate(self.states, venue=order.exchange, symbol=order.symbol, side=order.side,
                          reduce_only=order.reduce_only, exit_leg=order.leg != "entry",
-                         spot=self.config.get("market", "linear") == "spot")
+                         spot=self.config.get("market", "linear") == "spot", flatten=order.leg == "flatten")
 
     def _reject_unsent(self, order: Order, reply_to: str | None, code: str, reason: str) -> None:
         rejected = with_status(order, "REJECTED", now_ms(), reason=reason)
@@ -594,18 +600,18 @@ class VenueAdapter(TitanActor):
             self.tell("risk", OrderDropped(decision.order.client_order_id))
         self.tell(msg.reply_to, OrderAborted(msg.signal_id))
 
-    def _cancel_open(self, msg: CancelOpenOrders, asker: Any) -> None:
+    def _cancel_scope(self, scope: str, reason: str,
+                      operator: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Kill switch: every order of the scope here that is not final is
         canceled — staged ones dropped (a CONFIRM of them is refused), held
         exits canceled in the journal, the rest canceled at the venue (an
-        unknown outcome is looked up as for any cancel) — and the operator is
-        told which."""
-        kind, _, name = msg.scope.partition(":")
+        unknown outcome is looked up as for any cancel). Returns the client
+        order ids canceled and dropped."""
+        kind, _, name = scope.partition(":")
         if kind == "venue" and name != self.venue_name:
-            self.tell(asker, OpenOrdersCanceled(self.venue_name, (), (), msg.corr), via="thespian")
-            return
-        log.warning("venue %s: canceling every open order of %s: %s (%s)", self.venue_name, msg.scope,
-                    msg.reason, msg.operator)
+            return (), ()
+        log.warning("venue %s: canceling every open order of %s: %s (%s)", self.venue_name, scope, reason,
+                    operator)
         canceled: list[str] = []
         dropped: list[str] = []
         for order in [o for o in self.journal.live.values() if kind != "symbol" or o.symbol == name]:
@@ -616,16 +622,71 @@ class VenueAdapter(TitanActor):
                     self._commit([decision.order])
                     self.tell("risk", OrderDropped(coid))
                     dropped.append(coid)
-            elif order.stage == "CONFIRMED" and not order.final:
+            elif order.stage == "CONFIRMED" and not order.final and order.leg != "flatten":
                 if self.held_exits.pop(coid, None) is not None:  # never sent: nothing at the venue
-                    held = with_status(order, "CANCELED", now_ms(), reason=f"canceled by {msg.operator}")
+                    held = with_status(order, "CANCELED", now_ms(), reason=f"canceled by {operator}")
                     self._commit([held], [(held, None)])
                     self._report(held, None)
                 else:
                     self._cancel_at_venue(order, None)
                 canceled.append(coid)
-        self.tell(asker, OpenOrdersCanceled(self.venue_name, tuple(canceled), tuple(dropped), msg.corr),
-                  via="thespian")
+        return tuple(canceled), tuple(dropped)
+
+    def _flatten(self, msg: FlattenPositions, asker: Any) -> None:
+        """Kill switch: cancel the scope's orders, then close each of its
+        positions here with a reduce-only market order (leg `flatten`, sent
+        whatever the trading state). A spot wallet is refused: it holds coins
+        that are not the engine's."""
+        kind, _, name = msg.scope.partition(":")
+        if kind == "venue" and name != self.venue_name:
+            self.tell(asker, PositionsFlattened(self.venue_name, (), (), {}, corr=msg.corr), via="thespian")
+            return
+        if self.config.get("market", "linear") == "spot":
+            refused = "a spot wallet holds coins that are not the engine's: sell them with an order"
+            self.tell(asker, PositionsFlattened(self.venue_name, (), (), {}, refused, msg.corr),
+                      via="thespian")
+            return
+        canceled, dropped = self._cancel_scope(msg.scope, msg.reason, msg.operator)
+        symbols = [name] if kind == "symbol" else \
+            sorted(set(self.config.get("symbols", ())) | self._held_symbols())
+
+        def answer(closing: dict[str, dict[str, Any]]) -> None:
+            self.tell(asker, PositionsFlattened(self.venue_name, canceled, dropped, closing, corr=msg.corr),
+                      via="thespian")
+
+        self._close_positions(symbols, answer)
+
+    def _held_symbols(self) -> set[str]:
+        """Symbols the venue holds a position in (the paper venue's book)."""
+        assert self.venue is not None
+        return {s for s, (qty, _avg) in self.venue.positions.items() if qty}
+
+    def _close_positions(self, symbols: list[str], answer: Any) -> None:
+        """Close the venue's position in each of `symbols`; `answer(closing)`."""
+        assert self.venue is not None
+        closing = {}
+        for symbol in symbols:
+            sent = self._close(symbol, self.venue.positions.get(symbol, (ZERO, ZERO))[0])
+            if sent is not None:
+                closing[symbol] = sent
+        answer(closing)
+
+    def _close(self, symbol: str, qty: Decimal) -> dict[str, Any] | None:
+        """Journal and send the reduce-only market order that closes `qty`."""
+        quantity = self._instrument(symbol).quantity(abs(qty))
+        if quantity <= 0:
+            return None
+        now = now_ms()
+        signal_id = f"flatten-{self.venue_name}-{symbol}-{now}"
+        order = Order(client_order_id=client_order_id(signal_id), signal_id=signal_id, symbol=symbol,
+                      side="sell" if qty > 0 else "buy", quantity=quantity, order_type="market", price=None,
+                      time_in_force="GTC", reduce_only=True, exchange=self.venue_name, leg="flatten",
+                      stage="CONFIRMED", status="SUBMITTED", prepared_at=now, confirmed_at=now,
+                      updated_at=now, reason="flatten by the operator")
+        log.warning("venue %s: flatten %s: %s %s", self.venue_name, symbol, order.side, quantity)
+        self._commit([order], [(order, None)])
+        self._send_to_venue(order, None)
+        return {"client_order_id": order.client_order_id, "quantity": quantity, "side": order.side}
 
     def _cancel(self, msg: CancelOrder) -> None:
         order = self.journal.get(client_order_id(msg.signal_id))

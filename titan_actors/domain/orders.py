@@ -179,6 +179,8 @@ def with_status(order: Order, status: str, now_ms: int, *, order_id: str = "", r
 
 def close_reason(leg: str) -> str:
     """Why a position closed, by the leg whose fill closed it."""
+    if leg == "flatten":
+        return "flatten"  # an operator's kill switch
     return "stop_loss" if leg == "sl" else "take_profit" if leg.startswith("tp") else "signal"
 
 

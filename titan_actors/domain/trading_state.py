@@ -42,12 +42,14 @@ class SendGate:
 
 
 def send_gate(states: Mapping[str, str] | None, *, venue: str, symbol: str, side: str,
-              reduce_only: bool, exit_leg: bool, spot: bool) -> SendGate:
+              reduce_only: bool, exit_leg: bool, spot: bool, flatten: bool = False) -> SendGate:
     """The trading state checked at the point of sending: an order prepared
     or confirmed before a halt, or an exit placed after a fill, goes out only
     if the state now allows it. REDUCING sends a derivative order as
     reduce-only (the venue then never lets it grow the position) and refuses
     a spot buy (a spot position is only ever long)."""
+    if flatten:  # an operator's flatten closes a position whatever the state: it only ever reduces
+        return SendGate("send", reduce_only=True)
     if states is None:
         return SendGate("hold" if exit_leg else "busy", "the trading state is not known yet")
     state, scope = effective_state(states, venue=venue, symbol=symbol)

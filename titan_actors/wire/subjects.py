@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "CMD_CANCEL",
     "CMD_CANCEL_ALL",
+    "CMD_FLATTEN",
     "CMD_HALT",
     "CMD_PLACE",
     "CMD_RESUME",
@@ -27,9 +28,10 @@ CMD_CANCEL = "titan.cmd.execution.cancel.v1"
 CMD_HALT = "titan.cmd.operator.halt.v1"
 CMD_RESUME = "titan.cmd.operator.resume.v1"
 CMD_CANCEL_ALL = "titan.cmd.operator.cancel_all.v1"
+CMD_FLATTEN = "titan.cmd.operator.flatten.v1"
 CMD_STATUS = "titan.cmd.operator.status.v1"
 OPERATOR_PREFIX = "titan.cmd.operator."
-COMMANDS = (CMD_PLACE, CMD_CANCEL, CMD_HALT, CMD_RESUME, CMD_STATUS, CMD_CANCEL_ALL)
+COMMANDS = (CMD_PLACE, CMD_CANCEL, CMD_HALT, CMD_RESUME, CMD_STATUS, CMD_CANCEL_ALL, CMD_FLATTEN)
 
 MARKET_TICKER = "titan.data.market.ticker.v1"
 MARKET_BOOK = "titan.data.market.book.v1"
