@@ -68,6 +68,7 @@ from titan_actors.domain.orders import (
     stop_triggered,
     with_status,
 )
+from titan_actors.domain.reconciliation import FillInFlight
 from titan_actors.domain.throttle import backoff_s
 from titan_actors.messages import (
     CommandRefused,
@@ -648,8 +649,8 @@ class CcxtVenueAdapter(VenueAdapter):
             order = by_id.get(order_id) or by_coid.get(coid)
             if order is None:
                 known = (order_id and self.journal.by_order_id(order_id)) or (coid and self.journal.get(coid))
-                if not known and self._fired_stops_unknown(symbol):
-                    continue  # a venue-held stop fired as an order of its own: learning which first
+                if not known and (self._maybe_unanswered(symbol, trade) or self._fired_stops_unknown(symbol)):
+                    continue  # maybe ours, not known by its order id yet: applied once it is
                 if not known:  # a known order's trades were applied before it became final
                     self._venue_data_problem(symbol, f"trade:{trade.get('id')}",
                                              f"trade {trade.get('id')} of an order the engine does not know "
@@ -671,6 +672,37 @@ class CcxtVenueAdapter(VenueAdapter):
             current[order.client_order_id] = applied
         if events:
             self._after_changes(self._apply(events))
+
+    def _unanswered_creates(self, symbol: str) -> list[Order]:
+        """Orders on `symbol` sent whose create the venue has not answered yet:
+        their trades carry an order id not known here until it does."""
+        return [o for o in self.journal.live.values() if o.symbol == symbol and o.stage == "CONFIRMED"
+                and o.status == "SUBMITTED" and not o.order_id and o.client_order_id not in self.armed]
+
+    def _maybe_unanswered(self, symbol: str, trade: dict[str, Any]) -> bool:
+        """`trade` may belong to an order whose create is unanswered: one is, and
+        the trade is not older than the oldest of them (a second allowed for
+        the venue's clock; an older unknown trade cannot be theirs)."""
+        unanswered = self._unanswered_creates(symbol)
+        return bool(unanswered) and int(trade.get("timestamp") or 0) >= min(
+            o.confirmed_at for o in unanswered) - 1000
+
+    def _unmapped_fills(self, symbol: str, trades: list[dict[str, Any]]) -> list[FillInFlight]:
+        """The trades of a state question's poll that are not mapped to an order
+        here while creates are unanswered: maybe ours (the venue's figures may
+        count them, the shadow does not yet), so part of the cut."""
+        fills = []
+        for trade in trades:
+            if not self._maybe_unanswered(symbol, trade):
+                continue
+            order_id, coid = str(trade.get("order") or ""), str(trade.get("clientOrderId") or "")
+            if (order_id and self.journal.by_order_id(order_id)) or (coid and self.journal.get(coid)):
+                continue
+            fill = _fill_of(trade)
+            if isinstance(fill, Fill) and trade.get("side") in ("buy", "sell"):
+                signed = fill.qty if trade["side"] == "buy" else -fill.qty
+                fills.append(FillInFlight(fill.trade_id, signed, fill.ts, counted=False))
+        return fills
 
     def _fired_stops_unknown(self, symbol: str) -> bool:
         """A trade of an order nobody here placed, while stops the venue holds
@@ -801,11 +833,15 @@ class CcxtVenueAdapter(VenueAdapter):
                 orders[coid] = {"side": armed.side, "remaining": armed.remaining, "price": None,
                                 "status": armed.status}
 
-        def answer(_trades: Any, trades_error: BaseException | None) -> None:
+        def answer(trades: Any, trades_error: BaseException | None) -> None:
             self._stop_learning(symbol, learned)
             if trades_error is None:
                 qty, avg = position
-                self.tell(asker, self._state_of(symbol, qty, avg, orders, learned))
+                # Orders whose create is unanswered may have traded under an order id
+                # not known yet: their trades are part of the cut, and they are in flight.
+                unmapped = self._unmapped_fills(symbol, trades)
+                pending = {o.client_order_id for o in self._unanswered_creates(symbol)}
+                self.tell(asker, self._state_of(symbol, qty, avg, orders, learned, unmapped, pending))
 
         self._poll_trades(symbol, then=answer)
 

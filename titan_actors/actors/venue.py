@@ -34,7 +34,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -521,23 +521,29 @@ class VenueAdapter(TitanActor):
             self.learning.pop(symbol, None)
 
     def _state_of(self, symbol: str, qty: Decimal, avg: Decimal | None, orders: dict[str, dict[str, Any]],
-                  learned: Sequence[ExecutionReport] = ()) -> VenueState:
+                  learned: Sequence[ExecutionReport] = (), unmapped: Sequence[FillInFlight] = (),
+                  pending: Collection[str] = ()) -> VenueState:
         """The venue's figures with what is on its way to the position actor
         (a consistent cut, `domain.reconciliation`): the fills of updates not
         yet acknowledged, which the figures count, and of updates `learned`
-        while the venue was being asked, which they may or may not count."""
+        while the venue was being asked, which they may or may not count;
+        `unmapped`: trades that may be ours but are not mapped to an order
+        yet (maybe counted); `pending`: orders whose state is not known yet."""
         assert self.deliveries is not None
         dest = f"position:{symbol}"
-        pending = [m for d, m in self.deliveries.pending.values() if d == dest]
+        waiting = [m for d, m in self.deliveries.pending.values() if d == dest]
         fills: dict[str, FillInFlight] = {}
-        for reports, counted in ((pending, True), (learned, False)):
+        for reports, counted in ((waiting, True), (learned, False)):
             for report in reports:
                 fill = report.last_fill
                 if fill is not None:
                     trade_id = str(fill["trade_id"])
                     signed = fill["qty"] if report.side == "buy" else -fill["qty"]
                     fills[trade_id] = FillInFlight(trade_id, signed, int(fill["ts"]), counted)
-        busy = frozenset(m.client_order_id for m in itertools.chain(pending, learned))
+        for fill in unmapped:
+            fills.setdefault(fill.trade_id, fill)
+        busy = frozenset(itertools.chain((m.client_order_id for m in itertools.chain(waiting, learned)),
+                                         pending))
         return VenueState(self.venue_name, symbol, qty, avg, orders, now_ms(), tuple(fills.values()), busy)
 
     def _unreachable(self, order: Order, reply_to: str | None, reason: str) -> None:
