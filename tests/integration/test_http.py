@@ -164,16 +164,16 @@ def test_metrics_show_each_venue_the_workers_and_jetstream(tmp_path: Path) -> No
         with engine.client() as client:
             assert client.prepare("v-1", "BTCUSDT", "buy", 0.01)["type"] == "PREPARED"
             assert client.confirm("v-1")["type"] == "ACCEPTED"
-        published = ("titan_jetstream_published_total", ())
-        samples = wait_for(lambda: (s := _samples(engine)).get(published, 0) >= 3 and s, 10, 0.2,
-                           "events acknowledged by JetStream")
         ex = (("venue", "ex"),)
+        submitted = ("titan_venue_submitted_total", ex)
+        samples = wait_for(lambda: (s := _samples(engine)).get(submitted) == 1 and s, 10, 0.2,
+                           "a status round after the order")
+        assert samples[("titan_jetstream_published_total", ())] >= 3
         assert samples[("titan_venue_round_trip_seconds_count", ex)] >= 3, "markets, the create, polls"
         every = samples[("titan_venue_round_trip_seconds_bucket", (("le", "+Inf"), ("venue", "ex")))]
         assert every == samples[("titan_venue_round_trip_seconds_count", ex)]
         assert ("titan_venue_rate_limit_headroom", ex) in samples
         assert samples[("titan_venue_private_stream", (("state", "off"), ("venue", "ex")))] == 1
-        assert samples[("titan_venue_submitted_total", ex)] == 1
         workers = {dict(k[1])["worker"] for k in samples if k[0] == "titan_worker_resident_memory_bytes"}
         running = {a["role"]: a["worker"] for a in engine.status()["actors"]}
         assert workers == set(running.values()), "every worker of the placement"
