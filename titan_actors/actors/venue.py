@@ -779,8 +779,9 @@ class VenueAdapter(TitanActor):
             elif order.leg != "entry" or order.filled_qty > 0:
                 # An entry filled (part of it), or an exit was accepted or took
                 # part of the position: the exits follow.
-                entry = self.journal.get(client_order_id(order.signal_id))
-                if entry is not None and entry.filled_qty > 0:
+                entry = order if order.leg == "entry" else self.journal.get(client_order_id(order.signal_id))
+                if entry is not None and entry.filled_qty > 0 and (entry.stop_loss is not None
+                                                                    or entry.take_profits):
                     self._fit_exits(entry)
 
     def _fit_exits(self, entry: Order) -> None:
