@@ -271,20 +271,10 @@ def _cancel_open(engine: Any, request: dict[str, Any], *, flatten: bool = False)
         except EngineError:  # restarting: no address now
             reply = None
         if isinstance(reply, OpenOrdersCanceled | PositionsFlattened):
-            done[venue] = _venue_done(reply)
+            done[venue] = reply.summary()
         else:
             unanswered.append(venue)
     return {"scope": scope, "venues": done, "unanswered": unanswered}
-
-
-def _venue_done(reply: Any) -> dict[str, Any]:
-    """What one adapter did for cancel-all or flatten, as the replies show it."""
-    done: dict[str, Any] = {"canceled": list(reply.canceled), "dropped": list(reply.dropped)}
-    if hasattr(reply, "closing"):
-        done["closing"] = reply.closing
-        if reply.refused:
-            done["refused"] = reply.refused
-    return done
 
 
 def _status_json(engine: Any) -> dict[str, Any]:

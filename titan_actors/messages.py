@@ -505,6 +505,10 @@ class OpenOrdersCanceled:
     dropped: tuple[str, ...]
     corr: str = ""
 
+    def summary(self) -> dict[str, Any]:
+        """What the operator is shown for this venue (CLI and NATS alike)."""
+        return {"canceled": list(self.canceled), "dropped": list(self.dropped)}
+
 
 @dataclass(frozen=True, slots=True)
 class FlattenPositions:
@@ -530,6 +534,13 @@ class PositionsFlattened:
     closing: dict[str, dict[str, Any]]
     refused: str = ""
     corr: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        done: dict[str, Any] = {"canceled": list(self.canceled), "dropped": list(self.dropped),
+                                "closing": self.closing}
+        if self.refused:
+            done["refused"] = self.refused
+        return done
 
 
 @dataclass(frozen=True, slots=True)

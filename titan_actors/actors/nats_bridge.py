@@ -281,12 +281,7 @@ class NatsBridge(TitanActor):
         elif isinstance(msg, OpenOrdersCanceled | PositionsFlattened):
             waiting = self.cancels.get(msg.corr)
             if waiting is not None:
-                done: dict[str, Any] = {"canceled": list(msg.canceled), "dropped": list(msg.dropped)}
-                if isinstance(msg, PositionsFlattened):
-                    done["closing"] = msg.closing
-                    if msg.refused:
-                        done["refused"] = msg.refused
-                waiting["venues"][msg.venue] = done
+                waiting["venues"][msg.venue] = msg.summary()
                 if set(waiting["venues"]) >= set(waiting["asked"]):
                     self._cancels_answered(msg.corr)
         elif isinstance(msg, TreeStatus):

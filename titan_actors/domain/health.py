@@ -16,7 +16,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Health", "health"]
+__all__ = ["Health", "health", "venue_reachable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ def health(actors: Sequence[Mapping[str, Any]], missing: Collection[str],
     components["gateway"] = _ok() if gateway.get("serving") else _failing("the FastPath socket is not served")
     for role, actor in sorted(by_role.items()):
         if role.startswith("venue:"):
-            components[role] = _venue(actor.get("detail", {}))
+            components[role] = venue_reachable(actor.get("detail", {}))
     unreconciled = sorted(
         f"{role.removeprefix('position:')} on {venue}"
         for role, actor in by_role.items() if role.startswith("position:")
@@ -73,7 +73,9 @@ def health(actors: Sequence[Mapping[str, Any]], missing: Collection[str],
     return Health(all(c["ok"] for c in components.values()), components)
 
 
-def _venue(detail: Mapping[str, Any]) -> dict[str, Any]:
+def venue_reachable(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """A venue adapter's status detail → `{"ok": ...}` (and why not): paper not
+    in an outage, an exchange's connection `ready`."""
     if detail.get("down"):
         return _failing("the venue is down")
     connection = detail.get("connection")

@@ -17,7 +17,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from titan_actors.domain.health import Health
+from titan_actors.domain.health import Health, venue_reachable
 from titan_actors.messages import TreeStatus
 
 __all__ = ["render_metrics"]
@@ -151,8 +151,7 @@ class _TreeCollector:
         healthy = GaugeMetricFamily("titan_venue_up", "1 while the venue can be reached", labels=["venue"])
         for name, detail in sorted(venues.items()):
             live.add_metric([name], _number(detail.get("live_orders", 0)))
-            reachable = not detail.get("down") and detail.get("connection", "ready") == "ready"
-            healthy.add_metric([name], 1.0 if reachable else 0.0)
+            healthy.add_metric([name], 1.0 if venue_reachable(detail)["ok"] else 0.0)
         yield live
         yield healthy
         headroom = GaugeMetricFamily("titan_venue_rate_limit_headroom",
