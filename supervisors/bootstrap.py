@@ -58,7 +58,14 @@ from titan_actors.runtime.placement import ROOT_WORKER
 from titan_actors.runtime.procs import hostname, parent_of, pgid_alive, pgid_members, pid_alive
 from titan_actors.runtime.protocol import KillRole, Routed, StartCell, WorkerInit
 from titan_actors.runtime.worker import WORKER_CLASS
-from titan_actors.secret import NATS_AUTH_FILE, ensure_nats_auth, ensure_secret, redact_url
+from titan_actors.secret import (
+    API_TOKEN_FILE,
+    NATS_AUTH_FILE,
+    OPERATOR_TOKEN_FILE,
+    ensure_nats_auth,
+    ensure_secret,
+    redact_url,
+)
 
 __all__ = [
     "Engine",
@@ -155,6 +162,9 @@ class Engine:
             if socket_is_live(sock):
                 raise EngineRunning(f"a live engine already serves the FastPath socket {sock}")
             ensure_secret(self.data_dir, self.config["ipc.hmac_secret"])
+            if self.config["http.listen"] != "off":
+                ensure_secret(self.data_dir, self.config["http.api_token"], name=API_TOKEN_FILE)
+                ensure_secret(self.data_dir, self.config["http.operator_token"], name=OPERATOR_TOKEN_FILE)
             self.marker.unlink(missing_ok=True)
             if not self.nats_url:
                 self.nats = EmbeddedNats(

@@ -98,6 +98,18 @@ def _worker_overrides(v: Any) -> str | None:
     return None
 
 
+def _secret(env: str) -> Check:
+    def check(value: str) -> str | None:
+        return None if not value or len(value.encode()) >= 32 else f"must be at least 32 bytes ({env})"
+    return check
+
+
+def _sources(value: list[Any]) -> str | None:
+    if not value or not all(isinstance(v, str) and 0 < len(v) <= 64 for v in value):
+        return "must be a non-empty list of source names (strings of 1-64 characters)"
+    return None
+
+
 # section -> key -> (type, default, check)
 _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, Check | None]]] = {
     "engine": {
@@ -158,6 +170,14 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, Check | None]]]
     },
     "http": {
         "listen": (str, "127.0.0.1:8470", _listen),
+        "webhook_secret": (str, "", _secret("TITAN_WEBHOOK_SECRET")),
+        "webhook_sources": (list, ["titan_dashboard"], _sources),
+        "api_token": (str, "", _secret("TITAN_API_TOKEN")),
+        "operator_token": (str, "", _secret("TITAN_OPERATOR_TOKEN")),
+    },
+    "sizing": {
+        "risk_per_trade_pct": ((int, float), 0.0, lambda v: None if 0 <= v <= 100 else "must be 0 to 100"),
+        "equity": ((int, float), 0.0, _non_negative),
     },
     "placement": {
         "profile": (str, "packed", _one_of("packed", "isolated")),
@@ -201,6 +221,9 @@ ENV_VARS = {
     "TITAN_IPC_SOCKET": "ipc.socket",
     "TITAN_HMAC_SECRET": "ipc.hmac_secret",
     "TITAN_HTTP_LISTEN": "http.listen",
+    "TITAN_WEBHOOK_SECRET": "http.webhook_secret",
+    "TITAN_API_TOKEN": "http.api_token",
+    "TITAN_OPERATOR_TOKEN": "http.operator_token",
     "NATS_URL": "nats.url",
     "TITAN_OPERATOR_SECRET": "nats.operator_secret",
     "NATS_USER": "nats.user",
@@ -363,6 +386,11 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
     if operator and operator == secret:
         raise ConfigError("nats.operator_secret",
                           "must not be the FastPath secret: a strategy could lift a halt")
+    if sections["sizing"]["risk_per_trade_pct"] and not (sections["sizing"]["equity"] or risk.get("equity")):
+        raise ConfigError("sizing.equity", "must be set (> 0), or [risk] equity, when risk_per_trade_pct is")
+    tokens = [sections["http"]["api_token"], sections["http"]["operator_token"]]
+    if all(tokens) and tokens[0] == tokens[1]:
+        raise ConfigError("http.operator_token", "must not be the read token: a dashboard could halt trading")
     if sections["supervision"]["backoff_max_s"] < sections["supervision"]["backoff_initial_s"]:
         raise ConfigError("supervision.backoff_max_s", "must be >= backoff_initial_s")
     return Config(sections={**sections, "risk": risk}, venues=venues, source=source)

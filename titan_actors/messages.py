@@ -82,6 +82,7 @@ __all__ = [
     "VenueOrdersRequest",
     "VenueState",
     "VenueStateRequest",
+    "WebhookRequest",
 ]
 
 
@@ -590,6 +591,15 @@ class PlaceOrder:
 @dataclass(frozen=True, slots=True)
 class CancelByNats:
     signal_id: str
+    corr: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """HTTP actor → gateway: a FastPath request object that came by
+    `POST /webhook` (authenticated there); answered with `CommandReply`."""
+
+    request: dict[str, Any]
     corr: str
 
 

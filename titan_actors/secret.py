@@ -1,9 +1,12 @@
-"""The engine's secrets on disk: the FastPath HMAC secret and the embedded
-nats-server's credentials, both in the data dir, mode 0600, owned by the
+"""The engine's secrets on disk: the FastPath HMAC secret, the HTTP API's
+tokens and the embedded nats-server's credentials, all in the data dir, mode 0600, owned by the
 engine's user.
 
 - `<data>/hmac.secret`: `TITAN_HMAC_SECRET` when configured, else a random
   one made on first start, which every part of the engine and the CLI read.
+- `<data>/api.token`, `<data>/operator.token`: the HTTP API's read and
+  operator bearer tokens (`[http] api_token` / `operator_token`, else
+  random ones made on first start).
 - `<data>/nats.auth`: user and password of the embedded nats-server, made on
   first start; the server's config and every titan client use them.
 
@@ -28,7 +31,9 @@ from urllib.parse import urlsplit, urlunsplit
 from titan_actors.runtime.files import UnsafeFileError, read_private, write_private
 
 __all__ = [
+    "API_TOKEN_FILE",
     "NATS_AUTH_FILE",
+    "OPERATOR_TOKEN_FILE",
     "SECRET_FILE",
     "UnsafeFileError",
     "ensure_nats_auth",
@@ -40,23 +45,27 @@ __all__ = [
 ]
 
 SECRET_FILE = "hmac.secret"
+API_TOKEN_FILE = "api.token"
+OPERATOR_TOKEN_FILE = "operator.token"
 NATS_AUTH_FILE = "nats.auth"
 
 
-def read_secret(data_dir: str | os.PathLike[str], configured: str = "") -> bytes:
+def read_secret(data_dir: str | os.PathLike[str], configured: str = "", *, name: str = SECRET_FILE) -> bytes:
+    """The configured value, else the one in `<data>/<name>`."""
     if configured:
         return configured.encode()
-    return read_private(Path(data_dir) / SECRET_FILE).strip()
+    return read_private(Path(data_dir) / name).strip()
 
 
-def ensure_secret(data_dir: Path, configured: str) -> bytes:
-    """The secret, creating `<data>/hmac.secret` if there is none yet."""
+def ensure_secret(data_dir: Path, configured: str, *, name: str = SECRET_FILE) -> bytes:
+    """The secret (or token), creating `<data>/<name>` (32 random bytes, hex)
+    if it is not configured and there is none yet."""
     try:
-        return read_secret(data_dir, configured)
+        return read_secret(data_dir, configured, name=name)
     except FileNotFoundError:
         pass
     secret = secrets.token_hex(32).encode()
-    write_private(data_dir / SECRET_FILE, secret)
+    write_private(data_dir / name, secret)
     return secret
 
 

@@ -48,7 +48,7 @@ from typing import Any
 
 import orjson
 
-from titan_actors.domain.money import json_default
+from titan_actors.domain.money import json_default, to_decimal
 from titan_actors.domain.signals import Refusal, Request, parse_request
 from titan_actors.messages import (
     AbortOrder,
@@ -66,6 +66,7 @@ from titan_actors.messages import (
     StatesApplied,
     SubmitOrder,
     TradingStates,
+    WebhookRequest,
 )
 from titan_actors.runtime import otel
 from titan_actors.runtime.actor import TitanActor, count_boot
@@ -74,6 +75,7 @@ from titan_actors.runtime.files import bind_unix_socket
 from titan_actors.runtime.histogram import Histogram
 from titan_actors.runtime.trace import TRACE, trace
 from titan_actors.secret import read_secret
+from titan_actors.wire.api import webhook_request
 from titan_actors.wire.fastpath import (
     FrameError,
     FrameReader,
@@ -98,7 +100,7 @@ _MAX_CONFIRMERS = 200_000
 _NOT_FINAL = frozenset({"BUSY", "INTERNAL", "STALE", "BAD_FRAME", "BAD_SIGNATURE"})
 
 
-#: Who waits for a reply: a connection id, or ("nats" | "place", correlation id).
+#: Who waits for a reply: a connection id, or ("nats" | "place" | "http", correlation id).
 Target = int | tuple[str, str]
 
 
@@ -148,6 +150,8 @@ class IpcGateway(TitanActor):
         self.timeout_s = int(cfg.get("request_timeout_ms", 2000)) / 1000
         self.venues = {name: frozenset(symbols) for name, symbols in cfg.get("venues", {}).items()}
         self.default_venue = cfg.get("routing", {}).get("default_venue", "paper")
+        # A webhook may leave its quantity to the risk guard (`[sizing]`).
+        self.risk_pct = to_decimal(cfg.get("risk_per_trade_pct", 0), field="risk_per_trade_pct") or None
         self.path = cfg.get("socket", "/tmp/titan-execution.sock")
         # Bound once the risk guard says the engine can take an order (`TradingStates.ready`).
         self.server: socket.socket | None = None
@@ -399,7 +403,7 @@ class IpcGateway(TitanActor):
         parsed = parse_request(obj, now_ms=now_ms(), window_ms=self.window_ms,
                                venues=self.venues, default_venue=self.default_venue)
         if isinstance(parsed, Refusal):
-            self._refuse_unparsed(conn, obj, parsed)
+            self._refuse_unparsed(conn.id, obj, parsed)
             return
         if parsed.type == "PING":
             self._send(conn, _echo(parsed, {"type": "PONG", "engine_ts": now_ms(),
@@ -410,6 +414,32 @@ class IpcGateway(TitanActor):
             self._send(conn, _echo(parsed, _rejected("BUSY", f"{conn.in_flight} requests in flight")))
             return
         self._submit(conn.id, parsed)
+
+    def _on_webhook(self, msg: WebhookRequest) -> None:
+        """A FastPath request that came by HTTP: the same checks and
+        idempotency, `ts` optional; shares the NATS in-flight limit."""
+        target: Target = ("http", msg.corr)
+        converted = webhook_request(msg.request)
+        if isinstance(converted, str):
+            self._refuse_unparsed(target, msg.request, Refusal("INVALID", converted))
+            return
+        request, extra = converted
+        parsed = parse_request(request, now_ms=now_ms(), window_ms=self.window_ms, venues=self.venues,
+                               default_venue=self.default_venue, ts_required=False,
+                               risk_pct=self.risk_pct, extra=extra)
+        if isinstance(parsed, Refusal):
+            self._refuse_unparsed(target, msg.request, parsed)
+        elif parsed.type == "PING":
+            self._send_to(target, _echo(parsed, {"type": "PONG", "engine_ts": now_ms(),
+                                                 "trading_state": self.trading_state}))
+        elif self.server is None:
+            self._deliver(target, parsed, _rejected("BUSY", "the engine is starting; resend"))
+        elif self.nats_in_flight >= self.max_in_flight:
+            self.counts["busy"] += 1
+            self._deliver(target, parsed, _rejected("BUSY", f"{self.nats_in_flight} NATS and HTTP requests "
+                                                            "in flight"))
+        else:
+            self._submit(target, parsed)
 
     def _submit(self, target: Target, req: Request) -> None:
         """One request from a connection (its id) or a NATS command (a tuple)."""
@@ -426,7 +456,7 @@ class IpcGateway(TitanActor):
         else:
             self._route(target, req)
 
-    def _refuse_unparsed(self, conn: _Conn, obj: dict[str, Any], refusal: Refusal) -> None:
+    def _refuse_unparsed(self, target: Target, obj: dict[str, Any], refusal: Refusal) -> None:
         reply = _rejected(refusal.code, refusal.reason)
         for name in ("signal_id", "req_id"):
             if isinstance(obj.get(name), str) and len(obj[name]) <= 128:
@@ -437,10 +467,20 @@ class IpcGateway(TitanActor):
         if keyable and isinstance(signal_id, str):
             stored = self._stored((signal_id, kind))
             if stored is not None:
-                self._send(conn, {**stored, "duplicate": True, **_ids(obj)})
+                self._send_to(target, {**stored, "duplicate": True, **_ids(obj)})
                 return
             self._persist((signal_id, kind), reply)
-        self._send(conn, reply)
+        self._send_to(target, reply)
+
+    def _send_to(self, target: Target, reply: dict[str, Any]) -> None:
+        """A reply that needs no `Request` to be matched (a refusal before parsing)."""
+        if isinstance(target, int):
+            conn = self.by_id.get(target)
+            if conn is not None:
+                self._send(conn, reply)
+            return
+        reply["ts"] = now_ms()
+        self.tell(target[0] if target[0] == "http" else "nats", CommandReply(target[1], reply))
 
     def _route(self, target: Target, req: Request) -> None:
         key = (req.signal_id, req.type)
@@ -488,6 +528,8 @@ class IpcGateway(TitanActor):
             self._on_outcome(msg)
         elif isinstance(msg, ExecutionReport):
             self._on_execution(msg)
+        elif isinstance(msg, WebhookRequest):
+            self._on_webhook(msg)
         elif isinstance(msg, PlaceOrder | CancelByNats):
             if isinstance(msg, PlaceOrder):
                 target, req = ("place", msg.corr), Request("PREPARE", msg.intent.signal_id, now_ms(), None,
@@ -558,9 +600,10 @@ class IpcGateway(TitanActor):
             confirm = Request("CONFIRM", req.signal_id, req.ts, None)
             self._submit(("nats", corr), confirm)
             return
-        reply.pop("req_id", None)
+        if kind != "http":  # the webhook answers with the FastPath reply, `req_id` included
+            reply.pop("req_id", None)
         reply["ts"] = now_ms()
-        self.tell("nats", CommandReply(corr, reply))
+        self.tell("http" if kind == "http" else "nats", CommandReply(corr, reply))
 
     def _settle_unfinal(self, key: tuple[str, str], code: str, reason: str) -> None:
         """Answer everyone waiting on `key` with a reply that is not final:

@@ -52,14 +52,13 @@ from typing import Any
 import orjson
 
 from titan_actors.actors.jetstream import AckedPublisher
+from titan_actors.actors.operator import KillSwitchRounds, OperatorRefusal, operator_command
 from titan_actors.domain.money import json_default, to_decimal
 from titan_actors.domain.signals import Refusal, parse_intent
 from titan_actors.messages import (
     CancelByNats,
-    CancelOpenOrders,
     CommandReply,
     EventsStored,
-    FlattenPositions,
     OpenOrdersCanceled,
     PlaceOrder,
     PositionsFlattened,
@@ -89,7 +88,6 @@ _COMMAND_TIMEOUT_S = 5.0
 _QUOTE_FLUSH_S = 0.02
 _PUBLISH_CHUNK = 500
 _NONCE = b"nonce:"
-MODES = ("HALTED", "REDUCING")
 
 
 def connect_options(config: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +153,8 @@ class NatsBridge(TitanActor):
         self._refill()
         self.inflight: set[bytes] = set()
         self.waiting: dict[str, tuple[str, float]] = {}
-        self.cancels: dict[str, dict[str, Any]] = {}  # cancel_all in progress: scope, asked, answers
+        # Just inside the command timeout: what the adapters that answered did, not "no answer".
+        self.kill_switches = KillSwitchRounds(_COMMAND_TIMEOUT_S - _TICK_S)
         self.counts = {"stored": 0, "published": 0, "commands": 0, "quotes": 0, "publish_errors": 0,
                        "refused": 0, "replayed": 0}
         self.connected = False
@@ -279,11 +278,9 @@ class NatsBridge(TitanActor):
             self._respond(msg.corr, {"trading_state": msg.trading_state, "scope": msg.scope,
                                      "states": msg.states, "unconfirmed": list(msg.unconfirmed)})
         elif isinstance(msg, OpenOrdersCanceled | PositionsFlattened):
-            waiting = self.cancels.get(msg.corr)
-            if waiting is not None:
-                waiting["venues"][msg.venue] = msg.summary()
-                if set(waiting["venues"]) >= set(waiting["asked"]):
-                    self._cancels_answered(msg.corr)
+            done = self.kill_switches.answered(msg)
+            if done is not None:
+                self._respond(*done)
         elif isinstance(msg, TreeStatus):
             self._respond(msg.req_id, _status_reply(msg))
         else:
@@ -363,10 +360,10 @@ class NatsBridge(TitanActor):
         forgotten = self.nonces.expired(now_ms())
         if forgotten:
             self.store.write_batch((), deletes=[_NONCE + n.encode() for n in forgotten])
+        for corr, reply in self.kill_switches.expired():  # what the adapters that answered did
+            self._respond(corr, reply)
         for corr, (_reply_to, deadline) in list(self.waiting.items()):
-            if deadline <= now and corr in self.cancels:  # what the adapters that answered did
-                self._cancels_answered(corr)
-            elif deadline <= now:
+            if deadline <= now:
                 self._respond(corr, {"error": "UNAVAILABLE",
                                      "reason": "the engine part behind this command did not answer in time"})
         self.after(_TICK_S, _TICK)
@@ -397,8 +394,9 @@ class NatsBridge(TitanActor):
         self.store.put(_NONCE + command["nonce"].encode(), b"%d" % command["ts"])
         route = {
             subjects.CMD_PLACE: self._place, subjects.CMD_CANCEL: self._cancel,
-            subjects.CMD_HALT: self._halt, subjects.CMD_RESUME: self._resume,
-            subjects.CMD_CANCEL_ALL: self._cancel_all, subjects.CMD_FLATTEN: self._flatten,
+            subjects.CMD_HALT: self._operator("halt"), subjects.CMD_RESUME: self._operator("resume"),
+            subjects.CMD_CANCEL_ALL: self._operator("cancel_all"),
+            subjects.CMD_FLATTEN: self._operator("flatten"),
             subjects.CMD_STATUS: self._status,
         }[subject]
         route(corr, command)
@@ -417,63 +415,17 @@ class NatsBridge(TitanActor):
             return
         self._forward(corr, "gateway", CancelByNats(signal_id, corr))
 
-    def _halt(self, corr: str, command: dict[str, Any]) -> None:
-        mode = command.get("mode")
-        if mode not in MODES:
-            self._respond(corr, {"error": "INVALID", "reason": "mode: must be HALTED or REDUCING"})
-            return
-        self._set_state(corr, command, mode)
-
-    def _resume(self, corr: str, command: dict[str, Any]) -> None:
-        self._set_state(corr, command, "ACTIVE")
-
-    def _set_state(self, corr: str, command: dict[str, Any], mode: str) -> None:
-        scope = self._operator_scope(corr, command)
-        if scope is not None:
-            state = SetTradingState(mode, scope, command["reason"], command["operator"], corr)
-            self._forward(corr, "risk", state)
-
-    def _operator_scope(self, corr: str, command: dict[str, Any]) -> str | None:
-        """The scope of an operator command that names its reason and operator,
-        or None after answering INVALID."""
-        for field in ("reason", "operator"):
-            if not isinstance(command.get(field), str) or not command[field]:
-                self._respond(corr, {"error": "INVALID", "reason": f"{field}: missing"})
-                return None
-        scope = command.get("scope", "global")
-        if not isinstance(scope, str) or not _valid_scope(scope):
-            self._respond(corr, {"error": "INVALID",
-                                 "reason": "scope: must be global, venue:NAME or symbol:SYMBOL"})
-            return None
-        return scope
-
-    def _cancel_all(self, corr: str, command: dict[str, Any]) -> None:
-        self._kill_switch(corr, command, CancelOpenOrders)
-
-    def _flatten(self, corr: str, command: dict[str, Any]) -> None:
-        self._kill_switch(corr, command, FlattenPositions)
-
-    def _kill_switch(self, corr: str, command: dict[str, Any], kind_of: Any) -> None:
-        """Every venue adapter of the scope cancels its open orders (and, for
-        flatten, closes its positions); answered once all did (or, at the
-        timeout, with those that did and the others `unanswered`)."""
-        scope = self._operator_scope(corr, command)
-        if scope is None:
-            return
-        kind, _, name = scope.partition(":")
-        if kind == "venue" and name not in self.venues:
-            self._respond(corr, {"error": "INVALID", "reason": f"scope: no venue {name}"})
-            return
-        asked = [name] if kind == "venue" else sorted(self.venues)
-        self.cancels[corr] = {"scope": scope, "asked": asked, "venues": {}}
-        message = kind_of(scope, command["reason"], command["operator"], corr)
-        for venue in asked:
-            self.tell(f"venue:{venue}", message)  # one that is restarting is named as unanswered
-
-    def _cancels_answered(self, corr: str) -> None:
-        waiting = self.cancels.pop(corr)
-        self._respond(corr, {"scope": waiting["scope"], "venues": waiting["venues"],
-                             "unanswered": [v for v in waiting["asked"] if v not in waiting["venues"]]})
+    def _operator(self, kind: str) -> Any:
+        def route(corr: str, body: dict[str, Any]) -> None:
+            command = operator_command(kind, body, set(self.venues))
+            if isinstance(command, OperatorRefusal):
+                self._respond(corr, {"error": "INVALID", "reason": command.reason})
+            elif command.kind in ("halt", "resume"):
+                self._forward(corr, "risk", SetTradingState(command.mode, command.scope, command.reason,
+                                                            command.operator, corr))
+            else:
+                self.kill_switches.start(self, corr, command, sorted(self.venues))
+        return route
 
     def _status(self, corr: str, _command: dict[str, Any]) -> None:
         self._forward(corr, "root", TreeStatusRequest(timeout_s=1.5, req_id=corr), via="thespian")
@@ -542,11 +494,6 @@ class NatsBridge(TitanActor):
 
 def _event_key(event: Event) -> bytes:
     return f"ev:{event.source}:{event.seq:016d}".encode()
-
-
-def _valid_scope(scope: str) -> bool:
-    kind, _, name = scope.partition(":")
-    return scope == "global" or (kind in ("venue", "symbol") and bool(name))
 
 
 _SYMBOL = re.compile(r"[A-Z0-9]{2,20}")

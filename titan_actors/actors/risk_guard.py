@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -45,6 +46,7 @@ from titan_actors.domain.risk_rules import (
     check_order,
     policy_from_config,
     reduces_position,
+    size_by_risk,
 )
 from titan_actors.domain.throttle import TokenBucket
 from titan_actors.domain.trading_state import STATES, effective_state, valid_scope
@@ -108,6 +110,8 @@ class RiskGuard(TitanActor):
         self.states = {k[len(_STATE):].decode(): v.decode() for k, v in self.store.items(_STATE)}
         self.open_outbox(self.store)
         self.policy, self.policy_raw = self._load_policy()
+        sizing = self.config.get("sizing", {})
+        self.sizing_equity = to_decimal(sizing.get("equity", 0), field="sizing.equity") or self.policy.equity
         self.references: dict[str, dict[str, Decimal]] = {
             venue: {symbol: to_decimal(price, field=f"reference_prices.{symbol}")
                     for symbol, price in refs.items()}
@@ -369,6 +373,14 @@ class RiskGuard(TitanActor):
         if self.rebuilding:
             refuse("BUSY", "the risk guard is rebuilding its view after a restart; resend")
             return
+        intent = self._arrived(intent)
+        if intent.risk_pct is not None:
+            sized = size_by_risk(equity=self.sizing_equity, risk_pct=intent.risk_pct,
+                                 entry=intent.price or intent.arrival_price, stop_loss=intent.stop_loss)
+            if isinstance(sized, str):
+                refuse("INVALID", sized)
+                return
+            intent = replace(intent, quantity=sized, risk_pct=None)
         order = self._view(intent)
         snap = self.snapshots.get(order.symbol)
         if snap is not None and order.venue in snap.unavailable:
@@ -395,6 +407,16 @@ class RiskGuard(TitanActor):
         if span is not None:
             span.set_attribute("titan.risk.verdict", "approved")
         self._approve(intent, msg.reply_to)
+
+    def _arrived(self, intent: Any) -> Any:
+        """`intent` with the market price at its arrival: the mid of a fresh
+        quote, else the last known or reference price (None without any)."""
+        quote = self.prices.get(intent.symbol)
+        if quote is not None and not self._stale(quote) and quote.bid > 0 and quote.ask > 0:
+            arrival = (quote.bid + quote.ask) / 2
+        else:
+            arrival = self._price(intent.symbol, intent.exchange)
+        return replace(intent, arrival_price=arrival)
 
     def _approve(self, intent: Any, reply_to: str) -> None:
         from titan_actors.domain.ids import client_order_id

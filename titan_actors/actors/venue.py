@@ -921,7 +921,9 @@ def _report_data(order: Order, last_fill: dict[str, Any] | None) -> dict[str, An
             "status": order.status, "filled_qty": order.filled_qty, "avg_price": order.avg_price,
             "fees": order.fees, "last_fill": last_fill, "leg": order.leg, "reason": order.reason,
             "strategy_id": order.strategy_id, "phase": order.phase,
-            "close_reason": close_reason(order.leg) if order.leg != "entry" else None}
+            "close_reason": close_reason(order.leg) if order.leg != "entry" else None,
+            "arrival_price": order.arrival_price, "confirmed_at": order.confirmed_at,
+            **({"extra": order.extra} if order.extra else {})}
 
 
 def _execution_report(order: Order, last_fill: dict[str, Any] | None, trace: str = "") -> ExecutionReport:

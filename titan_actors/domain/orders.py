@@ -109,6 +109,8 @@ class Order:
     reason: str = ""
     confirmed_at: int = 0
     updated_at: int = 0
+    arrival_price: Decimal | None = None  # the market price when its PREPARE arrived
+    extra: dict[str, Any] | None = None  # the signal's fields the engine does not use (webhook)
 
     @property
     def final(self) -> bool:
@@ -138,7 +140,7 @@ class Order:
         raw = loads_exact(data)
         for name in ("quantity", "filled_qty", "avg_price", "fees"):
             raw[name] = to_decimal(raw[name], field=name)
-        for name in ("price", "stop_loss", "trigger_price"):
+        for name in ("price", "stop_loss", "trigger_price", "arrival_price"):
             raw[name] = to_decimal_or_none(raw.get(name), field=name)
         raw["take_profits"] = tuple(to_decimal(p) for p in raw["take_profits"])
         raw["fills"] = tuple(Fill.from_dict(f) for f in raw["fills"])
@@ -152,7 +154,8 @@ def order_from_intent(intent: OrderIntent, client_order_id: str, now_ms: int) ->
         time_in_force=intent.time_in_force, reduce_only=intent.reduce_only, exchange=intent.exchange,
         stop_loss=intent.stop_loss, take_profits=intent.take_profits, strategy_id=intent.strategy_id,
         phase=intent.phase, ttl_ms=intent.ttl_ms, prepared_at=now_ms,
-        expires_at=now_ms + intent.ttl_ms, updated_at=now_ms,
+        expires_at=now_ms + intent.ttl_ms, updated_at=now_ms, arrival_price=intent.arrival_price,
+        extra=intent.extra,
     )
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "check_order",
     "policy_from_config",
     "reduces_position",
+    "size_by_risk",
 ]
 
 
@@ -320,3 +321,18 @@ def _rate(rule: str, tokens: float | None, what: str) -> Verdict:
 
 def reduces_position(order: OrderView, exposure: Exposure) -> bool:
     return _reduces(order, exposure)
+
+
+def size_by_risk(*, equity: Decimal, risk_pct: Decimal, entry: Decimal | None,
+                 stop_loss: Decimal) -> Decimal | str:
+    """Quantity = equity * risk_pct / 100 / |entry - stop_loss|, exact (the
+    venue rounds it down to its step); or why it cannot be sized (a reason
+    naming the field)."""
+    if entry is None:
+        return "quantity: no market price to size from yet"
+    if not equity:
+        return "quantity: [sizing] equity (or [risk] equity) is not set"
+    distance = abs(entry - stop_loss)
+    if not distance:
+        return "stop_loss: equals the entry price; nothing to size by"
+    return equity * risk_pct / 100 / distance

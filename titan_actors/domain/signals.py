@@ -14,10 +14,13 @@ from decimal import Decimal
 from typing import Any
 
 from titan_actors.domain.money import to_decimal
+from titan_actors.domain.schema import Field, Model
 
 __all__ = [
+    "COMMON",
     "MAX_PRICE",
     "MAX_QUANTITY",
+    "ORDER",
     "REQUEST_TYPES",
     "OrderIntent",
     "Refusal",
@@ -68,6 +71,14 @@ class OrderIntent:
     strategy_id: str | None
     phase: int | None
     ttl_ms: int
+    #: Size by risk (the webhook with `[sizing] risk_per_trade_pct`): the
+    #: risk guard sets `quantity` from equity, this percentage and the
+    #: distance to `stop_loss`; `quantity` is 0 until then.
+    risk_pct: Decimal | None = None
+    #: The market price when the PREPARE arrived (set by the risk guard).
+    arrival_price: Decimal | None = None
+    #: Fields of the signal the engine does not use, kept with it (webhook).
+    extra: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +88,42 @@ class Request:
     ts: int
     req_id: str | None
     intent: OrderIntent | None = None
+
+
+_SIGNAL_ID_FIELD = Field("signal_id", "string",
+                         "the signal's id: each (signal_id, type) is executed at most once",
+                         pattern=_SIGNAL_ID.pattern)
+
+#: The order fields of a PREPARE (and of the NATS place command's body).
+ORDER = Model("Order", "The order a PREPARE asks for. `side` or `direction` is required; `price` is "
+              "required for a limit order; `time_in_force` PO needs a limit order.", (
+    _SIGNAL_ID_FIELD,
+    Field("exchange", "string", "the venue's name; default from [routing] default_venue", max_length=64),
+    Field("symbol", "string", "BTCUSDT style or ccxt unified BTC/USDT:USDT", required=True, max_length=40),
+    Field("side", "string", "buy or sell", enum=("buy", "sell")),
+    Field("direction", "integer", "1 buy / -1 sell (alias of side)", enum=(1, -1)),
+    Field("quantity", "number", "in base units", positive=True, maximum=MAX_QUANTITY),
+    Field("order_type", "string", "market or limit", required=True, enum=ORDER_TYPES),
+    Field("price", "number", "the limit price (required for limit)", positive=True, maximum=MAX_PRICE),
+    Field("time_in_force", "string", "GTC (default), IOC, FOK or PO (post-only)", enum=TIME_IN_FORCE),
+    Field("reduce_only", "boolean", "default false"),
+    Field("stop_loss", "number", "bracket stop: placed reduce-only once the entry fills", positive=True,
+          maximum=MAX_PRICE, nullable=True),
+    Field("take_profits", "numbers", "bracket take-profit prices, the filled quantity split between them",
+          positive=True, maximum=MAX_PRICE, max_items=MAX_TAKE_PROFITS, nullable=True),
+    Field("strategy_id", "string", "tag carried into events", max_length=128),
+    Field("phase", "integer", "tag carried into events"),
+    Field("ttl_ms", "integer", "how long the prepared order stays confirmable",
+          minimum=1, maximum=MAX_TTL_MS),
+), extra=True)
+
+#: The fields every FastPath request has.
+COMMON = Model("Request", "A FastPath request (shared/spec/fastpath-ipc.md).", (
+    Field("type", "string", "the request type", required=True, enum=REQUEST_TYPES),
+    Field("req_id", "string", "echoed in the reply", max_length=128),
+    Field("ts", "integer", "the sender's clock, milliseconds since the Unix epoch", required=True),
+    _SIGNAL_ID_FIELD,
+), extra=True)
 
 
 def normalise_symbol(value: str) -> str | None:
@@ -93,19 +140,10 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _number(obj: Mapping[str, Any], field: str, *, limit: Decimal) -> Decimal | Refusal:
-    value = obj[field]
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        return Refusal("INVALID", f"{field}: must be a number")
-    try:
-        exact = to_decimal(value, field=field)
-    except ValueError:
-        return Refusal("INVALID", f"{field}: must be a finite number > 0")
-    if exact <= 0:
-        return Refusal("INVALID", f"{field}: must be a finite number > 0")
-    if exact > limit:
-        return Refusal("INVALID", f"{field}: {exact:g} is above the limit {limit:g}")
-    return exact
+def _decimal(obj: Mapping[str, Any], field: str) -> Decimal | None:
+    """A field the model has checked (a finite number), exactly; None if absent."""
+    value = obj.get(field)
+    return None if value is None else to_decimal(value, field=field)
 
 
 def parse_request(
@@ -115,128 +153,76 @@ def parse_request(
     window_ms: int,
     venues: Mapping[str, frozenset[str]],
     default_venue: str,
+    ts_required: bool = True,
+    risk_pct: Decimal | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Request | Refusal:
-    """Validate a decoded request. `venues` maps venue name → its symbols."""
-    kind = obj.get("type")
-    if kind not in REQUEST_TYPES:
-        return Refusal("INVALID", f"type: must be one of {', '.join(REQUEST_TYPES)}")
-    req_id = obj.get("req_id")
-    if req_id is not None and (not isinstance(req_id, str) or len(req_id) > 128):
-        return Refusal("INVALID", "req_id: must be a string of at most 128 characters")
-    ts = obj.get("ts")
-    if not _is_int(ts):
-        return Refusal("INVALID", "ts: must be an integer (milliseconds since the Unix epoch)")
+    """Validate a decoded request. `venues` maps venue name → its symbols.
+    Without `ts_required` (the webhook) a request may leave `ts` out; one
+    that carries it is held to the replay window."""
+    problem = COMMON.problem(obj, skip=frozenset() if ts_required or "ts" in obj else frozenset({"ts"}))
+    if problem is not None:
+        if problem.startswith("ts:"):
+            problem = "ts: must be an integer (milliseconds since the Unix epoch)"
+        return Refusal("INVALID", problem)
+    kind, req_id, ts = obj["type"], obj.get("req_id"), obj.get("ts", now_ms)
     signal_id = obj.get("signal_id")
-    if kind != "PING" and (not isinstance(signal_id, str) or not _SIGNAL_ID.fullmatch(signal_id)):
+    if kind not in ("PING", "HEARTBEAT") and signal_id is None:
         return Refusal("INVALID", "signal_id: must be 1..128 characters of A-Za-z0-9_.:-")
     if abs(now_ms - ts) > window_ms:
         return Refusal("STALE", f"ts: {ts} is {now_ms - ts} ms from the engine clock (window {window_ms} ms)")
     if kind != "PREPARE":
         return Request(kind, signal_id or "", ts, req_id)
-    intent = parse_intent(obj, venues=venues, default_venue=default_venue)
+    intent = parse_intent(obj, venues=venues, default_venue=default_venue, risk_pct=risk_pct, extra=extra)
     if isinstance(intent, Refusal):
         return intent
     return Request(kind, signal_id, ts, req_id, intent)
 
 
 def parse_intent(
-    obj: Mapping[str, Any], *, venues: Mapping[str, frozenset[str]], default_venue: str
+    obj: Mapping[str, Any], *, venues: Mapping[str, frozenset[str]], default_venue: str,
+    risk_pct: Decimal | None = None, extra: dict[str, Any] | None = None,
 ) -> OrderIntent | Refusal:
-    """The order fields of a PREPARE (also the NATS place command's body)."""
-    signal_id = obj.get("signal_id")
-    if not isinstance(signal_id, str) or not _SIGNAL_ID.fullmatch(signal_id):
+    """The order fields of a PREPARE (also the NATS place command's body),
+    checked against `ORDER`, then the rules that tie them together. With
+    `risk_pct` a missing quantity is sized by risk (a stop loss is then
+    required)."""
+    if not isinstance(obj.get("signal_id"), str):
         return Refusal("INVALID", "signal_id: must be 1..128 characters of A-Za-z0-9_.:-")
+    problem = ORDER.problem(obj)
+    if problem is not None:
+        return Refusal("INVALID", problem)
     exchange = obj.get("exchange", default_venue)
-    if not isinstance(exchange, str) or exchange not in venues:
+    if exchange not in venues:
         return Refusal("INVALID", f"exchange: must be one of {', '.join(sorted(venues))}")
-    raw_symbol = obj.get("symbol")
-    symbol = normalise_symbol(raw_symbol) if isinstance(raw_symbol, str) else None
+    symbol = normalise_symbol(obj["symbol"])
     if symbol is None:
         return Refusal("INVALID", "symbol: must look like BTCUSDT or BTC/USDT:USDT")
     if symbol not in venues[exchange]:
         return Refusal("INVALID", f"symbol: {symbol} is not traded on venue {exchange}")
-    side = _side(obj)
-    if isinstance(side, Refusal):
-        return side
-    if "quantity" not in obj:
-        return Refusal("INVALID", "quantity: missing")
-    quantity = _number(obj, "quantity", limit=MAX_QUANTITY)
-    if isinstance(quantity, Refusal):
-        return quantity
-    order_type = obj.get("order_type")
-    if order_type not in ORDER_TYPES:
-        return Refusal("INVALID", "order_type: must be market or limit")
-    price = None
-    if order_type == "limit":
-        if "price" not in obj:
-            return Refusal("INVALID", "price: required for a limit order")
-        price = _number(obj, "price", limit=MAX_PRICE)
-        if isinstance(price, Refusal):
-            return price
-    tif = obj.get("time_in_force", "GTC")
-    if tif not in TIME_IN_FORCE:
-        return Refusal("INVALID", f"time_in_force: must be one of {', '.join(TIME_IN_FORCE)}")
-    if tif == "PO" and order_type != "limit":
-        return Refusal("INVALID", "time_in_force: PO (post-only) needs a limit order")
-    reduce_only = obj.get("reduce_only", False)
-    if not isinstance(reduce_only, bool):
-        return Refusal("INVALID", "reduce_only: must be true or false")
-    bracket = _bracket(obj)
-    if isinstance(bracket, Refusal):
-        return bracket
-    tags = _tags(obj)
-    if isinstance(tags, Refusal):
-        return tags
-    ttl_ms = obj.get("ttl_ms", DEFAULT_TTL_MS)
-    if not _is_int(ttl_ms) or not 1 <= ttl_ms <= MAX_TTL_MS:
-        return Refusal("INVALID", f"ttl_ms: must be an integer from 1 to {MAX_TTL_MS}")
-    return OrderIntent(
-        signal_id=signal_id, symbol=symbol, side=side, quantity=quantity, order_type=order_type,
-        price=price, time_in_force=tif, reduce_only=reduce_only, exchange=exchange,
-        stop_loss=bracket[0], take_profits=bracket[1], strategy_id=tags[0], phase=tags[1],
-        ttl_ms=ttl_ms,
-    )
-
-
-def _side(obj: Mapping[str, Any]) -> str | Refusal:
     if "side" in obj:
         side = obj["side"]
-        if side in ("buy", "sell"):
-            return side
-        return Refusal("INVALID", "side: must be buy or sell")
-    direction = obj.get("direction")
-    if _is_int(direction) and direction in (1, -1):
-        return "buy" if direction == 1 else "sell"
-    if "direction" in obj:
-        return Refusal("INVALID", "direction: must be 1 or -1")
-    return Refusal("INVALID", "side: missing (buy or sell, or direction 1 / -1)")
-
-
-def _bracket(obj: Mapping[str, Any]) -> tuple[Decimal | None, tuple[Decimal, ...]] | Refusal:
-    stop_loss = None
-    if obj.get("stop_loss") is not None:
-        stop_loss = _number(obj, "stop_loss", limit=MAX_PRICE)
-        if isinstance(stop_loss, Refusal):
-            return stop_loss
-    raw = obj.get("take_profits")
-    if raw is None:
-        return stop_loss, ()
-    if not isinstance(raw, list) or len(raw) > MAX_TAKE_PROFITS:
-        return Refusal("INVALID", f"take_profits: must be a list of at most {MAX_TAKE_PROFITS} prices")
-    take_profits = []
-    for i, value in enumerate(raw):
-        price = _number({f"take_profits[{i}]": value}, f"take_profits[{i}]", limit=MAX_PRICE)
-        if isinstance(price, Refusal):
-            return price
-        take_profits.append(price)
-    return stop_loss, tuple(take_profits)
-
-
-def _tags(obj: Mapping[str, Any]) -> tuple[str | None, int | None] | Refusal:
-    strategy_id = obj.get("strategy_id")
-    if strategy_id is not None and (not isinstance(strategy_id, str) or len(strategy_id) > 128):
-        return Refusal("INVALID", "strategy_id: must be a string of at most 128 characters")
-    phase = obj.get("phase")
-    if phase is not None and not _is_int(phase):
-        return Refusal("INVALID", "phase: must be an integer")
-    return strategy_id, phase
+    elif "direction" in obj:
+        side = "buy" if obj["direction"] == 1 else "sell"
+    else:
+        return Refusal("INVALID", "side: missing (buy or sell, or direction 1 / -1)")
+    if "quantity" not in obj and risk_pct is None:
+        return Refusal("INVALID", "quantity: missing")
+    if "quantity" not in obj and obj.get("stop_loss") is None:
+        return Refusal("INVALID", "stop_loss: required when quantity is left out (sizing by risk)")
+    order_type = obj["order_type"]
+    if order_type == "limit" and "price" not in obj:
+        return Refusal("INVALID", "price: required for a limit order")
+    tif = obj.get("time_in_force", "GTC")
+    if tif == "PO" and order_type != "limit":
+        return Refusal("INVALID", "time_in_force: PO (post-only) needs a limit order")
+    return OrderIntent(
+        signal_id=obj["signal_id"], symbol=symbol, side=side,
+        quantity=to_decimal(obj["quantity"]) if "quantity" in obj else Decimal(0),
+        order_type=order_type, price=_decimal(obj, "price") if order_type == "limit" else None,
+        time_in_force=tif, reduce_only=obj.get("reduce_only", False), exchange=exchange,
+        stop_loss=_decimal(obj, "stop_loss"),
+        take_profits=tuple(to_decimal(p) for p in obj.get("take_profits") or ()),
+        strategy_id=obj.get("strategy_id"), phase=obj.get("phase"), ttl_ms=obj.get("ttl_ms", DEFAULT_TTL_MS),
+        risk_pct=risk_pct if "quantity" not in obj else None, extra=extra or None,
+    )
