@@ -7,7 +7,8 @@ root (one_for_one)
 ├── venues      supervisor (one_for_one): venue:<name> per configured venue
 ├── positions   supervisor (one_for_one): position:<SYMBOL> per known symbol,
 │               more added at run time with `StartChild`
-├── http        HTTP listener (/health, /metrics), unless `[http] listen = "off"`
+├── ledger      the record of orders, trades and positions the read endpoints answer from
+├── http        HTTP listener (spec, webhook, read and operator endpoints), unless `[http] listen = "off"`
 └── gateway     IPC gateway
 ```
 
@@ -51,6 +52,7 @@ def reconcile_settings(venue: dict[str, Any]) -> dict[str, Any]:
 _ACTOR_MODULES = [
     "titan_actors.actors.gateway", "titan_actors.actors.risk_guard", "titan_actors.actors.position",
     "titan_actors.actors.venue", "titan_actors.actors.nats_bridge", "titan_actors.actors.http",
+    "titan_actors.actors.ledger",
 ]
 _VENUE_ACTORS = {"paper": "titan_actors.actors.venue.VenueAdapter"}
 _CCXT_ADAPTER = "titan_actors.actors.ccxt_adapter.CcxtVenueAdapter"
@@ -91,6 +93,8 @@ def root_config(config: Config, *, nats_url: str, gave_up_marker: str,
                   config={**sup, "children": venues, "preload": preload_venues}),
         ChildSpec(id="positions", actor=SUPERVISOR, kind="supervisor", shutdown_ms=15000,
                   config={**sup, "children": positions}),
+        ChildSpec(id="ledger", actor="titan_actors.actors.ledger.Ledger",
+                  config={"equity": config["sizing.equity"] or config.sections["risk"].get("equity", 0)}),
         *([ChildSpec(id="http", actor="titan_actors.actors.http.HttpActor",
                      config={**config.sections["http"], "hmac_secret": config["ipc.hmac_secret"],
                              "venues": sorted(config.venues),
@@ -122,7 +126,7 @@ def placement_of(config: Config) -> Placement:
 
 def expected_roles(config: Config) -> set[str]:
     """Every role the tree has once it is fully started."""
-    roles = {ROOT_ROLE, "nats", "risk", "venues", "positions", "gateway"}
+    roles = {ROOT_ROLE, "nats", "risk", "venues", "positions", "ledger", "gateway"}
     if config["http.listen"] != "off":
         roles.add("http")
     roles.update(f"venue:{name}" for name in config.venues)

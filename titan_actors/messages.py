@@ -38,6 +38,8 @@ __all__ = [
     "InjectFault",
     "LaneFlood",
     "LaneFloodDone",
+    "LedgerEvents",
+    "LedgerQuery",
     "OpenOrdersCanceled",
     "OrderAborted",
     "OrderAccepted",
@@ -591,6 +593,23 @@ class PlaceOrder:
 @dataclass(frozen=True, slots=True)
 class CancelByNats:
     signal_id: str
+    corr: str
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEvents:
+    """NATS bridge → ledger (a re-driven delivery): events it stored."""
+
+    events: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerQuery:
+    """HTTP actor → ledger: a read endpoint's `path` and its checked query
+    `params`; answered with `CommandReply`."""
+
+    path: str
+    params: dict[str, Any]
     corr: str
 
 

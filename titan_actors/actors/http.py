@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import hashlib
 import hmac
 import logging
@@ -60,6 +59,7 @@ from titan_actors.domain.health import Health, health
 from titan_actors.domain.money import json_default
 from titan_actors.messages import (
     CommandReply,
+    LedgerQuery,
     OpenOrdersCanceled,
     PositionsFlattened,
     SetTradingState,
@@ -69,9 +69,10 @@ from titan_actors.messages import (
     WebhookRequest,
 )
 from titan_actors.runtime.actor import TitanActor, count_boot
+from titan_actors.runtime.clock import iso, now_ms, parse_iso
 from titan_actors.runtime.procs import usage
 from titan_actors.secret import API_TOKEN_FILE, OPERATOR_TOKEN_FILE, read_secret
-from titan_actors.wire.api import MAX_BODY, openapi
+from titan_actors.wire.api import MAX_BODY, READ_QUERIES, openapi
 from titan_actors.wire.metrics import render_metrics
 
 __all__ = ["HttpActor", "parse_listen"]
@@ -205,6 +206,8 @@ class HttpActor(TitanActor):
         for path, kind in (("/api/halt", "halt"), ("/api/resume", "resume"),
                            ("/api/orders/cancel-all", "cancel_all"), ("/api/positions/flatten", "flatten")):
             app.router.add_post(path, self._operator(kind))
+        for path in READ_QUERIES:
+            app.router.add_get(path, self._reader(path))
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:
@@ -237,7 +240,7 @@ class HttpActor(TitanActor):
         self.served["health"] += 1
         verdict = self._verdict()
         body = {"status": "ok" if verdict.ready else "degraded",
-                "ts": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "ts": iso(now_ms()),
                 "components": verdict.components}
         return web.Response(body=orjson.dumps(body, default=json_default),
                             status=200 if verdict.ready else 503, content_type="application/json")
@@ -329,6 +332,34 @@ class HttpActor(TitanActor):
             return _json(reply)
         return endpoint
 
+    # --- read endpoints ------------------------------------------------------------
+
+    def _reader(self, path: str) -> Any:
+        async def endpoint(request: Any) -> Any:
+            if not self._bearer(request):
+                return self._refused(401, "UNAUTHORIZED",
+                                     "Authorization: Bearer <read token> missing or wrong")
+            self.served["read"] += 1
+            params: dict[str, Any] = {k: _int_or_text(v) if k in ("limit", "offset") else v
+                                      for k, v in request.query.items()}
+            problem = READ_QUERIES[path].problem(params)
+            for name in ("start_date", "end_date"):
+                if problem is None and name in params:
+                    try:
+                        parse_iso(params[name])
+                    except ValueError:
+                        problem = f"{name}: not an ISO-8601 date or date-time"
+            if problem is not None:
+                return self._refused(422, "INVALID", problem)
+            reply = await self._ask(lambda corr: self._tell_or_fail(corr, "ledger", LedgerQuery(
+                path, params, corr)))
+            if reply is None or "error" in reply:
+                status = 422 if reply and reply["error"] == "INVALID" else 503
+                return _json(reply or {"error": "UNAVAILABLE", "reason": "the ledger did not answer in time"},
+                             status)
+            return _json(reply)
+        return endpoint
+
     def _tell_or_fail(self, corr: str, role: str, msg: Any) -> None:
         if not self.tell(role, msg):
             self._answer(corr, {"error": "UNAVAILABLE", "reason": f"{role} is restarting; try again"})
@@ -347,6 +378,13 @@ def _json(body: Any, status: int = 200, *, headers: dict[str, str] | None = None
 
     return web.Response(body=orjson.dumps(body, default=json_default), status=status,
                         content_type="application/json", headers=headers)
+
+
+def _int_or_text(value: str) -> int | str:
+    try:
+        return int(value) if len(value) < 20 else value
+    except ValueError:
+        return value
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:

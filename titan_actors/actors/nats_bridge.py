@@ -59,6 +59,7 @@ from titan_actors.messages import (
     CancelByNats,
     CommandReply,
     EventsStored,
+    LedgerEvents,
     OpenOrdersCanceled,
     PlaceOrder,
     PositionsFlattened,
@@ -128,7 +129,7 @@ def connect_options(config: dict[str, Any]) -> dict[str, Any]:
 
 
 class NatsBridge(TitanActor):
-    needs = ("gateway", "risk", "positions", "venue:")
+    needs = ("gateway", "risk", "positions", "venue:", "ledger")
 
     def on_start(self) -> None:
         self.store = self.open_store("bridge")
@@ -152,6 +153,7 @@ class NatsBridge(TitanActor):
         self.spilled = False
         self._refill()
         self.inflight: set[bytes] = set()
+        self.open_deliveries(self.store)
         self.waiting: dict[str, tuple[str, float]] = {}
         # Just inside the command timeout: what the adapters that answered did, not "no answer".
         self.kill_switches = KillSwitchRounds(_COMMAND_TIMEOUT_S - _TICK_S)
@@ -307,7 +309,10 @@ class NatsBridge(TitanActor):
                     self.spilled = True
                 puts.append((key, event.to_json()))
         if puts:
-            self.store.write_batch(puts)
+            # The ledger learns each stored event too, re-driven until it says it has it.
+            assert self.deliveries is not None
+            fresh = tuple(e for e in msg.events if (_event_key(e), e.to_json()) in puts)
+            self.store.write_batch(puts + self.deliveries.enqueue("ledger", LedgerEvents(fresh)))
             self.counts["stored"] += len(puts)
         # Acknowledged whether new or seen: the producer may drop them now.
         self.tell(sender, EventsStored(msg.source, tuple(e.seq for e in msg.events)), urgent=False)

@@ -918,6 +918,7 @@ def _report_data(order: Order, last_fill: dict[str, Any] | None) -> dict[str, An
     return {"signal_id": order.signal_id, "client_order_id": order.client_order_id,
             "order_id": order.order_id, "exchange": order.exchange, "side": order.side,
             "order_type": order.order_type, "quantity": order.quantity, "price": order.price,
+            "trigger_price": order.trigger_price,
             "status": order.status, "filled_qty": order.filled_qty, "avg_price": order.avg_price,
             "fees": order.fees, "last_fill": last_fill, "leg": order.leg, "reason": order.reason,
             "strategy_id": order.strategy_id, "phase": order.phase,

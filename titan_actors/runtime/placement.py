@@ -5,7 +5,8 @@ A worker is named by a string. Two profiles:
 - `packed` (the default): worker `core` hosts the gateway, the risk guard,
   every position actor and the paper venues, so that a FastPath PREPARE and
   CONFIRM never leave one process; worker `nats` hosts the NATS bridge and
-  the HTTP listener (the engine's doors to the network, on one loop); each
+  the HTTP listener (the engine's doors to the network, on one loop) and the
+  ledger (fed by the bridge, read by the HTTP listener); each
   exchange venue (ccxt: heavy, network-bound) has a worker of its own, named
   after its role.
 - `isolated`: one worker per actor, named after its role.
@@ -70,7 +71,7 @@ class Placement:
             return override
         if self.profile == "isolated":
             return role
-        if role in ("nats", "http"):  # the engine's doors to the network share one asyncio loop
+        if role in ("nats", "http", "ledger"):  # the network's doors, and the ledger they feed and read
             return NATS_WORKER
         if role.startswith("venue:") and role.removeprefix("venue:") in self.exchange_venues:
             return role
