@@ -34,6 +34,8 @@ __all__ = [
     "ExecutionReport",
     "FlattenPositions",
     "GetDirectory",
+    "Heartbeat",
+    "HeartbeatArmed",
     "Init",
     "InjectFault",
     "LaneFlood",
@@ -570,6 +572,9 @@ class TradingStates:
     states: dict[str, str]
     ready: bool = True
     version: int = 0
+    #: Armed dead man's switches: scope → timeout_ms (the adapters keep the
+    #: exchange's own cancel-all-after armed for what they cover).
+    switches: dict[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -594,6 +599,28 @@ class PlaceOrder:
 class CancelByNats:
     signal_id: str
     corr: str
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Gateway or NATS bridge → risk guard: arm or refresh the dead man's
+    switch of `scope` for `timeout_ms` (0 disarms); answered `HeartbeatArmed`."""
+
+    scope: str
+    timeout_ms: int
+    corr: str
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatArmed:
+    """Risk guard → asker: the switch is persisted; fires unless another
+    heartbeat comes before `deadline` (ms; 0 when disarmed). `error` when refused."""
+
+    corr: str
+    scope: str
+    timeout_ms: int
+    deadline: int
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)

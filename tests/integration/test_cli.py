@@ -14,7 +14,7 @@ from tests.support.engine import FAST_SUPERVISION, PROFILE, RunningEngine, titan
 from titan_actors.runtime.procs import pgid_members, pid_alive
 
 ROLES = {"root", "nats", "risk", "venues", "venue:paper", "positions", "position:BTCUSDT",
-         "position:ETHUSDT", "http", "gateway"}
+         "position:ETHUSDT", "http", "ledger", "gateway"}
 
 
 def _titan(engine: RunningEngine, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

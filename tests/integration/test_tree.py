@@ -13,7 +13,7 @@ from tests.support.engine import PROFILE, RunningEngine, wait_for
 
 ROLES = {
     "root", "nats", "risk", "venues", "venue:paper", "positions",
-    "position:BTCUSDT", "position:ETHUSDT", "http", "gateway",
+    "position:BTCUSDT", "position:ETHUSDT", "http", "ledger", "gateway",
 }
 SUPERVISORS = {"root", "venues", "positions"}
 # Every role but the root supervisor: the root worker's restart is the watchdog's (tested below).
@@ -26,7 +26,7 @@ def expected_worker(role: str) -> str:
         return "root"
     if PROFILE == "isolated":
         return role
-    return "nats" if role in ("nats", "http") else "core"
+    return "nats" if role in ("nats", "http", "ledger") else "core"
 
 
 def _kill_and_wait_new(engine: RunningEngine, role: str, *,

@@ -83,6 +83,7 @@ class FakeBinance(FakeExchange):
     def __init__(self, api_key: str = "test-key", secret: str = "test-secret") -> None:
         super().__init__(api_key, secret)
         self.listen_keys: set[str] = set()
+        self.countdown_calls: list[tuple[str, int]] = []  # (symbol, countdownTime ms) as received
 
     # --- the private streams: futures by listen key, spot by a signed ws-api subscription ----
 
@@ -493,6 +494,13 @@ class FakeBinance(FakeExchange):
             return self._exchange_info(futures)
         if path in ("/fapi/v1/time", "/api/v3/time"):
             return Reply(200, {"serverTime": int(time.time() * 1000)})
+        if path == "/fapi/v1/countdownCancelAll" and method == "POST":
+            symbol, ms = params.get("symbol", ""), params.get("countdownTime", "")
+            if symbol not in INSTRUMENTS or not ms.isdigit():
+                return _error(-1102, "symbol and countdownTime are mandatory")
+            self.arm_countdown(symbol, int(ms) / 1000)
+            self.countdown_calls.append((symbol, int(ms)))
+            return Reply(200, {"symbol": symbol, "countdownTime": ms})
         if path in ("/fapi/v1/algoOrder", "/fapi/v1/openAlgoOrders"):
             return self._algo_route(method, path, params)
         if path == f"{base}/order" and method == "POST":

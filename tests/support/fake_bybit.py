@@ -56,6 +56,9 @@ def _answer(code: int, message: str, result: Any = None) -> Reply:
 class FakeBybit(FakeExchange):
     fault_paths = ("/v5/order/create", "/v5/order/cancel", "/v5/order/realtime", "/v5/order/history")
     has_stream = True
+    #: Disconnection protection: seconds without a private stream before every order is canceled.
+    dcp_window_s = 0
+    dcp_product = ""
 
     # --- the private stream: /v5/private, topics "order" and "execution" ---------------------
 
@@ -81,6 +84,8 @@ class FakeBybit(FakeExchange):
             )
             self.ws_signed(good)
             conn.state["authed"] = good
+            if good:  # a private stream is back: disconnection protection stands down
+                self.arm_countdown("*", 0)
             return [answer if good else {**answer, "success": False, "ret_msg": "error:USVC1111"}]
         if op == "subscribe":
             if not conn.state.get("authed"):
@@ -91,6 +96,14 @@ class FakeBybit(FakeExchange):
 
     def ws_following(self, conn: StreamConnection) -> bool:
         return conn.state.get("topics", set()) >= {"order", "execution"}
+
+    def ws_closed(self, conn: StreamConnection) -> None:
+        """Disconnection protection (DCP): once set, every order is canceled
+        when no authenticated private stream is left for `timeWindow`."""
+        assert self.stream is not None
+        if self.dcp_window_s and conn.state.get("authed") and not any(
+                c.state.get("authed") for c in self.stream.connections):
+            self.arm_countdown("*", self.dcp_window_s)
 
     def ws_events(self, conn: StreamConnection, kind: str, item: Any) -> list[Any]:
         topic = {"trade": "execution", "order": "order"}[kind]
@@ -331,6 +344,13 @@ class FakeBybit(FakeExchange):
             return _ok({"timeSecond": str(int(now)), "timeNano": str(int(now * 1e9))})
         if path == "/v5/order/create":
             return self._create(data)
+        if path == "/v5/order/disconnected-cancel-all":
+            window = data.get("timeWindow")
+            if not isinstance(window, int) or not 3 <= window <= 300 or data.get("product") not in (
+                    "OPTIONS", "DERIVATIVES", "SPOT"):
+                return _answer(10001, "timeWindow must be 3..300 s; product OPTIONS, DERIVATIVES or SPOT")
+            self.dcp_window_s, self.dcp_product = window, data["product"]
+            return _ok({})
         if path == "/v5/order/amend":
             return self._amend(data)
         if path == "/v5/order/cancel":

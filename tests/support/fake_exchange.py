@@ -144,8 +144,14 @@ class FakeExchange:
         self.lock = threading.RLock()  # the account; held while a change is published
         self.stream: FakeStream | None = None
         self.ws_logins = {"ok": 0, "bad": 0}
+        # The exchange's own cancel-all-after: symbol ("*": every one) → deadline
+        # (time.time()); what fired, as (symbol, client ids canceled).
+        self.countdowns: dict[str, float] = {}
+        self.cancel_after_fired: list[tuple[str, list[str]]] = []
+        self._watching = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.watcher = threading.Thread(target=self._watch_countdowns, daemon=True)
 
     @property
     def url(self) -> str:
@@ -157,11 +163,14 @@ class FakeExchange:
 
     def start(self) -> FakeExchange:
         self.thread.start()
+        self.watcher.start()
         if self.has_stream:
             self.stream = FakeStream(self).start()
         return self
 
     def stop(self) -> None:
+        self._watching.set()
+        self.watcher.join(5)
         self.server.shutdown()
         self.server.server_close()
         if self.stream is not None:
@@ -306,6 +315,26 @@ class FakeExchange:
         self._publish("order", order)
         return order
 
+    def arm_countdown(self, symbol: str, seconds: float) -> None:
+        """Cancel every open order of `symbol` ("*": all) unless armed again
+        within `seconds`; 0 disarms."""
+        with self.lock:
+            if seconds:
+                self.countdowns[symbol] = time.time() + seconds
+            else:
+                self.countdowns.pop(symbol, None)
+
+    def _watch_countdowns(self) -> None:
+        """Fires on its own, with no request coming in: the client may be dead."""
+        while not self._watching.wait(0.02):
+            with self.lock:
+                now = time.time()
+                for symbol in [s for s, deadline in self.countdowns.items() if deadline <= now]:
+                    del self.countdowns[symbol]
+                    gone = [o.client_id for o in self.open_orders("" if symbol == "*" else symbol)
+                            if self.cancel(client_id=o.client_id) is not None]
+                    self.cancel_after_fired.append((symbol, gone))
+
     def find(self, *, client_id: str = "", order_id: str = "") -> FakeOrder | None:
         if client_id:
             return self.orders.get(client_id)
@@ -374,6 +403,9 @@ class FakeExchange:
     def ws_following(self, conn: StreamConnection) -> bool:
         """`conn` is authenticated and pushed every order and trade change."""
         return False
+
+    def ws_closed(self, conn: StreamConnection) -> None:
+        """A connection is gone (the client closed it, or died)."""
 
     def ws_signed(self, good: bool) -> None:
         with self.lock:

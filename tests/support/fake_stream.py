@@ -104,6 +104,7 @@ class FakeStream:
             writer.cancel()
             self.connections.remove(conn)
             self._sockets.remove(ws)
+            self.venue.ws_closed(conn)
         return ws
 
     async def _write(self, ws: web.WebSocketResponse, conn: StreamConnection) -> None:

@@ -54,6 +54,7 @@ from functools import partial
 from typing import Any
 
 from titan_actors.actors.venue import VenueAdapter, _venue_spec
+from titan_actors.domain.dead_man import countdowns
 from titan_actors.domain.ids import client_order_id
 from titan_actors.domain.money import ZERO, Instrument
 from titan_actors.domain.orders import (
@@ -100,6 +101,7 @@ _TRADES_MARGIN_MS = 5_000
 #: A guard against a venue whose pages never end; the next poll starts again.
 _MAX_TRADES_PER_SCAN = 20_000
 _QUOTE_FRESH_S = 30
+_CANCEL_AFTER = "cancel-after"
 
 
 class CcxtVenueAdapter(VenueAdapter):
@@ -155,9 +157,13 @@ class CcxtVenueAdapter(VenueAdapter):
             o.client_order_id: o.symbol for o in self.journal.live.values()
             if o.order_id.startswith(EMULATED) and o.order_type == "stop"}
         self.quoted: dict[str, float] = {}  # symbol → monotonic time of its last quote
+        # Dead man's switches: symbol → timeout_ms wanted, and what the exchange has armed.
+        self.countdowns: dict[str, int] = {}
+        self.countdowns_armed: dict[str, int] = {}
         self.aio = self.async_host()
         self._load_markets(0)
         self.after(self.poll_s, _POLL)
+        self.after(1.0, _CANCEL_AFTER)
         return None
 
     def release(self) -> None:
@@ -254,8 +260,44 @@ class CcxtVenueAdapter(VenueAdapter):
         elif payload == _POLL:
             self._schedule_polls()
             self.after(self.poll_s, _POLL)
+        elif payload == _CANCEL_AFTER:
+            self._cancel_after_tick()
         else:
             super().on_wakeup(payload)
+
+    # --- the exchange's cancel-all-after (dead man's switch) --------------------------------
+
+    def _cancel_after(self, timeouts: dict[str, int]) -> None:
+        wanted = countdowns(timeouts, self.venue_name, self.config.get("symbols", ()))
+        if wanted != self.countdowns:
+            self.countdowns = wanted
+            self._arm_cancel_after()
+
+    def _arm_cancel_after(self) -> None:
+        """Send what the switches want now, unless a request is on its way
+        (its answer sends again what changed meanwhile)."""
+        wanted = dict(self.countdowns)
+        disarm = [s for s in self.countdowns_armed if s not in wanted]
+        if not self.client.cancel_after or (not wanted and not disarm) or self.pacer.active(_CANCEL_AFTER):
+            return
+
+        def done(_result: Any, error: BaseException | None) -> None:
+            if error is None:
+                self.countdowns_armed = wanted
+            else:  # tried again by the timer
+                log.warning("venue %s: arming the exchange's cancel-all-after: %s", self.venue_name, error)
+            if self.countdowns != wanted:
+                self._arm_cancel_after()
+        self._request("cancel_after", _CANCEL_AFTER, partial(self.client.arm_cancel_after, wanted, disarm),
+                      done)
+
+    def _cancel_after_tick(self) -> None:
+        """A countdown is refreshed at a third of its timeout, so the exchange
+        fires only if the engine is gone; whatever failed is sent again."""
+        if self.countdowns != self.countdowns_armed or (self.countdowns and self.client.cancel_after
+                                                        == "countdown"):
+            self._arm_cancel_after()
+        self.after(max(0.5, min(self.countdowns.values()) / 3000) if self.countdowns else 1.0, _CANCEL_AFTER)
 
     # --- requests -----------------------------------------------------------------------
 

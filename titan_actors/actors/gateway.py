@@ -58,6 +58,8 @@ from titan_actors.messages import (
     CommandRefused,
     CommandReply,
     ExecutionReport,
+    Heartbeat,
+    HeartbeatArmed,
     OrderAborted,
     OrderAccepted,
     OrderCanceled,
@@ -160,6 +162,7 @@ class IpcGateway(TitanActor):
         self._ids = itertools.count(1)
         self.pending: dict[tuple[str, str], _Pending] = {}
         self.held: dict[str, list[tuple[Target, Request]]] = {}
+        self.heartbeats: dict[str, tuple[Target, Request, float]] = {}  # corr → waiting for HeartbeatArmed
         # signal → the connection that confirmed it (EXECUTION pushes); bounded,
         # and a connection's entries go with it.
         self.confirmed_by: OrderedDict[str, int] = OrderedDict()
@@ -409,6 +412,9 @@ class IpcGateway(TitanActor):
             self._send(conn, _echo(parsed, {"type": "PONG", "engine_ts": now_ms(),
                                             "trading_state": self.trading_state}))
             return
+        if parsed.type == "HEARTBEAT":
+            self._heartbeat(conn.id, parsed)
+            return
         if conn.in_flight >= self.max_in_flight:
             self.counts["busy"] += 1
             self._send(conn, _echo(parsed, _rejected("BUSY", f"{conn.in_flight} requests in flight")))
@@ -432,6 +438,8 @@ class IpcGateway(TitanActor):
         elif parsed.type == "PING":
             self._send_to(target, _echo(parsed, {"type": "PONG", "engine_ts": now_ms(),
                                                  "trading_state": self.trading_state}))
+        elif parsed.type == "HEARTBEAT":
+            self._heartbeat(target, parsed)
         elif self.server is None:
             self._deliver(target, parsed, _rejected("BUSY", "the engine is starting; resend"))
         elif self.nats_in_flight >= self.max_in_flight:
@@ -440,6 +448,24 @@ class IpcGateway(TitanActor):
                                                             "in flight"))
         else:
             self._submit(target, parsed)
+
+    def _heartbeat(self, target: Target, req: Request) -> None:
+        """The dead man's switch: the risk guard arms it, persisted, then we answer."""
+        corr = f"hb{next(self._ids)}"
+        if not self.tell("risk", Heartbeat(req.scope, req.timeout_ms, corr)):
+            self._send_to(target, _echo(req, _rejected("BUSY", "the risk guard is restarting; resend")))
+            return
+        self.heartbeats[corr] = (target, req, time.monotonic() + self.timeout_s)
+
+    def _heartbeat_armed(self, msg: HeartbeatArmed) -> None:
+        waiting = self.heartbeats.pop(msg.corr, None)
+        if waiting is None:
+            return
+        target, req, _deadline = waiting
+        reply = _rejected("INVALID", msg.error) if msg.error else {
+            "type": "HEARTBEAT_OK", "scope": msg.scope, "timeout_ms": msg.timeout_ms,
+            "deadline": msg.deadline or None}
+        self._send_to(target, _echo(req, reply))
 
     def _submit(self, target: Target, req: Request) -> None:
         """One request from a connection (its id) or a NATS command (a tuple)."""
@@ -528,6 +554,8 @@ class IpcGateway(TitanActor):
             self._on_outcome(msg)
         elif isinstance(msg, ExecutionReport):
             self._on_execution(msg)
+        elif isinstance(msg, HeartbeatArmed):
+            self._heartbeat_armed(msg)
         elif isinstance(msg, WebhookRequest):
             self._on_webhook(msg)
         elif isinstance(msg, PlaceOrder | CancelByNats):
@@ -640,6 +668,10 @@ class IpcGateway(TitanActor):
             self.after(_REAP_EVERY_S, _REAP)
         elif payload == _TICK:
             now = time.monotonic()
+            for corr in [c for c, (_t, _r, deadline) in self.heartbeats.items() if deadline <= now]:
+                target, req, _deadline = self.heartbeats.pop(corr)
+                self._send_to(target, _echo(req, _rejected("INTERNAL", "the risk guard did not answer in "
+                                                                      "time; resend the heartbeat")))
             for key in [k for k, p in self.pending.items() if p.deadline <= now]:
                 self._settle_unfinal(key, "INTERNAL",
                                      "no answer in time; the outcome is not known yet: resend")

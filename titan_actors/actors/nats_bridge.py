@@ -53,12 +53,15 @@ import orjson
 
 from titan_actors.actors.jetstream import AckedPublisher
 from titan_actors.actors.operator import KillSwitchRounds, OperatorRefusal, operator_command
+from titan_actors.domain.dead_man import MIN_TIMEOUT_MS
 from titan_actors.domain.money import json_default, to_decimal
-from titan_actors.domain.signals import Refusal, parse_intent
+from titan_actors.domain.signals import HEARTBEAT, Refusal, parse_intent
 from titan_actors.messages import (
     CancelByNats,
     CommandReply,
     EventsStored,
+    Heartbeat,
+    HeartbeatArmed,
     LedgerEvents,
     OpenOrdersCanceled,
     PlaceOrder,
@@ -285,6 +288,9 @@ class NatsBridge(TitanActor):
                 self._respond(*done)
         elif isinstance(msg, TreeStatus):
             self._respond(msg.req_id, _status_reply(msg))
+        elif isinstance(msg, HeartbeatArmed):
+            self._respond(msg.corr, {"error": "INVALID", "reason": msg.error} if msg.error else {
+                "scope": msg.scope, "timeout_ms": msg.timeout_ms, "deadline": msg.deadline or None})
         else:
             super().handle(msg, sender)
 
@@ -402,7 +408,7 @@ class NatsBridge(TitanActor):
             subjects.CMD_HALT: self._operator("halt"), subjects.CMD_RESUME: self._operator("resume"),
             subjects.CMD_CANCEL_ALL: self._operator("cancel_all"),
             subjects.CMD_FLATTEN: self._operator("flatten"),
-            subjects.CMD_STATUS: self._status,
+            subjects.CMD_STATUS: self._status, subjects.CMD_HEARTBEAT: self._heartbeat,
         }[subject]
         route(corr, command)
 
@@ -431,6 +437,16 @@ class NatsBridge(TitanActor):
             else:
                 self.kill_switches.start(self, corr, command, sorted(self.venues))
         return route
+
+    def _heartbeat(self, corr: str, body: dict[str, Any]) -> None:
+        problem = HEARTBEAT.problem(body)
+        timeout = body.get("timeout_ms", 0)
+        if problem is None and 0 < timeout < MIN_TIMEOUT_MS:
+            problem = f"timeout_ms: must be 0 (disarm) or at least {MIN_TIMEOUT_MS}"
+        if problem is not None:
+            self._respond(corr, {"error": "INVALID", "reason": problem})
+        else:
+            self._forward(corr, "risk", Heartbeat(body.get("scope", "global"), timeout, corr))
 
     def _status(self, corr: str, _command: dict[str, Any]) -> None:
         self._forward(corr, "root", TreeStatusRequest(timeout_s=1.5, req_id=corr), via="thespian")

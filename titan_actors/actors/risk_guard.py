@@ -22,6 +22,14 @@ errors halt that venue (circuit breaker). Operators set states with
 batch before it is acknowledged; it survives restarts, and only a resume
 lifts it.
 
+Dead man's switches (`Heartbeat`, from a FastPath `HEARTBEAT` or the NATS
+heartbeat subject): each armed scope is kept with its deadline in the store;
+one whose deadline passes fires — the scope goes REDUCING (unless it is
+halted), a `DeadMansSwitchFired` event says so, and every venue adapter
+cancels the scope's resting orders. The armed timeouts travel with the
+trading states, so each exchange adapter keeps the exchange's own
+cancel-all-after armed too.
+
 After a (re)start the guard asks every position actor for its snapshot and
 approves nothing until all answered or 2 s passed; reservations come back
 from its store.
@@ -29,6 +37,7 @@ from its store.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from dataclasses import replace
@@ -37,6 +46,7 @@ from typing import Any
 
 import orjson
 
+from titan_actors.domain.dead_man import MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, Switch, due, heartbeat
 from titan_actors.domain.money import ZERO, json_default, loads_exact, to_decimal
 from titan_actors.domain.risk_rules import (
     Exposure,
@@ -51,10 +61,14 @@ from titan_actors.domain.risk_rules import (
 from titan_actors.domain.throttle import TokenBucket
 from titan_actors.domain.trading_state import STATES, effective_state, valid_scope
 from titan_actors.messages import (
+    CancelOpenOrders,
     CheckOrder,
     CommandRefused,
     EvaluateOrder,
     Evaluation,
+    Heartbeat,
+    HeartbeatArmed,
+    OpenOrdersCanceled,
     OrderDropped,
     PolicyReplaced,
     PositionSnapshot,
@@ -78,7 +92,13 @@ from titan_actors.wire import subjects
 
 __all__ = ["RiskGuard"]
 
+log = logging.getLogger(__name__)
+
 _STATE = b"state:"
+_SWITCH = b"dms:"
+_DMS = "risk:dms"
+_DMS_S = 0.05
+_DMS_OPERATOR = "dead-man's-switch"
 _RESERVED = b"resv:"
 _POLICY = b"policy"
 _REBUILD_S = 2.0
@@ -108,6 +128,10 @@ class RiskGuard(TitanActor):
         self.store = self.open_store("risk", durable=False)
         self.boots = count_boot(self.store)
         self.states = {k[len(_STATE):].decode(): v.decode() for k, v in self.store.items(_STATE)}
+        self.switches: dict[str, Switch] = {
+            k[len(_SWITCH):].decode(): Switch(k[len(_SWITCH):].decode(), **orjson.loads(v))
+            for k, v in self.store.items(_SWITCH)}
+        self.after(_DMS_S, _DMS)
         self.open_outbox(self.store)
         self.policy, self.policy_raw = self._load_policy()
         sizing = self.config.get("sizing", {})
@@ -282,10 +306,19 @@ class RiskGuard(TitanActor):
             self._evaluate(msg.intent, sender)
         elif isinstance(msg, ReplacePolicy):
             self._replace_policy(msg, sender)
+        elif isinstance(msg, Heartbeat):
+            self._heartbeat(msg, sender)
+        elif isinstance(msg, OpenOrdersCanceled):
+            log.warning("risk: dead man's switch: venue %s canceled %d orders, dropped %d", msg.venue,
+                        len(msg.canceled), len(msg.dropped))
         else:
             super().handle(msg, sender)
 
     def on_wakeup(self, payload: Any) -> None:
+        if payload == _DMS:
+            self._fire_switches()
+            self.after(_DMS_S, _DMS)
+            return
         if payload == _APPLY:
             self._send_acks(timed_out=True)
             return
@@ -515,7 +548,54 @@ class RiskGuard(TitanActor):
         self.acks = waiting
 
     def _states_message(self) -> TradingStates:
-        return TradingStates(dict(self.states), self.ready, self.states_version)
+        return TradingStates(dict(self.states), self.ready, self.states_version,
+                             {scope: s.timeout_ms for scope, s in self.switches.items()})
+
+    # --- dead man's switches ------------------------------------------------------------
+
+    def _heartbeat(self, msg: Heartbeat, sender: Any) -> None:
+        """Arm, refresh or (timeout 0) disarm the scope's switch; persisted
+        before it is acknowledged. A change of timeouts goes to the adapters."""
+        if not valid_scope(msg.scope) or not (msg.timeout_ms == 0 or MIN_TIMEOUT_MS <= msg.timeout_ms
+                                              <= MAX_TIMEOUT_MS):
+            self.tell(sender, HeartbeatArmed(msg.corr, msg.scope, 0, 0, "scope or timeout_ms out of range"))
+            return
+        before = {scope: s.timeout_ms for scope, s in self.switches.items()}
+        self.switches = heartbeat(self.switches, msg.scope, msg.timeout_ms, now_ms())
+        key = _SWITCH + msg.scope.encode()
+        switch = self.switches.get(msg.scope)
+        if switch is None:
+            self.store.write_batch((), [key])
+        else:
+            self.store.put(key, orjson.dumps({"timeout_ms": switch.timeout_ms, "deadline": switch.deadline}))
+        if before != {scope: s.timeout_ms for scope, s in self.switches.items()}:
+            self._spread_states()
+        deadline = switch.deadline if switch is not None else 0
+        self.tell(sender, HeartbeatArmed(msg.corr, msg.scope, msg.timeout_ms, deadline))
+
+    def _fire_switches(self) -> None:
+        fired = due(self.switches, now_ms())
+        for switch in fired:
+            del self.switches[switch.scope]
+            reason = f"dead man's switch: no heartbeat for {switch.timeout_ms} ms"
+            assert self.outbox is not None
+            writes = self.outbox.emit(subjects.RISK_STATE, "DeadMansSwitchFired", None, {
+                "scope": switch.scope, "timeout_ms": switch.timeout_ms, "deadline": switch.deadline,
+                "trading_state": "REDUCING" if self.states.get(switch.scope, "ACTIVE") == "ACTIVE"
+                else self.states[switch.scope]})
+            log.warning("risk: %s (%s): REDUCING, canceling its resting orders", reason, switch.scope)
+            if self.states.get(switch.scope, "ACTIVE") == "ACTIVE":
+                # The state first: a crash before the switch is deleted fires it again, never not at all.
+                self._change_state(switch.scope, "REDUCING", reason, _DMS_OPERATOR, extra=writes)
+                self.store.write_batch((), [_SWITCH + switch.scope.encode()])
+            else:
+                self.store.write_batch(writes, [_SWITCH + switch.scope.encode()])
+                self._spread_states()
+            for role in self._appliers():
+                if role.startswith("venue:"):
+                    self.tell(role, CancelOpenOrders(switch.scope, reason, _DMS_OPERATOR))
+        if fired:
+            self.sync_stores()
 
     def _spread_states(self) -> None:
         self.states_version += 1

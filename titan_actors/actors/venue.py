@@ -270,6 +270,7 @@ class VenueAdapter(TitanActor):
                 self._resolve_unanswered()
             self._gate_queued()
             self._release_held()
+            self._cancel_after(msg.switches or {})
             self.tell("risk", StatesApplied(self.role, msg.version))
         elif isinstance(msg, VenueStateRequest):
             self._venue_state(msg.symbol, sender)
@@ -818,6 +819,11 @@ class VenueAdapter(TitanActor):
                 self._fit_exits(entry)
             elif entry is None:
                 self.store.write_batch([], [FIT_KEY + signal_id.encode()])
+
+    def _cancel_after(self, _timeouts: dict[str, int]) -> None:
+        """The armed dead man's switches (scope → timeout_ms): an exchange
+        adapter keeps the exchange's own cancel-all-after armed for what they
+        cover. The paper venue lives and dies with the engine: nothing to arm."""
 
     def _amends(self, _order: Order) -> bool:
         """The venue can change this order's quantity in place."""

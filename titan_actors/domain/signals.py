@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from titan_actors.domain.dead_man import MAX_TIMEOUT_MS, MIN_TIMEOUT_MS
 from titan_actors.domain.money import to_decimal
 from titan_actors.domain.schema import Field, Model
 
 __all__ = [
     "COMMON",
+    "HEARTBEAT",
     "MAX_PRICE",
     "MAX_QUANTITY",
     "ORDER",
@@ -30,7 +32,7 @@ __all__ = [
     "parse_request",
 ]
 
-REQUEST_TYPES = ("PREPARE", "CONFIRM", "ABORT", "CANCEL", "PING")
+REQUEST_TYPES = ("PREPARE", "CONFIRM", "ABORT", "CANCEL", "PING", "HEARTBEAT")
 ORDER_TYPES = ("market", "limit")
 TIME_IN_FORCE = ("GTC", "IOC", "FOK", "PO")
 MAX_QUANTITY = Decimal("1e9")
@@ -88,6 +90,8 @@ class Request:
     ts: int
     req_id: str | None
     intent: OrderIntent | None = None
+    scope: str = ""  # HEARTBEAT
+    timeout_ms: int = 0  # HEARTBEAT: 0 disarms
 
 
 _SIGNAL_ID_FIELD = Field("signal_id", "string",
@@ -123,6 +127,17 @@ COMMON = Model("Request", "A FastPath request (shared/spec/fastpath-ipc.md).", (
     Field("req_id", "string", "echoed in the reply", max_length=128),
     Field("ts", "integer", "the sender's clock, milliseconds since the Unix epoch", required=True),
     _SIGNAL_ID_FIELD,
+), extra=True)
+
+
+#: A HEARTBEAT's own fields (the engine's addition to FastPath: the dead man's switch).
+HEARTBEAT = Model("Heartbeat", "Arm or refresh the dead man's switch of a scope: unless the next heartbeat "
+                  "comes within timeout_ms, the engine cancels the scope's resting orders and sets it "
+                  "REDUCING. timeout_ms 0 disarms it.", (
+    Field("scope", "string", "global (default), venue:NAME or symbol:SYMBOL",
+          pattern=r"global|(?:venue|symbol):[A-Za-z0-9_./-]{1,64}"),
+    Field("timeout_ms", "integer", f"0 (disarm) or {MIN_TIMEOUT_MS} to {MAX_TIMEOUT_MS}", required=True,
+          minimum=0, maximum=MAX_TIMEOUT_MS),
 ), extra=True)
 
 
@@ -171,6 +186,14 @@ def parse_request(
         return Refusal("INVALID", "signal_id: must be 1..128 characters of A-Za-z0-9_.:-")
     if abs(now_ms - ts) > window_ms:
         return Refusal("STALE", f"ts: {ts} is {now_ms - ts} ms from the engine clock (window {window_ms} ms)")
+    if kind == "HEARTBEAT":
+        problem = HEARTBEAT.problem(obj)
+        timeout = obj.get("timeout_ms", 0)
+        if problem is None and 0 < timeout < MIN_TIMEOUT_MS:
+            problem = f"timeout_ms: must be 0 (disarm) or at least {MIN_TIMEOUT_MS}"
+        if problem is not None:
+            return Refusal("INVALID", problem)
+        return Request(kind, "", ts, req_id, scope=obj.get("scope", "global"), timeout_ms=timeout)
     if kind != "PREPARE":
         return Request(kind, signal_id or "", ts, req_id)
     intent = parse_intent(obj, venues=venues, default_venue=default_venue, risk_pct=risk_pct, extra=extra)

@@ -32,6 +32,7 @@ API (tests/support/fake_*.py), signatures included.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -391,6 +392,33 @@ class CcxtVenue:
             return await self.client.cancel_order(
                 None, self.unified(symbol), self._by_client_id_of(client_order_id, conditional)
             )
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    @property
+    def cancel_after(self) -> str:
+        """The exchange's own cancel-all-after this client keeps armed for a
+        dead man's switch: "countdown" (Binance futures: per symbol, refreshed),
+        "disconnect" (Bybit: when the private stream is gone for the window),
+        or "" (none)."""
+        if self.exchange_id == "binance" and self.market_type != "spot":
+            return "countdown"
+        return "disconnect" if self.exchange_id == "bybit" else ""
+
+    async def arm_cancel_after(self, timeouts: dict[str, int], disarm: list[str]) -> None:
+        """Arm (or refresh) the exchange's cancel-all-after: every order of a
+        symbol in `timeouts` (symbol → ms) is canceled by the exchange if it
+        hears nothing more in that time; `disarm` stops it for those symbols."""
+        try:
+            if self.cancel_after == "countdown":
+                for symbol, ms in [*timeouts.items(), *((s, 0) for s in disarm)]:
+                    await self.client.fapiPrivatePostCountdownCancelAll(
+                        {"symbol": self._market_id(symbol), "countdownTime": ms})
+            elif self.cancel_after == "disconnect" and timeouts:
+                window = min(300, max(3, math.ceil(min(timeouts.values()) / 1000)))
+                product = "SPOT" if self.market_type == "spot" else "DERIVATIVES"
+                await self.client.privatePostV5OrderDisconnectedCancelAll(
+                    {"product": product, "timeWindow": window})
         except Exception as exc:
             raise classify(exc) from exc
 

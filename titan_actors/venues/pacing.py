@@ -31,7 +31,7 @@ __all__ = ["PRIORITY", "PUBLISHED_LIMITS", "Pacer", "Request", "default_rate"]
 #: Requests per second each exchange publishes for an account's order and
 #: query endpoints (the lowest of its documented per-second limits).
 PUBLISHED_LIMITS = {"bybit": 10.0, "binance": 10.0, "mexc": 15.0}
-PRIORITY = {"cancel": 0, "resize": 0, "lookup": 1, "create": 2, "state": 3, "poll": 4}
+PRIORITY = {"cancel": 0, "resize": 0, "cancel_after": 0, "lookup": 1, "create": 2, "state": 3, "poll": 4}
 AGE_S = 2.0
 
 

@@ -8,10 +8,11 @@ them, so the document cannot drift from what is checked.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from titan_actors.domain.schema import Field, Model
-from titan_actors.domain.signals import COMMON, ORDER
+from titan_actors.domain.signals import COMMON, HEARTBEAT, ORDER
 
 __all__ = [
     "ERROR",
@@ -61,7 +62,7 @@ WEBHOOK = Model(
      Field("symbol", "string", ORDER.field("symbol").doc, max_length=40),
      Field("order_type", "string", "market or limit; left out, it follows entry_zone",
            enum=("market", "limit")),
-     ENTRY_ZONE),
+     ENTRY_ZONE, *(replace(f, required=False, doc=f"HEARTBEAT: {f.doc}") for f in HEARTBEAT.fields)),
     extra=True,
 )
 
@@ -116,7 +117,7 @@ ERROR = {"type": "object", "required": ["error"], "properties": {
     "error": {"type": "string"}, "reason": {"type": "string"}}}
 
 _REPLY = {"type": "object", "required": ["type", "ts"], "properties": {
-    "type": {"enum": ["PREPARED", "ACCEPTED", "ABORTED", "CANCELED", "PONG", "REJECTED"]},
+    "type": {"enum": ["PREPARED", "ACCEPTED", "ABORTED", "CANCELED", "PONG", "HEARTBEAT_OK", "REJECTED"]},
     "signal_id": {"type": "string"}, "req_id": {"type": "string"}, "ts": {"type": "integer"},
     "code": {"type": "string"}, "reason": {"type": "string"}, "duplicate": {"type": "boolean"}}}
 

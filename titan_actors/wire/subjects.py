@@ -7,6 +7,7 @@ __all__ = [
     "CMD_CANCEL_ALL",
     "CMD_FLATTEN",
     "CMD_HALT",
+    "CMD_HEARTBEAT",
     "CMD_PLACE",
     "CMD_RESUME",
     "CMD_STATUS",
@@ -30,8 +31,10 @@ CMD_RESUME = "titan.cmd.operator.resume.v1"
 CMD_CANCEL_ALL = "titan.cmd.operator.cancel_all.v1"
 CMD_FLATTEN = "titan.cmd.operator.flatten.v1"
 CMD_STATUS = "titan.cmd.operator.status.v1"
+CMD_HEARTBEAT = "titan.cmd.operator.heartbeat.v1"
 OPERATOR_PREFIX = "titan.cmd.operator."
-COMMANDS = (CMD_PLACE, CMD_CANCEL, CMD_HALT, CMD_RESUME, CMD_STATUS, CMD_CANCEL_ALL, CMD_FLATTEN)
+COMMANDS = (CMD_PLACE, CMD_CANCEL, CMD_HALT, CMD_RESUME, CMD_STATUS, CMD_CANCEL_ALL, CMD_FLATTEN,
+            CMD_HEARTBEAT)
 
 MARKET_TICKER = "titan.data.market.ticker.v1"
 MARKET_BOOK = "titan.data.market.book.v1"
