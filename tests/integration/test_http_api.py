@@ -212,3 +212,32 @@ def test_cancel_all_and_flatten_over_http_cancel_the_resting_and_close_the_posit
         wait_for(lambda: engine.actor("position:ETHUSDT")["detail"]["net"].get("paper") == 0, 5, 0.05, "flat")
     finally:
         engine.stop()
+
+
+def test_an_entry_zone_ladder_is_one_signal_of_several_limit_orders_whose_stop_follows_their_fills(
+        tmp_path: Path) -> None:
+    engine = RunningEngine(tmp_path, FAST_SUPERVISION).start()
+    try:
+        status, reply, _ = hook(engine, {"type": "PREPARE", "signal_id": "lad-1", "symbol": "BTCUSDT",
+                                         "direction": 1, "quantity": 0.3, "entry_zone": [59000, 58000, 57000],
+                                         "stop_loss": 56000})
+        assert status == 200 and reply["type"] == "PREPARED", reply
+        ladder = reply["order"]["ladder"]
+        assert [(o["price"], o["quantity"]) for o in ladder] == [(59000, 0.1), (58000, 0.1), (57000, 0.1)]
+        assert ladder[0]["client_order_id"] == client_order_id("lad-1") == reply["order"]["client_order_id"]
+        assert len({o["client_order_id"] for o in ladder}) == 3
+        assert hook(engine, {"type": "CONFIRM", "signal_id": "lad-1"})[1]["type"] == "ACCEPTED"
+        wait_for(lambda: engine.venue()["open_orders"] == 3, 5, 0.05, "three rungs resting")
+        engine.control({"cmd": "price", "symbol": "BTCUSDT", "bid": 57900, "ask": 57910, "last": 57905})
+        wait_for(lambda: engine.actor("position:BTCUSDT")["detail"]["net"].get("paper") == 0.2, 5, 0.05,
+                 "two rungs filled")
+        # One stop for the signal, sized to both fills together.
+        stops = wait_for(lambda: [o for o in engine.control({"cmd": "venue_orders"})["journal"].values()
+                                  if o["leg"] == "sl" and o["status"] in ("ACCEPTED", "SUBMITTED")
+                                  and o["quantity"] == 0.2], 5, 0.05, "the stop at 0.2")
+        assert len(stops) == 1
+        status, reply, _ = hook(engine, {"type": "CANCEL", "signal_id": "lad-1"})
+        assert status == 200 and reply["type"] == "CANCELED", reply
+        wait_for(lambda: engine.venue()["open_orders"] == 1, 5, 0.05, "the last rung canceled, the stop left")
+    finally:
+        engine.stop()

@@ -44,16 +44,18 @@ def test_the_order_model_and_the_parser_agree_on_any_take_profits(value: object)
 
 
 def test_the_webhook_turns_an_entry_zone_into_a_limit_order_and_keeps_the_rest_aside() -> None:
-    request, extra = webhook_request({"type": "PREPARE", "signal_id": "s", "direction": -1, "quantity": 1,
-                                      "entry_zone": [101.5], "regime_vector": {"a": 1}, "phase": 3})
+    request, extra, ladder = webhook_request({"type": "PREPARE", "signal_id": "s", "direction": -1,
+                                              "quantity": 1, "entry_zone": [101.5], "regime_vector": {"a": 1},
+                                              "phase": 3})
     assert request["order_type"] == "limit" and request["price"] == 101.5 and "entry_zone" not in request
-    assert request["phase"] == 3 and extra == {"regime_vector": {"a": 1}}
-    market, _ = webhook_request({"type": "PREPARE", "signal_id": "s", "side": "buy", "quantity": 1})
+    assert request["phase"] == 3 and extra == {"regime_vector": {"a": 1}} and ladder == ()
+    assert webhook_request({"type": "PREPARE", "entry_zone": [3, 2, 1]})[2] == (3, 2, 1)
+    market, _, _ = webhook_request({"type": "PREPARE", "signal_id": "s", "side": "buy", "quantity": 1})
     assert market["order_type"] == "market"
     assert webhook_request({"type": "PREPARE", "entry_zone": [1, 2, 3, 4, 5, 6]}).startswith("entry_zone:")
     assert webhook_request({"type": "PREPARE", "entry_zone": [1], "price": 2}).startswith("entry_zone:")
     assert webhook_request({"type": "CONFIRM", "signal_id": "s", "note": 1}) == (
-        {"type": "CONFIRM", "signal_id": "s"}, {})
+        {"type": "CONFIRM", "signal_id": "s"}, {}, ())
 
 
 def test_sizing_by_risk_is_exact_and_names_what_it_lacks() -> None:

@@ -55,7 +55,6 @@ from typing import Any
 
 from titan_actors.actors.venue import VenueAdapter, _venue_spec
 from titan_actors.domain.dead_man import countdowns
-from titan_actors.domain.ids import client_order_id
 from titan_actors.domain.money import ZERO, Instrument
 from titan_actors.domain.orders import (
     EMULATED,
@@ -624,7 +623,7 @@ class CcxtVenueAdapter(VenueAdapter):
     def _flat(self, exit_order: Order) -> bool:
         """The signal's exits have filled as much as its entry did (the account's
         position is not ours alone on a real exchange)."""
-        entry = self.journal.get(client_order_id(exit_order.signal_id))
+        entry = self._entry_of(exit_order.signal_id)
         if entry is None:
             return False
         return sum((o.filled_qty for o in self._exits_of(entry)), ZERO) >= entry.filled_qty

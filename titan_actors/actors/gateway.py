@@ -429,10 +429,11 @@ class IpcGateway(TitanActor):
         if isinstance(converted, str):
             self._refuse_unparsed(target, msg.request, Refusal("INVALID", converted))
             return
-        request, extra = converted
+        request, extra, ladder = converted
         parsed = parse_request(request, now_ms=now_ms(), window_ms=self.window_ms, venues=self.venues,
                                default_venue=self.default_venue, ts_required=False,
-                               risk_pct=self.risk_pct, extra=extra)
+                               risk_pct=self.risk_pct, extra=extra,
+                               ladder=tuple(to_decimal(p, field="entry_zone") for p in ladder))
         if isinstance(parsed, Refusal):
             self._refuse_unparsed(target, msg.request, parsed)
         elif parsed.type == "PING":

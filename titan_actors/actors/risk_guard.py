@@ -408,8 +408,9 @@ class RiskGuard(TitanActor):
             return
         intent = self._arrived(intent)
         if intent.risk_pct is not None:
+            entry = sum(intent.ladder) / len(intent.ladder) if intent.ladder else intent.price
             sized = size_by_risk(equity=self.sizing_equity, risk_pct=intent.risk_pct,
-                                 entry=intent.price or intent.arrival_price, stop_loss=intent.stop_loss)
+                                 entry=entry or intent.arrival_price, stop_loss=intent.stop_loss)
             if isinstance(sized, str):
                 refuse("INVALID", sized)
                 return

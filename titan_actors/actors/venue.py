@@ -42,7 +42,7 @@ from typing import Any
 from supervisors.tree import position_spec, reconcile_settings
 from titan_actors.domain.brackets import fit_exits
 from titan_actors.domain.ids import client_order_id, exit_order_id
-from titan_actors.domain.money import ZERO, Instrument, to_decimal, to_decimal_or_none
+from titan_actors.domain.money import ZERO, Instrument, split_quantity, to_decimal, to_decimal_or_none
 from titan_actors.domain.orders import (
     Order,
     Refused,
@@ -298,15 +298,55 @@ class VenueAdapter(TitanActor):
         coid = client_order_id(intent.signal_id)
         order = self.journal.get(coid)
         if order is None:
-            order, problem = self._normalise(order_from_intent(intent, coid, now_ms()))
+            rungs, problem = self._staged(order_from_intent(intent, coid, now_ms()), intent.ladder)
             if problem:
                 self.tell("risk", OrderDropped(coid))  # release what the risk guard reserved
                 code = "VENUE_UNAVAILABLE" if self._unavailable_reason() else "INVALID"
                 self.reply_now(msg.reply_to, CommandRefused(intent.signal_id, "PREPARE", code, problem))
                 return
-            self._commit([order])
+            self._commit(rungs)
             self.counts["staged"] += 1
-        self.reply_now(msg.reply_to, OrderPrepared(intent.signal_id, order.public(), order.expires_at))
+            order = rungs[0]
+        public = order.public()
+        if order.ladder:
+            public["ladder"] = [{"client_order_id": o.client_order_id, "price": o.price,
+                                 "quantity": o.quantity} for o in self._rungs(order)]
+        self.reply_now(msg.reply_to, OrderPrepared(intent.signal_id, public, order.expires_at))
+
+    def _staged(self, order: Order, ladder: tuple[Decimal, ...]) -> tuple[list[Order], str]:
+        """The signal's entry, normalised; a ladder's as one limit order per
+        price (the quantity split on the step, the remainder on the first;
+        a rung below the venue's minimum merged into the one before)."""
+        if not ladder:
+            normal, problem = self._normalise(order)
+            return [normal], problem
+        shares = split_quantity(order.quantity, len(ladder), self._instrument(order.symbol), list(ladder))
+        rungs = [replace(order, client_order_id=order.client_order_id if n == 0 else
+                         exit_order_id(order.signal_id, f"z{i + 1}", 1), price=ladder[i], quantity=qty)
+                 for n, (i, qty) in enumerate(shares)]
+        normal = []
+        for rung in rungs:
+            rung, problem = self._normalise(rung)
+            if problem:
+                return [], f"entry_zone: {problem}"
+            normal.append(rung)
+        return [replace(normal[0], ladder=tuple(r.client_order_id for r in normal[1:])), *normal[1:]], ""
+
+    def _rungs(self, first: Order) -> list[Order]:
+        """The orders of a signal's entry: itself, or every rung of its ladder."""
+        return [first, *(o for c in first.ladder if (o := self.journal.get(c)) is not None)]
+
+    def _entry_of(self, signal_id: str) -> Order | None:
+        """The signal's entry as one order: a ladder's rungs summed (quantity,
+        filled, average price), which its bracket exits follow."""
+        first = self.journal.get(client_order_id(signal_id))
+        if first is None or not first.ladder:
+            return first
+        rungs = self._rungs(first)
+        filled = sum((o.filled_qty for o in rungs), ZERO)
+        avg = sum((o.filled_qty * o.avg_price for o in rungs), ZERO) / filled if filled else ZERO
+        return replace(first, quantity=sum((o.quantity for o in rungs), ZERO), filled_qty=filled,
+                       avg_price=avg)
 
     def _submit(self, msg: SubmitOrder) -> None:
         order = self.journal.get(client_order_id(msg.signal_id))
@@ -341,11 +381,15 @@ class VenueAdapter(TitanActor):
             self.order_traces[order.client_order_id] = otel.traceparent(span)
             while len(self.order_traces) > _TRACED_ORDERS:
                 self.order_traces.popitem(last=False)
-        self._commit([order], [(order, None)])  # journal (and its event) before the side effect
+        rungs = [order, *(d.order for r in self._rungs(order)[1:]
+                          if (d := decide(r, "CONFIRM", now_ms())).order is not None and d.refused is None)]
+        self._commit(rungs, [(r, None) for r in rungs])  # journal (and its events) before the side effect
         if span is not None:
             span.add_event("journaled")
         self.crash_point("adapter.after_journal")
         self._send_to_venue(order, msg.reply_to)
+        for rung in rungs[1:]:  # a ladder: its other rungs go with it
+            self._send_to_venue(rung, None)
 
     # --- hooks a venue of another kind overrides ---------------------------------------
 
@@ -603,7 +647,9 @@ class VenueAdapter(TitanActor):
                                                    decision.refused.reason))
             return
         if decision.order is not None:
-            self._commit([decision.order])
+            rungs = [d.order for r in self._rungs(decision.order)[1:]
+                     if (d := decide(r, "ABORT", now_ms())).order is not None and d.refused is None]
+            self._commit([decision.order, *rungs])
             self.tell("risk", OrderDropped(decision.order.client_order_id))
         self.tell(msg.reply_to, OrderAborted(msg.signal_id))
 
@@ -697,6 +743,13 @@ class VenueAdapter(TitanActor):
 
     def _cancel(self, msg: CancelOrder) -> None:
         order = self.journal.get(client_order_id(msg.signal_id))
+        if order is not None and order.ladder:
+            # A ladder: every rung still open is canceled; the answer follows the first of them.
+            live = [r for r in self._rungs(order) if not r.final]
+            for rung in live[1:]:
+                if decide(rung, "CANCEL", now_ms()).refused is None:
+                    self._cancel_at_venue(rung, None)
+            order = live[0] if live else order
         decision = decide(order, "CANCEL", now_ms())
         unavailable = self._unavailable_reason()
         if decision.refused is not None:
@@ -780,7 +833,7 @@ class VenueAdapter(TitanActor):
             elif order.leg != "entry" or order.filled_qty > 0:
                 # An entry filled (part of it), or an exit was accepted or took
                 # part of the position: the exits follow.
-                entry = order if order.leg == "entry" else self.journal.get(client_order_id(order.signal_id))
+                entry = self._entry_of(order.signal_id)
                 if entry is not None and entry.filled_qty > 0 and (entry.stop_loss is not None
                                                                     or entry.take_profits):
                     self._fit_exits(entry)
@@ -814,7 +867,7 @@ class VenueAdapter(TitanActor):
         signals = {k[len(FIT_KEY):].decode() for k, _v in self.store.items(FIT_KEY)}
         signals |= {o.signal_id for o in self.journal.live.values() if o.leg != "entry"}
         for signal_id in sorted(signals):
-            entry = self.journal.get(client_order_id(signal_id))
+            entry = self._entry_of(signal_id)
             if entry is not None and entry.filled_qty > 0:
                 self._fit_exits(entry)
             elif entry is None:

@@ -111,6 +111,7 @@ class Order:
     updated_at: int = 0
     arrival_price: Decimal | None = None  # the market price when its PREPARE arrived
     extra: dict[str, Any] | None = None  # the signal's fields the engine does not use (webhook)
+    ladder: tuple[str, ...] = ()  # on an entry ladder's first rung: the client order ids of the others
 
     @property
     def final(self) -> bool:
@@ -144,6 +145,7 @@ class Order:
             raw[name] = to_decimal_or_none(raw.get(name), field=name)
         raw["take_profits"] = tuple(to_decimal(p) for p in raw["take_profits"])
         raw["fills"] = tuple(Fill.from_dict(f) for f in raw["fills"])
+        raw["ladder"] = tuple(raw.get("ladder", ()))
         return Order(**raw)
 
 

@@ -81,6 +81,10 @@ class OrderIntent:
     arrival_price: Decimal | None = None
     #: Fields of the signal the engine does not use, kept with it (webhook).
     extra: dict[str, Any] | None = None
+    #: An entry ladder (webhook `entry_zone` of 2-5 prices): one limit order
+    #: per price, the quantity split between them; `price` is then the worst
+    #: of them (what risk judges).
+    ladder: tuple[Decimal, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +175,7 @@ def parse_request(
     ts_required: bool = True,
     risk_pct: Decimal | None = None,
     extra: dict[str, Any] | None = None,
+    ladder: tuple[Decimal, ...] = (),
 ) -> Request | Refusal:
     """Validate a decoded request. `venues` maps venue name → its symbols.
     Without `ts_required` (the webhook) a request may leave `ts` out; one
@@ -196,7 +201,8 @@ def parse_request(
         return Request(kind, "", ts, req_id, scope=obj.get("scope", "global"), timeout_ms=timeout)
     if kind != "PREPARE":
         return Request(kind, signal_id or "", ts, req_id)
-    intent = parse_intent(obj, venues=venues, default_venue=default_venue, risk_pct=risk_pct, extra=extra)
+    intent = parse_intent(obj, venues=venues, default_venue=default_venue, risk_pct=risk_pct, extra=extra,
+                          ladder=ladder)
     if isinstance(intent, Refusal):
         return intent
     return Request(kind, signal_id, ts, req_id, intent)
@@ -205,6 +211,7 @@ def parse_request(
 def parse_intent(
     obj: Mapping[str, Any], *, venues: Mapping[str, frozenset[str]], default_venue: str,
     risk_pct: Decimal | None = None, extra: dict[str, Any] | None = None,
+    ladder: tuple[Decimal, ...] = (),
 ) -> OrderIntent | Refusal:
     """The order fields of a PREPARE (also the NATS place command's body),
     checked against `ORDER`, then the rules that tie them together. With
@@ -239,13 +246,16 @@ def parse_intent(
     tif = obj.get("time_in_force", "GTC")
     if tif == "PO" and order_type != "limit":
         return Refusal("INVALID", "time_in_force: PO (post-only) needs a limit order")
+    price = _decimal(obj, "price") if order_type == "limit" else None
+    if ladder:
+        price = max(ladder) if side == "buy" else min(ladder)
     return OrderIntent(
         signal_id=obj["signal_id"], symbol=symbol, side=side,
         quantity=to_decimal(obj["quantity"]) if "quantity" in obj else Decimal(0),
-        order_type=order_type, price=_decimal(obj, "price") if order_type == "limit" else None,
+        order_type=order_type, price=price,
         time_in_force=tif, reduce_only=obj.get("reduce_only", False), exchange=exchange,
         stop_loss=_decimal(obj, "stop_loss"),
         take_profits=tuple(to_decimal(p) for p in obj.get("take_profits") or ()),
         strategy_id=obj.get("strategy_id"), phase=obj.get("phase"), ttl_ms=obj.get("ttl_ms", DEFAULT_TTL_MS),
-        risk_pct=risk_pct if "quantity" not in obj else None, extra=extra or None,
+        risk_pct=risk_pct if "quantity" not in obj else None, extra=extra or None, ladder=ladder,
     )

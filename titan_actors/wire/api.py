@@ -69,26 +69,25 @@ WEBHOOK = Model(
 _WEBHOOK_FIELDS = frozenset(f.name for f in WEBHOOK.fields)
 
 
-def webhook_request(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | str:
-    """A webhook body as (the FastPath request, the signal's extra fields),
-    or the `INVALID` reason. `entry_zone` becomes the limit price; without
-    it (and without `order_type`) a PREPARE is a market order."""
+def webhook_request(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], tuple[Any, ...]] | str:
+    """A webhook body as (the FastPath request, the signal's extra fields,
+    the ladder's prices), or the `INVALID` reason. `entry_zone` becomes the
+    limit price (several: a ladder, one limit order per price); without it
+    (and without `order_type`) a PREPARE is a market order."""
     request = {k: v for k, v in body.items() if k in _WEBHOOK_FIELDS and k != "entry_zone"}
     extra = {k: v for k, v in body.items() if k not in _WEBHOOK_FIELDS}
     if body.get("type") != "PREPARE":
-        return request, {}
+        return request, {}, ()
     zone = body.get("entry_zone")
     if zone is None:
         request.setdefault("order_type", "market")
-        return request, extra
+        return request, extra, ()
     problem = ENTRY_ZONE.problem(zone)
     if problem is not None:
         return f"entry_zone: {problem}"
     if body.get("order_type", "limit") != "limit" or "price" in body:
         return "entry_zone: its prices are the limit prices; leave out price and order_type (or say limit)"
-    if len(zone) > 1:
-        return "entry_zone: a ladder of more than one price is not supported yet; send one price"
-    return {**request, "order_type": "limit", "price": zone[0]}, extra
+    return {**request, "order_type": "limit", "price": zone[0]}, extra, tuple(zone) if len(zone) > 1 else ()
 
 
 _DATE = Field("start_date", "string", "ISO-8601 date or date-time (UTC when no offset)", max_length=40)
