@@ -55,6 +55,8 @@ __all__ = [
     "PlaceOrder",
     "PolicyReplaced",
     "Pong",
+    "PositionHeld",
+    "PositionQuery",
     "PositionSnapshot",
     "PositionsFlattened",
     "PriceUpdate",
@@ -598,6 +600,25 @@ class PlaceOrder:
 @dataclass(frozen=True, slots=True)
 class CancelByNats:
     signal_id: str
+    corr: str
+
+
+@dataclass(frozen=True, slots=True)
+class PositionQuery:
+    """Venue adapter → position actor: the engine's own quantity of its
+    symbol at `venue` (a spot flatten sells that, not the wallet's coins)."""
+
+    venue: str
+    corr: str
+
+
+@dataclass(frozen=True, slots=True)
+class PositionHeld:
+    """Position actor → asker: the answer to `PositionQuery`."""
+
+    symbol: str
+    venue: str
+    qty: Decimal
     corr: str
 
 

@@ -541,27 +541,49 @@ class CcxtVenueAdapter(VenueAdapter):
     def _close_positions(self, symbols: list[str], answer: Any) -> None:
         """Each symbol's position asked of the exchange, then closed; `answer`
         once every one is (a symbol whose position could not be read is named
-        with the error: nothing was sent for it)."""
-        symbols = [s for s in symbols if s in self.client.markets]
+        with the error: nothing was sent for it). On spot the wallet's coins
+        are not all the engine's: what is sold is the engine's own quantity
+        (its position actor's), at most what the wallet holds."""
+        spot = self.config.get("market", "linear") == "spot"
+        symbols = [s for s in symbols if s in self.client.markets
+                   and (not spot or s in self.config.get("symbols", ()))]
         closing: dict[str, dict[str, Any]] = {}
         left = set(symbols)
 
-        def read(symbol: str, position: Any, error: BaseException | None) -> None:
+        def close(symbol: str, qty: Decimal | None, problem: str) -> None:
             left.discard(symbol)
-            if error is not None:
-                closing[symbol] = {"error": f"position not read: {str(error)[:200]}"}
-            else:
-                sent = self._close(symbol, position[0])
-                if sent is not None:
-                    closing[symbol] = sent
+            if problem:
+                closing[symbol] = {"error": problem}
+            elif qty is not None and (sent := self._close(symbol, qty)) is not None:
+                closing[symbol] = sent
             if not left:
                 answer(closing)
+
+        def read(symbol: str, ours: Decimal | None, position: Any, error: BaseException | None) -> None:
+            if error is not None:
+                close(symbol, None, f"position not read: {str(error)[:200]}")
+            elif ours is None:  # a derivative position is the account's: all of it is closed
+                close(symbol, position[0], "")
+            else:
+                close(symbol, max(min(ours, position[0]), ZERO), "")
+
+        def held(symbol: str, ours: Decimal | None) -> None:
+            if ours is None:
+                close(symbol, None, f"position:{symbol} did not say what the engine holds")
+            elif ours <= 0:
+                close(symbol, None, "")
+            else:
+                self._request("state", f"flatten:{symbol}", partial(self.client.position, symbol),
+                              partial(read, symbol, ours))
 
         if not symbols:
             answer(closing)
         for symbol in symbols:
-            self._request("state", f"flatten:{symbol}", partial(self.client.position, symbol),
-                          partial(read, symbol))
+            if spot:
+                self._ask_position(symbol, partial(held, symbol))
+            else:
+                self._request("state", f"flatten:{symbol}", partial(self.client.position, symbol),
+                              partial(read, symbol, None))
 
     def _held_by_venue(self, order: Order) -> bool:
         """A stop the venue holds until it fires (not one the engine emulates)."""

@@ -46,6 +46,8 @@ from titan_actors.domain.reconciliation import reconcile
 from titan_actors.messages import (
     CancelExits,
     ExecutionReport,
+    PositionHeld,
+    PositionQuery,
     PositionSnapshot,
     PriceUpdates,
     ReconcileNow,
@@ -147,6 +149,9 @@ class PositionActor(TitanActor):
             self._reconcile(msg)
         elif isinstance(msg, TradingStateSet):
             pass  # the risk guard confirmed a halt we asked for
+        elif isinstance(msg, PositionQuery):
+            held = self.positions.get(msg.venue)
+            self.tell(sender, PositionHeld(self.symbol, msg.venue, held.qty if held else ZERO, msg.corr))
         elif isinstance(msg, ReconcileNow):
             if msg.venue in self.venue_settings:
                 # The adapter could not apply what its venue said: compare now.

@@ -71,6 +71,8 @@ from titan_actors.messages import (
     OrderPrepared,
     PaperAdjust,
     PaperPlace,
+    PositionHeld,
+    PositionQuery,
     PositionsFlattened,
     PriceUpdate,
     PriceUpdates,
@@ -109,6 +111,7 @@ __all__ = ["OrderJournal", "VenueAdapter"]
 log = logging.getLogger(__name__)
 
 _TICK = "venue:tick"
+_POSITION_ASK = "position-ask"
 #: Orders whose fills' reports carry their trace (the newest kept).
 _TRACED_ORDERS = 10_000
 #: `fit:<signal id>`: a bracket entry whose exits may not fit what filled yet.
@@ -182,6 +185,7 @@ class VenueAdapter(TitanActor):
         self.consecutive_errors = 0
         self.states: dict[str, str] | None = None  # from the risk guard; None: not known yet
         self.venue: PaperVenue | None = None
+        self.position_asks: dict[str, Any] = {}  # corr → what to do with a `PositionHeld`
         self.counts = {"staged": 0, "submitted": 0, "rejected": 0, "fills": 0, "halted_at_send": 0,
                        "bad_venue_data": 0}
         # What the venue reported that could not be applied (key → why; the newest kept).
@@ -263,6 +267,10 @@ class VenueAdapter(TitanActor):
             self._cancel_exits(None, msg.symbol)
         elif isinstance(msg, SetVenueOutage):
             self.venue_down = msg.down
+        elif isinstance(msg, PositionHeld):
+            then = self.position_asks.pop(msg.corr, None)
+            if then is not None:
+                then(msg.qty)
         elif isinstance(msg, TradingStates):
             first = self.states is None
             self.states = dict(msg.states)
@@ -688,16 +696,11 @@ class VenueAdapter(TitanActor):
     def _flatten(self, msg: FlattenPositions, asker: Any) -> None:
         """Kill switch: cancel the scope's orders, then close each of its
         positions here with a reduce-only market order (leg `flatten`, sent
-        whatever the trading state). A spot wallet is refused: it holds coins
-        that are not the engine's."""
+        whatever the trading state; on spot, a sell of what the engine
+        bought, never of coins that were in the wallet before)."""
         kind, _, name = msg.scope.partition(":")
         if kind == "venue" and name != self.venue_name:
             self.tell(asker, PositionsFlattened(self.venue_name, (), (), {}, corr=msg.corr), via="thespian")
-            return
-        if self.config.get("market", "linear") == "spot":
-            refused = "a spot wallet holds coins that are not the engine's: sell them with an order"
-            self.tell(asker, PositionsFlattened(self.venue_name, (), (), {}, refused, msg.corr),
-                      via="thespian")
             return
         canceled, dropped = self._cancel_scope(msg.scope, msg.reason, msg.operator)
         symbols = [name] if kind == "symbol" else \
@@ -708,6 +711,16 @@ class VenueAdapter(TitanActor):
                       via="thespian")
 
         self._close_positions(symbols, answer)
+
+    def _ask_position(self, symbol: str, then: Any) -> None:
+        """`then(qty)` with the engine's own quantity of `symbol` here, or
+        `then(None)` if its position actor does not answer in 2 s."""
+        corr = f"held:{symbol}:{now_ms()}:{len(self.position_asks)}"
+        self.position_asks[corr] = then
+        if not self.tell(f"position:{symbol}", PositionQuery(self.venue_name, corr)):
+            self.position_asks.pop(corr)(None)
+            return
+        self.after(2.0, (_POSITION_ASK, corr))
 
     def _held_symbols(self) -> set[str]:
         """Symbols the venue holds a position in (the paper venue's book)."""
@@ -731,9 +744,10 @@ class VenueAdapter(TitanActor):
             return None
         now = now_ms()
         signal_id = f"flatten-{self.venue_name}-{symbol}-{now}"
+        spot = self.config.get("market", "linear") == "spot"  # a spot sell cannot grow a position
         order = Order(client_order_id=client_order_id(signal_id), signal_id=signal_id, symbol=symbol,
                       side="sell" if qty > 0 else "buy", quantity=quantity, order_type="market", price=None,
-                      time_in_force="GTC", reduce_only=True, exchange=self.venue_name, leg="flatten",
+                      time_in_force="GTC", reduce_only=not spot, exchange=self.venue_name, leg="flatten",
                       stage="CONFIRMED", status="SUBMITTED", prepared_at=now, confirmed_at=now,
                       updated_at=now, reason="flatten by the operator")
         log.warning("venue %s: flatten %s: %s %s", self.venue_name, symbol, order.side, quantity)
@@ -783,6 +797,11 @@ class VenueAdapter(TitanActor):
                                                                  now_ms())))
 
     def on_wakeup(self, payload: Any) -> None:
+        if isinstance(payload, tuple) and payload[0] == _POSITION_ASK:
+            then = self.position_asks.pop(payload[1], None)
+            if then is not None:
+                then(None)
+            return
         if payload != _TICK:
             return
         now = now_ms()

@@ -49,7 +49,7 @@ def send_gate(states: Mapping[str, str] | None, *, venue: str, symbol: str, side
     reduce-only (the venue then never lets it grow the position) and refuses
     a spot buy (a spot position is only ever long)."""
     if flatten:  # an operator's flatten closes a position whatever the state: it only ever reduces
-        return SendGate("send", reduce_only=True)
+        return SendGate("send", reduce_only=not spot)  # a spot sell of the engine's coins carries no flag
     if states is None:
         return SendGate("hold" if exit_leg else "busy", "the trading state is not known yet")
     state, scope = effective_state(states, venue=venue, symbol=symbol)
