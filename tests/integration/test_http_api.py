@@ -185,6 +185,9 @@ def test_tokens_are_private_files_and_the_operator_endpoints_admit_only_the_oper
             if path.is_file():
                 text = path.read_text(errors="replace")
                 assert not any(s in text for s in secrets_), f"a token in {path}"
+        assert not any(s in engine.output() for s in secrets_), "a token in the engine's own output"
+        status_text = json.dumps(engine.status())
+        assert not any(s in status_text for s in secrets_), "a token in titan status"
     finally:
         engine.stop()
 
