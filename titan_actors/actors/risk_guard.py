@@ -57,6 +57,7 @@ from titan_actors.domain.risk_rules import (
     policy_from_config,
     reduces_position,
     size_by_risk,
+    slippage_cap,
 )
 from titan_actors.domain.throttle import TokenBucket
 from titan_actors.domain.trading_state import STATES, effective_state, valid_scope
@@ -407,6 +408,14 @@ class RiskGuard(TitanActor):
             refuse("BUSY", "the risk guard is rebuilding its view after a restart; resend")
             return
         intent = self._arrived(intent)
+        if intent.max_slippage_bps is not None:
+            capped = slippage_cap(side=intent.side, order_type=intent.order_type, price=intent.price,
+                                  time_in_force=intent.time_in_force, arrival=intent.arrival_price,
+                                  max_bps=intent.max_slippage_bps)
+            if isinstance(capped, str):
+                refuse("INVALID", capped)
+                return
+            intent = replace(intent, order_type=capped[0], price=capped[1], time_in_force=capped[2])
         if intent.risk_pct is not None:
             entry = sum(intent.ladder) / len(intent.ladder) if intent.ladder else intent.price
             sized = size_by_risk(equity=self.sizing_equity, risk_pct=intent.risk_pct,

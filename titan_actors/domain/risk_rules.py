@@ -28,6 +28,7 @@ __all__ = [
     "policy_from_config",
     "reduces_position",
     "size_by_risk",
+    "slippage_cap",
 ]
 
 
@@ -336,3 +337,18 @@ def size_by_risk(*, equity: Decimal, risk_pct: Decimal, entry: Decimal | None,
     if not distance:
         return "stop_loss: equals the entry price; nothing to size by"
     return equity * risk_pct / 100 / distance
+
+
+def slippage_cap(*, side: str, order_type: str, price: Decimal | None, time_in_force: str,
+                 arrival: Decimal | None, max_bps: Decimal) -> tuple[str, Decimal, str] | str:
+    """Slippage control: (order type, price, time in force) within `max_bps`
+    of the arrival price — a market order becomes a limit IOC at arrival +/-
+    the cap, a limit order's price is held inside it — or why it cannot be
+    capped (a reason naming the field)."""
+    if arrival is None:
+        return "max_slippage_bps: no market price to cap the order against"
+    cap = arrival * (1 + max_bps / 10_000) if side == "buy" else arrival * (1 - max_bps / 10_000)
+    if order_type == "market":
+        return "limit", cap, "IOC"
+    assert price is not None
+    return order_type, min(price, cap) if side == "buy" else max(price, cap), time_in_force

@@ -40,6 +40,7 @@ MAX_PRICE = Decimal("1e12")
 MAX_TTL_MS = 60_000
 DEFAULT_TTL_MS = 5_000
 MAX_TAKE_PROFITS = 10
+MAX_SLIPPAGE_BPS = 10_000
 _SIGNAL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _EXCHANGE_SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
 _UNIFIED_SYMBOL = re.compile(r"([A-Z0-9]{1,15})/([A-Z0-9]{1,10})(?::([A-Z0-9]{1,10}))?")
@@ -85,6 +86,8 @@ class OrderIntent:
     #: per price, the quantity split between them; `price` is then the worst
     #: of them (what risk judges).
     ladder: tuple[Decimal, ...] = ()
+    #: Slippage control: the risk guard caps the order at the arrival price +/- this.
+    max_slippage_bps: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,9 @@ ORDER = Model("Order", "The order a PREPARE asks for. `side` or `direction` is r
     Field("phase", "integer", "tag carried into events"),
     Field("ttl_ms", "integer", "how long the prepared order stays confirmable",
           minimum=1, maximum=MAX_TTL_MS),
+    Field("max_slippage_bps", "number", "slippage control: a market order becomes a limit IOC at the "
+          "arrival price +/- this many basis points; a limit order's price is held within it",
+          minimum=0, maximum=MAX_SLIPPAGE_BPS),
 ), extra=True)
 
 #: The fields every FastPath request has.
@@ -258,4 +264,5 @@ def parse_intent(
         take_profits=tuple(to_decimal(p) for p in obj.get("take_profits") or ()),
         strategy_id=obj.get("strategy_id"), phase=obj.get("phase"), ttl_ms=obj.get("ttl_ms", DEFAULT_TTL_MS),
         risk_pct=risk_pct if "quantity" not in obj else None, extra=extra or None, ladder=ladder,
+        max_slippage_bps=_decimal(obj, "max_slippage_bps"),
     )
