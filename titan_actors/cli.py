@@ -188,6 +188,16 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
         if request.get("cancel_open"):  # halted first: nothing new goes out while the old are canceled
             answer["canceled"] = _cancel_open(engine, request)
         return answer
+    if cmd == "ledger":  # `titan report`: the ledger's answer to one read query
+        from titan_actors.messages import CommandReply, LedgerQuery
+
+        reply = engine.ask_role("ledger", LedgerQuery(str(request["path"]), dict(request.get("params") or {}),
+                                                      uuid.uuid4().hex), timeout=10.0)
+        if not isinstance(reply, CommandReply):
+            return {"ok": False, "error": "the ledger did not answer"}
+        if "error" in reply.reply:
+            return {"ok": False, "error": reply.reply.get("reason", reply.reply["error"])}
+        return {"ok": True, "answer": reply.reply}
     if cmd == "cancel_all":
         return {"ok": True, **_cancel_open(engine, request)}
     if cmd == "flatten":
@@ -595,6 +605,36 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from titan_actors.tools.events_tail import TailError, parse_since
+    from titan_actors.tools.report import write_report
+
+    try:
+        since = parse_since(args.since)
+    except TailError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    params: dict[str, Any] = {}
+    if isinstance(since, dt.datetime):
+        params["start_date"] = since.isoformat()
+    if args.symbol:
+        params["symbol"] = args.symbol
+
+    data_dir = _config(args).data_dir
+
+    def ask(path: str, extra: dict[str, Any]) -> dict[str, Any]:
+        answer = _ask(data_dir, {"cmd": "ledger", "path": path, "params": {**params, **extra}},
+                      "the ledger")
+        if not answer.get("ok"):
+            raise _Refused(f"the ledger: {answer.get('error')}")
+        return answer["answer"]
+
+    summary = write_report(ask, Path(args.out))
+    print(_json(summary, indent=True) if args.json else summary["text"], flush=True)
+    return 0
+
+
 # --- titan send -------------------------------------------------------------------
 
 
@@ -752,6 +792,16 @@ def build_parser() -> argparse.ArgumentParser:
     tail_cmd.add_argument("--timeout", type=float, help="stop after this many seconds without an event")
     tail_cmd.add_argument("--nats-url", help="default: NATS_URL, or the running engine's")
     tail_cmd.set_defaults(func=cmd_events_tail)
+
+    report = sub.add_parser("report", parents=[common],
+                            help="execution analytics: an HTML report with plots (slippage, fill "
+                                 "latency, PnL) and a text summary")
+    report.add_argument("--since", help="10m, 2h, all (default), or an ISO-8601 time")
+    report.add_argument("--symbol", help="only this symbol")
+    report.add_argument("--out", default="./report",
+                        help="directory for report.html and its PNGs (default ./report)")
+    report.add_argument("--json", action="store_true", help="print the summary as JSON")
+    report.set_defaults(func=cmd_report)
 
     chaos = sub.add_parser("chaos", help="kill actors under load and check every invariant")
     chaos.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")

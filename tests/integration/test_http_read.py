@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import nats
 
 from tests.integration.test_http_api import base, call, hook, token
-from tests.support.engine import FAST_SUPERVISION, RunningEngine, wait_for
+from tests.support.engine import FAST_SUPERVISION, RunningEngine, titan_cmd, wait_for
 from titan_actors.domain.ids import client_order_id
 from titan_actors.wire import subjects
 
@@ -144,5 +145,27 @@ def test_the_read_endpoints_report_the_runs_fills_closes_and_performance_exactly
         today = time.strftime("%Y-%m-%d", time.gmtime())
         assert read(engine, f"/api/trades?start_date={today}&end_date={today}")["total"] == 5
         assert read(engine, "/api/trades?end_date=2020-01-01")["total"] == 0
+
+        # `titan report` on the same run: files, and numbers that match the recorded fills.
+        out = tmp_path / "report"
+        result = subprocess.run(titan_cmd("report", "--out", str(out), "--json", "--config",
+                                          str(engine.config)),
+                                env=engine.env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)
+        assert (summary["filled_orders"], summary["closed_positions"]) == (5, 2)
+        assert Decimal(str(summary["avg_slippage_bps"])) == sum(slips) / len(slips)
+        assert Decimal(str(summary["total_pnl"])) == win + loss
+        assert summary["avg_slippage_bps_by_venue"].keys() == {"paper"}
+        assert sorted(summary["images"]) == ["latency.png", "pnl.png", "slippage.png",
+                                             "slippage_by_venue.png"]
+        for name in summary["images"]:
+            assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        page = (out / "report.html").read_text()
+        assert all(f'src="{name}"' in page for name in summary["images"]) and "rd-3" in page
+        text = subprocess.run(titan_cmd("report", "--out", str(out), "--symbol", "ETHUSDT",
+                                        "--config", str(engine.config)),
+                              env=engine.env, capture_output=True, text=True, timeout=120)
+        assert text.returncode == 0 and "filled orders: 0" in text.stdout, text.stdout + text.stderr
     finally:
         engine.stop()

@@ -70,22 +70,22 @@ class Ledger(TitanActor):
     def handle(self, msg: Any, sender: Any) -> None:
         match msg:
             case LedgerEvents():
-                writes: list[tuple[bytes, bytes]] = []
                 for event in msg.events:
                     self.counts["events"] += 1
                     try:
-                        writes += self._learn(event)
+                        writes = self._learn(event)
                     except (KeyError, TypeError, ValueError, ArithmeticError):
                         self.counts["bad_events"] += 1
-                if writes:
-                    self.store.write_batch(writes)
+                        continue
+                    if writes:  # each event reads what the one before it wrote
+                        self.store.write_batch(writes)
             case LedgerQuery():
                 self.counts["queries"] += 1
                 try:
                     answer = self._query(msg.path, msg.params)
                 except ValueError as exc:
                     answer = {"error": "INVALID", "reason": str(exc)}
-                self.tell("http", CommandReply(msg.corr, answer))
+                self.tell(sender, CommandReply(msg.corr, answer))
             case _:
                 super().handle(msg, sender)
 
