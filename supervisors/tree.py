@@ -4,6 +4,7 @@
 root (one_for_one)
 ├── nats        NATS bridge
 ├── risk        risk guard
+├── algos       supervisor (one_for_one): algo:<signal> per running algo parent (transient)
 ├── venues      supervisor (one_for_one): venue:<name> per configured venue
 ├── positions   supervisor (one_for_one): position:<SYMBOL> per known symbol,
 │               more added at run time with `StartChild`
@@ -44,6 +45,20 @@ def position_spec(symbol: str, venues: dict[str, dict[str, Any]], interval_s: fl
     )
 
 
+def algo_spec(parent: Any, instrument: Any, venue_role: str) -> ChildSpec:
+    """The child spec of the algo actor of a confirmed parent order (for
+    `StartChild` to the `algos` supervisor): transient — restarted after a
+    crash, not after it ends its schedule."""
+    return ChildSpec(
+        id=f"algo:{parent.signal_id}",
+        actor="titan_actors.actors.algo.AlgoActor",
+        restart="transient",
+        config={"parent": parent.to_json().decode(), "venue": venue_role,
+                "instrument": {"qty_step": instrument.qty_step, "tick": instrument.tick,
+                               "min_qty": instrument.min_qty, "min_notional": instrument.min_notional}},
+    )
+
+
 def reconcile_settings(venue: dict[str, Any]) -> dict[str, Any]:
     return {"policy": venue["reconcile_policy"], "tolerance": venue["reconcile_tolerance"],
             "spot": venue.get("market") == "spot"}
@@ -52,7 +67,7 @@ def reconcile_settings(venue: dict[str, Any]) -> dict[str, Any]:
 _ACTOR_MODULES = [
     "titan_actors.actors.gateway", "titan_actors.actors.risk_guard", "titan_actors.actors.position",
     "titan_actors.actors.venue", "titan_actors.actors.nats_bridge", "titan_actors.actors.http",
-    "titan_actors.actors.ledger",
+    "titan_actors.actors.ledger", "titan_actors.actors.algo",
 ]
 _VENUE_ACTORS = {"paper": "titan_actors.actors.venue.VenueAdapter"}
 _CCXT_ADAPTER = "titan_actors.actors.ccxt_adapter.CcxtVenueAdapter"
@@ -89,6 +104,9 @@ def root_config(config: Config, *, nats_url: str, gave_up_marker: str,
                           "sizing": config.sections["sizing"],
                           "references": {name: v["reference_prices"] for name, v in config.venues.items()},
                           "venues": {name: v["symbols"] for name, v in config.venues.items()}}),
+        # Before the venues: an adapter restarts the algo actors of its running parents.
+        ChildSpec(id="algos", actor=SUPERVISOR, kind="supervisor", shutdown_ms=15000,
+                  config={**sup, "children": []}),
         ChildSpec(id="venues", actor=SUPERVISOR, kind="supervisor", shutdown_ms=15000,
                   config={**sup, "children": venues, "preload": preload_venues}),
         ChildSpec(id="positions", actor=SUPERVISOR, kind="supervisor", shutdown_ms=15000,
@@ -126,7 +144,7 @@ def placement_of(config: Config) -> Placement:
 
 def expected_roles(config: Config) -> set[str]:
     """Every role the tree has once it is fully started."""
-    roles = {ROOT_ROLE, "nats", "risk", "venues", "positions", "ledger", "gateway"}
+    roles = {ROOT_ROLE, "nats", "risk", "algos", "venues", "positions", "ledger", "gateway"}
     if config["http.listen"] != "off":
         roles.add("http")
     roles.update(f"venue:{name}" for name in config.venues)

@@ -15,6 +15,9 @@ from titan_actors.domain.reconciliation import FillInFlight
 
 __all__ = [
     "AbortOrder",
+    "AlgoDone",
+    "AlgoStatus",
+    "AlgoStatusRequest",
     "CancelByNats",
     "CancelExits",
     "CancelOpenOrders",
@@ -601,6 +604,36 @@ class PlaceOrder:
 class CancelByNats:
     signal_id: str
     corr: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlgoStatusRequest:
+    """Algo actor → venue adapter: the parent order and its children now."""
+
+    parent: str  # the parent's signal id
+    children: int  # ask about children 1..children
+
+
+@dataclass(frozen=True, slots=True)
+class AlgoStatus:
+    """Venue adapter → algo actor: the parent's `status`, `filled_qty`, and per
+    child n (that the journal has) its `stage`, `status`, `filled_qty`."""
+
+    parent: str
+    status: str
+    final: bool
+    filled_qty: Decimal
+    children: dict[int, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class AlgoDone:
+    """Algo actor → venue adapter: the schedule is over; the parent ends with
+    `status` (unless final already) and `reason`."""
+
+    parent: str
+    status: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

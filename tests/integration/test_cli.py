@@ -13,7 +13,7 @@ import pytest
 from tests.support.engine import FAST_SUPERVISION, PROFILE, RunningEngine, titan_cmd, wait_for
 from titan_actors.runtime.procs import pgid_members, pid_alive
 
-ROLES = {"root", "nats", "risk", "venues", "venue:paper", "positions", "position:BTCUSDT",
+ROLES = {"root", "nats", "risk", "algos", "venues", "venue:paper", "positions", "position:BTCUSDT",
          "position:ETHUSDT", "http", "ledger", "gateway"}
 
 

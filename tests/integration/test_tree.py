@@ -12,10 +12,10 @@ import pytest
 from tests.support.engine import PROFILE, RunningEngine, wait_for
 
 ROLES = {
-    "root", "nats", "risk", "venues", "venue:paper", "positions",
+    "root", "nats", "risk", "algos", "venues", "venue:paper", "positions",
     "position:BTCUSDT", "position:ETHUSDT", "http", "ledger", "gateway",
 }
-SUPERVISORS = {"root", "venues", "positions"}
+SUPERVISORS = {"root", "algos", "venues", "positions"}
 # Every role but the root supervisor: the root worker's restart is the watchdog's (tested below).
 KILLABLE = sorted(ROLES - {"root"})
 

@@ -409,6 +409,7 @@ class CcxtVenueAdapter(VenueAdapter):
             log.warning("venue %s: resolving %s after a restart", self.venue_name, order.client_order_id)
             self._lookup(order)
         self._refit_exits()
+        self._restart_algos()
 
     def _lookup(self, order: Order, delay: float = 0.0) -> None:
         coid = order.client_order_id
@@ -792,7 +793,7 @@ class CcxtVenueAdapter(VenueAdapter):
             return
         at_venue = {str(o.get("clientOrderId") or ""): o for o in open_orders}
         for order in [o for o in self.journal.live.values() if o.symbol == symbol and o.stage == "CONFIRMED"
-                      and o.client_order_id not in self.armed]:
+                      and o.client_order_id not in self.armed and o.algo is None]:
             info = at_venue.get(order.client_order_id)
             if info is not None:
                 self._after_changes(self._venue_update(order, info))

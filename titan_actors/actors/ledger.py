@@ -203,6 +203,8 @@ class Ledger(TitanActor):
             filled = to_decimal(row["filled_qty"])
             if row["status"] not in FINAL_STATUSES or not filled or (symbol and row["symbol"] != symbol):
                 continue
+            if row.get("algo"):
+                continue  # an algo parent: its children are the trades
             extra = self._get(b"x:" + row["signal_id"].encode()) or {}
             arrival = to_decimal(row["arrival_price"]) if row.get("arrival_price") is not None else None
             fill = to_decimal(row["avg_price"])

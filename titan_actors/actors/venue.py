@@ -39,7 +39,8 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from supervisors.tree import position_spec, reconcile_settings
+from supervisors.tree import algo_spec, position_spec, reconcile_settings
+from titan_actors.domain.algos import child_signal
 from titan_actors.domain.brackets import fit_exits
 from titan_actors.domain.ids import client_order_id, exit_order_id
 from titan_actors.domain.money import ZERO, Instrument, split_quantity, to_decimal, to_decimal_or_none
@@ -57,6 +58,9 @@ from titan_actors.domain.reconciliation import FillInFlight
 from titan_actors.domain.trading_state import SendGate, effective_state, send_gate
 from titan_actors.messages import (
     AbortOrder,
+    AlgoDone,
+    AlgoStatus,
+    AlgoStatusRequest,
     CancelExits,
     CancelOpenOrders,
     CancelOrder,
@@ -116,6 +120,8 @@ _POSITION_ASK = "position-ask"
 _TRACED_ORDERS = 10_000
 #: `fit:<signal id>`: a bracket entry whose exits may not fit what filled yet.
 FIT_KEY = b"fit:"
+#: `kid:<parent signal id>:<client order id>`: the children of an algo parent.
+KID_KEY = b"kid:"
 _TICK_S = 0.02
 _PROBLEMS_KEPT = 1000
 GATEWAY = "gateway"
@@ -156,6 +162,10 @@ class OrderJournal:
         by_id = [b"oid:" + order.order_id.encode()] if order.order_id else []
         if by_id:
             writes.append((by_id[0], coid))
+        if order.parent:  # an algo child: found from its parent
+            kid = KID_KEY + order.parent.encode() + b":" + coid
+            writes.append((kid, coid))
+            by_id.append(kid)
         if order.final:
             if self.live.pop(order.client_order_id, None) is not None or self.store.get(b"o:" + coid) is None:
                 writes.append(self.retention.index(order.updated_at or now_ms(), [b"o:" + coid,
@@ -267,6 +277,10 @@ class VenueAdapter(TitanActor):
             self._cancel_exits(None, msg.symbol)
         elif isinstance(msg, SetVenueOutage):
             self.venue_down = msg.down
+        elif isinstance(msg, AlgoStatusRequest):
+            self._algo_status(msg, sender)
+        elif isinstance(msg, AlgoDone):
+            self._algo_done(msg)
         elif isinstance(msg, PositionHeld):
             then = self.position_asks.pop(msg.corr, None)
             if then is not None:
@@ -358,6 +372,11 @@ class VenueAdapter(TitanActor):
 
     def _submit(self, msg: SubmitOrder) -> None:
         order = self.journal.get(client_order_id(msg.signal_id))
+        parent = self.journal.get(client_order_id(order.parent)) if order and order.parent else None
+        if parent is not None and parent.final and order is not None and order.stage == "PREPARED":
+            self.tell(msg.reply_to, CommandRefused(msg.signal_id, "CONFIRM", "ALREADY_FINAL",
+                                                   f"its parent {order.parent} is {parent.status}"))
+            return
         decision = decide(order, "CONFIRM", now_ms())
         if decision.refused is not None:
             if decision.order is not None:  # it expired by the clock: journal that, release its reservation
@@ -382,6 +401,9 @@ class VenueAdapter(TitanActor):
             return
         assert decision.order is not None
         order = decision.order
+        if order.algo is not None:
+            self._start_algo(order, msg.reply_to)
+            return
         span = otel.start("venue send", msg.trace, kind="client", titan__signal_id=order.signal_id,
                           titan__client_order_id=order.client_order_id, titan__venue=self.venue_name)
         if span is not None:
@@ -647,6 +669,7 @@ class VenueAdapter(TitanActor):
             log.warning("venue %s: resolving %s after a restart", self.venue_name, order.client_order_id)
             self._resolve(order, None)
         self._refit_exits()
+        self._restart_algos()
 
     def _abort(self, msg: AbortOrder) -> None:
         decision = decide(self.journal.get(client_order_id(msg.signal_id)), "ABORT", now_ms())
@@ -683,6 +706,9 @@ class VenueAdapter(TitanActor):
                     self._commit([decision.order])
                     self.tell("risk", OrderDropped(coid))
                     dropped.append(coid)
+            elif order.stage == "CONFIRMED" and not order.final and order.algo is not None:
+                self._cancel_algo(order, f"canceled by {operator}")
+                canceled.append(coid)
             elif order.stage == "CONFIRMED" and not order.final and order.leg != "flatten":
                 if self.held_exits.pop(coid, None) is not None:  # never sent: nothing at the venue
                     held = with_status(order, "CANCELED", now_ms(), reason=f"canceled by {operator}")
@@ -757,6 +783,14 @@ class VenueAdapter(TitanActor):
 
     def _cancel(self, msg: CancelOrder) -> None:
         order = self.journal.get(client_order_id(msg.signal_id))
+        if order is not None and order.algo is not None and order.stage == "CONFIRMED":
+            if order.final:
+                self.tell(msg.reply_to, CommandRefused(msg.signal_id, "CANCEL", "ALREADY_FINAL",
+                                                       f"the algo order is {order.status}"))
+            else:
+                self._cancel_algo(order, "canceled by the client")
+                self.tell(msg.reply_to, OrderCanceled(order.signal_id, order.client_order_id))
+            return
         if order is not None and order.ladder:
             # A ladder: every rung still open is canceled; the answer follows the first of them.
             live = [r for r in self._rungs(order) if not r.final]
@@ -846,6 +880,8 @@ class VenueAdapter(TitanActor):
     def _after_changes(self, changes: list[tuple[Order, dict[str, Any] | None]]) -> None:
         for order, last_fill in changes:
             self._report(order, last_fill)
+        for parent in sorted({o.parent for o, _ in changes if o.parent}):
+            self._parent_progress(parent)
         for order, _ in changes:
             if order.leg != "entry" and order.filled_qty and self._flat(order):
                 self._cancel_exits(order.signal_id, order.symbol)
@@ -891,6 +927,84 @@ class VenueAdapter(TitanActor):
                 self._fit_exits(entry)
             elif entry is None:
                 self.store.write_batch([], [FIT_KEY + signal_id.encode()])
+
+    # --- algo parents (`actors.algo` sends their children) ---------------------------------
+
+    def _start_algo(self, parent: Order, reply_to: str) -> None:
+        """A confirmed parent: ACCEPTED (nothing is sent for it), its reservation
+        released (each child is checked on its own), its algo actor started."""
+        accepted = with_status(parent, "ACCEPTED", now_ms(), order_id=f"algo:{parent.signal_id}")
+        self._commit([accepted], [(accepted, None)])
+        self.tell("risk", OrderDropped(parent.client_order_id))
+        self.reply_now(reply_to, OrderAccepted(parent.signal_id, parent.client_order_id, parent.exchange))
+        self._report(accepted, None)
+        self._run_algo(accepted)
+
+    def _run_algo(self, parent: Order) -> None:
+        instrument = self._instrument(parent.symbol)
+        self.tell("algos", StartChild(algo_spec(parent, instrument, self.role)), via="thespian")
+
+    def _restart_algos(self) -> None:
+        """After a restart: every running parent's algo actor (one already running says so)."""
+        for parent in self.journal.live.values():
+            if parent.algo is not None and parent.stage == "CONFIRMED":
+                self._run_algo(parent)
+
+    def _children(self, parent: str) -> list[Order]:
+        return [o for _k, coid in self.store.items(KID_KEY + parent.encode() + b":")
+                if (o := self.journal.get(coid.decode())) is not None]
+
+    def _parent_progress(self, parent_signal: str) -> None:
+        """A child changed: the parent's filled quantity, average and fees are its children's."""
+        parent = self.journal.get(client_order_id(parent_signal))
+        if parent is None or parent.final or parent.algo is None:
+            return
+        kids = self._children(parent_signal)
+        filled = sum((k.filled_qty for k in kids), ZERO)
+        if filled == parent.filled_qty:
+            return
+        avg = sum((k.filled_qty * k.avg_price for k in kids), ZERO) / filled if filled else ZERO
+        status = "FILLED" if filled >= parent.quantity else "PARTIALLY_FILLED"
+        updated = replace(with_status(parent, status, now_ms()), filled_qty=filled, avg_price=avg,
+                          fees=sum((k.fees for k in kids), ZERO))
+        self._commit([updated], [(updated, None)])
+        self._report(updated, None)
+
+    def _algo_status(self, msg: AlgoStatusRequest, asker: Any) -> None:
+        parent = self.journal.get(client_order_id(msg.parent))
+        children = {}
+        for n in range(1, msg.children + 1):
+            child = self.journal.get(client_order_id(child_signal(msg.parent, n)))
+            if child is not None:
+                children[n] = {"stage": child.stage, "status": child.status, "filled_qty": child.filled_qty,
+                               "final": child.final}
+        if parent is None:
+            self.tell(asker, AlgoStatus(msg.parent, "", True, ZERO, children))
+            return
+        self.tell(asker, AlgoStatus(msg.parent, parent.status, parent.final, parent.filled_qty, children))
+
+    def _algo_done(self, msg: AlgoDone) -> None:
+        parent = self.journal.get(client_order_id(msg.parent))
+        if parent is None or parent.final:
+            return
+        done = with_status(parent, msg.status, now_ms(), reason=msg.reason)
+        self._commit([done], [(done, None)])
+        self._report(done, None)
+
+    def _cancel_algo(self, parent: Order, reason: str) -> None:
+        """The parent ends CANCELED: its resting children are canceled, its
+        staged ones dropped; its algo actor sees it final and stops."""
+        for child in self._children(parent.signal_id):
+            if child.stage == "PREPARED":
+                decision = decide(child, "ABORT", now_ms())
+                if decision.order is not None:
+                    self._commit([decision.order])
+                    self.tell("risk", OrderDropped(child.client_order_id))
+            elif child.stage == "CONFIRMED" and not child.final:
+                self._cancel_at_venue(child, None)
+        canceled = with_status(parent, "CANCELED", now_ms(), reason=reason)
+        self._commit([canceled], [(canceled, None)])
+        self._report(canceled, None)
 
     def _cancel_after(self, _timeouts: dict[str, int]) -> None:
         """The armed dead man's switches (scope → timeout_ms): an exchange
@@ -942,6 +1056,8 @@ class VenueAdapter(TitanActor):
         for order, last_fill in reported:
             writes += self.outbox.emit(subjects.report(order.symbol), _event_type(order.status),
                                        order.symbol, _report_data(order, last_fill))
+            if order.algo is not None:
+                continue  # a parent is never at the venue: its children are the position's orders
             # The position actor must get every change: re-driven until acknowledged.
             report = _execution_report(order, last_fill, self.order_traces.get(order.client_order_id, ""))
             writes += self.deliveries.enqueue(f"position:{order.symbol}", report)
@@ -1002,6 +1118,8 @@ def _report_data(order: Order, last_fill: dict[str, Any] | None) -> dict[str, An
             "strategy_id": order.strategy_id, "phase": order.phase,
             "close_reason": close_reason(order.leg) if order.leg != "entry" else None,
             "arrival_price": order.arrival_price, "confirmed_at": order.confirmed_at,
+            **({"algo": order.algo["type"]} if order.algo else {}),
+            **({"parent": order.parent} if order.parent else {}),
             **({"extra": order.extra} if order.extra else {})}
 
 

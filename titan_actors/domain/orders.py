@@ -112,6 +112,8 @@ class Order:
     arrival_price: Decimal | None = None  # the market price when its PREPARE arrived
     extra: dict[str, Any] | None = None  # the signal's fields the engine does not use (webhook)
     ladder: tuple[str, ...] = ()  # on an entry ladder's first rung: the client order ids of the others
+    algo: dict[str, Any] | None = None  # an algo parent: its algorithm; never sent itself, its children are
+    parent: str = ""  # an algo child: the parent's signal id
 
     @property
     def final(self) -> bool:
@@ -129,7 +131,7 @@ class Order:
             "time_in_force": self.time_in_force, "reduce_only": self.reduce_only,
             "exchange": self.exchange, "stop_loss": self.stop_loss,
             "take_profits": list(self.take_profits), "strategy_id": self.strategy_id,
-            "phase": self.phase, "ttl_ms": self.ttl_ms,
+            "phase": self.phase, "ttl_ms": self.ttl_ms, **({"algo": self.algo} if self.algo else {}),
         }
 
     def to_json(self) -> bytes:
@@ -157,7 +159,7 @@ def order_from_intent(intent: OrderIntent, client_order_id: str, now_ms: int) ->
         stop_loss=intent.stop_loss, take_profits=intent.take_profits, strategy_id=intent.strategy_id,
         phase=intent.phase, ttl_ms=intent.ttl_ms, prepared_at=now_ms,
         expires_at=now_ms + intent.ttl_ms, updated_at=now_ms, arrival_price=intent.arrival_price,
-        extra=intent.extra,
+        extra=intent.extra, algo=intent.algo, parent=intent.parent,
     )
 
 

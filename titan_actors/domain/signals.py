@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from titan_actors.domain.algos import parse_algo
 from titan_actors.domain.dead_man import MAX_TIMEOUT_MS, MIN_TIMEOUT_MS
 from titan_actors.domain.money import to_decimal
 from titan_actors.domain.schema import Field, Model
@@ -88,6 +89,10 @@ class OrderIntent:
     ladder: tuple[Decimal, ...] = ()
     #: Slippage control: the risk guard caps the order at the arrival price +/- this.
     max_slippage_bps: Decimal | None = None
+    #: An execution algorithm (`domain.algos`): this order is a parent, sent as children.
+    algo: dict[str, Any] | None = None
+    #: A child of an algo parent: the parent's signal id.
+    parent: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +131,7 @@ ORDER = Model("Order", "The order a PREPARE asks for. `side` or `direction` is r
     Field("phase", "integer", "tag carried into events"),
     Field("ttl_ms", "integer", "how long the prepared order stays confirmable",
           minimum=1, maximum=MAX_TTL_MS),
+    Field("algo", "object", "an execution algorithm: {type: TWAP | ICEBERG, ...} (docs/protocols.md)"),
     Field("max_slippage_bps", "number", "slippage control: a market order becomes a limit IOC at the "
           "arrival price +/- this many basis points; a limit order's price is held within it",
           minimum=0, maximum=MAX_SLIPPAGE_BPS),
@@ -252,6 +258,14 @@ def parse_intent(
     tif = obj.get("time_in_force", "GTC")
     if tif == "PO" and order_type != "limit":
         return Refusal("INVALID", "time_in_force: PO (post-only) needs a limit order")
+    algo = None
+    if obj.get("algo") is not None:
+        if ladder or obj.get("stop_loss") is not None or obj.get("take_profits"):
+            return Refusal("INVALID", "algo: not with an entry zone or a bracket (stop_loss, take_profits)")
+        algo = parse_algo(obj["algo"], order_type=order_type,
+                          quantity=to_decimal(obj["quantity"]) if "quantity" in obj else Decimal(0))
+        if isinstance(algo, str):
+            return Refusal("INVALID", algo)
     price = _decimal(obj, "price") if order_type == "limit" else None
     if ladder:
         price = max(ladder) if side == "buy" else min(ladder)
@@ -264,5 +278,5 @@ def parse_intent(
         take_profits=tuple(to_decimal(p) for p in obj.get("take_profits") or ()),
         strategy_id=obj.get("strategy_id"), phase=obj.get("phase"), ttl_ms=obj.get("ttl_ms", DEFAULT_TTL_MS),
         risk_pct=risk_pct if "quantity" not in obj else None, extra=extra or None, ladder=ladder,
-        max_slippage_bps=_decimal(obj, "max_slippage_bps"),
+        max_slippage_bps=_decimal(obj, "max_slippage_bps"), algo=algo,
     )

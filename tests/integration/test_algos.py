@@ -1,0 +1,128 @@
+"""Execution algorithms (issue 19, item 1): a parent order sent as child
+orders through the normal path — TWAP on a schedule, ICEBERG one resting
+child at a time — that resumes after its actor or its worker is killed and
+never sends a child twice."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from tests.support.engine import FAST_SUPERVISION, RunningEngine, wait_for
+from tests.support.nats import read_stream
+from titan_actors.domain.ids import client_order_id
+from titan_actors.tools.control import ControlError
+from titan_actors.wire import subjects
+
+
+def children(engine: RunningEngine, parent: str) -> dict[str, dict[str, Any]]:
+    try:
+        journal = engine.control({"cmd": "venue_orders"})["journal"]
+    except ControlError:  # the adapter is restarting (its worker was killed)
+        return {}
+    return {o["signal_id"]: o for o in journal.values() if o["signal_id"].startswith(parent + ".")}
+
+
+def parent_status(engine: RunningEngine, parent: str) -> str:
+    try:
+        return engine.control({"cmd": "venue_orders"})["journal"][client_order_id(parent)]["status"]
+    except ControlError:  # the adapter is restarting (its worker was killed)
+        return ""
+
+
+def price(engine: RunningEngine, bid: int, ask: int) -> None:
+    engine.control({"cmd": "price", "symbol": "BTCUSDT", "bid": bid, "ask": ask, "last": (bid + ask) / 2})
+
+
+def submitted_at(engine: RunningEngine, parent: str) -> list[int]:
+    events = read_stream(engine.nats_url, subjects.report("BTCUSDT"))
+    return sorted(e["ts"] for e in events if e["type"] == "OrderSubmitted"
+                  and e["data"]["signal_id"].startswith(parent + "."))
+
+
+def test_a_twap_sends_its_slices_on_schedule_and_fills_exactly_the_parent(tmp_path: Path) -> None:
+    engine = RunningEngine(tmp_path, FAST_SUPERVISION).start()
+    try:
+        with engine.client() as client:
+            reply = client.prepare("tw-1", "BTCUSDT", "buy", 0.5,
+                                   algo={"type": "TWAP", "duration_s": 2, "slices": 5})
+            assert reply["type"] == "PREPARED", reply
+            assert client.confirm("tw-1")["type"] == "ACCEPTED"
+            wait_for(lambda: parent_status(engine, "tw-1") == "FILLED", 10, 0.1, "the parent filled")
+            pushes = []
+            try:
+                while True:
+                    pushes.append(client.next_execution(timeout=0.5))
+            except TimeoutError:
+                pass
+        kids = children(engine, "tw-1")
+        assert sorted(kids) == [f"tw-1.{n}" for n in range(1, 6)]
+        assert all(k["quantity"] == 0.1 and k["status"] == "FILLED" for k in kids.values()), kids
+        at = submitted_at(engine, "tw-1")
+        gaps = [b - a for a, b in itertools.pairwise(at)]
+        assert len(at) == 5 and all(gap >= 350 for gap in gaps), gaps  # 400 ms apart, on a 100 ms tick
+        assert at[-1] - at[0] <= 2000
+        assert engine.actor("position:BTCUSDT")["detail"]["net"]["paper"] == 0.5
+        parent = [p for p in pushes if p["signal_id"] == "tw-1"]
+        assert parent and parent[-1]["status"] == "FILLED" and parent[-1]["filled_qty"] == 0.5
+        assert any(p["status"] == "PARTIALLY_FILLED" for p in parent), "progress pushed on the way"
+        wait_for(lambda: not [a for a in engine.status()["actors"] if a["role"] == "algo:tw-1"], 5, 0.1,
+                 "the algo actor gone once done")
+    finally:
+        engine.stop()
+
+
+def test_a_twap_whose_actor_and_worker_are_killed_completes_without_a_child_twice(tmp_path: Path) -> None:
+    engine = RunningEngine(tmp_path, FAST_SUPERVISION).start()
+    try:
+        with engine.client() as client:
+            assert client.prepare("tk-1", "BTCUSDT", "sell", 0.8,
+                                  algo={"type": "TWAP", "duration_s": 3.2, "slices": 8})["type"] == "PREPARED"
+            assert client.confirm("tk-1")["type"] == "ACCEPTED"
+        wait_for(lambda: len(children(engine, "tk-1")) >= 2, 5, 0.05, "two slices out")
+        engine.kill("algo:tk-1")
+        wait_for(lambda: len(children(engine, "tk-1")) >= 5, 6, 0.05, "more slices after the restart")
+        engine.kill("algo:tk-1", worker=True)
+        wait_for(lambda: parent_status(engine, "tk-1") == "FILLED", 15, 0.1, "the parent filled")
+        kids = children(engine, "tk-1")
+        assert sorted(kids) == sorted(f"tk-1.{n}" for n in range(1, 9))
+        assert sum(Decimal(str(k["filled_qty"])) for k in kids.values()) == Decimal("0.8")
+        assert engine.venue()["orders_placed"] == 8, "every child sent once"
+        assert engine.actor("position:BTCUSDT")["detail"]["net"]["paper"] == -0.8
+    finally:
+        engine.stop()
+
+
+def test_an_iceberg_shows_one_child_at_a_time_and_a_cancel_of_the_parent_stops_it(tmp_path: Path) -> None:
+    engine = RunningEngine(tmp_path, FAST_SUPERVISION).start()
+    try:
+        with engine.client() as client:
+            reply = client.prepare("ib-1", "BTCUSDT", "buy", 0.3, "limit", price=59000.0,
+                                   algo={"type": "ICEBERG", "display_quantity": 0.1})
+            assert reply["type"] == "PREPARED", reply
+            assert client.confirm("ib-1")["type"] == "ACCEPTED"
+            for n in (1, 2):
+                wait_for(lambda n=n: f"ib-1.{n}" in children(engine, "ib-1"), 5, 0.05, f"child {n}")
+                assert engine.venue()["open_orders"] == 1, "one child shown at a time"
+                price(engine, 58990, 59000)
+                wait_for(lambda n=n: children(engine, "ib-1")[f"ib-1.{n}"]["status"] == "FILLED", 5, 0.05,
+                         f"child {n} filled")
+                price(engine, 59990, 60010)
+            wait_for(lambda: "ib-1.3" in children(engine, "ib-1"), 5, 0.05, "the third child")
+            assert children(engine, "ib-1")["ib-1.3"]["quantity"] == 0.1
+            assert client.cancel("ib-1")["type"] == "CANCELED"
+            wait_for(lambda: engine.venue()["open_orders"] == 0, 5, 0.05, "its resting child canceled")
+            assert parent_status(engine, "ib-1") == "CANCELED"
+            time.sleep(0.5)
+            assert sorted(children(engine, "ib-1")) == ["ib-1.1", "ib-1.2", "ib-1.3"], "none after the cancel"
+        with engine.client() as c:
+            iceberg = {"type": "ICEBERG", "display_quantity": 0.1}
+            refused = c.prepare("ib-2", "BTCUSDT", "buy", 0.3, algo=iceberg)  # a market order
+            assert refused["code"] == "INVALID" and refused["reason"].startswith("algo:"), refused
+            refused = c.prepare("ib-3", "BTCUSDT", "buy", 0.3, algo={"type": "TWAP", "duration_s": 1})
+            assert refused["code"] == "INVALID" and "slices" in refused["reason"]
+    finally:
+        engine.stop()

@@ -1,0 +1,127 @@
+"""Execution algorithms: what a parent order's schedule is, pure.
+
+A PREPARE may carry `algo` (`ALGO`, checked by `parse_algo`):
+
+- `TWAP`: the parent quantity in `slices` child orders (or one per
+  `interval_s`) spread evenly over `duration_s`, the first at once; the
+  quantity split on the venue's step, the remainder on the first slice, a
+  slice below the venue's minimum merged into the one before. With
+  `randomize_pct`, each slice's time moves by up to that share of the
+  interval and its size by up to that share of a slice (the sizes still sum
+  to the parent exactly), drawn from the parent's signal id so a restart
+  draws the same. Children are market orders, or limit IOC at
+  `limit_price` when it is given.
+- `ICEBERG`: a limit parent shown `display_quantity` at a time: one resting
+  child at the parent's price; when it is done (filled, or canceled at the
+  venue) the next shows what is left, up to `display_quantity`.
+
+Child signal ids are `<parent signal id>.<n>` (n from 1): the adapter's
+journal keys each child by it, so a child re-driven after a crash is never a
+second order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from titan_actors.domain.money import ZERO, Instrument, split_quantity, to_decimal
+from titan_actors.domain.schema import Field, Model
+
+__all__ = ["ALGO", "Slice", "child_signal", "iceberg_next", "parse_algo", "twap_schedule"]
+
+ALGO_TYPES = ("TWAP", "ICEBERG")
+MAX_SLICES = 1000
+
+ALGO = Model("Algo", "An execution algorithm for the order (the parent): TWAP needs duration_s and slices or "
+             "interval_s; ICEBERG needs display_quantity and a limit order.", (
+    Field("type", "string", "TWAP or ICEBERG", required=True, enum=ALGO_TYPES),
+    Field("duration_s", "number", "TWAP: the schedule's length", positive=True, maximum=86_400),
+    Field("slices", "integer", "TWAP: how many child orders", minimum=1, maximum=MAX_SLICES),
+    Field("interval_s", "number", "TWAP: one child every this many seconds (instead of slices)",
+          positive=True, maximum=86_400),
+    Field("limit_price", "number", "TWAP: children are limit IOC at this price (else market)",
+          positive=True, maximum=Decimal("1e12")),
+    Field("randomize_pct", "number", "TWAP: jitter of each slice's time and size, in % of one",
+          minimum=0, maximum=50),
+    Field("display_quantity", "number", "ICEBERG: the quantity shown at a time", positive=True,
+          maximum=Decimal("1e9")),
+))
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    n: int  # 1-based: the child's signal id is `<parent>.<n>`
+    due_ms: int
+    quantity: Decimal
+
+
+def child_signal(parent: str, n: int) -> str:
+    return f"{parent}.{n}"
+
+
+def parse_algo(raw: Any, *, order_type: str, quantity: Decimal) -> dict[str, Any] | str:
+    """The checked `algo` object (numbers exact), or the `INVALID` reason."""
+    if not isinstance(raw, dict):
+        return "algo: must be a JSON object"
+    problem = ALGO.problem(raw)
+    if problem is not None:
+        return f"algo.{problem}"
+    spec: dict[str, Any] = {k: to_decimal(v) if isinstance(v, float) else v for k, v in raw.items()}
+    if spec["type"] == "TWAP":
+        if "duration_s" not in spec or ("slices" in spec) == ("interval_s" in spec):
+            return "algo: TWAP needs duration_s and one of slices or interval_s"
+        slices = spec.get("slices") or int(Decimal(spec["duration_s"]) / Decimal(spec["interval_s"])) or 1
+        if slices > MAX_SLICES:
+            return f"algo: TWAP of more than {MAX_SLICES} slices"
+    else:
+        if order_type != "limit":
+            return "algo: ICEBERG needs a limit order (its price is every child's)"
+        if "display_quantity" not in spec:
+            return "algo.display_quantity: missing"
+        if Decimal(spec["display_quantity"]) >= quantity:
+            return "algo.display_quantity: must be less than the quantity"
+    return spec
+
+
+def _rng(signal_id: str) -> random.Random:
+    return random.Random(int.from_bytes(hashlib.sha256(signal_id.encode()).digest()[:8], "big"))
+
+
+def twap_schedule(signal_id: str, total: Decimal, spec: Mapping[str, Any], start_ms: int,
+                  instrument: Instrument) -> list[Slice]:
+    """The TWAP's child orders: (n, when, how much), summing to `total` exactly."""
+    duration_ms = int(Decimal(spec["duration_s"]) * 1000)
+    count = int(spec.get("slices") or int(Decimal(spec["duration_s"]) / Decimal(spec["interval_s"])) or 1)
+    step_ms = duration_ms // count
+    jitter = Decimal(spec.get("randomize_pct", 0)) / 100
+    rng = _rng(signal_id)
+    shares = split_quantity(total, count, instrument)
+    quantities = [qty for _i, qty in shares]
+    if jitter and len(quantities) > 1:
+        base = total / len(quantities)
+        moved = [instrument.quantity(base * jitter * Decimal(rng.uniform(-1, 1))) for _ in quantities[1:]]
+        quantities = [quantities[0] - sum(moved, ZERO), *(q + m for q, m in zip(quantities[1:], moved,
+                                                                                   strict=True))]
+        if min(quantities) <= 0:
+            quantities = [qty for _i, qty in shares]  # too coarse a step to move: even slices
+    slices = []
+    for k, ((i, _even), qty) in enumerate(zip(shares, quantities, strict=True)):
+        offset = i * step_ms
+        if jitter and k:
+            offset += int(step_ms * float(jitter) * rng.uniform(-1, 1))
+        slices.append(Slice(k + 1, start_ms + max(0, min(offset, duration_ms)), qty))
+    return slices
+
+
+def iceberg_next(total: Decimal, display: Decimal, done: Decimal, instrument: Instrument) -> Decimal:
+    """The next child's quantity once `done` of `total` is filled: what is
+    left, at most `display` (on the step); 0 when nothing is left."""
+    left = total - done
+    if left <= 0:
+        return ZERO
+    return min(instrument.quantity(display), left) if instrument.quantity(display) > 0 else left
