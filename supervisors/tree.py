@@ -102,6 +102,10 @@ def root_config(config: Config, *, nats_url: str, gave_up_marker: str,
         ChildSpec(id="risk", actor="titan_actors.actors.risk_guard.RiskGuard",
                   config={"routing": config.sections["routing"], "policy": config.sections["risk"],
                           "sizing": config.sections["sizing"],
+                          # Taker fees for smart routing: configured, else a paper venue's own.
+                          "fees": {name: config["routing.fees_bps"].get(
+                              name, v["taker_fee_bps"] if v["exchange"] == "paper" else 0)
+                              for name, v in config.venues.items()},
                           "references": {name: v["reference_prices"] for name, v in config.venues.items()},
                           "venues": {name: v["symbols"] for name, v in config.venues.items()}}),
         # Before the venues: an adapter restarts the algo actors of its running parents.

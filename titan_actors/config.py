@@ -104,6 +104,13 @@ def _secret(env: str) -> Check:
     return check
 
 
+def _fees(value: dict[str, Any]) -> str | None:
+    for venue, bps in value.items():
+        if isinstance(bps, bool) or not isinstance(bps, int | float) or not 0 <= bps <= 1000:
+            return f"{venue}: a taker fee in bps (0 to 1000)"
+    return None
+
+
 def _sources(value: list[Any]) -> str | None:
     if not value or not all(isinstance(v, str) and 0 < len(v) <= 64 for v in value):
         return "must be a non-empty list of source names (strings of 1-64 characters)"
@@ -163,6 +170,9 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, Check | None]]]
     },
     "routing": {
         "default_venue": (str, "paper", None),
+        "max_book_age_ms": (int, 2000, _positive),
+        "max_slippage_bps": ((int, float), 50.0, _non_negative),
+        "fees_bps": (dict, {}, _fees),
     },
     "positions": {
         "symbols": (list, [], _symbols),
@@ -375,6 +385,9 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
     _real_money_needs_limits(risk, venues)
     sections = {name: _fill(name, raw.get(name, {}), schema) for name, schema in _SCHEMA.items()}
     default_venue = sections["routing"]["default_venue"]
+    for venue in sections["routing"]["fees_bps"]:
+        if venue not in venues:
+            raise ConfigError(f"routing.fees_bps.{venue}", "not a configured venue")
     if default_venue not in venues:
         raise ConfigError("routing.default_venue", f"{default_venue!r} is not a configured venue")
     secret = sections["ipc"]["hmac_secret"]

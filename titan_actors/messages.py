@@ -477,6 +477,7 @@ class PriceUpdates:
     """The latest quote per symbol since the last batch (coalesced)."""
 
     quotes: tuple[PriceUpdate, ...]
+    books: tuple[Any, ...] = ()  # domain.routing.Book: venues' L2 books (for smart routing)
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,7 @@ from titan_actors.actors.jetstream import AckedPublisher
 from titan_actors.actors.operator import KillSwitchRounds, OperatorRefusal, operator_command
 from titan_actors.domain.dead_man import MIN_TIMEOUT_MS
 from titan_actors.domain.money import json_default, to_decimal
+from titan_actors.domain.routing import Book, book_of
 from titan_actors.domain.signals import HEARTBEAT, Refusal, parse_intent
 from titan_actors.messages import (
     CancelByNats,
@@ -169,6 +170,7 @@ class NatsBridge(TitanActor):
         self.js: Any = None
         self.publisher: AckedPublisher | None = None
         self._latest: dict[str, PriceUpdate] = {}
+        self._books: dict[tuple[str, str], Book] = {}  # (symbol, venue) → its newest L2 book
         # Kept by the loop's callbacks (not handlers): plain counters, read by status.
         self.quotes_dropped = 0
         self.last_dropped = ""
@@ -469,11 +471,29 @@ class NatsBridge(TitanActor):
             quote = quote_of(msg.subject, msg.data, now_ms())
             if quote.symbol not in self.known_symbols:  # bounded: no state for markets we do not trade
                 raise ValueError("not a symbol of any configured venue")
+            book = self._venue_book(msg.subject, msg.data, quote)
         except ValueError as exc:
             self.quotes_dropped += 1
             self.last_dropped = f"{msg.subject}: {exc}"
             return
+        if book is not None:
+            self._books[(book.symbol, book.venue)] = book
         self._coalesce(quote)
+
+    def _venue_book(self, subject: str, data: bytes, quote: PriceUpdate) -> Book | None:
+        """Loop thread: a book message that names its venue, for smart routing."""
+        if not subject.startswith(subjects.MARKET_BOOK):
+            return None
+        body = orjson.loads(data)
+        venue = body.get("venue")
+        if venue is None:
+            return None
+        if venue not in self.venues or quote.symbol not in self.venues[venue]:
+            raise ValueError(f"venue {venue!r} does not trade {quote.symbol}")
+        book = book_of(venue, quote.symbol, body, quote.ts)
+        if isinstance(book, str):
+            raise ValueError(book)
+        return book
 
     def _coalesce(self, quote: PriceUpdate) -> None:
         """Loop thread: keep only the newest quote per symbol until the next flush."""
@@ -484,12 +504,13 @@ class NatsBridge(TitanActor):
 
     def _flush_quotes(self) -> None:
         latest, self._latest = self._latest, {}
+        books, self._books = self._books, {}
         self._flush_scheduled = False
-        self.aio.post(self._send_quotes, tuple(latest.values()))
+        self.aio.post(self._send_quotes, tuple(latest.values()), tuple(books.values()))
 
-    def _send_quotes(self, quotes: tuple[PriceUpdate, ...]) -> None:
+    def _send_quotes(self, quotes: tuple[PriceUpdate, ...], books: tuple[Book, ...] = ()) -> None:
         self.counts["quotes"] += len(quotes)
-        everything = PriceUpdates(quotes)
+        everything = PriceUpdates(quotes, books)
         self.tell("risk", everything)
         for peer in self.directory.peers:
             if peer.role.startswith("venue:"):

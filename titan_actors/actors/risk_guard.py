@@ -59,6 +59,8 @@ from titan_actors.domain.risk_rules import (
     size_by_risk,
     slippage_cap,
 )
+from titan_actors.domain.routing import Book, Route, RouteRefusal, route
+from titan_actors.domain.signals import AUTO
 from titan_actors.domain.throttle import TokenBucket
 from titan_actors.domain.trading_state import STATES, effective_state, valid_scope
 from titan_actors.messages import (
@@ -145,6 +147,11 @@ class RiskGuard(TitanActor):
             k[len(_RESERVED):].decode(): _reservation(v) for k, v in self.store.items(_RESERVED)}
         self.snapshots: dict[str, PositionSnapshot] = {}
         self.prices: dict[str, PriceUpdate] = {}
+        self.books: dict[str, dict[str, Book]] = {}  # symbol → venue → its newest L2 book (smart routing)
+        routing = self.config.get("routing", {})
+        self.route_fees = {v: to_decimal(f, field="fees_bps") for v, f in self.config.get("fees", {}).items()}
+        self.max_book_age_ms = int(routing.get("max_book_age_ms", 2000))
+        self.route_slippage_bps = to_decimal(routing.get("max_slippage_bps", 50), field="max_slippage_bps")
         self.venue_buckets: dict[str, TokenBucket] = {}
         self.strategy_buckets: dict[str, TokenBucket] = {}
         self.counts = {"checked": 0, "approved": 0, "refused": 0}
@@ -296,6 +303,8 @@ class RiskGuard(TitanActor):
         elif isinstance(msg, PriceUpdates):
             for quote in msg.quotes:
                 self.prices[quote.symbol] = quote
+            for book in msg.books:
+                self.books.setdefault(book.symbol, {})[book.venue] = book
         elif isinstance(msg, SetTradingState):
             self._set_state(msg, sender)
         elif isinstance(msg, StatesApplied):
@@ -407,6 +416,12 @@ class RiskGuard(TitanActor):
         if self.rebuilding:
             refuse("BUSY", "the risk guard is rebuilding its view after a restart; resend")
             return
+        if intent.exchange == AUTO:
+            chosen = self._route(intent)
+            if isinstance(chosen, RouteRefusal):
+                refuse("RISK_REJECTED", chosen.reason, chosen.rule)
+                return
+            intent = replace(intent, exchange=chosen.venue)
         intent = self._arrived(intent)
         if intent.max_slippage_bps is not None:
             capped = slippage_cap(side=intent.side, order_type=intent.order_type, price=intent.price,
@@ -450,6 +465,14 @@ class RiskGuard(TitanActor):
         if span is not None:
             span.set_attribute("titan.risk.verdict", "approved")
         self._approve(intent, msg.reply_to)
+
+    def _route(self, intent: Any) -> Route | RouteRefusal:
+        """Smart routing: the venue (trading the symbol) whose book executes it best."""
+        books = {v: b for v, b in self.books.get(intent.symbol, {}).items()
+                 if intent.symbol in self.venues.get(v, ())}
+        cap = intent.max_slippage_bps if intent.max_slippage_bps is not None else self.route_slippage_bps
+        return route(intent.side, intent.quantity, books, self.route_fees, now_ms=now_ms(),
+                     max_age_ms=self.max_book_age_ms, max_slippage_bps=cap)
 
     def _arrived(self, intent: Any) -> Any:
         """`intent` with the market price at its arrival: the mid of a fresh

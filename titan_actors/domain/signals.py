@@ -19,6 +19,7 @@ from titan_actors.domain.money import to_decimal
 from titan_actors.domain.schema import Field, Model
 
 __all__ = [
+    "AUTO",
     "COMMON",
     "HEARTBEAT",
     "MAX_PRICE",
@@ -42,6 +43,8 @@ MAX_TTL_MS = 60_000
 DEFAULT_TTL_MS = 5_000
 MAX_TAKE_PROFITS = 10
 MAX_SLIPPAGE_BPS = 10_000
+#: `exchange: "auto"`: the risk guard routes the order to the venue whose book executes it best.
+AUTO = "auto"
 _SIGNAL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _EXCHANGE_SYMBOL = re.compile(r"[A-Z0-9]{2,20}")
 _UNIFIED_SYMBOL = re.compile(r"([A-Z0-9]{1,15})/([A-Z0-9]{1,10})(?::([A-Z0-9]{1,10}))?")
@@ -114,7 +117,8 @@ _SIGNAL_ID_FIELD = Field("signal_id", "string",
 ORDER = Model("Order", "The order a PREPARE asks for. `side` or `direction` is required; `price` is "
               "required for a limit order; `time_in_force` PO needs a limit order.", (
     _SIGNAL_ID_FIELD,
-    Field("exchange", "string", "the venue's name; default from [routing] default_venue", max_length=64),
+    Field("exchange", "string", "the venue's name, or auto (smart routing from the venues' L2 books); "
+          "default from [routing] default_venue", max_length=64),
     Field("symbol", "string", "BTCUSDT style or ccxt unified BTC/USDT:USDT", required=True, max_length=40),
     Field("side", "string", "buy or sell", enum=("buy", "sell")),
     Field("direction", "integer", "1 buy / -1 sell (alias of side)", enum=(1, -1)),
@@ -235,12 +239,14 @@ def parse_intent(
     if problem is not None:
         return Refusal("INVALID", problem)
     exchange = obj.get("exchange", default_venue)
-    if exchange not in venues:
-        return Refusal("INVALID", f"exchange: must be one of {', '.join(sorted(venues))}")
+    if exchange not in venues and exchange != AUTO:
+        return Refusal("INVALID", f"exchange: must be one of {', '.join(sorted(venues))} or {AUTO}")
     symbol = normalise_symbol(obj["symbol"])
     if symbol is None:
         return Refusal("INVALID", "symbol: must look like BTCUSDT or BTC/USDT:USDT")
-    if symbol not in venues[exchange]:
+    if exchange == AUTO and not any(symbol in traded for traded in venues.values()):
+        return Refusal("INVALID", f"symbol: {symbol} is not traded on any venue")
+    if exchange != AUTO and symbol not in venues[exchange]:
         return Refusal("INVALID", f"symbol: {symbol} is not traded on venue {exchange}")
     if "side" in obj:
         side = obj["side"]
