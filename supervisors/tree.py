@@ -45,7 +45,7 @@ def position_spec(symbol: str, venues: dict[str, dict[str, Any]], interval_s: fl
     )
 
 
-def algo_spec(parent: Any, instrument: Any, venue_role: str) -> ChildSpec:
+def algo_spec(parent: Any, instrument: Any, venue_role: str, vwap_profile: Any = ()) -> ChildSpec:
     """The child spec of the algo actor of a confirmed parent order (for
     `StartChild` to the `algos` supervisor): transient — restarted after a
     crash, not after it ends its schedule."""
@@ -53,7 +53,7 @@ def algo_spec(parent: Any, instrument: Any, venue_role: str) -> ChildSpec:
         id=f"algo:{parent.signal_id}",
         actor="titan_actors.actors.algo.AlgoActor",
         restart="transient",
-        config={"parent": parent.to_json().decode(), "venue": venue_role,
+        config={"parent": parent.to_json().decode(), "venue": venue_role, "vwap_profile": list(vwap_profile),
                 "instrument": {"qty_step": instrument.qty_step, "tick": instrument.tick,
                                "min_qty": instrument.min_qty, "min_notional": instrument.min_notional}},
     )
@@ -79,7 +79,7 @@ def root_config(config: Config, *, nats_url: str, gave_up_marker: str,
     sup = _supervision(config)
     venues = [
         ChildSpec(id=f"venue:{name}", actor=_VENUE_ACTORS.get(venue["exchange"], _CCXT_ADAPTER),
-                  config={"name": name, **venue})
+                  config={"name": name, **venue, "vwap_profile": config["algos.vwap_profile"]})
         for name, venue in config.venues.items()
     ]
     interval = config["positions.reconcile_interval_s"]

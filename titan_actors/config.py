@@ -104,6 +104,13 @@ def _secret(env: str) -> Check:
     return check
 
 
+def _profile(value: list[Any]) -> str | None:
+    if len(value) != 24 or not all(isinstance(w, int | float) and not isinstance(w, bool) and w >= 0
+                                   for w in value) or not any(value):
+        return "24 volume weights (>= 0, not all 0), one per UTC hour"
+    return None
+
+
 def _fees(value: dict[str, Any]) -> str | None:
     for venue, bps in value.items():
         if isinstance(bps, bool) or not isinstance(bps, int | float) or not 0 <= bps <= 1000:
@@ -184,6 +191,9 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, Check | None]]]
         "webhook_sources": (list, ["titan_dashboard"], _sources),
         "api_token": (str, "", _secret("TITAN_API_TOKEN")),
         "operator_token": (str, "", _secret("TITAN_OPERATOR_TOKEN")),
+    },
+    "algos": {
+        "vwap_profile": (list, [1.0] * 24, _profile),
     },
     "sizing": {
         "risk_per_trade_pct": ((int, float), 0.0, lambda v: None if 0 <= v <= 100 else "must be 0 to 100"),

@@ -625,6 +625,8 @@ class AlgoStatus:
     final: bool
     filled_qty: Decimal
     children: dict[int, dict[str, Any]]
+    bid: Decimal | None = None  # the symbol's last quote at the adapter (CHASE follows it)
+    ask: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -126,3 +126,48 @@ def test_an_iceberg_shows_one_child_at_a_time_and_a_cancel_of_the_parent_stops_i
             assert refused["code"] == "INVALID" and "slices" in refused["reason"]
     finally:
         engine.stop()
+
+
+def journal_of(engine: RunningEngine) -> dict[str, dict[str, Any]]:
+    return engine.control({"cmd": "venue_orders"})["journal"]
+
+
+def test_a_vwap_sizes_its_slices_by_the_volume_profile(tmp_path: Path) -> None:
+    engine = RunningEngine(tmp_path, FAST_SUPERVISION).start()
+    try:
+        with engine.client() as client:
+            algo = {"type": "VWAP", "duration_s": 1, "slices": 3, "profile": [1, 3, 4]}
+            assert client.prepare("vw-1", "BTCUSDT", "buy", 0.4, algo=algo)["type"] == "PREPARED"
+            assert client.confirm("vw-1")["type"] == "ACCEPTED"
+        wait_for(lambda: parent_status(engine, "vw-1") == "FILLED", 10, 0.1, "the parent filled")
+        kids = children(engine, "vw-1")
+        assert [kids[f"vw-1.{n}"]["quantity"] for n in (1, 2, 3)] == [0.05, 0.15, 0.2]
+    finally:
+        engine.stop()
+
+
+def test_a_chase_follows_the_bid_then_crosses_once_out_of_chases(tmp_path: Path) -> None:
+    engine = RunningEngine(tmp_path, FAST_SUPERVISION).start()
+    try:
+        price(engine, 59990, 60010)
+        with engine.client() as client:
+            algo = {"type": "CHASE", "chase_ticks": 5, "max_chases": 2, "cross": True}
+            assert client.prepare("ch-1", "BTCUSDT", "buy", 0.2, algo=algo)["type"] == "PREPARED"
+            assert client.confirm("ch-1")["type"] == "ACCEPTED"
+        for n, (bid, ask) in enumerate([(60000, 60020), (60010, 60030), (60020, 60040)], start=1):
+            wait_for(lambda n=n: children(engine, "ch-1").get(f"ch-1.{n}", {}).get("status") == "ACCEPTED", 5,
+                     0.05, f"child {n} resting")
+            assert engine.venue()["open_orders"] == 1
+            price(engine, bid, ask)  # the market leaves it: canceled, posted again at the new bid
+        wait_for(lambda: parent_status(engine, "ch-1") == "FILLED", 10, 0.1, "crossed and filled")
+        kids = children(engine, "ch-1")
+        assert sorted(kids) == ["ch-1.1", "ch-1.2", "ch-1.3", "ch-1.4"]
+        assert [kids[f"ch-1.{n}"]["status"] for n in (1, 2, 3, 4)] == ["CANCELED"] * 3 + ["FILLED"]
+        events = read_stream(engine.nats_url, subjects.report("BTCUSDT"))
+        submitted = {e["data"]["signal_id"]: e["data"] for e in events
+                     if e["type"] == "OrderSubmitted" and e["data"]["signal_id"].startswith("ch-1.")}
+        terms = [(submitted[f"ch-1.{n}"]["order_type"], submitted[f"ch-1.{n}"]["price"]) for n in range(1, 5)]
+        assert terms == [("limit", 59990), ("limit", 60000), ("limit", 60010), ("market", None)], terms
+        assert engine.actor("position:BTCUSDT")["detail"]["net"]["paper"] == 0.2
+    finally:
+        engine.stop()

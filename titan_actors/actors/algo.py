@@ -35,7 +35,16 @@ from typing import Any
 
 import orjson
 
-from titan_actors.domain.algos import Slice, child_signal, iceberg_next, twap_schedule
+from titan_actors.domain.algos import (
+    Slice,
+    beyond_cap,
+    chase_price,
+    child_signal,
+    iceberg_next,
+    moved_away,
+    twap_schedule,
+    vwap_schedule,
+)
 from titan_actors.domain.money import Instrument, json_default, loads_exact, to_decimal_or_none
 from titan_actors.domain.orders import Order
 from titan_actors.domain.signals import OrderIntent
@@ -43,9 +52,11 @@ from titan_actors.messages import (
     AlgoDone,
     AlgoStatus,
     AlgoStatusRequest,
+    CancelOrder,
     CheckOrder,
     CommandRefused,
     OrderAccepted,
+    OrderCanceled,
     OrderPrepared,
     SubmitOrder,
 )
@@ -84,6 +95,8 @@ class AlgoActor(TitanActor):
         for child in self.children.values():
             child["at"] = 0.0  # in flight before the restart: asked again now
             child["qty"] = Decimal(str(child["qty"]))
+            if child["state"] == "canceling":
+                child["state"] = "accepted"  # its cancel may be lost: asked again if still away
         self.finished = False
         self.after(0.0, _TICK)
 
@@ -96,10 +109,14 @@ class AlgoActor(TitanActor):
 
     def _plan(self) -> list[Slice]:
         algo = self.order.algo or {}
+        start = self.order.confirmed_at or now_ms()
         if algo.get("type") == "TWAP":
-            return twap_schedule(self.order.signal_id, self.order.quantity, algo,
-                                 self.order.confirmed_at or now_ms(), self.instrument)
-        return []  # ICEBERG: decided child by child
+            return twap_schedule(self.order.signal_id, self.order.quantity, algo, start, self.instrument)
+        if algo.get("type") == "VWAP":
+            hourly = [Decimal(str(w)) for w in self.config.get("vwap_profile") or [1] * 24]
+            return vwap_schedule(self.order.signal_id, self.order.quantity, algo, start, self.instrument,
+                                 hourly)
+        return []  # ICEBERG, CHASE: decided child by child
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -120,6 +137,8 @@ class AlgoActor(TitanActor):
                 self.tell(self.venue, SubmitOrder(msg.signal_id, self.role))
             case OrderAccepted():
                 self._child_step(msg.signal_id, "accepted")
+            case OrderCanceled() | CommandRefused(command="CANCEL"):
+                pass  # a chase's cancel: the next status says how the child ended
             case CommandRefused() if msg.code in ("BUSY", "INTERNAL"):
                 self._child_step(msg.signal_id, "retry")  # nothing was done: the next tick asks again
             case CommandRefused():
@@ -133,69 +152,116 @@ class AlgoActor(TitanActor):
         if status.final:
             self._finish(f"the parent is {status.status or 'gone'}")
             return
-        now = now_ms()
         for n, child in self.children.items():  # what the journal says over what we remember
             known = status.children.get(n)
-            if known is not None and known["stage"] == "CONFIRMED" and child["state"] != "refused":
+            if known is not None and known["stage"] == "CONFIRMED" and child["state"] not in (
+                    "refused", "canceling"):
                 child["state"] = "accepted"
         self._redrive()
-        algo = (self.order.algo or {}).get("type")
-        if algo == "TWAP":
-            for piece in self.schedule:
-                if piece.due_ms <= now and piece.n not in self.children:
-                    self._send(piece.n, piece.quantity)
-            done = len(self.children) == len(self.schedule) and all(
-                c["state"] == "refused" or status.children.get(n, {}).get("final")
-                for n, c in self.children.items())
-        else:  # ICEBERG: the next child once the one before is final; none after a refusal
-            last = max(self.children, default=0)
-            current = status.children.get(last) if last else None
-            refused = bool(last) and self.children[last]["state"] == "refused"
-            done = refused
-            if not refused and (not last or (current is not None and current["final"])):
-                display = Decimal(str((self.order.algo or {})["display_quantity"]))
-                quantity = iceberg_next(self.order.quantity, display, status.filled_qty, self.instrument)
-                if quantity > 0:
-                    self._send(last + 1, quantity)
-                else:
-                    done = True
+        kind = (self.order.algo or {}).get("type")
+        done = {"TWAP": self._scheduled, "VWAP": self._scheduled, "ICEBERG": self._iceberg,
+                "CHASE": self._chase}[kind](status)
         if done:
             filled = status.filled_qty
             if filled >= self.order.quantity:
                 self.tell(self.venue, AlgoDone(self.order.signal_id, "FILLED", "every child filled"))
             else:
-                kind = (self.order.algo or {}).get("type")
                 why = f"{kind} ended with {filled} of {self.order.quantity} filled"
                 self.tell(self.venue, AlgoDone(self.order.signal_id, "EXPIRED", why))
 
-    def _child_intent(self, n: int, quantity: Decimal) -> OrderIntent:
-        p, algo = self.order, self.order.algo or {}
-        if algo.get("type") == "ICEBERG":
-            order_type, price, tif = "limit", p.price, p.time_in_force
-        elif algo.get("limit_price") is not None:
-            order_type, price, tif = "limit", Decimal(str(algo["limit_price"])), "IOC"
-        else:
-            order_type, price, tif = "market", None, "GTC"
-        return OrderIntent(signal_id=child_signal(p.signal_id, n), symbol=p.symbol, side=p.side,
-                           quantity=quantity, order_type=order_type, price=price, time_in_force=tif,
-                           reduce_only=p.reduce_only, exchange=p.exchange, stop_loss=None, take_profits=(),
-                           strategy_id=p.strategy_id, phase=p.phase, ttl_ms=10_000, parent=p.signal_id)
+    def _scheduled(self, status: AlgoStatus) -> bool:
+        """TWAP, VWAP: each slice when due; done once every one is sent and final."""
+        now = now_ms()
+        for piece in self.schedule:
+            if piece.due_ms <= now and piece.n not in self.children:
+                self._send(piece.n, piece.quantity, *self._slice_terms())
+        return len(self.children) == len(self.schedule) and all(
+            c["state"] == "refused" or status.children.get(n, {}).get("final")
+            for n, c in self.children.items())
 
-    def _send(self, n: int, quantity: Decimal) -> None:
+    def _slice_terms(self) -> tuple[str, Decimal | None, str]:
+        limit = (self.order.algo or {}).get("limit_price")
+        return ("limit", Decimal(str(limit)), "IOC") if limit is not None else ("market", None, "GTC")
+
+    def _last(self, status: AlgoStatus) -> tuple[int, dict[str, Any] | None, dict[str, Any] | None]:
+        last = max(self.children, default=0)
+        return last, self.children.get(last), status.children.get(last) if last else None
+
+    def _iceberg(self, status: AlgoStatus) -> bool:
+        """One child at a time at the parent's price; the next once it is final."""
+        last, mine, known = self._last(status)
+        if mine is not None and mine["state"] == "refused":
+            return True
+        if mine is not None and not (known is not None and known["final"]):
+            return False
+        display = Decimal(str((self.order.algo or {})["display_quantity"]))
+        quantity = iceberg_next(self.order.quantity, display, status.filled_qty, self.instrument)
+        if quantity <= 0:
+            return True
+        self._send(last + 1, quantity, "limit", self.order.price, self.order.time_in_force)
+        return False
+
+    def _chase(self, status: AlgoStatus) -> bool:
+        """One post-only child at the best price; re-posted when the market
+        leaves it, `max_chases` times, never beyond the cap; then the rest at
+        the market (`cross`) or the end."""
+        algo = self.order.algo or {}
+        side, left = self.order.side, self.order.quantity - status.filled_qty
+        last, mine, known = self._last(status)
+        if left <= 0:
+            return True
+        if mine is not None and mine["state"] == "refused" and mine["type"] == "market":
+            return True
+        final = known is not None and known["final"]
+        resting = mine is not None and mine["state"] != "refused" and not final
+        if mine is not None and mine["type"] == "market":
+            return not resting  # the final cross went out: done once it is final
+        if status.bid is None or status.ask is None:
+            return False  # no market yet: wait for one
+        best = chase_price(side, status.bid, status.ask)
+        tick = self.instrument.tick or Decimal("0.01")
+        if resting:
+            if mine["state"] == "accepted" and moved_away(side, Decimal(str(mine["price"])), status.bid,
+                                                          status.ask, int(algo.get("chase_ticks", 1)), tick):
+                mine["state"] = "canceling"
+                self._save(last)
+                self.tell(self.venue, CancelOrder(child_signal(self.order.signal_id, last), self.role))
+            return False
+        cap = algo.get("price_cap")
+        cap = Decimal(str(cap)) if cap is not None else self.order.price
+        if last > int(algo.get("max_chases", 10)) or beyond_cap(side, best, cap):
+            if algo.get("cross"):
+                self._send(last + 1, left, "market", None, "GTC")
+                return False
+            return True
+        self._send(last + 1, left, "limit", best, "PO")
+        return False
+
+    def _child_intent(self, n: int) -> OrderIntent:
+        p, child = self.order, self.children[n]
+        price = Decimal(str(child["price"])) if child["price"] is not None else None
+        return OrderIntent(signal_id=child_signal(p.signal_id, n), symbol=p.symbol, side=p.side,
+                           quantity=child["qty"], order_type=child["type"], price=price,
+                           time_in_force=child["tif"], reduce_only=p.reduce_only, exchange=p.exchange,
+                           stop_loss=None, take_profits=(), strategy_id=p.strategy_id, phase=p.phase,
+                           ttl_ms=10_000, parent=p.signal_id)
+
+    def _send(self, n: int, quantity: Decimal, order_type: str, price: Decimal | None, tif: str) -> None:
         """A new child: remembered (synced) before it is asked for, so a crash re-drives it."""
-        self.children[n] = {"qty": quantity, "state": "checking", "at": time.monotonic()}
+        self.children[n] = {"qty": quantity, "type": order_type, "price": price, "tif": tif,
+                            "state": "checking", "at": time.monotonic()}
         self._save(n)
         self.sync_stores()
-        self.tell("risk", CheckOrder(self._child_intent(n, quantity), self.role))
+        self.tell("risk", CheckOrder(self._child_intent(n), self.role))
 
     def _redrive(self) -> None:
         now = time.monotonic()
         for n, child in self.children.items():
-            if child["state"] in ("accepted", "refused") or now - child["at"] < _RETRY_S:
+            if child["state"] in ("accepted", "refused", "canceling") or now - child["at"] < _RETRY_S:
                 continue
             child["at"] = now
             if child["state"] in ("checking", "retry"):
-                self.tell("risk", CheckOrder(self._child_intent(n, child["qty"]), self.role))
+                self.tell("risk", CheckOrder(self._child_intent(n), self.role))
             else:  # prepared, submitted: the CONFIRM again (a repeat answers the first outcome)
                 self.tell(self.venue, SubmitOrder(child_signal(self.order.signal_id, n), self.role))
 
@@ -205,16 +271,15 @@ class AlgoActor(TitanActor):
             return
         n = int(signal_id[len(prefix):])
         child = self.children.get(n)
-        if child is None or child["state"] in ("accepted", "refused"):
+        if child is None or child["state"] in ("accepted", "refused", "canceling"):
             return
         child["state"] = "checking" if state == "retry" else state
         child["at"] = time.monotonic() if state != "retry" else 0.0
         self._save(n)
 
     def _save(self, n: int) -> None:
-        child = self.children[n]
-        self.store.put(b"c:%d" % n, orjson.dumps({"qty": child["qty"], "state": child["state"]},
-                                                  default=json_default))
+        child = {k: v for k, v in self.children[n].items() if k != "at"}
+        self.store.put(b"c:%d" % n, orjson.dumps(child, default=json_default))
 
     def _finish(self, why: str) -> None:
         log.info("algo %s: done: %s", self.order.signal_id, why)

@@ -196,6 +196,7 @@ class VenueAdapter(TitanActor):
         self.states: dict[str, str] | None = None  # from the risk guard; None: not known yet
         self.venue: PaperVenue | None = None
         self.position_asks: dict[str, Any] = {}  # corr → what to do with a `PositionHeld`
+        self.quotes: dict[str, PriceUpdate] = {}  # symbol → its last quote (algo actors follow it)
         self.counts = {"staged": 0, "submitted": 0, "rejected": 0, "fills": 0, "halted_at_send": 0,
                        "bad_venue_data": 0}
         # What the venue reported that could not be applied (key → why; the newest kept).
@@ -262,9 +263,11 @@ class VenueAdapter(TitanActor):
         elif isinstance(msg, CancelOrder):
             self._cancel(msg)
         elif isinstance(msg, PriceUpdate):
+            self.quotes[msg.symbol] = msg
             self._on_price(msg)
         elif isinstance(msg, PriceUpdates):
             for quote in msg.quotes:
+                self.quotes[quote.symbol] = quote
                 self._on_price(quote)
         elif isinstance(msg, CancelOpenOrders):
             canceled, dropped = self._cancel_scope(msg.scope, msg.reason, msg.operator)
@@ -942,7 +945,8 @@ class VenueAdapter(TitanActor):
 
     def _run_algo(self, parent: Order) -> None:
         instrument = self._instrument(parent.symbol)
-        self.tell("algos", StartChild(algo_spec(parent, instrument, self.role)), via="thespian")
+        self.tell("algos", StartChild(algo_spec(parent, instrument, self.role,
+                                                self.config.get("vwap_profile", ()))), via="thespian")
 
     def _restart_algos(self) -> None:
         """After a restart: every running parent's algo actor (one already running says so)."""
@@ -981,7 +985,9 @@ class VenueAdapter(TitanActor):
         if parent is None:
             self.tell(asker, AlgoStatus(msg.parent, "", True, ZERO, children))
             return
-        self.tell(asker, AlgoStatus(msg.parent, parent.status, parent.final, parent.filled_qty, children))
+        quote = self.quotes.get(parent.symbol)
+        self.tell(asker, AlgoStatus(msg.parent, parent.status, parent.final, parent.filled_qty, children,
+                                    quote.bid if quote else None, quote.ask if quote else None))
 
     def _algo_done(self, msg: AlgoDone) -> None:
         parent = self.journal.get(client_order_id(msg.parent))
