@@ -6,12 +6,14 @@ never sends a child twice."""
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
 import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tests.support.engine import FAST_SUPERVISION, RunningEngine, wait_for
+from tests.support.engine import FAST_SUPERVISION, RunningEngine, titan_cmd, wait_for
 from tests.support.nats import read_stream
 from titan_actors.domain.ids import client_order_id
 from titan_actors.tools.control import ControlError
@@ -31,6 +33,11 @@ def parent_status(engine: RunningEngine, parent: str) -> str:
         return engine.control({"cmd": "venue_orders"})["journal"][client_order_id(parent)]["status"]
     except ControlError:  # the adapter is restarting (its worker was killed)
         return ""
+
+
+def _trades(engine: RunningEngine) -> list[dict[str, Any]]:
+    answer = engine.control({"cmd": "ledger", "path": "/api/trades", "params": {}})
+    return answer["answer"]["trades"]
 
 
 def price(engine: RunningEngine, bid: int, ask: int) -> None:
@@ -71,6 +78,17 @@ def test_a_twap_sends_its_slices_on_schedule_and_fills_exactly_the_parent(tmp_pa
         assert any(p["status"] == "PARTIALLY_FILLED" for p in parent), "progress pushed on the way"
         wait_for(lambda: not [a for a in engine.status()["actors"] if a["role"] == "algo:tw-1"], 5, 0.1,
                  "the algo actor gone once done")
+        # The report plots the children against the schedule and counts them.
+        out = tmp_path / "report"
+        wait_for(lambda: len([t for t in _trades(engine) if t.get("parent") == "tw-1"]) == 5, 5, 0.1,
+                 "the ledger has the children")
+        command = titan_cmd("report", "--out", str(out), "--json", "--config", str(engine.config))
+        result = subprocess.run(command, env=engine.env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)
+        assert summary["algos"]["tw-1"] == {"type": "TWAP", "children": 5, "quantity": 0.5, "filled": 0.5}
+        assert summary["filled_orders"] == 5, "the parent is not a trade of its own"
+        assert (out / "algo_tw-1.png").read_bytes()[:4] == b"\x89PNG"
     finally:
         engine.stop()
 

@@ -215,7 +215,8 @@ class Ledger(TitanActor):
                            "symbol": row["symbol"], "venue": row["exchange"], "side": row["side"],
                            "leg": row.get("leg", "entry"), "quantity": filled, "arrival_price": arrival,
                            "fill_price": fill, "slippage_bps": slippage_bps(row["side"], arrival, fill),
-                           "fees": row["fees"], "execution_latency_ms": latency, "ts": iso(ts), "_ts": ts})
+                           "fees": row["fees"], "execution_latency_ms": latency, "ts": iso(ts), "_ts": ts,
+                           **({"parent": row["parent"]} if row.get("parent") else {})})
         trades.sort(key=lambda t: t["_ts"], reverse=True)
         return trades
 
@@ -254,7 +255,9 @@ def _order_item(row: dict[str, Any]) -> dict[str, Any]:
             "price": row.get("price"), "trigger_price": row.get("trigger_price"), "status": row["status"],
             "filled_qty": row["filled_qty"], "avg_price": row["avg_price"], "fees": row["fees"],
             "reason": row.get("reason") or None, "arrival_price": row.get("arrival_price"),
-            "created_at": iso(row.get("seen_at")), "updated_at": iso(row["updated_at"])}
+            "created_at": iso(row.get("seen_at")), "updated_at": iso(row["updated_at"]),
+            "confirmed_at": iso(row.get("confirmed_at")), "algo": row.get("algo"),
+            "parent": row.get("parent")}
 
 
 def _exit_item(row: dict[str, Any]) -> dict[str, Any]:

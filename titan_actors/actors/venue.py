@@ -1124,7 +1124,7 @@ def _report_data(order: Order, last_fill: dict[str, Any] | None) -> dict[str, An
             "strategy_id": order.strategy_id, "phase": order.phase,
             "close_reason": close_reason(order.leg) if order.leg != "entry" else None,
             "arrival_price": order.arrival_price, "confirmed_at": order.confirmed_at,
-            **({"algo": order.algo["type"]} if order.algo else {}),
+            **({"algo": order.algo} if order.algo else {}),
             **({"parent": order.parent} if order.parent else {}),
             **({"extra": order.extra} if order.extra else {})}
 

@@ -100,6 +100,7 @@ def write_report(ask: Ask, out: Path) -> dict[str, Any]:
             ax.plot(range(1, len(cumulative) + 1), cumulative, marker="o"), ax.set_xlabel("close #"),
             ax.axhline(0, color="black", linewidth=0.5)))
 
+    algos = _algo_figures(ask, trades, figure)
     metrics = performance["metrics"]
     summary = {
         "period": performance["period"], "filled_orders": len(trades), "closed_positions": len(closed),
@@ -107,7 +108,7 @@ def write_report(ask: Ask, out: Path) -> dict[str, Any]:
         "avg_slippage_bps_by_venue": {v: _mean(s) for v, s in by_venue.items()},
         "avg_fill_latency_ms": _mean([Decimal(x) for x in latencies]),
         "total_pnl": metrics["total_pnl"], "win_rate": metrics["win_rate"],
-        "max_drawdown": metrics["max_drawdown"], "images": [name for name, _ in images],
+        "max_drawdown": metrics["max_drawdown"], "algos": algos, "images": [name for name, _ in images],
         "html": str(out / "report.html"),
     }
     lines = [f"filled orders: {len(trades)}   closed positions: {len(closed)}",
@@ -116,10 +117,58 @@ def write_report(ask: Ask, out: Path) -> dict[str, Any]:
              *(f"  venue {v}: {_fmt(m)} bps" for v, m in summary["avg_slippage_bps_by_venue"].items()),
              f"total net PnL: {_fmt(metrics['total_pnl'])}   win rate: {_fmt(metrics['win_rate'])}   "
              f"max drawdown: {_fmt(metrics['max_drawdown'])}",
+             *(f"  {a['type']} {signal}: {a['children']} children filled {_fmt(a['filled'])} of "
+               f"{_fmt(a['quantity'])}" for signal, a in algos.items()),
              f"report: {summary['html']}"]
     summary["text"] = "\n".join(lines)
     (out / "report.html").write_text(_html(summary, metrics, images, trades, closed))
     return summary
+
+
+def _algo_figures(ask: Ask, trades: list[dict[str, Any]], figure: Callable[..., None]) -> dict[str, Any]:
+    """Per TWAP or VWAP parent of the period: its children's fills against
+    its schedule (cumulative quantity over time) and the market price at
+    each child's arrival; and per algo parent, what its children filled."""
+    parents = [o for o in _all(ask, "/api/orders", "orders") if o.get("algo")]
+    out: dict[str, Any] = {}
+    for parent in parents:
+        kids = sorted((t for t in trades if t.get("parent") == parent["signal_id"]), key=lambda t: t["ts"])
+        spec = parent["algo"]
+        out[parent["signal_id"]] = {"type": spec["type"], "children": len(kids),
+                                    "quantity": _number(parent["quantity"]),
+                                    "filled": sum((_number(k["quantity"]) for k in kids), Decimal(0))}
+        if spec["type"] not in ("TWAP", "VWAP") or not kids or not parent.get("confirmed_at"):
+            continue
+        start = _ms(parent["confirmed_at"])
+        duration = float(spec["duration_s"])
+        times = [(_ms(k["ts"]) - start) / 1000 for k in kids]
+        filled, total = [], Decimal(0)
+        for k in kids:
+            total += _number(k["quantity"])
+            filled.append(float(total))
+        quantity = float(parent["quantity"])
+
+        def draw(ax: Any, times: list[float] = times, filled: list[float] = filled, kids: list[Any] = kids,
+                 duration: float = duration, quantity: float = quantity) -> None:
+            ax.step(times, filled, where="post", label="filled", marker="o")
+            ax.plot([0, duration], [quantity / max(1, len(kids)), quantity], linestyle="--", label="schedule")
+            ax.set_xlabel("seconds since CONFIRM")
+            ax.set_ylabel("cumulative quantity")
+            prices = [float(k["arrival_price"]) for k in kids if k.get("arrival_price") is not None]
+            if prices:
+                twin = ax.twinx()
+                twin.plot(times[:len(prices)], prices, color="grey", alpha=0.6, label="market (arrival)")
+                twin.set_ylabel("market price")
+            ax.legend(loc="upper left")
+        name = f"algo_{parent['signal_id']}.png".replace("/", "_")
+        figure(name, f"{spec['type']} {parent['signal_id']}: child fills against the schedule", draw)
+    return out
+
+
+def _ms(text: str) -> int:
+    import datetime as dt
+
+    return int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def _fmt(value: Any) -> str:
