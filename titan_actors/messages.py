@@ -450,6 +450,7 @@ class PriceUpdate:
     ask: Decimal
     last: Decimal
     ts: int
+    volume: Decimal | None = None  # the ticker's cumulative traded volume, when it sends one
 
 
 # --- events and the NATS bridge ---------------------------------------------------
@@ -627,6 +628,7 @@ class AlgoStatus:
     children: dict[int, dict[str, Any]]
     bid: Decimal | None = None  # the symbol's last quote at the adapter (CHASE follows it)
     ask: Decimal | None = None
+    volume: Decimal | None = None  # its cumulative traded volume (VWAP's participation cap)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,13 +5,17 @@ never sends a child twice."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import subprocess
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+import nats
 
 from tests.support.engine import FAST_SUPERVISION, RunningEngine, titan_cmd, wait_for
 from tests.support.nats import read_stream
@@ -188,4 +192,46 @@ def test_a_chase_follows_the_bid_then_crosses_once_out_of_chases(tmp_path: Path)
         assert terms == [("limit", 59990), ("limit", 60000), ("limit", 60010), ("market", None)], terms
         assert engine.actor("position:BTCUSDT")["detail"]["net"]["paper"] == 0.2
     finally:
+        engine.stop()
+
+
+def test_a_vwap_with_a_participation_cap_takes_at_most_its_share_of_the_traded_volume(tmp_path: Path) -> None:
+    engine = RunningEngine(tmp_path, FAST_SUPERVISION).start()
+    volumes: list[float] = []
+    stop = threading.Event()
+
+    def feed() -> None:  # a ticker whose cumulative volume grows 2 BTC a second
+        async def run() -> None:
+            nc = await nats.connect(engine.nats_url)
+            volume = 1000.0
+            while not stop.is_set():
+                volumes.append(volume)
+                await nc.publish(f"{subjects.MARKET_TICKER}.BTCUSDT", json.dumps(
+                    {"bid": 59990, "ask": 60010, "last": 60000, "volume": volume,
+                     "ts": time.time_ns() // 1_000_000}).encode())
+                await nc.flush()
+                volume = round(volume + 0.1, 6)
+                await asyncio.sleep(0.05)
+            await nc.close()
+        asyncio.run(run())
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        wait_for(lambda: len(volumes) > 5, 5, 0.05, "the ticker flowing")
+        with engine.client() as client:
+            algo = {"type": "VWAP", "duration_s": 2, "slices": 4, "max_participation_pct": 10}
+            assert client.prepare("vp-1", "BTCUSDT", "buy", 1.0, algo=algo)["type"] == "PREPARED"
+            start = volumes[-1]
+            assert client.confirm("vp-1")["type"] == "ACCEPTED"
+        wait_for(lambda: parent_status(engine, "vp-1") == "EXPIRED", 10, 0.1, "the schedule over, short")
+        traded = Decimal(str(volumes[-1])) - Decimal(str(start))
+        kids = children(engine, "vp-1")
+        sent = sum(Decimal(str(k["quantity"])) for k in kids.values())
+        assert 2 <= len(kids) <= 3, kids  # the first slice had no volume to take part in
+        assert 0 < sent <= traded / 10, (sent, traded)
+        assert engine.actor("position:BTCUSDT")["detail"]["net"]["paper"] == float(sent)
+    finally:
+        stop.set()
+        feeder.join(5)
         engine.stop()

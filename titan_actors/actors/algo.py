@@ -42,10 +42,11 @@ from titan_actors.domain.algos import (
     child_signal,
     iceberg_next,
     moved_away,
+    participation,
     twap_schedule,
     vwap_schedule,
 )
-from titan_actors.domain.money import Instrument, json_default, loads_exact, to_decimal_or_none
+from titan_actors.domain.money import ZERO, Instrument, json_default, loads_exact, to_decimal_or_none
 from titan_actors.domain.orders import Order
 from titan_actors.domain.signals import OrderIntent
 from titan_actors.messages import (
@@ -170,14 +171,41 @@ class AlgoActor(TitanActor):
                 self.tell(self.venue, AlgoDone(self.order.signal_id, "EXPIRED", why))
 
     def _scheduled(self, status: AlgoStatus) -> bool:
-        """TWAP, VWAP: each slice when due; done once every one is sent and final."""
+        """TWAP, VWAP: each slice when due (a VWAP's under its participation
+        cap); done once every one is sent and final."""
         now = now_ms()
+        cap = (self.order.algo or {}).get("max_participation_pct")
         for piece in self.schedule:
-            if piece.due_ms <= now and piece.n not in self.children:
-                self._send(piece.n, piece.quantity, *self._slice_terms())
+            if piece.due_ms > now or piece.n in self.children:
+                continue
+            quantity = piece.quantity
+            if cap is not None:
+                quantity = self._participate(piece, Decimal(str(cap)), status.volume)
+            if quantity > 0:
+                self._send(piece.n, quantity, *self._slice_terms())
+            else:  # nothing traded to take part in: carried to the next slice
+                self.children[piece.n] = {"qty": quantity, "type": "market", "price": None, "tif": "GTC",
+                                          "state": "skipped", "at": 0.0}
+                self._save(piece.n)
         return len(self.children) == len(self.schedule) and all(
-            c["state"] == "refused" or status.children.get(n, {}).get("final")
+            c["state"] in ("refused", "skipped") or status.children.get(n, {}).get("final")
             for n, c in self.children.items())
+
+    def _participate(self, piece: Slice, pct: Decimal, volume: Decimal | None) -> Decimal:
+        """The slice under the cap: at most `pct` of the volume traded since
+        the slice before; the rest (and what earlier slices could not send)
+        carries on. The mark and the carry are kept in the store."""
+        mark = loads_exact(self.store.get(b"volume") or b"null")
+        carried = Decimal(str(loads_exact(self.store.get(b"carried") or b"0")))
+        traded = None
+        if volume is not None and mark is not None:
+            traded = volume - Decimal(str(mark)) if volume >= Decimal(str(mark)) else volume  # a reset
+        elif volume is not None:
+            traded = ZERO  # the first slice: nothing seen traded yet
+        send, carry = participation(piece.quantity, carried, traded, pct, self.instrument)
+        self.store.write_batch([(b"volume", orjson.dumps(volume, default=json_default)),
+                                (b"carried", orjson.dumps(carry, default=json_default))])
+        return send
 
     def _slice_terms(self) -> tuple[str, Decimal | None, str]:
         limit = (self.order.algo or {}).get("limit_price")
@@ -257,7 +285,8 @@ class AlgoActor(TitanActor):
     def _redrive(self) -> None:
         now = time.monotonic()
         for n, child in self.children.items():
-            if child["state"] in ("accepted", "refused", "canceling") or now - child["at"] < _RETRY_S:
+            settled = child["state"] in ("accepted", "refused", "canceling", "skipped")
+            if settled or now - child["at"] < _RETRY_S:
                 continue
             child["at"] = now
             if child["state"] in ("checking", "retry"):

@@ -579,7 +579,13 @@ def quote_of(subject: str, data: bytes, now_ms: int) -> PriceUpdate:
     ts = body.get("ts")
     valid = isinstance(ts, int | float) and not isinstance(ts, bool) and math.isfinite(ts) and ts > 0
     ts = min(int(ts), now_ms) if valid else now_ms
-    return PriceUpdate(symbol, bid, ask, last, ts)
+    volume = body.get("volume")
+    if volume is not None:
+        if isinstance(volume, bool) or not isinstance(volume, int | float) or not math.isfinite(volume) \
+                or volume < 0:
+            raise ValueError("volume is not a finite number >= 0")
+        volume = to_decimal(volume, field="volume")
+    return PriceUpdate(symbol, bid, ask, last, ts, volume)
 
 
 def _status_reply(tree: TreeStatus) -> dict[str, Any]:

@@ -987,7 +987,8 @@ class VenueAdapter(TitanActor):
             return
         quote = self.quotes.get(parent.symbol)
         self.tell(asker, AlgoStatus(msg.parent, parent.status, parent.final, parent.filled_qty, children,
-                                    quote.bid if quote else None, quote.ask if quote else None))
+                                    quote.bid if quote else None, quote.ask if quote else None,
+                                    quote.volume if quote else None))
 
     def _algo_done(self, msg: AlgoDone) -> None:
         parent = self.journal.get(client_order_id(msg.parent))

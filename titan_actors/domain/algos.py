@@ -49,6 +49,7 @@ __all__ = [
     "iceberg_next",
     "moved_away",
     "parse_algo",
+    "participation",
     "twap_schedule",
     "vwap_schedule",
 ]
@@ -70,6 +71,9 @@ ALGO = Model("Algo", "An execution algorithm for the order (the parent): TWAP an
           minimum=0, maximum=50),
     Field("display_quantity", "number", "ICEBERG: the quantity shown at a time", positive=True,
           maximum=Decimal("1e9")),
+    Field("max_participation_pct", "number", "VWAP: a slice is at most this % of the volume traded since "
+          "the slice before (the ticker's volume); what it could not send carries to the next",
+          positive=True, maximum=100),
     Field("profile", "numbers", "VWAP: one volume weight per slice (else [algos] vwap_profile by UTC hour)",
           minimum=0, max_items=MAX_SLICES),
     Field("chase_ticks", "integer", "CHASE: re-price when the market moves this many ticks away (default 1)",
@@ -176,6 +180,19 @@ def vwap_schedule(signal_id: str, total: Decimal, spec: Mapping[str, Any], start
         elif qty:
             slices.append(Slice(len(slices) + 1, piece.due_ms, qty))
     return slices
+
+
+def participation(scheduled: Decimal, carried: Decimal, traded: Decimal | None, pct: Decimal | None,
+                  instrument: Instrument) -> tuple[Decimal, Decimal]:
+    """A VWAP slice under its participation cap: (what to send, what carries
+    on). Without a cap, or without volume data, the slice and what was
+    carried go out whole."""
+    wanted = scheduled + carried
+    if pct is None or traded is None:
+        return wanted, ZERO
+    allowed = instrument.quantity(max(traded, ZERO) * pct / 100)
+    send = min(wanted, allowed)
+    return send, wanted - send
 
 
 def chase_price(side: str, bid: Decimal, ask: Decimal) -> Decimal:
