@@ -16,6 +16,7 @@ from titan_actors.domain.reconciliation import FillInFlight
 __all__ = [
     "AbortOrder",
     "AlgoDone",
+    "AlgoProgress",
     "AlgoStatus",
     "AlgoStatusRequest",
     "CancelByNats",
@@ -629,6 +630,18 @@ class AlgoStatus:
     bid: Decimal | None = None  # the symbol's last quote at the adapter (CHASE follows it)
     ask: Decimal | None = None
     volume: Decimal | None = None  # its cumulative traded volume (VWAP's participation cap)
+    venue: str = ""  # the adapter answering (a SPLIT's children are at several)
+
+
+@dataclass(frozen=True, slots=True)
+class AlgoProgress:
+    """Algo actor → the parent's adapter: what the children filled, all venues
+    together (a SPLIT's children are not all in that adapter's journal)."""
+
+    parent: str
+    filled_qty: Decimal
+    avg_price: Decimal
+    fees: Decimal
 
 
 @dataclass(frozen=True, slots=True)

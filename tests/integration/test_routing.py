@@ -14,6 +14,7 @@ from typing import Any
 import nats
 
 from tests.support.engine import FAST_SUPERVISION, RunningEngine, wait_for
+from titan_actors.domain.ids import client_order_id
 from titan_actors.wire import subjects
 
 CONFIG = FAST_SUPERVISION + """
@@ -92,6 +93,25 @@ def test_auto_routes_to_the_venue_a_hand_computation_picks_and_refuses_stale_or_
             assert (thin["code"], thin["rule"]) == ("RISK_REJECTED", "book_thin"), thin
             capped = client.prepare("rt-5", "BTCUSDT", "sell", 3, exchange="auto", max_slippage_bps=2)
             assert capped["rule"] == "book_thin", "pa's 5.5 bps is over this order's own cap"
+            # split: pb's two levels are cheapest (3), then pa's first (24.7 bps worse, inside 50): two legs
+            publish_books(engine)
+            time.sleep(0.2)
+            parent = client.prepare("rt-s", "BTCUSDT", "buy", 3.5, exchange="auto", split=True)
+            assert parent["type"] == "PREPARED", parent
+            assert parent["order"]["exchange"] == "pb" and parent["order"]["algo"]["legs"] == [
+                ["pb", 3, 60020], ["pa", 0.5, 60110]]
+            assert client.confirm("rt-s")["type"] == "ACCEPTED"
+
+            def journal(venue: str) -> dict[str, Any]:
+                return engine.control({"cmd": "venue_orders", "venue": venue})["journal"]
+
+            wait_for(lambda: journal("pb")[client_order_id("rt-s")]["status"] == "FILLED", 10, 0.1,
+                     "the split filled on both venues")
+            assert journal("pb")[client_order_id("rt-s.1")]["filled_qty"] == 3
+            assert journal("pa")[client_order_id("rt-s.2")]["filled_qty"] == 0.5
+            nets = engine.actor("position:BTCUSDT")["detail"]["net"]
+            assert (nets["pa"], nets["pb"]) == (0.5, 3.5), "pb also holds rt-1's 0.5"
+            assert client.prepare("rt-x", "BTCUSDT", "buy", 1, split=True)["code"] == "INVALID"
             time.sleep(1.7)
             stale = client.prepare("rt-6", "BTCUSDT", "buy", 0.5, exchange="auto")
             assert stale["rule"] == "book_stale", stale

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -51,6 +52,7 @@ from titan_actors.domain.orders import Order
 from titan_actors.domain.signals import OrderIntent
 from titan_actors.messages import (
     AlgoDone,
+    AlgoProgress,
     AlgoStatus,
     AlgoStatusRequest,
     CancelOrder,
@@ -99,6 +101,8 @@ class AlgoActor(TitanActor):
             if child["state"] == "canceling":
                 child["state"] = "accepted"  # its cancel may be lost: asked again if still away
         self.finished = False
+        self.elsewhere: dict[str, dict[int, dict[str, Any]]] = {}  # venue → its children's state (SPLIT)
+        self.progress: tuple[Decimal, Decimal, Decimal] | None = None  # last sent to the parent (SPLIT)
         self.after(0.0, _TICK)
 
     def status_detail(self) -> dict[str, Any]:
@@ -124,18 +128,26 @@ class AlgoActor(TitanActor):
     def on_wakeup(self, payload: Any) -> None:
         if payload != _TICK or self.finished:
             return
-        asked = max([*self.children, len(self.schedule)])
+        asked = max([*self.children, len(self.schedule), len(self._legs())])
+        for venue in [v for v in {f"venue:{leg[0]}" for leg in self._legs()} if v != self.venue]:
+            self.tell(venue, AlgoStatusRequest(self.order.signal_id, asked))  # a SPLIT's other venues
         if not self.tell(self.venue, AlgoStatusRequest(self.order.signal_id, asked)):
             log.warning("algo %s: %s is not reachable yet", self.order.signal_id, self.venue)
         self.after(_TICK_S, _TICK)
 
+    def _legs(self) -> list[Any]:
+        return list((self.order.algo or {}).get("legs") or ())
+
     def handle(self, msg: Any, sender: Any) -> None:
         match msg:
+            case AlgoStatus() if f"venue:{msg.venue}" != self.venue:
+                self.elsewhere[msg.venue] = msg.children  # a SPLIT's children at another venue
             case AlgoStatus():
                 self._on_status(msg)
             case OrderPrepared():
-                self._child_step(msg.signal_id, "prepared")
-                self.tell(self.venue, SubmitOrder(msg.signal_id, self.role))
+                n = self._child_step(msg.signal_id, "prepared")
+                if n is not None:
+                    self.tell(self._venue_of(n), SubmitOrder(msg.signal_id, self.role))
             case OrderAccepted():
                 self._child_step(msg.signal_id, "accepted")
             case OrderCanceled() | CommandRefused(command="CANCEL"):
@@ -153,6 +165,9 @@ class AlgoActor(TitanActor):
         if status.final:
             self._finish(f"the parent is {status.status or 'gone'}")
             return
+        if self._legs():
+            status = replace(status, children={**status.children, **{
+                n: c for children in self.elsewhere.values() for n, c in children.items()}})
         for n, child in self.children.items():  # what the journal says over what we remember
             known = status.children.get(n)
             if known is not None and known["stage"] == "CONFIRMED" and child["state"] not in (
@@ -161,9 +176,9 @@ class AlgoActor(TitanActor):
         self._redrive()
         kind = (self.order.algo or {}).get("type")
         done = {"TWAP": self._scheduled, "VWAP": self._scheduled, "ICEBERG": self._iceberg,
-                "CHASE": self._chase}[kind](status)
+                "CHASE": self._chase, "SPLIT": self._split}[kind](status)
         if done:
-            filled = status.filled_qty
+            filled = status.filled_qty if kind != "SPLIT" else (self.progress or (ZERO,))[0]
             if filled >= self.order.quantity:
                 self.tell(self.venue, AlgoDone(self.order.signal_id, "FILLED", "every child filled"))
             else:
@@ -265,19 +280,44 @@ class AlgoActor(TitanActor):
         self._send(last + 1, left, "limit", best, "PO")
         return False
 
+    def _split(self, status: AlgoStatus) -> bool:
+        """Every leg at once, each a limit IOC child at its venue; the parent's
+        progress is theirs together (its adapter sees only its own)."""
+        for n, (venue, quantity, limit) in enumerate(self._legs(), start=1):
+            if n not in self.children:
+                self._send(n, Decimal(str(quantity)), "limit", Decimal(str(limit)), "IOC", venue=str(venue))
+        known = [k for n in self.children if (k := status.children.get(n))]
+        filled = sum((Decimal(str(k["filled_qty"])) for k in known), ZERO)
+        notional = sum((Decimal(str(k["filled_qty"])) * Decimal(str(k["avg_price"])) for k in known), ZERO)
+        fees = sum((Decimal(str(k["fees"])) for k in known), ZERO)
+        progress = (filled, notional / filled if filled else ZERO, fees)
+        if progress != self.progress:
+            self.progress = progress
+            self.tell(self.venue, AlgoProgress(self.order.signal_id, *progress))
+        return all(c["state"] == "refused" or status.children.get(n, {}).get("final")
+                   for n, c in self.children.items())
+
+    def _venue_of(self, n: int) -> str:
+        venue = self.children[n].get("venue")
+        return f"venue:{venue}" if venue else self.venue
+
     def _child_intent(self, n: int) -> OrderIntent:
         p, child = self.order, self.children[n]
         price = Decimal(str(child["price"])) if child["price"] is not None else None
         return OrderIntent(signal_id=child_signal(p.signal_id, n), symbol=p.symbol, side=p.side,
                            quantity=child["qty"], order_type=child["type"], price=price,
-                           time_in_force=child["tif"], reduce_only=p.reduce_only, exchange=p.exchange,
+                           time_in_force=child["tif"], reduce_only=p.reduce_only,
+                           exchange=child.get("venue") or p.exchange,
                            stop_loss=None, take_profits=(), strategy_id=p.strategy_id, phase=p.phase,
                            ttl_ms=10_000, parent=p.signal_id)
 
-    def _send(self, n: int, quantity: Decimal, order_type: str, price: Decimal | None, tif: str) -> None:
+    def _send(self, n: int, quantity: Decimal, order_type: str, price: Decimal | None, tif: str, *,
+              venue: str = "") -> None:
         """A new child: remembered (synced) before it is asked for, so a crash re-drives it."""
         self.children[n] = {"qty": quantity, "type": order_type, "price": price, "tif": tif,
                             "state": "checking", "at": time.monotonic()}
+        if venue:
+            self.children[n]["venue"] = venue
         self._save(n)
         self.sync_stores()
         self.tell("risk", CheckOrder(self._child_intent(n), self.role))
@@ -292,19 +332,21 @@ class AlgoActor(TitanActor):
             if child["state"] in ("checking", "retry"):
                 self.tell("risk", CheckOrder(self._child_intent(n), self.role))
             else:  # prepared, submitted: the CONFIRM again (a repeat answers the first outcome)
-                self.tell(self.venue, SubmitOrder(child_signal(self.order.signal_id, n), self.role))
+                self.tell(self._venue_of(n), SubmitOrder(child_signal(self.order.signal_id, n), self.role))
 
-    def _child_step(self, signal_id: str, state: str) -> None:
+    def _child_step(self, signal_id: str, state: str) -> int | None:
+        """The child `signal_id` moved on to `state`; its number, or None if it is not ours to move."""
         prefix = self.order.signal_id + "."
         if not signal_id.startswith(prefix) or not signal_id[len(prefix):].isdigit():
-            return
+            return None
         n = int(signal_id[len(prefix):])
         child = self.children.get(n)
         if child is None or child["state"] in ("accepted", "refused", "canceling"):
-            return
+            return None
         child["state"] = "checking" if state == "retry" else state
         child["at"] = time.monotonic() if state != "retry" else 0.0
         self._save(n)
+        return n
 
     def _save(self, n: int) -> None:
         child = {k: v for k, v in self.children[n].items() if k != "at"}

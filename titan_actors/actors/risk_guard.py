@@ -59,7 +59,7 @@ from titan_actors.domain.risk_rules import (
     size_by_risk,
     slippage_cap,
 )
-from titan_actors.domain.routing import Book, Route, RouteRefusal, route
+from titan_actors.domain.routing import Book, RouteRefusal, route, split
 from titan_actors.domain.signals import AUTO
 from titan_actors.domain.throttle import TokenBucket
 from titan_actors.domain.trading_state import STATES, effective_state, valid_scope
@@ -421,7 +421,7 @@ class RiskGuard(TitanActor):
             if isinstance(chosen, RouteRefusal):
                 refuse("RISK_REJECTED", chosen.reason, chosen.rule)
                 return
-            intent = replace(intent, exchange=chosen.venue)
+            intent = chosen
         intent = self._arrived(intent)
         if intent.max_slippage_bps is not None:
             capped = slippage_cap(side=intent.side, order_type=intent.order_type, price=intent.price,
@@ -466,13 +466,26 @@ class RiskGuard(TitanActor):
             span.set_attribute("titan.risk.verdict", "approved")
         self._approve(intent, msg.reply_to)
 
-    def _route(self, intent: Any) -> Route | RouteRefusal:
-        """Smart routing: the venue (trading the symbol) whose book executes it best."""
+    def _route(self, intent: Any) -> Any:
+        """Smart routing: `intent` for the venue (trading the symbol) whose book
+        executes it best — or, with `split`, over several, as a SPLIT parent
+        on the venue of its largest leg, each leg a limit IOC child — or why not."""
         books = {v: b for v, b in self.books.get(intent.symbol, {}).items()
                  if intent.symbol in self.venues.get(v, ())}
         cap = intent.max_slippage_bps if intent.max_slippage_bps is not None else self.route_slippage_bps
-        return route(intent.side, intent.quantity, books, self.route_fees, now_ms=now_ms(),
-                     max_age_ms=self.max_book_age_ms, max_slippage_bps=cap)
+        if intent.split:
+            legs = split(intent.side, intent.quantity, books, self.route_fees, now_ms=now_ms(),
+                         max_age_ms=self.max_book_age_ms, max_slippage_bps=cap)
+            if isinstance(legs, RouteRefusal):
+                return legs
+            if len(legs) > 1:
+                main = max(legs, key=lambda leg: leg.quantity)
+                spec = {"type": "SPLIT", "legs": [[leg.venue, leg.quantity, leg.limit] for leg in legs]}
+                return replace(intent, exchange=main.venue, algo=spec)
+            return replace(intent, exchange=legs[0].venue)
+        chosen = route(intent.side, intent.quantity, books, self.route_fees, now_ms=now_ms(),
+                       max_age_ms=self.max_book_age_ms, max_slippage_bps=cap)
+        return chosen if isinstance(chosen, RouteRefusal) else replace(intent, exchange=chosen.venue)
 
     def _arrived(self, intent: Any) -> Any:
         """`intent` with the market price at its arrival: the mid of a fresh

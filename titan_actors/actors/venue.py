@@ -59,6 +59,7 @@ from titan_actors.domain.trading_state import SendGate, effective_state, send_ga
 from titan_actors.messages import (
     AbortOrder,
     AlgoDone,
+    AlgoProgress,
     AlgoStatus,
     AlgoStatusRequest,
     CancelExits,
@@ -284,6 +285,8 @@ class VenueAdapter(TitanActor):
             self._algo_status(msg, sender)
         elif isinstance(msg, AlgoDone):
             self._algo_done(msg)
+        elif isinstance(msg, AlgoProgress):
+            self._algo_progress(msg)
         elif isinstance(msg, PositionHeld):
             then = self.position_asks.pop(msg.corr, None)
             if then is not None:
@@ -959,18 +962,26 @@ class VenueAdapter(TitanActor):
                 if (o := self.journal.get(coid.decode())) is not None]
 
     def _parent_progress(self, parent_signal: str) -> None:
-        """A child changed: the parent's filled quantity, average and fees are its children's."""
+        """A child changed: the parent's filled quantity, average and fees are
+        its children's (a SPLIT's, over several venues, come from its algo actor)."""
         parent = self.journal.get(client_order_id(parent_signal))
-        if parent is None or parent.final or parent.algo is None:
+        if parent is None or parent.final or parent.algo is None or parent.algo.get("type") == "SPLIT":
             return
         kids = self._children(parent_signal)
         filled = sum((k.filled_qty for k in kids), ZERO)
+        avg = sum((k.filled_qty * k.avg_price for k in kids), ZERO) / filled if filled else ZERO
+        self._progressed(parent, filled, avg, sum((k.fees for k in kids), ZERO))
+
+    def _algo_progress(self, msg: AlgoProgress) -> None:
+        parent = self.journal.get(client_order_id(msg.parent))
+        if parent is not None and not parent.final and parent.algo is not None:
+            self._progressed(parent, msg.filled_qty, msg.avg_price, msg.fees)
+
+    def _progressed(self, parent: Order, filled: Decimal, avg: Decimal, fees: Decimal) -> None:
         if filled == parent.filled_qty:
             return
-        avg = sum((k.filled_qty * k.avg_price for k in kids), ZERO) / filled if filled else ZERO
         status = "FILLED" if filled >= parent.quantity else "PARTIALLY_FILLED"
-        updated = replace(with_status(parent, status, now_ms()), filled_qty=filled, avg_price=avg,
-                          fees=sum((k.fees for k in kids), ZERO))
+        updated = replace(with_status(parent, status, now_ms()), filled_qty=filled, avg_price=avg, fees=fees)
         self._commit([updated], [(updated, None)])
         self._report(updated, None)
 
@@ -981,14 +992,14 @@ class VenueAdapter(TitanActor):
             child = self.journal.get(client_order_id(child_signal(msg.parent, n)))
             if child is not None:
                 children[n] = {"stage": child.stage, "status": child.status, "filled_qty": child.filled_qty,
-                               "final": child.final}
+                               "avg_price": child.avg_price, "fees": child.fees, "final": child.final}
         if parent is None:
-            self.tell(asker, AlgoStatus(msg.parent, "", True, ZERO, children))
+            self.tell(asker, AlgoStatus(msg.parent, "", True, ZERO, children, venue=self.venue_name))
             return
         quote = self.quotes.get(parent.symbol)
         self.tell(asker, AlgoStatus(msg.parent, parent.status, parent.final, parent.filled_qty, children,
                                     quote.bid if quote else None, quote.ask if quote else None,
-                                    quote.volume if quote else None))
+                                    quote.volume if quote else None, self.venue_name))
 
     def _algo_done(self, msg: AlgoDone) -> None:
         parent = self.journal.get(client_order_id(msg.parent))

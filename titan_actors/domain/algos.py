@@ -54,7 +54,7 @@ __all__ = [
     "vwap_schedule",
 ]
 
-ALGO_TYPES = ("TWAP", "VWAP", "ICEBERG", "CHASE")
+ALGO_TYPES = ("TWAP", "VWAP", "ICEBERG", "CHASE")  # and SPLIT, made by smart routing (`split: true`)
 MAX_SLICES = 1000
 
 ALGO = Model("Algo", "An execution algorithm for the order (the parent): TWAP and VWAP need duration_s and "

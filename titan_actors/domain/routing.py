@@ -10,6 +10,11 @@ its own best price is thin. The best of the rest wins (ties: the venue named
 first). With none left the order is refused with a named rule:
 `book_stale` when no venue has a fresh book, else `book_thin`.
 
+`split(...)` (an order with `split: true`) takes the cheapest levels of every
+fresh book together, fee included, within `max_slippage_bps` of the best of
+them, until the quantity is filled: one leg per venue with the quantity it
+takes there and the worst price it reaches (its limit).
+
 Failure: `book_of` returns the reason a book message cannot be used.
 """
 
@@ -22,7 +27,7 @@ from typing import Any
 
 from titan_actors.domain.money import ZERO, to_decimal
 
-__all__ = ["Book", "Route", "RouteRefusal", "book_of", "route", "walk"]
+__all__ = ["Book", "Leg", "Route", "RouteRefusal", "book_of", "route", "split", "walk"]
 
 MAX_LEVELS = 50
 
@@ -41,6 +46,13 @@ class Route:
     venue: str
     price: Decimal  # the average the book would fill at
     cost: Decimal  # after the taker fee: what a buy pays (a sell receives) per unit
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    venue: str
+    quantity: Decimal
+    limit: Decimal  # the worst price of the levels it takes
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,3 +121,33 @@ def route(side: str, quantity: Decimal, books: Mapping[str, Book], fees_bps: Map
         return RouteRefusal("book_thin", f"no book fills {quantity} within {max_slippage_bps} bps: "
                                          + "; ".join(thin))
     return min(candidates, key=lambda r: r.cost) if side == "buy" else max(candidates, key=lambda r: r.cost)
+
+
+def split(side: str, quantity: Decimal, books: Mapping[str, Book], fees_bps: Mapping[str, Decimal], *,
+          now_ms: int, max_age_ms: int, max_slippage_bps: Decimal) -> list[Leg] | RouteRefusal:
+    """The quantity over every fresh book's best levels (fee included), best first."""
+    fresh = {v: b for v, b in books.items() if now_ms - b.ts <= max_age_ms}
+    if not fresh:
+        return RouteRefusal("book_stale", f"no venue has a book fresher than {max_age_ms} ms")
+    levels = []
+    for venue, book in fresh.items():
+        fee = fees_bps.get(venue, ZERO) / 10_000
+        for price, qty in book.asks if side == "buy" else book.bids:
+            levels.append((price * (1 + fee) if side == "buy" else price * (1 - fee), venue, price, qty))
+    levels.sort(key=lambda lv: lv[0], reverse=side != "buy")
+    best = levels[0][0]
+    taken: dict[str, list[Decimal]] = {}
+    left = quantity
+    for effective, venue, price, qty in levels:
+        slipped = (effective - best if side == "buy" else best - effective) / best * 10_000
+        if slipped > max_slippage_bps or not left:
+            break
+        take = min(left, qty)
+        leg = taken.setdefault(venue, [ZERO, price])
+        leg[0] += take
+        leg[1] = max(leg[1], price) if side == "buy" else min(leg[1], price)
+        left -= take
+    if left:
+        return RouteRefusal("book_thin", f"the books together fill {quantity - left} of {quantity} within "
+                                         f"{max_slippage_bps} bps")
+    return [Leg(venue, qty, limit) for venue, (qty, limit) in taken.items() if qty]

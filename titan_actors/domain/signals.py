@@ -96,6 +96,8 @@ class OrderIntent:
     algo: dict[str, Any] | None = None
     #: A child of an algo parent: the parent's signal id.
     parent: str = ""
+    #: Smart routing may split the order over several venues (`exchange` auto).
+    split: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +137,9 @@ ORDER = Model("Order", "The order a PREPARE asks for. `side` or `direction` is r
     Field("phase", "integer", "tag carried into events"),
     Field("ttl_ms", "integer", "how long the prepared order stays confirmable",
           minimum=1, maximum=MAX_TTL_MS),
-    Field("algo", "object", "an execution algorithm: {type: TWAP | ICEBERG, ...} (docs/protocols.md)"),
+    Field("algo", "object", "an execution algorithm: {type: TWAP | VWAP | ICEBERG | CHASE, ...} "
+          "(docs/protocols.md)"),
+    Field("split", "boolean", "with exchange auto: split the order over the venues' books"),
     Field("max_slippage_bps", "number", "slippage control: a market order becomes a limit IOC at the "
           "arrival price +/- this many basis points; a limit order's price is held within it",
           minimum=0, maximum=MAX_SLIPPAGE_BPS),
@@ -264,7 +268,11 @@ def parse_intent(
     tif = obj.get("time_in_force", "GTC")
     if tif == "PO" and order_type != "limit":
         return Refusal("INVALID", "time_in_force: PO (post-only) needs a limit order")
+    if obj.get("split") and exchange != AUTO:
+        return Refusal("INVALID", "split: only with exchange auto")
     algo = None
+    if obj.get("algo") is not None and obj.get("split"):
+        return Refusal("INVALID", "split: not with an algo")
     if obj.get("algo") is not None:
         if ladder or obj.get("stop_loss") is not None or obj.get("take_profits"):
             return Refusal("INVALID", "algo: not with an entry zone or a bracket (stop_loss, take_profits)")
@@ -284,5 +292,5 @@ def parse_intent(
         take_profits=tuple(to_decimal(p) for p in obj.get("take_profits") or ()),
         strategy_id=obj.get("strategy_id"), phase=obj.get("phase"), ttl_ms=obj.get("ttl_ms", DEFAULT_TTL_MS),
         risk_pct=risk_pct if "quantity" not in obj else None, extra=extra or None, ladder=ladder,
-        max_slippage_bps=_decimal(obj, "max_slippage_bps"), algo=algo,
+        max_slippage_bps=_decimal(obj, "max_slippage_bps"), algo=algo, split=bool(obj.get("split")),
     )
