@@ -128,6 +128,8 @@ def test_an_iceberg_shows_one_child_at_a_time_and_a_cancel_of_the_parent_stops_i
             assert client.confirm("ib-1")["type"] == "ACCEPTED"
             for n in (1, 2):
                 wait_for(lambda n=n: f"ib-1.{n}" in children(engine, "ib-1"), 5, 0.05, f"child {n}")
+                if n == 2:
+                    engine.kill("algo:ib-1")  # mid-run: it comes back from its store
                 assert engine.venue()["open_orders"] == 1, "one child shown at a time"
                 price(engine, 58990, 59000)
                 wait_for(lambda n=n: children(engine, "ib-1")[f"ib-1.{n}"]["status"] == "FILLED", 5, 0.05,
@@ -234,4 +236,26 @@ def test_a_vwap_with_a_participation_cap_takes_at_most_its_share_of_the_traded_v
     finally:
         stop.set()
         feeder.join(5)
+        engine.stop()
+
+
+def test_a_twap_with_a_limit_never_fills_beyond_it(tmp_path: Path) -> None:
+    engine = RunningEngine(tmp_path, FAST_SUPERVISION).start()
+    try:
+        price(engine, 59990, 60010)  # the ask is above the limit: the first slice cannot fill
+        with engine.client() as client:
+            algo = {"type": "TWAP", "duration_s": 1.5, "slices": 3, "limit_price": 60000}
+            assert client.prepare("tl-1", "BTCUSDT", "buy", 0.3, algo=algo)["type"] == "PREPARED"
+            assert client.confirm("tl-1")["type"] == "ACCEPTED"
+            wait_for(lambda: children(engine, "tl-1").get("tl-1.1", {}).get("status")
+                     in ("EXPIRED", "CANCELED"), 5, 0.05, "the first slice expired (IOC at the limit)")
+            price(engine, 59985, 59995)
+        wait_for(lambda: parent_status(engine, "tl-1") == "EXPIRED", 10, 0.1, "the schedule over")
+        kids = children(engine, "tl-1")
+        assert [kids[f"tl-1.{n}"]["filled_qty"] for n in (1, 2, 3)] == [0, 0.1, 0.1]
+        events = read_stream(engine.nats_url, subjects.report("BTCUSDT"))
+        fills = [e["data"]["last_fill"]["price"] for e in events
+                 if e["data"]["signal_id"].startswith("tl-1.") and e["data"].get("last_fill")]
+        assert fills and all(p <= 60000 for p in fills), fills
+    finally:
         engine.stop()

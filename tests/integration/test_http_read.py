@@ -157,8 +157,9 @@ def test_the_read_endpoints_report_the_runs_fills_closes_and_performance_exactly
         assert Decimal(str(summary["avg_slippage_bps"])) == sum(slips) / len(slips)
         assert Decimal(str(summary["total_pnl"])) == win + loss
         assert summary["avg_slippage_bps_by_venue"].keys() == {"paper"}
-        assert sorted(summary["images"]) == ["latency.png", "pnl.png", "slippage.png",
+        assert sorted(summary["images"]) == ["latency.png", "pnl.png", "slippage.png", "slippage_by_algo.png",
                                              "slippage_by_venue.png"]
+        assert summary["avg_slippage_bps_by_algo"].keys() == {"none"}
         for name in summary["images"]:
             assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         page = (out / "report.html").read_text()

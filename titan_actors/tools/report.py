@@ -3,7 +3,7 @@ page with plots (PNG, matplotlib) and a text summary.
 
 What it shows, over the period asked (`--since`, `--symbol`): slippage in
 basis points of every filled order and its average per venue and per leg,
-the distribution of fill latency (CONFIRM to first fill), PnL of closed
+the same by algo, the distribution of fill latency (CONFIRM to first fill), PnL of closed
 positions over time (cumulative, net of fees), and the performance summary
 of the HTTP API's `/api/performance/summary` — the same numbers, from the
 same ledger (docs/protocols.md defines each).
@@ -101,11 +101,19 @@ def write_report(ask: Ask, out: Path) -> dict[str, Any]:
             ax.axhline(0, color="black", linewidth=0.5)))
 
     algos = _algo_figures(ask, trades, figure)
+    by_algo: dict[str, list[Decimal]] = defaultdict(list)
+    kinds = {signal: a["type"] for signal, a in algos.items()}
+    for t in slipped:
+        by_algo[kinds.get(t.get("parent", ""), "none")].append(_number(t["slippage_bps"]))
+    if slipped:
+        figure("slippage_by_algo.png", "Average slippage by algo (bps; none: orders sent as they are)",
+               lambda ax: ax.bar(list(by_algo), [float(_mean(s) or 0) for s in by_algo.values()]))
     metrics = performance["metrics"]
     summary = {
         "period": performance["period"], "filled_orders": len(trades), "closed_positions": len(closed),
         "avg_slippage_bps": _mean([_number(t["slippage_bps"]) for t in slipped]),
         "avg_slippage_bps_by_venue": {v: _mean(s) for v, s in by_venue.items()},
+        "avg_slippage_bps_by_algo": {a: _mean(s) for a, s in by_algo.items()},
         "avg_fill_latency_ms": _mean([Decimal(x) for x in latencies]),
         "total_pnl": metrics["total_pnl"], "win_rate": metrics["win_rate"],
         "max_drawdown": metrics["max_drawdown"], "algos": algos, "images": [name for name, _ in images],
