@@ -82,6 +82,7 @@ def test_a_twap_sends_its_slices_on_schedule_and_fills_exactly_the_parent(tmp_pa
         assert any(p["status"] == "PARTIALLY_FILLED" for p in parent), "progress pushed on the way"
         wait_for(lambda: not [a for a in engine.status()["actors"] if a["role"] == "algo:tw-1"], 5, 0.1,
                  "the algo actor gone once done")
+        wait_for(lambda: not (engine.data_dir / "algos" / "tw-1").exists(), 5, 0.1, "its store deleted")
         # The report plots the children against the schedule and counts them.
         out = tmp_path / "report"
         wait_for(lambda: len([t for t in _trades(engine) if t.get("parent") == "tw-1"]) == 5, 5, 0.1,

@@ -352,6 +352,10 @@ class AlgoActor(TitanActor):
         child = {k: v for k, v in self.children[n].items() if k != "at"}
         self.store.put(b"c:%d" % n, orjson.dumps(child, default=json_default))
 
+    def on_stop(self) -> None:
+        if self.finished:  # its parent is final: nothing here is needed again
+            self.drop_store(self.store)
+
     def _finish(self, why: str) -> None:
         log.info("algo %s: done: %s", self.order.signal_id, why)
         self.finished = True

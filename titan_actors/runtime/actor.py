@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import time
 import uuid
@@ -212,6 +213,14 @@ class TitanActor:
             self.release()
         finally:
             self.close_stores()
+
+    def drop_store(self, store: Store) -> None:
+        """Close `store` and delete its directory: the actor is done for good
+        and nothing of it is needed again (a finished algo actor)."""
+        store.close()
+        self._stores = [s for s in self._stores if s is not store]
+        self._durable = [s for s in self._durable if s is not store]
+        shutil.rmtree(store.path, ignore_errors=True)
 
     def close_stores(self) -> None:
         for store in self._stores:
