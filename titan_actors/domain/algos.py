@@ -15,7 +15,7 @@ A PREPARE may carry `algo` (`ALGO`, checked by `parse_algo`):
   order's `profile`, a weight per slice, else `[algos] vwap_profile`: 24
   weights by UTC hour).
 - `CHASE`: one post-only limit child at the best bid (buy) or ask (sell)
-  for what is left; when the market moves `chase_ticks` ticks away it is
+  for what is left; when the market moves more than `chase_ticks` ticks away it is
   canceled and posted again at the new best, at most `max_chases` times and
   never beyond `price_cap` (else the order's limit price); then, with
   `cross`, the rest goes as a market order, else the parent ends.
@@ -201,10 +201,10 @@ def chase_price(side: str, bid: Decimal, ask: Decimal) -> Decimal:
 
 
 def moved_away(side: str, posted: Decimal, bid: Decimal, ask: Decimal, ticks: int, tick: Decimal) -> bool:
-    """The market left the posted price by at least `ticks` ticks (a buy's
+    """The market left the posted price by more than `ticks` ticks (a buy's
     bid rose above it, a sell's ask fell below it)."""
     gap = bid - posted if side == "buy" else posted - ask
-    return gap >= ticks * tick
+    return gap > ticks * tick
 
 
 def beyond_cap(side: str, price: Decimal, cap: Decimal | None) -> bool:
