@@ -54,16 +54,19 @@ from typing import Any
 
 import orjson
 
-from titan_actors.actors.operator import KillSwitchRounds, OperatorRefusal, operator_command
+from titan_actors.actors.operator import (
+    OPERATOR_ANSWERS,
+    KillSwitchRounds,
+    OperatorRefusal,
+    operator_answer,
+    operator_command,
+)
 from titan_actors.domain.health import Health, health
 from titan_actors.domain.money import json_default
 from titan_actors.messages import (
     CommandReply,
     LedgerQuery,
-    OpenOrdersCanceled,
-    PositionsFlattened,
     SetTradingState,
-    TradingStateSet,
     TreeStatus,
     TreeStatusRequest,
     WebhookRequest,
@@ -158,13 +161,9 @@ class HttpActor(TitanActor):
             self.snapshot = (time.monotonic(), health(actors, msg.missing, self.expected), msg)
         elif isinstance(msg, CommandReply):
             self._answer(msg.corr, msg.reply)
-        elif isinstance(msg, TradingStateSet):
-            self._answer(msg.corr, {"trading_state": msg.trading_state, "scope": msg.scope,
-                                    "states": msg.states, "unconfirmed": list(msg.unconfirmed)})
-        elif isinstance(msg, OpenOrdersCanceled | PositionsFlattened):
-            done = self.kill_switches.answered(msg)
-            if done is not None:
-                self._answer(*done)
+        elif isinstance(msg, OPERATOR_ANSWERS):
+            if (answer := operator_answer(msg, self.kill_switches)) is not None:
+                self._answer(*answer)
         else:
             super().handle(msg, sender)
 

@@ -52,7 +52,13 @@ from typing import Any
 import orjson
 
 from titan_actors.actors.jetstream import AckedPublisher
-from titan_actors.actors.operator import KillSwitchRounds, OperatorRefusal, operator_command
+from titan_actors.actors.operator import (
+    OPERATOR_ANSWERS,
+    KillSwitchRounds,
+    OperatorRefusal,
+    operator_answer,
+    operator_command,
+)
 from titan_actors.domain.dead_man import MIN_TIMEOUT_MS
 from titan_actors.domain.money import json_default, to_decimal
 from titan_actors.domain.routing import Book, book_of
@@ -62,16 +68,12 @@ from titan_actors.messages import (
     CommandReply,
     EventsStored,
     Heartbeat,
-    HeartbeatArmed,
     LedgerEvents,
-    OpenOrdersCanceled,
     PlaceOrder,
-    PositionsFlattened,
     PriceUpdate,
     PriceUpdates,
     PublishEvents,
     SetTradingState,
-    TradingStateSet,
     TreeStatus,
     TreeStatusRequest,
 )
@@ -281,18 +283,12 @@ class NatsBridge(TitanActor):
             self._store_events(msg, sender)
         elif isinstance(msg, CommandReply):
             self._respond(msg.corr, msg.reply)
-        elif isinstance(msg, TradingStateSet):
-            self._respond(msg.corr, {"trading_state": msg.trading_state, "scope": msg.scope,
-                                     "states": msg.states, "unconfirmed": list(msg.unconfirmed)})
-        elif isinstance(msg, OpenOrdersCanceled | PositionsFlattened):
-            done = self.kill_switches.answered(msg)
-            if done is not None:
-                self._respond(*done)
+        elif isinstance(msg, OPERATOR_ANSWERS):
+            if (answer := operator_answer(msg, self.kill_switches)) is not None:
+                self._respond(*answer)
         elif isinstance(msg, TreeStatus):
             self._respond(msg.req_id, _status_reply(msg))
-        elif isinstance(msg, HeartbeatArmed):
-            self._respond(msg.corr, {"error": "INVALID", "reason": msg.error} if msg.error else {
-                "scope": msg.scope, "timeout_ms": msg.timeout_ms, "deadline": msg.deadline or None})
+
         else:
             super().handle(msg, sender)
 

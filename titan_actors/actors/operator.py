@@ -19,10 +19,27 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from titan_actors.messages import CancelOpenOrders, FlattenPositions, OpenOrdersCanceled, PositionsFlattened
+from titan_actors.messages import (
+    CancelOpenOrders,
+    FlattenPositions,
+    HeartbeatArmed,
+    OpenOrdersCanceled,
+    PositionsFlattened,
+    TradingStateSet,
+)
 from titan_actors.wire.api import OPERATOR_MODELS
 
-__all__ = ["KillSwitchRounds", "OperatorCommand", "OperatorRefusal", "operator_command"]
+__all__ = [
+    "OPERATOR_ANSWERS",
+    "KillSwitchRounds",
+    "OperatorCommand",
+    "OperatorRefusal",
+    "operator_answer",
+    "operator_command",
+]
+
+#: What the engine answers an operator command with (`operator_answer` reads them).
+OPERATOR_ANSWERS = (TradingStateSet, HeartbeatArmed, OpenOrdersCanceled, PositionsFlattened)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,3 +111,15 @@ class KillSwitchRounds:
         waiting = self.rounds.pop(corr)
         return {"scope": waiting["scope"], "venues": waiting["venues"],
                 "unanswered": [v for v in waiting["asked"] if v not in waiting["venues"]]}
+
+
+def operator_answer(msg: Any, rounds: KillSwitchRounds) -> tuple[str, dict[str, Any]] | None:
+    """(corr, reply object) of an `OPERATOR_ANSWERS` message, as both doors
+    answer it; None while a kill switch still waits for other adapters."""
+    if isinstance(msg, TradingStateSet):
+        return msg.corr, {"trading_state": msg.trading_state, "scope": msg.scope, "states": msg.states,
+                          "unconfirmed": list(msg.unconfirmed)}
+    if isinstance(msg, HeartbeatArmed):
+        return msg.corr, ({"error": "INVALID", "reason": msg.error} if msg.error else {
+            "scope": msg.scope, "timeout_ms": msg.timeout_ms, "deadline": msg.deadline or None})
+    return rounds.answered(msg)
