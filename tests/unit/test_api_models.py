@@ -90,10 +90,13 @@ def test_the_performance_summary_matches_a_hand_computation() -> None:
     # curve 100, 50, 20, 80: peak 100, deepest 20 -> drawdown 80, 80 / (1000 + 100)
     assert m["max_drawdown"] == 80 and m["max_drawdown_pct"] == (Decimal(80) / 1100 * 100).quantize(
         Decimal("1e-10")).normalize()
-    daily = [100.0, -80.0, 60.0]
+    daily = [Decimal(100), Decimal(-80), Decimal(60)]
     mean = sum(daily) / 3
-    spread = math.sqrt(sum((d - mean) ** 2 for d in daily) / 2)
-    assert m["sharpe_ratio"] == round(mean / spread * math.sqrt(365), 10)
+    spread = (sum((d - mean) ** 2 for d in daily) / 2).sqrt()
+    assert m["sharpe_ratio"] == (mean / spread * Decimal(365).sqrt()).quantize(Decimal("1e-10")).normalize()
+    floats = [100.0, -80.0, 60.0]
+    spread_f = math.sqrt(sum((d - sum(floats) / 3) ** 2 for d in floats) / 2)
+    assert math.isclose(float(m["sharpe_ratio"]), sum(floats) / 3 / spread_f * math.sqrt(365), rel_tol=1e-9)
     assert (m["avg_execution_latency_ms"], m["avg_slippage_bps"]) == (Decimal(20), Decimal(2))
     assert got["by_symbol"]["B"]["total_pnl"] == Decimal(30)
     assert got["by_symbol"]["B"]["sharpe_ratio"] is not None

@@ -129,6 +129,11 @@ def _rng(signal_id: str) -> random.Random:
     return random.Random(int.from_bytes(hashlib.sha256(signal_id.encode()).digest()[:8], "big"))
 
 
+def _draw(rng: random.Random) -> Decimal:
+    """A draw in [-1, 1], exact from here on."""
+    return Decimal(repr(rng.uniform(-1, 1)))
+
+
 def twap_schedule(signal_id: str, total: Decimal, spec: Mapping[str, Any], start_ms: int,
                   instrument: Instrument) -> list[Slice]:
     """The TWAP's child orders: (n, when, how much), summing to `total` exactly."""
@@ -141,7 +146,7 @@ def twap_schedule(signal_id: str, total: Decimal, spec: Mapping[str, Any], start
     quantities = [qty for _i, qty in shares]
     if jitter and len(quantities) > 1:
         base = total / len(quantities)
-        moved = [instrument.quantity(base * jitter * Decimal(rng.uniform(-1, 1))) for _ in quantities[1:]]
+        moved = [instrument.quantity(base * jitter * _draw(rng)) for _ in quantities[1:]]
         quantities = [quantities[0] - sum(moved, ZERO), *(q + m for q, m in zip(quantities[1:], moved,
                                                                                    strict=True))]
         if min(quantities) <= 0:
@@ -150,7 +155,7 @@ def twap_schedule(signal_id: str, total: Decimal, spec: Mapping[str, Any], start
     for k, ((i, _even), qty) in enumerate(zip(shares, quantities, strict=True)):
         offset = i * step_ms
         if jitter and k:
-            offset += int(step_ms * float(jitter) * rng.uniform(-1, 1))
+            offset += int(step_ms * jitter * _draw(rng))
         slices.append(Slice(k + 1, start_ms + max(0, min(offset, duration_ms)), qty))
     return slices
 

@@ -21,7 +21,6 @@ never a crash.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
@@ -50,16 +49,16 @@ def _mean(values: list[Decimal]) -> Decimal | None:
     return _ratio(sum(values, ZERO) / len(values)) if values else None
 
 
-def _sharpe(closed: list[Mapping[str, Any]]) -> float | None:
+def _sharpe(closed: list[Mapping[str, Any]]) -> Decimal | None:
     by_day: dict[int, Decimal] = defaultdict(lambda: ZERO)
     for row in closed:
         by_day[int(row["closed_at"]) // _DAY_MS] += row["net_pnl"]
-    days = [float(v) for v in by_day.values()]
+    days = list(by_day.values())
     if len(days) < 2:
         return None
-    mean = sum(days) / len(days)
-    spread = math.sqrt(sum((d - mean) ** 2 for d in days) / (len(days) - 1))
-    return round(mean / spread * math.sqrt(365), 10) if spread else None
+    mean = sum(days, ZERO) / len(days)
+    spread = (sum(((d - mean) ** 2 for d in days), ZERO) / (len(days) - 1)).sqrt()
+    return _ratio(mean / spread * Decimal(365).sqrt()) if spread else None
 
 
 def _drawdown(closed: list[Mapping[str, Any]], equity: Decimal) -> tuple[Decimal, Decimal | None]:

@@ -154,8 +154,9 @@ class Field:
         return schema
 
 
-def _json_number(value: int | Decimal) -> int | float:
-    return value if isinstance(value, int) else int(value) if value == value.to_integral() else float(value)
+def _json_number(value: int | Decimal) -> int | Decimal:
+    """An integral bound as a JSON integer; any other stays exact (written by `json_default`)."""
+    return value if isinstance(value, int) else int(value) if value == value.to_integral() else value
 
 
 @dataclass(frozen=True, slots=True)
