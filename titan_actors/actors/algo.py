@@ -92,7 +92,8 @@ class AlgoActor(TitanActor):
                                                      default=json_default))
         else:
             self.schedule = [Slice(int(n), int(due), Decimal(str(q))) for n, due, q in loads_exact(raw)]
-        # n → {"qty", "state": checking | prepared | submitted | accepted | refused, "at": monotonic}
+        # n → {"qty", "type", "price", "tif", ("venue"), "at": monotonic, "state": checking | prepared |
+        # accepted | canceling (a chase) | refused | skipped (a VWAP slice with no volume to take part in)}
         self.children: dict[int, dict[str, Any]] = {
             int(k[2:]): loads_exact(v) for k, v in self.store.items(b"c:")}
         for child in self.children.values():
