@@ -112,7 +112,8 @@ class Ledger(TitanActor):
         writes: list[tuple[bytes, bytes]] = []
         extra = data.get("extra")
         if extra and self.store.get(b"x:" + data["signal_id"].encode()) is None:
-            writes.append((b"x:" + data["signal_id"].encode(), _dumps(extra)))
+            kept = b"x:" + data["signal_id"].encode()
+            writes += [(kept, _dumps(extra)), self.retention.index(event.ts, [kept])]
             if "regime_vector" in extra:
                 snap = b"r:%016d:%s" % (event.ts, data["signal_id"].encode())
                 snapshot = {"ts": event.ts, "symbol": event.symbol, "signal_id": data["signal_id"],
