@@ -63,6 +63,7 @@ class Ledger(TitanActor):
         self.retention = self.open_retention(self.store)
         self.equity = to_decimal(self.config.get("equity", 0), field="equity")
         self.counts = {"events": 0, "bad_events": 0, "queries": 0}
+        self.batch = {}  # what the events of the batch being learnt wrote, read back before the store
 
     def status_detail(self) -> dict[str, Any]:
         return {"boots": self.boots, **self.counts}
@@ -70,15 +71,17 @@ class Ledger(TitanActor):
     def handle(self, msg: Any, sender: Any) -> None:
         match msg:
             case LedgerEvents():
+                # One write for the batch; each event reads what the ones before it wrote.
+                self.batch: dict[bytes, bytes] = {}
                 for event in msg.events:
                     self.counts["events"] += 1
                     try:
-                        writes = self._learn(event)
+                        self.batch.update(self._learn(event))
                     except (KeyError, TypeError, ValueError, ArithmeticError):
                         self.counts["bad_events"] += 1
-                        continue
-                    if writes:  # each event reads what the one before it wrote
-                        self.store.write_batch(writes)
+                if self.batch:
+                    self.store.write_batch(self.batch.items())
+                self.batch = {}
             case LedgerQuery():
                 self.counts["queries"] += 1
                 try:
@@ -92,7 +95,7 @@ class Ledger(TitanActor):
     # --- learning ---------------------------------------------------------------------
 
     def _get(self, key: bytes) -> dict[str, Any] | None:
-        raw = self.store.get(key)
+        raw = self.batch.get(key) or self.store.get(key)
         return None if raw is None else loads_exact(raw)
 
     def _learn(self, event: Event) -> list[tuple[bytes, bytes]]:
@@ -111,7 +114,7 @@ class Ledger(TitanActor):
         row = self._get(key) or {"first_fill_ts": None, "last_fill_ts": None, "seen_at": event.ts}
         writes: list[tuple[bytes, bytes]] = []
         extra = data.get("extra")
-        if extra and self.store.get(b"x:" + data["signal_id"].encode()) is None:
+        if extra and self._get(b"x:" + data["signal_id"].encode()) is None:
             kept = b"x:" + data["signal_id"].encode()
             writes += [(kept, _dumps(extra)), self.retention.index(event.ts, [kept])]
             if "regime_vector" in extra:

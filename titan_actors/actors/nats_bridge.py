@@ -90,6 +90,8 @@ log = logging.getLogger(__name__)
 
 _TICK = "nats:tick"
 _TICK_S = 0.25
+#: The events the ledger keeps: orders, positions, closed trades.
+_LEDGER = (subjects.report(""), subjects.truth(""), subjects.TRADE_CLOSED)
 _REPUBLISH_S = 1.0
 _COMMAND_TIMEOUT_S = 5.0
 _QUOTE_FLUSH_S = 0.02
@@ -315,8 +317,10 @@ class NatsBridge(TitanActor):
         if puts:
             # The ledger learns each stored event too, re-driven until it says it has it.
             assert self.deliveries is not None
-            fresh = tuple(e for e in msg.events if (_event_key(e), e.to_json()) in puts)
-            self.store.write_batch(puts + self.deliveries.enqueue("ledger", LedgerEvents(fresh)))
+            stored = {key for key, _ in puts}
+            fresh = tuple(e for e in msg.events if _event_key(e) in stored and e.subject.startswith(_LEDGER))
+            ledger = self.deliveries.enqueue("ledger", LedgerEvents(fresh)) if fresh else []
+            self.store.write_batch(puts + ledger)
             self.counts["stored"] += len(puts)
         # Acknowledged whether new or seen: the producer may drop them now.
         self.tell(sender, EventsStored(msg.source, tuple(e.seq for e in msg.events)), urgent=False)
