@@ -85,7 +85,8 @@ from titan_actors.runtime.histogram import Histogram
 from titan_actors.runtime.trace import trace
 from titan_actors.venues.ccxt_venue import CcxtVenue, order_status
 from titan_actors.venues.errors import DuplicateClientOrderId, VenueRejected
-from titan_actors.venues.pacing import PUBLISHED_LIMITS, Pacer, Request, default_rate
+from titan_actors.venues.exchange import Exchange
+from titan_actors.venues.pacing import Pacer, Request
 from titan_actors.venues.paper import VenueEvent, VenueOrder
 
 __all__ = ["CcxtVenueAdapter"]
@@ -108,7 +109,7 @@ class CcxtVenueAdapter(VenueAdapter):
 
     def _open_venue(self) -> None:
         cfg = self.config
-        self.client = CcxtVenue(
+        self.client: Exchange = CcxtVenue(
             exchange=self.exchange,
             market=cfg.get("market", "linear"),
             api_key=cfg.get("api_key", ""),
@@ -121,8 +122,8 @@ class CcxtVenueAdapter(VenueAdapter):
             ws_base_url=cfg.get("ws_base_url", ""),
         )
         # An account on a higher tier has a higher published limit.
-        published = float(cfg.get("published_limit_per_s") or PUBLISHED_LIMITS.get(self.exchange, 10.0))
-        rate = float(cfg.get("rate_limit_per_s") or default_rate(self.exchange))
+        published = float(cfg.get("published_limit_per_s") or self.client.published_limit_per_s)
+        rate = float(cfg.get("rate_limit_per_s") or self.client.default_rate_per_s)
         self.pacer = Pacer(
             rate=min(rate, published),
             published=published,
@@ -151,7 +152,7 @@ class CcxtVenueAdapter(VenueAdapter):
         # Stops the venue holds itself (verified against each exchange's API
         # through ccxt: Bybit), or the engine holds and sends as a market order.
         stops = cfg.get("stops", "auto")
-        self.emulate_stops = stops == "emulated" or (stops == "auto" and self.exchange != "bybit")
+        self.emulate_stops = stops == "emulated" or (stops == "auto" and not self.client.holds_stops)
         self.armed: dict[str, str] = {  # client order id → symbol of an emulated stop not yet fired
             o.client_order_id: o.symbol for o in self.journal.live.values()
             if o.order_id.startswith(EMULATED) and o.order_type == "stop"}
@@ -534,7 +535,7 @@ class CcxtVenueAdapter(VenueAdapter):
         `edit_order`); on the others (Binance's algo stops included) an order
         is not changed in place."""
         emulated = order.order_type == "stop" and self.emulate_stops
-        return emulated or order.client_order_id in self.armed or self.exchange == "bybit"
+        return emulated or order.client_order_id in self.armed or self.client.amends
 
     def _held_symbols(self) -> set[str]:
         return set(self.client.markets)  # positions are the exchange's: ask about each market

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from titan_actors.domain.money import ZERO, Instrument, to_decimal
 from titan_actors.venues.errors import DuplicateClientOrderId, VenueError, VenueRejected, VenueUnknownOutcome
+from titan_actors.venues.pacing import PUBLISHED_LIMITS, default_rate
 
 __all__ = [
     "TRADES_PAGE",
@@ -193,6 +194,11 @@ class CcxtVenue:
         # Binance futures hold conditional orders in their algo service: created,
         # looked up, listed and canceled there (ccxt's `trigger` parameter).
         self.algo_stops = exchange == "binance" and market == "linear"
+        #: What the adapter asks of the exchange rather than of its name.
+        self.amends = exchange == "bybit"  # ccxt `edit_order` changes an order in place
+        self.holds_stops = exchange == "bybit"  # a bracket stop is native unless `stops` says otherwise
+        self.published_limit_per_s = PUBLISHED_LIMITS.get(exchange, 10.0)
+        self.default_rate_per_s = default_rate(exchange)
 
     async def start(self) -> None:
         import ccxt.async_support as ccxt_async
