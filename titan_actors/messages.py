@@ -614,7 +614,6 @@ class AlgoStatusRequest:
     """Algo actor → venue adapter: the parent order and its children now."""
 
     parent: str  # the parent's signal id
-    children: int  # ask about children 1..children
 
 
 @dataclass(frozen=True, slots=True)

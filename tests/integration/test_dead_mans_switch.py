@@ -12,7 +12,7 @@ from typing import Any
 
 from tests.integration.test_venue_streams import _subscribed
 from tests.integration.test_venues import Venue
-from tests.support.engine import FAST_SUPERVISION, RunningEngine, wait_for
+from tests.support.engine import FAST_SUPERVISION, RunningEngine, rest, wait_for
 from tests.support.nats import command, read_stream, signed
 from titan_actors.domain.ids import client_order_id
 from titan_actors.wire import subjects
@@ -21,11 +21,6 @@ from titan_actors.wire import subjects
 def beat(client: Any, timeout_ms: int, scope: str = "global") -> dict[str, Any]:
     return client.request({"type": "HEARTBEAT", "ts": int(time.time() * 1000), "scope": scope,
                            "timeout_ms": timeout_ms, "req_id": "hb"})
-
-
-def rest(client: Any, signal_id: str) -> None:
-    assert client.prepare(signal_id, "BTCUSDT", "buy", 0.01, "limit", price=50000.0)["type"] == "PREPARED"
-    assert client.confirm(signal_id)["type"] == "ACCEPTED"
 
 
 def test_the_switch_fires_after_its_timeout_and_not_before(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import nats
 
 from tests.integration.test_http_api import base, call, hook, token
-from tests.support.engine import FAST_SUPERVISION, RunningEngine, titan_cmd, wait_for
+from tests.support.engine import FAST_SUPERVISION, RunningEngine, place, titan_cmd, wait_for
 from titan_actors.domain.ids import client_order_id
 from titan_actors.wire import subjects
 
@@ -50,11 +50,6 @@ def quote(engine: RunningEngine, bid: int, ask: int) -> None:
     engine.control({"cmd": "price", "symbol": "BTCUSDT", "bid": bid, "ask": ask, "last": (bid + ask) / 2})
 
 
-def trade(client: Any, signal_id: str, side: str, qty: float, **bracket: Any) -> None:
-    assert client.prepare(signal_id, "BTCUSDT", side, qty, **bracket)["type"] == "PREPARED"
-    assert client.confirm(signal_id)["type"] == "ACCEPTED"
-
-
 def read(engine: RunningEngine, path: str) -> dict[str, Any]:
     status, body, _ = call(base(engine) + path, headers={"Authorization": f"Bearer {token(engine, 'api')}"})
     assert status == 200, body
@@ -71,17 +66,17 @@ def test_the_read_endpoints_report_the_runs_fills_closes_and_performance_exactly
         assert call(base(engine) + "/api/trades")[0] == 401
         with engine.client() as client:
             quote(engine, 59990, 60010)
-            trade(client, "rd-1", "buy", 0.1)  # 0.1 at 60010
+            place(client, "rd-1", "buy", 0.1)  # 0.1 at 60010
             hook(engine, {"type": "PREPARE", "signal_id": "rd-w", "symbol": "BTCUSDT", "side": "buy",
                           "quantity": 0.01, "entry_zone": [50000], "regime_vector": {"trend": 0.5}})
             hook(engine, {"type": "CONFIRM", "signal_id": "rd-w"})  # rests far below the market
             quote(engine, 60990, 61010)
-            trade(client, "rd-2", "sell", 0.1)  # closes at 60990: a win
+            place(client, "rd-2", "sell", 0.1)  # closes at 60990: a win
             quote(engine, 59990, 60010)
-            trade(client, "rd-3", "sell", 0.2)  # 0.2 short at 59990
+            place(client, "rd-3", "sell", 0.2)  # 0.2 short at 59990
             quote(engine, 60490, 60510)
-            trade(client, "rd-4", "buy", 0.2)  # closes at 60510: a loss
-            trade(client, "rd-5", "buy", 0.05, stop_loss=59000.0, take_profits=[62000.0])  # stays open
+            place(client, "rd-4", "buy", 0.2)  # closes at 60510: a loss
+            place(client, "rd-5", "buy", 0.05, stop_loss=59000.0, take_profits=[62000.0])  # stays open
         wait_for(lambda: read(engine, "/api/positions/history")["total"] == 2, 10, 0.1, "two closes")
         wait_for(lambda: read(engine, "/api/trades")["total"] == 5, 10, 0.1, "five filled orders")
 

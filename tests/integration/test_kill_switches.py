@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from tests.integration.test_venues import Venue
-from tests.support.engine import FAST_SUPERVISION, RunningEngine, titan_cmd, wait_for
+from tests.support.engine import FAST_SUPERVISION, RunningEngine, rest, titan_cmd, wait_for
 from tests.support.nats import command, read_stream, signed
 from titan_actors.domain.ids import client_order_id
 from titan_actors.wire import subjects
@@ -24,20 +24,14 @@ def _net(engine: RunningEngine, symbol: str, venue: str = "paper") -> float | No
     return engine.actor(f"position:{symbol}")["detail"]["net"].get(venue)
 
 
-def _rest(client, signal_id: str, symbol: str = "BTCUSDT", price: float = 50000.0) -> None:
-    """A buy well below the market: it rests."""
-    assert client.prepare(signal_id, symbol, "buy", 0.01, "limit", price=price)["type"] == "PREPARED"
-    assert client.confirm(signal_id)["type"] == "ACCEPTED"
-
-
-def test_cancel_all_cancels_the_scopes_resting_orders_drops_staged_ones_and_leaves_the_rest(
+def test_cancel_all_cancels_the_scopes_resting_orders_drops_staged_ones_and_leaves_therest(
         tmp_path: Path) -> None:
     engine = RunningEngine(tmp_path, FAST_SUPERVISION).start()
     try:
         with engine.client() as client:
-            _rest(client, "ka-1")
-            _rest(client, "ka-2")
-            _rest(client, "ka-eth", "ETHUSDT", 2000.0)
+            rest(client, "ka-1")
+            rest(client, "ka-2")
+            rest(client, "ka-eth", "ETHUSDT", 2000.0)
             assert client.prepare("ka-staged", "BTCUSDT", "buy", 0.01)["type"] == "PREPARED"
             wait_for(lambda: engine.venue()["open_orders"] == 3, 5, 0.05, "three resting")
             result = _titan(engine, "cancel-all", "--scope", "symbol:BTCUSDT", "--reason", "drill")
@@ -58,7 +52,7 @@ def test_a_halt_with_cancel_open_halts_first_then_cancels(tmp_path: Path) -> Non
     engine = RunningEngine(tmp_path, FAST_SUPERVISION).start()
     try:
         with engine.client() as client:
-            _rest(client, "hc-1")
+            rest(client, "hc-1")
         wait_for(lambda: engine.venue()["open_orders"] == 1, 5, 0.05, "resting")
         result = _titan(engine, "halt", "--scope", "venue:paper", "--reason", "drill", "--cancel-open")
         assert result.returncode == 0, result.stderr
@@ -75,7 +69,7 @@ def test_cancel_all_over_nats_with_the_operator_secret_reaches_an_exchange(tmp_p
     engine, fake = venue.engine, venue.fake
     try:
         with engine.client() as client:
-            _rest(client, "kn-1")
+            rest(client, "kn-1")
         coid = client_order_id("kn-1")
         wait_for(lambda: coid in fake.orders, 5, 0.05, "at the exchange")
         body = {"scope": "global", "reason": "drill", "operator": "ops"}
@@ -100,7 +94,7 @@ def test_flatten_closes_every_position_even_while_halted_and_cancels_first(tmp_p
             assert client.confirm("fl-1")["type"] == "ACCEPTED"
             assert client.prepare("fl-2", "ETHUSDT", "sell", 2)["type"] == "PREPARED"
             assert client.confirm("fl-2")["type"] == "ACCEPTED"
-            _rest(client, "fl-rest")
+            rest(client, "fl-rest")
         net = {"BTCUSDT": 0.3, "ETHUSDT": -2}
         for symbol, qty in net.items():
             wait_for(lambda s=symbol, q=qty: _net(engine, s) == q, 5, 0.05, f"{symbol} held")

@@ -18,7 +18,8 @@ from titan_actors.tools.control import ControlError, EngineNotRunning
 from titan_actors.tools.engine_process import EngineProcess, titan_cmd
 from titan_actors.tools.engine_process import wait_for as _wait_for
 
-__all__ = ["FAST_SUPERVISION", "PROFILE", "REAL_VENUE_LIMITS", "RunningEngine", "titan_cmd", "wait_for"]
+__all__ = ["FAST_SUPERVISION", "PROFILE", "REAL_VENUE_LIMITS", "RunningEngine", "place", "rest", "titan_cmd",
+           "wait_for"]
 
 #: The placement profile of every engine the tests start (`TITAN_PLACEMENT`, default packed).
 PROFILE = os.environ.get("TITAN_PLACEMENT") or "packed"
@@ -47,6 +48,17 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.02, what: str =
         return _wait_for(predicate, timeout, interval, what)
     except TimeoutError as exc:
         raise AssertionError(str(exc)) from None
+
+
+def place(client: Any, signal_id: str, side: str, qty: float, symbol: str = "BTCUSDT", **fields: Any) -> None:
+    """PREPARE and CONFIRM an order, both answered as they should be."""
+    assert client.prepare(signal_id, symbol, side, qty, **fields)["type"] == "PREPARED"
+    assert client.confirm(signal_id)["type"] == "ACCEPTED"
+
+
+def rest(client: Any, signal_id: str, symbol: str = "BTCUSDT", price: float = 50000.0) -> None:
+    """A limit buy well below the market: it rests."""
+    place(client, signal_id, "buy", 0.01, symbol, order_type="limit", price=price)
 
 
 class RunningEngine(EngineProcess):

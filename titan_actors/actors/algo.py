@@ -48,7 +48,7 @@ from titan_actors.domain.algos import (
     vwap_schedule,
 )
 from titan_actors.domain.money import ZERO, Instrument, json_default, loads_exact, to_decimal_or_none
-from titan_actors.domain.orders import Order
+from titan_actors.domain.orders import Order, combined
 from titan_actors.domain.signals import OrderIntent
 from titan_actors.messages import (
     AlgoDone,
@@ -129,10 +129,9 @@ class AlgoActor(TitanActor):
     def on_wakeup(self, payload: Any) -> None:
         if payload != _TICK or self.finished:
             return
-        asked = max([*self.children, len(self.schedule), len(self._legs())])
         for venue in [v for v in {f"venue:{leg[0]}" for leg in self._legs()} if v != self.venue]:
-            self.tell(venue, AlgoStatusRequest(self.order.signal_id, asked))  # a SPLIT's other venues
-        if not self.tell(self.venue, AlgoStatusRequest(self.order.signal_id, asked)):
+            self.tell(venue, AlgoStatusRequest(self.order.signal_id))  # a SPLIT's other venues
+        if not self.tell(self.venue, AlgoStatusRequest(self.order.signal_id)):
             log.warning("algo %s: %s is not reachable yet", self.order.signal_id, self.venue)
         self.after(_TICK_S, _TICK)
 
@@ -287,11 +286,8 @@ class AlgoActor(TitanActor):
         for n, (venue, quantity, limit) in enumerate(self._legs(), start=1):
             if n not in self.children:
                 self._send(n, Decimal(str(quantity)), "limit", Decimal(str(limit)), "IOC", venue=str(venue))
-        known = [k for n in self.children if (k := status.children.get(n))]
-        filled = sum((Decimal(str(k["filled_qty"])) for k in known), ZERO)
-        notional = sum((Decimal(str(k["filled_qty"])) * Decimal(str(k["avg_price"])) for k in known), ZERO)
-        fees = sum((Decimal(str(k["fees"])) for k in known), ZERO)
-        progress = (filled, notional / filled if filled else ZERO, fees)
+        progress = combined((k["filled_qty"], k["avg_price"], k["fees"])
+                            for n in self.children if (k := status.children.get(n)))
         if progress != self.progress:
             self.progress = progress
             self.tell(self.venue, AlgoProgress(self.order.signal_id, *progress))

@@ -40,7 +40,6 @@ from decimal import Decimal
 from typing import Any
 
 from supervisors.tree import algo_spec, position_spec, reconcile_settings
-from titan_actors.domain.algos import child_signal
 from titan_actors.domain.brackets import fit_exits
 from titan_actors.domain.ids import client_order_id, exit_order_id
 from titan_actors.domain.money import ZERO, Instrument, split_quantity, to_decimal, to_decimal_or_none
@@ -49,6 +48,7 @@ from titan_actors.domain.orders import (
     Refused,
     apply_fill,
     close_reason,
+    combined,
     decide,
     expire,
     order_from_intent,
@@ -371,8 +371,7 @@ class VenueAdapter(TitanActor):
         if first is None or not first.ladder:
             return first
         rungs = self._rungs(first)
-        filled = sum((o.filled_qty for o in rungs), ZERO)
-        avg = sum((o.filled_qty * o.avg_price for o in rungs), ZERO) / filled if filled else ZERO
+        filled, avg, _fees = combined((o.filled_qty, o.avg_price, o.fees) for o in rungs)
         return replace(first, quantity=sum((o.quantity for o in rungs), ZERO), filled_qty=filled,
                        avg_price=avg)
 
@@ -967,10 +966,8 @@ class VenueAdapter(TitanActor):
         parent = self.journal.get(client_order_id(parent_signal))
         if parent is None or parent.final or parent.algo is None or parent.algo.get("type") == "SPLIT":
             return
-        kids = self._children(parent_signal)
-        filled = sum((k.filled_qty for k in kids), ZERO)
-        avg = sum((k.filled_qty * k.avg_price for k in kids), ZERO) / filled if filled else ZERO
-        self._progressed(parent, filled, avg, sum((k.fees for k in kids), ZERO))
+        self._progressed(parent, *combined((k.filled_qty, k.avg_price, k.fees)
+                                           for k in self._children(parent_signal)))
 
     def _algo_progress(self, msg: AlgoProgress) -> None:
         parent = self.journal.get(client_order_id(msg.parent))
@@ -987,12 +984,10 @@ class VenueAdapter(TitanActor):
 
     def _algo_status(self, msg: AlgoStatusRequest, asker: Any) -> None:
         parent = self.journal.get(client_order_id(msg.parent))
-        children = {}
-        for n in range(1, msg.children + 1):
-            child = self.journal.get(client_order_id(child_signal(msg.parent, n)))
-            if child is not None:
-                children[n] = {"stage": child.stage, "status": child.status, "filled_qty": child.filled_qty,
-                               "avg_price": child.avg_price, "fees": child.fees, "final": child.final}
+        children = {int(child.signal_id.rpartition(".")[2]): {
+            "stage": child.stage, "status": child.status, "filled_qty": child.filled_qty,
+            "avg_price": child.avg_price, "fees": child.fees, "final": child.final}
+            for child in self._children(msg.parent)}
         if parent is None:
             self.tell(asker, AlgoStatus(msg.parent, "", True, ZERO, children, venue=self.venue_name))
             return

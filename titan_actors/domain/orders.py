@@ -17,6 +17,7 @@ tolerance.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -40,6 +41,7 @@ __all__ = [
     "apply_fill",
     "arm_emulated_stop",
     "close_reason",
+    "combined",
     "confirm",
     "decide",
     "expire",
@@ -182,6 +184,18 @@ def with_status(order: Order, status: str, now_ms: int, *, order_id: str = "", r
         return replace(order, order_id=order.order_id or order_id)
     return replace(order, status=status, order_id=order_id or order.order_id,
                    reason=reason or order.reason, updated_at=now_ms)
+
+
+def combined(parts: Iterable[tuple[Decimal, Decimal, Decimal]]) -> tuple[Decimal, Decimal, Decimal]:
+    """Orders taken as one — a ladder's rungs, an algo parent's children —
+    from each one's (filled, average price, fees): the filled sum, its
+    average price, the fees' sum."""
+    filled = notional = fees = ZERO
+    for qty, avg, fee in parts:
+        filled += qty
+        notional += qty * avg
+        fees += fee
+    return filled, notional / filled if filled else ZERO, fees
 
 
 def close_reason(leg: str) -> str:

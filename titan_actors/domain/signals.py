@@ -17,6 +17,7 @@ from titan_actors.domain.algos import parse_algo
 from titan_actors.domain.dead_man import MAX_TIMEOUT_MS, MIN_TIMEOUT_MS
 from titan_actors.domain.money import to_decimal
 from titan_actors.domain.schema import Field, Model
+from titan_actors.domain.trading_state import SCOPE_PATTERN
 
 __all__ = [
     "AUTO",
@@ -26,6 +27,7 @@ __all__ = [
     "MAX_QUANTITY",
     "ORDER",
     "REQUEST_TYPES",
+    "SCOPE",
     "OrderIntent",
     "Refusal",
     "Request",
@@ -154,12 +156,13 @@ COMMON = Model("Request", "A FastPath request (shared/spec/fastpath-ipc.md).", (
 ), extra=True)
 
 
+SCOPE = Field("scope", "string", "global (default), venue:NAME or symbol:SYMBOL", pattern=SCOPE_PATTERN)
+
 #: A HEARTBEAT's own fields (the engine's addition to FastPath: the dead man's switch).
 HEARTBEAT = Model("Heartbeat", "Arm or refresh the dead man's switch of a scope: unless the next heartbeat "
                   "comes within timeout_ms, the engine cancels the scope's resting orders and sets it "
                   "REDUCING. timeout_ms 0 disarms it.", (
-    Field("scope", "string", "global (default), venue:NAME or symbol:SYMBOL",
-          pattern=r"global|(?:venue|symbol):[A-Za-z0-9_./-]{1,64}"),
+    SCOPE,
     Field("timeout_ms", "integer", f"0 (disarm) or {MIN_TIMEOUT_MS} to {MAX_TIMEOUT_MS}", required=True,
           minimum=0, maximum=MAX_TIMEOUT_MS),
 ), extra=True)

@@ -5,18 +5,22 @@ restrictive one that applies to an order."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["STATES", "SendGate", "effective_state", "send_gate", "valid_scope"]
+__all__ = ["SCOPE_PATTERN", "STATES", "SendGate", "effective_state", "send_gate", "valid_scope"]
 
 STATES = ("ACTIVE", "REDUCING", "HALTED")
 _RANK = {state: rank for rank, state in enumerate(STATES)}
 
 
+#: A scope: `global`, `venue:NAME` or `symbol:SYMBOL` (the request models check it with this too).
+SCOPE_PATTERN = r"global|(?:venue|symbol):[A-Za-z0-9_./-]{1,64}"
+
+
 def valid_scope(scope: str) -> bool:
-    kind, _, name = scope.partition(":")
-    return scope == "global" or (kind in ("venue", "symbol") and bool(name) and ":" not in name)
+    return re.fullmatch(SCOPE_PATTERN, scope) is not None
 
 
 def effective_state(states: Mapping[str, str], *, venue: str, symbol: str) -> tuple[str, str]:

@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from titan_actors.domain.schema import Field, Model
-from titan_actors.domain.signals import COMMON, HEARTBEAT, ORDER
+from titan_actors.domain.signals import COMMON, HEARTBEAT, ORDER, SCOPE
 
 __all__ = [
     "ERROR",
@@ -27,8 +27,6 @@ __all__ = [
 #: The largest webhook (or operator) body, bytes.
 MAX_BODY = 64 * 1024
 
-_SCOPE = Field("scope", "string", "global (default), venue:NAME or symbol:SYMBOL",
-               pattern=r"global|(?:venue|symbol):[A-Za-z0-9_./-]{1,64}")
 _REASON = Field("reason", "string", "why; shown in events and the status", required=True, min_length=1,
                 max_length=512)
 _OPERATOR = Field("operator", "string", "who", required=True, min_length=1, max_length=128)
@@ -38,12 +36,12 @@ _OPERATOR = Field("operator", "string", "who", required=True, min_length=1, max_
 OPERATOR_MODELS = {
     "halt": Model("Halt", "Set the scope's trading state to HALTED or REDUCING.", (
         Field("mode", "string", "HALTED: nothing is sent; REDUCING: only what reduces a position",
-              required=True, enum=("HALTED", "REDUCING")), _REASON, _OPERATOR, _SCOPE), extra=True),
-    "resume": Model("Resume", "Lift the scope's halt (ACTIVE).", (_REASON, _OPERATOR, _SCOPE), extra=True),
+              required=True, enum=("HALTED", "REDUCING")), _REASON, _OPERATOR, SCOPE), extra=True),
+    "resume": Model("Resume", "Lift the scope's halt (ACTIVE).", (_REASON, _OPERATOR, SCOPE), extra=True),
     "cancel_all": Model("CancelAll", "Cancel every resting order of the scope at every venue.",
-                        (_REASON, _OPERATOR, _SCOPE), extra=True),
+                        (_REASON, _OPERATOR, SCOPE), extra=True),
     "flatten": Model("Flatten", "Cancel the scope's resting orders, then close each of its positions "
-                     "with a reduce-only market order.", (_REASON, _OPERATOR, _SCOPE), extra=True),
+                     "with a reduce-only market order.", (_REASON, _OPERATOR, SCOPE), extra=True),
 }
 
 ENTRY_ZONE = Field("entry_zone", "numbers", "1-5 limit prices: that many limit orders of the one signal, "
