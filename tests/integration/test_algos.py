@@ -128,7 +128,8 @@ def test_an_iceberg_shows_one_child_at_a_time_and_a_cancel_of_the_parent_stops_i
             assert reply["type"] == "PREPARED", reply
             assert client.confirm("ib-1")["type"] == "ACCEPTED"
             for n in (1, 2):
-                wait_for(lambda n=n: f"ib-1.{n}" in children(engine, "ib-1"), 5, 0.05, f"child {n}")
+                wait_for(lambda n=n: children(engine, "ib-1").get(f"ib-1.{n}", {}).get("status")
+                         == "ACCEPTED", 5, 0.05, f"child {n} resting")  # journaled is not yet at the venue
                 if n == 2:
                     engine.kill("algo:ib-1")  # mid-run: it comes back from its store
                 assert engine.venue()["open_orders"] == 1, "one child shown at a time"
