@@ -69,16 +69,15 @@ _ACTOR_MODULES = [
     "titan_actors.actors.venue", "titan_actors.actors.nats_bridge", "titan_actors.actors.http",
     "titan_actors.actors.ledger", "titan_actors.actors.algo",
 ]
-_VENUE_ACTORS = {"paper": "titan_actors.actors.venue.VenueAdapter"}
-_CCXT_ADAPTER = "titan_actors.actors.ccxt_adapter.CcxtVenueAdapter"
-
+#: One adapter for every venue: what differs is its exchange (`venues.exchange.open_exchange`).
+_VENUE_ADAPTER = "titan_actors.actors.venue.VenueAdapter"
 
 def root_config(config: Config, *, nats_url: str, gave_up_marker: str,
                 nats_auth_file: str = "") -> dict[str, Any]:
     """The `Init.config` of the root supervisor for this engine."""
     sup = _supervision(config)
     venues = [
-        ChildSpec(id=f"venue:{name}", actor=_VENUE_ACTORS.get(venue["exchange"], _CCXT_ADAPTER),
+        ChildSpec(id=f"venue:{name}", actor=_VENUE_ADAPTER,
                   config={"name": name, **venue, "vwap_profile": config["algos.vwap_profile"]})
         for name, venue in config.venues.items()
     ]

@@ -1,60 +1,102 @@
-"""The venue adapter actor: one per configured exchange, the only actor that
-talks to it.
+"""The venue adapter actor: one per configured venue, the only actor that
+talks to it — the paper venue or an exchange reached through ccxt, all
+through one interface (`venues.exchange.Exchange`); which one it has is
+never asked here.
 
 Orders live in its journal (`<data>/venues/<name>`): `o:<client_order_id>`
 holds the order, `live:<client_order_id>` marks one that is not final. The
 client order id is derived from the signal, so every command finds its order
 without an index, and a repeated command finds the order it made before.
 
-- `StageOrder` (PREPARE, from the risk guard): the order is journaled as
-  PREPARED with its expiry; a repeat answers the same order.
-- `SubmitOrder` (CONFIRM): journal CONFIRMED, then send to the venue (the
-  side effect last); answer ACCEPTED, or VENUE_REJECTED. A repeat answers the
-  original outcome; an order journaled but never answered by the venue is
-  looked up by client order id first and sent only if the venue does not
-  have it.
-- `AbortOrder`, `CancelOrder`, expiry of unconfirmed orders, market data.
+- `StageOrder` (PREPARE, from the risk guard): the order is normalised to
+  the venue's step, tick and minimums and journaled as PREPARED with its
+  expiry; a repeat answers the same order.
+- `SubmitOrder` (CONFIRM): journaled CONFIRMED/SUBMITTED first, then created
+  at the venue with its client order id (the side effect last). The CONFIRM
+  is answered when the venue answered: ACCEPTED, or VENUE_REJECTED with the
+  venue's message for a sure refusal, VENUE_UNAVAILABLE when the request
+  never reached it. Until then the gateway answers INTERNAL at its timeout
+  and a resent CONFIRM waits for the same outcome (never a second create).
+- `AbortOrder`, `CancelOrder`, kill switches, expiry of unconfirmed orders,
+  market data (handed to the venue, and to the stops the engine emulates).
 - Every order change goes as an `ExecutionReport` to the gateway (EXECUTION
-  to the sender) and to the symbol's position actor.
+  to the sender) and durably to the symbol's position actor and the outbox.
 - Brackets: once an entry is filled, its reduce-only exits are placed (a
-  stop for `stop_loss`, limits for `take_profits`); when the position is flat
-  the remaining exits are canceled.
+  stop for `stop_loss`, limits for `take_profits`) and fitted to what
+  filled; when the signal's exits have closed what it opened, the rest are
+  canceled. Ladders (one entry over several prices) and algo parents (sent
+  by their algo actor as children) are orders of this journal too.
 
-At start, before any command, every journaled order the venue never answered
-is resolved: adopted if the venue has it, else sent if it is still within its
-`ttl_ms` of its confirmation, else rejected as not sent.
+Every call to the venue goes through the `Pacer`: a token bucket below the
+venue's published limit, cancels first, one request at a time per order. A
+CONFIRM that would wait longer than `max_queue_wait_ms` is refused `BUSY`
+before anything is journaled.
 
-The paper venue is built in; exchanges reached through ccxt are served by
-the subclass in `ccxt_adapter`, which overrides the venue-facing hooks
-(`_open_venue`, `_send_to_venue`, `_resolve`, `_cancel_at_venue`, ...).
+- An unknown outcome (timeout, 5xx, rate limit, lost connection) is looked
+  up by client order id — after an exponential backoff — before any resend;
+  a look-up that fails is retried, never skipped. Not at the venue and still
+  within the order's `ttl_ms` of its confirmation: created again with the
+  same client order id (a duplicate answer means it was placed: looked up
+  again). Not at the venue and past its ttl: REJECTED, not sent.
+- Fills come over the venue's private stream (`watch`: trades and order
+  updates) as they happen, and from polling our trades (every page of them)
+  every `poll_interval_ms` while orders are live, with the venue's trade
+  ids, into the journal, the position actor's deliveries and the outbox; a
+  trade seen both ways is applied once. Open orders are polled too; an
+  order gone from them is looked up for its final status, which is applied
+  once the fills that led to it have arrived.
+- After a restart, before any new order is taken (`BUSY` meanwhile), every
+  order journaled as sent but never answered is looked up and resolved as
+  above, the exits of filled entries fitted again, the algo actors of
+  running parents started again.
+- Bracket stops: held by the venue where it can (`holds_stops`: the paper
+  venue, Bybit); elsewhere (`stops = "emulated"`) the stop is held here,
+  ACCEPTED under the order id `emulated:<client order id>`, and sent as a
+  reduce-only market order when the last price of the symbol's market data
+  reaches the trigger.
+
+Failure: a handler or callback that raises crashes the actor (let it
+crash); the supervisor restarts it and the journal tells it what to resolve.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from supervisors.tree import algo_spec, position_spec, reconcile_settings
 from titan_actors.domain.brackets import fit_exits
+from titan_actors.domain.dead_man import countdowns
 from titan_actors.domain.ids import client_order_id, exit_order_id
 from titan_actors.domain.money import ZERO, Instrument, split_quantity, to_decimal, to_decimal_or_none
 from titan_actors.domain.orders import (
+    EMULATED,
+    FINAL_STATUSES,
+    Fill,
     Order,
     Refused,
     apply_fill,
+    arm_emulated_stop,
     close_reason,
     combined,
     decide,
     expire,
+    fill_problem,
+    fire_emulated_stop,
     order_from_intent,
+    stop_triggered,
     with_status,
 )
 from titan_actors.domain.reconciliation import FillInFlight
+from titan_actors.domain.throttle import backoff_s
 from titan_actors.domain.trading_state import SendGate, effective_state, send_gate
 from titan_actors.messages import (
     AbortOrder,
@@ -98,17 +140,13 @@ from titan_actors.messages import (
 from titan_actors.runtime import otel
 from titan_actors.runtime.actor import TitanActor, count_boot
 from titan_actors.runtime.clock import now_ms
+from titan_actors.runtime.histogram import Histogram
 from titan_actors.runtime.retention import Retention
 from titan_actors.runtime.store import Store
-from titan_actors.venues.errors import DuplicateClientOrderId, VenueRejected
-from titan_actors.venues.paper import (
-    OPEN_KEY,
-    ORDER_KEY,
-    PaperSettings,
-    PaperVenue,
-    VenueEvent,
-    VenueOrder,
-)
+from titan_actors.runtime.trace import trace
+from titan_actors.venues.errors import DuplicateClientOrderId, VenueRejected, VenueUnreachable
+from titan_actors.venues.exchange import Exchange, OrderUpdate, open_exchange, order_status
+from titan_actors.venues.pacing import Pacer, Request
 from titan_actors.wire import subjects
 
 __all__ = ["OrderJournal", "VenueAdapter"]
@@ -117,6 +155,10 @@ log = logging.getLogger(__name__)
 
 _TICK = "venue:tick"
 _POSITION_ASK = "position-ask"
+_MARKETS = "venue:markets"
+_POLL = "venue:poll"
+_CANCEL_AFTER = "cancel-after"
+_PROBE = "probe"
 #: Orders whose fills' reports carry their trace (the newest kept).
 _TRACED_ORDERS = 10_000
 #: `fit:<signal id>`: a bracket entry whose exits may not fit what filled yet.
@@ -126,7 +168,13 @@ KID_KEY = b"kid:"
 _TICK_S = 0.02
 _PROBLEMS_KEPT = 1000
 GATEWAY = "gateway"
-
+_MAX_WAITERS = 16
+#: Fills are looked for from this long before the oldest live order's confirmation.
+_TRADES_MARGIN_MS = 5_000
+#: A guard against a venue whose pages never end; the next poll starts again.
+_MAX_TRADES_PER_SCAN = 20_000
+_QUOTE_FRESH_S = 30
+_TRADES_REMEMBERED = 50_000
 
 
 class OrderJournal:
@@ -155,8 +203,8 @@ class OrderJournal:
         return self.get(coid.decode()) if coid is not None else None
 
     def writes(self, order: Order) -> list[tuple[bytes, bytes | None]]:
-        """The writes of `order`; one that becomes final is retired (with the
-        paper venue's record of it) after the engine's retention."""
+        """The writes of `order`; one that becomes final is retired after the
+        engine's retention."""
         coid = order.client_order_id.encode()
         writes: list[tuple[bytes, bytes | None]] = [(b"o:" + coid, order.to_json()),
                                                     (b"live:" + coid, None if order.final else b"")]
@@ -169,8 +217,8 @@ class OrderJournal:
             by_id.append(kid)
         if order.final:
             if self.live.pop(order.client_order_id, None) is not None or self.store.get(b"o:" + coid) is None:
-                writes.append(self.retention.index(order.updated_at or now_ms(), [b"o:" + coid,
-                                                                                   ORDER_KEY + coid, *by_id]))
+                writes.append(self.retention.index(order.updated_at or now_ms(),
+                                                               [b"o:" + coid, *by_id]))
         else:
             self.live[order.client_order_id] = order
         return writes
@@ -180,8 +228,9 @@ class VenueAdapter(TitanActor):
     needs = ("gateway", "positions", "position:", "risk", "nats")
 
     def on_start(self) -> None:
-        self.venue_name = self.config["name"]
-        self.exchange = self.config.get("exchange", "paper")
+        cfg = self.config
+        self.venue_name = cfg["name"]
+        self.exchange = cfg.get("exchange", "paper")
         self.store = self.open_store(f"venues/{self.venue_name}")
         self.boots = count_boot(self.store)
         self.journal = OrderJournal(self.store, self.open_retention(self.store))
@@ -192,10 +241,8 @@ class VenueAdapter(TitanActor):
         self.learning: dict[str, list[list[ExecutionReport]]] = {}
         self.order_spans: dict[str, Any] = {}  # client order id → its open "venue send" span (tracing on)
         self.order_traces: OrderedDict[str, str] = OrderedDict()  # client order id → traceparent
-        self.venue_down = False
         self.consecutive_errors = 0
         self.states: dict[str, str] | None = None  # from the risk guard; None: not known yet
-        self.venue: PaperVenue | None = None
         self.position_asks: dict[str, Any] = {}  # corr → what to do with a `PositionHeld`
         self.quotes: dict[str, PriceUpdate] = {}  # symbol → its last quote (algo actors follow it)
         self.counts = {"staged": 0, "submitted": 0, "rejected": 0, "fills": 0, "halted_at_send": 0,
@@ -205,37 +252,63 @@ class VenueAdapter(TitanActor):
         self.flagged: dict[str, str] = {}  # client order id → what was wrong with its venue data
         # Exits kept back by a halt (client order id → why), sent when the state allows.
         self.held_exits: dict[str, str] = {}
-        self.venue = self._open_venue()
-        # Orders journaled but never answered are resolved once the trading
-        # states are known (a halt set meanwhile forbids sending them).
-        self.after(_TICK_S, _TICK)
-
-    def _open_venue(self) -> PaperVenue | None:
-        return self._open_paper()
-
-    def _open_paper(self) -> PaperVenue:
-        cfg = self.config
-        defaults = PaperSettings({})
-        settings = PaperSettings(
-            reference_prices={s: to_decimal(p, field=f"reference_prices.{s}")
-                              for s, p in cfg.get("reference_prices", {}).items()},
-            latency_ms=int(cfg.get("latency_ms", 0)),
-            **{name: to_decimal(cfg.get(name, getattr(defaults, name)), field=name)
-               for name in ("slippage_bps", "taker_fee_bps", "maker_fee_bps", "liquidity", "balance")},
+        assert self.engine is not None
+        self.client: Exchange = open_exchange(cfg, data_dir=self.engine.data_dir,
+                                              retention_ms=self.engine.retention_ms)
+        # An account on a higher tier has a higher published limit.
+        published = float(cfg.get("published_limit_per_s") or self.client.published_limit_per_s)
+        rate = float(cfg.get("rate_limit_per_s") or self.client.default_rate_per_s)
+        self.pacer = Pacer(
+            rate=min(rate, published),
+            published=published,
+            max_wait_s=int(cfg.get("max_queue_wait_ms", 1000)) / 1000,
+            now=time.monotonic(),
         )
-
-        def load(coid: str) -> VenueOrder | None:
-            data = self.store.get(ORDER_KEY + coid.encode())
-            return VenueOrder.from_json(data) if data is not None else None
-
-        venue = PaperVenue(settings, load_order=load)
-        venue.restore(self.store.get(b"paper:account"), (v for _k, v in self.store.items(OPEN_KEY)))
-        return venue
+        self.poll_s = int(cfg.get("poll_interval_ms", 1000)) / 1000
+        self.backoff_s = (
+            int(cfg.get("retry_backoff_ms", 200)) / 1000,
+            int(cfg.get("retry_backoff_max_ms", 5000)) / 1000,
+        )
+        self.markets_ready = False
+        self.connection = "connecting"
+        self.last_error = ""
+        self.resolving: set[str] | None = None  # orders to resolve after a restart; None: not begun
+        self.waiters: dict[tuple[str, str], list[str]] = {}  # (client order id, command) → reply_to
+        self.attempts: dict[str, int] = {}
+        self.held: dict[str, tuple[str, Decimal]] = {}  # a final status waiting for its fills
+        self.calls = {"requests": 0, "errors": 0}
+        self.round_trip = Histogram()  # seconds from sending a request to handling its answer
+        off = "" if cfg.get("stream", True) else "stream = false"
+        self.stream_error = self.client.stream_unavailable or off
+        self.stream = "off" if self.stream_error else "connecting"
+        self.streaming = False
+        self._polls = 0
+        # Stops the venue holds itself, or the engine holds and sends as a market order.
+        stops = cfg.get("stops", "auto")
+        self.emulate_stops = stops == "emulated" or (stops == "auto" and not self.client.holds_stops)
+        self.armed: dict[str, str] = {  # client order id → symbol of an emulated stop not yet fired
+            o.client_order_id: o.symbol for o in self.journal.live.values()
+            if o.order_id.startswith(EMULATED) and o.order_type == "stop"}
+        self.quoted: dict[str, float] = {}  # symbol → monotonic time of its last quote
+        # Trade ids applied (or of orders already final): a poll that sees them again skips them.
+        self.trades_done: OrderedDict[Any, None] = OrderedDict()
+        # Dead man's switches: symbol → timeout_ms wanted, and what the exchange has armed.
+        self.countdowns: dict[str, int] = {}
+        self.countdowns_armed: dict[str, int] = {}
+        self.aio = self.async_host()
+        # Orders journaled but never answered are resolved once the markets
+        # and the trading states are known (a halt set meanwhile forbids sending them).
+        self._load_markets(0)
+        self.after(_TICK_S, _TICK)
+        self.after(self.poll_s, _POLL)
+        self.after(1.0, _CANCEL_AFTER)
 
     def status_detail(self) -> dict[str, Any]:
-        detail: dict[str, Any] = {
+        now = time.monotonic()
+        bucket = self.pacer.bucket
+        return {
             "boots": self.boots, "venue": self.venue_name, "exchange": self.exchange,
-            "down": self.venue_down, "consecutive_errors": self.consecutive_errors,
+            "consecutive_errors": self.consecutive_errors,
             "market": self.config.get("market", ""), "live_orders": len(self.journal.live), **self.counts,
             "held_exits": dict(list(self.held_exits.items())[:100]), "trading_states": self.states,
             "venue_data_problems": dict(list(self.venue_data_problems.items())[-20:]),
@@ -243,83 +316,99 @@ class VenueAdapter(TitanActor):
             "in_flight": [{"client_order_id": o.client_order_id, "symbol": o.symbol, "status": o.status,
                            "age_ms": now_ms() - o.confirmed_at}
                           for o in self.journal.live.values() if o.stage == "CONFIRMED"][:100],
+            "connection": self.connection,
+            "last_error": self.last_error,
+            "stops": "emulated" if self.emulate_stops else "native",
+            "armed_stops": len(self.armed),
+            # Emulated stops fire from market data: these symbols have none fresh.
+            "stops_without_prices": sorted({s for s in self.armed.values()
+                                            if now - self.quoted.get(s, -_QUOTE_FRESH_S) > _QUOTE_FRESH_S}),
+            "rate_limit": {
+                "limit_per_s": bucket.rate,
+                "published_per_s": self.pacer.published,
+                "headroom": round(bucket.available(now), 2),
+                "queued": len(self.pacer.queue),
+                "running": len(self.pacer.busy_keys),
+            },
+            "resolving": len(self.resolving or ()),
+            "stream": self.stream,
+            "stream_error": self.stream_error,
+            "round_trip_s": self.round_trip.snapshot(),
+            **self.calls,
+            **self.client.status(),  # the venue's own figures (the paper venue's book)
         }
-        if self.venue is not None:
-            venue = self.venue
-            detail["positions"] = {s: {"qty": q, "avg_price": a} for s, (q, a) in venue.positions.items()}
-            detail["balance"] = venue.balance
-            detail["open_orders"] = len(venue.open)
-            detail["orders_placed"] = venue.seq
-        return detail
-
-    # --- commands -------------------------------------------------------------------
 
     def handle(self, msg: Any, sender: Any) -> None:
-        if isinstance(msg, StageOrder):
-            self._stage(msg)
-        elif isinstance(msg, SubmitOrder):
-            self._submit(msg)
-        elif isinstance(msg, AbortOrder):
-            self._abort(msg)
-        elif isinstance(msg, CancelOrder):
-            self._cancel(msg)
-        elif isinstance(msg, PriceUpdate):
-            self.quotes[msg.symbol] = msg
-            self._on_price(msg)
-        elif isinstance(msg, PriceUpdates):
-            for quote in msg.quotes:
-                self.quotes[quote.symbol] = quote
-                self._on_price(quote)
-        elif isinstance(msg, CancelOpenOrders):
-            canceled, dropped = self._cancel_scope(msg.scope, msg.reason, msg.operator)
-            done = OpenOrdersCanceled(self.venue_name, canceled, dropped, msg.corr)
-            self.tell(sender, done, via="thespian")
-        elif isinstance(msg, FlattenPositions):
-            self._flatten(msg, sender)
-        elif isinstance(msg, CancelExits):
-            log.warning("venue %s: %s is flat at the venue: canceling its exits", self.venue_name, msg.symbol)
-            self._cancel_exits(None, msg.symbol)
-        elif isinstance(msg, SetVenueOutage):
-            self.venue_down = msg.down
-        elif isinstance(msg, AlgoStatusRequest):
-            self._algo_status(msg, sender)
-        elif isinstance(msg, AlgoDone):
-            self._algo_done(msg)
-        elif isinstance(msg, AlgoProgress):
-            self._algo_progress(msg)
-        elif isinstance(msg, PositionHeld):
-            then = self.position_asks.pop(msg.corr, None)
-            if then is not None:
-                then(msg.qty)
-        elif isinstance(msg, TradingStates):
-            first = self.states is None
-            self.states = dict(msg.states)
-            if first:
-                self._resolve_unanswered()
-            self._gate_queued()
-            self._release_held()
-            self._cancel_after(msg.switches or {})
-            self.tell("risk", StatesApplied(self.role, msg.version))
-        elif isinstance(msg, VenueStateRequest):
-            self._venue_state(msg.symbol, sender)
-        elif isinstance(msg, VenueOrdersRequest):
-            self._audit(sender)
-        elif isinstance(msg, ReservationCheck):
-            for coid in msg.client_order_ids:
-                order = self.journal.get(coid)
-                if order is None or order.stage in ("ABORTED", "EXPIRED"):
-                    self.tell(sender, OrderDropped(coid))
-        elif isinstance(msg, PaperAdjust) and self.venue is not None:
-            self.venue.positions[msg.symbol] = (to_decimal(msg.qty), to_decimal(msg.avg_price))
-            self.venue._save_account()
-            self._commit([])
-        elif isinstance(msg, PaperPlace) and self.venue is not None:
-            spec = {**msg.spec, "quantity": to_decimal(msg.spec["quantity"], field="quantity"),
-                    **{k: to_decimal_or_none(msg.spec.get(k), field=k) for k in ("price", "trigger_price")}}
-            self.venue.submit(spec, now_ms())
-            self._commit([])
-        else:
-            super().handle(msg, sender)
+        match msg:
+            case StageOrder():
+                self._stage(msg)
+            case SubmitOrder():
+                self._submit(msg)
+            case AbortOrder():
+                self._abort(msg)
+            case CancelOrder():
+                self._cancel(msg)
+            case PriceUpdate():
+                self._on_price(msg)
+            case PriceUpdates():
+                for quote in msg.quotes:
+                    self._on_price(quote)
+            case CancelOpenOrders():
+                canceled, dropped = self._cancel_scope(msg.scope, msg.reason, msg.operator)
+                done = OpenOrdersCanceled(self.venue_name, canceled, dropped, msg.corr)
+                self.tell(sender, done, via="thespian")
+            case FlattenPositions():
+                self._flatten(msg, sender)
+            case CancelExits():
+                log.warning("venue %s: %s is flat at the venue: canceling its exits", self.venue_name,
+                            msg.symbol)
+                self._cancel_exits(None, msg.symbol)
+            case AlgoStatusRequest():
+                self._algo_status(msg, sender)
+            case AlgoDone():
+                self._algo_done(msg)
+            case AlgoProgress():
+                self._algo_progress(msg)
+            case PositionHeld():
+                then = self.position_asks.pop(msg.corr, None)
+                if then is not None:
+                    then(msg.qty)
+            case TradingStates():
+                first = self.states is None
+                self.states = dict(msg.states)
+                if first:
+                    self._resolve_unanswered()
+                self._gate_queued()
+                self._release_held()
+                self._cancel_after(msg.switches or {})
+                self.tell("risk", StatesApplied(self.role, msg.version))
+            case VenueStateRequest():
+                self._venue_state(msg.symbol, sender)
+            case VenueOrdersRequest():
+                self._audit(sender)
+            case ReservationCheck():
+                for coid in msg.client_order_ids:
+                    order = self.journal.get(coid)
+                    if order is None or order.stage in ("ABORTED", "EXPIRED"):
+                        self.tell(sender, OrderDropped(coid))
+            case SetVenueOutage():
+                self._simulate("outage", down=msg.down)
+            case PaperAdjust():
+                self._simulate("position", symbol=msg.symbol, qty=to_decimal(msg.qty),
+                               avg_price=to_decimal(msg.avg_price))
+            case PaperPlace():
+                spec = {**msg.spec, "quantity": to_decimal(msg.spec["quantity"], field="quantity"),
+                        **{k: to_decimal_or_none(msg.spec.get(k), field=k)
+                           for k in ("price", "trigger_price")}}
+                self._simulate("place", spec=spec)
+            case _:
+                super().handle(msg, sender)
+
+    def _simulate(self, action: str, **args: Any) -> None:
+        """A test control of a simulated venue; a venue that cannot is left alone (logged)."""
+        problem = self.client.simulate(action, **args)
+        if problem:
+            log.warning("venue %s: %s not simulated: %s", self.venue_name, action, problem)
 
     def _stage(self, msg: StageOrder) -> None:
         intent = msg.intent
@@ -426,21 +515,45 @@ class VenueAdapter(TitanActor):
         for rung in rungs[1:]:  # a ladder: its other rungs go with it
             self._send_to_venue(rung, None)
 
-    # --- hooks a venue of another kind overrides ---------------------------------------
+    # --- what the venue takes -----------------------------------------------------------
 
     def _normalise(self, order: Order) -> tuple[Order, str]:
-        """The order as the venue will take it, or a reason it cannot."""
-        return order, ""
+        """The order as the venue will take it (its step, tick and minimums;
+        the bracket's prices too), or a reason it cannot."""
+        market = self.client.markets.get(order.symbol)
+        if market is None:
+            if not self.markets_ready:
+                return order, self._unavailable_reason()
+            return order, f"symbol: {order.symbol} is not traded on venue {self.venue_name}"
+        instrument = market.instrument
+        qty = instrument.quantity(order.quantity)
+        price = instrument.limit_price(order.price, order.side) if order.price is not None else None
+        problem = instrument.too_small(qty, price)
+        if problem:
+            return order, f"quantity: {problem} on venue {self.venue_name}"
+        stop = instrument.stop_price(order.stop_loss, "sell" if order.side == "buy" else "buy") \
+            if order.stop_loss is not None else None
+        take_profits = tuple(instrument.limit_price(p, "sell" if order.side == "buy" else "buy")
+                             for p in order.take_profits)
+        return replace(order, quantity=qty, price=price, stop_loss=stop, take_profits=take_profits), ""
 
     def _instrument(self, symbol: str) -> Instrument:
-        """The venue's step, tick and minimums for `symbol` (the paper venue has none)."""
-        return Instrument(symbol)
+        """The venue's step, tick and minimums for `symbol`."""
+        market = self.client.markets.get(symbol)
+        return market.instrument if market is not None else Instrument(symbol)
 
     def _unavailable_reason(self) -> str:
-        return "" if self.venue is not None else f"venue {self.venue_name} ({self.exchange}) is not available"
+        if self.markets_ready:
+            return ""
+        why = self.last_error or "connecting"
+        return f"venue {self.venue_name} ({self.exchange}) is not reachable yet: {why}"
 
     def _busy_reason(self) -> str:
         """Why a new order cannot be taken now ("" if it can)."""
+        if self.resolving is None or self.resolving:
+            return "the adapter is resolving orders journaled before its restart; retry shortly"
+        if self.pacer.full():
+            return f"venue {self.venue_name}: requests queued beyond the rate limit; retry shortly"
         return ""
 
     def _answer_confirmed(self, order: Order, reply_to: str) -> None:
@@ -453,42 +566,11 @@ class VenueAdapter(TitanActor):
             self.tell(reply_to, OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
 
     def _send_to_venue(self, order: Order, reply_to: str | None) -> None:
-        """Send a journaled order; answer `reply_to` first, then report SUBMITTED
-        and what the venue did (the gateway routes EXECUTIONs to the connection
-        it answered)."""
-        assert self.venue is not None
-        gated = self._gated(order, reply_to)
-        if gated is None:
-            return
-        order = gated
-        now = now_ms()
-        if self.venue_down:
-            self._unreachable(order, reply_to, "the venue cannot be reached (simulated outage); not sent")
-            return
-        # The paper venue lives in this store: its book and the journal are
-        # written in one batch, so this is not a side effect beyond the store.
-        try:
-            events = self.venue.submit(_venue_spec(order), now)
-        except DuplicateClientOrderId as dup:
-            events = [VenueEvent(dup.order)]  # already placed: adopt what the venue has
-        except VenueRejected as exc:
-            self.counts["rejected"] += 1
-            rejected = with_status(order, "REJECTED", now, reason=exc.reason)
-            self._commit([rejected], [(rejected, None)])
-            if reply_to is not None:
-                self.tell(reply_to, CommandRefused(order.signal_id, "CONFIRM", "VENUE_REJECTED", exc.reason))
-            self._report(rejected, None)
-            return
-        self.counts["submitted"] += 1
-        self._venue_ok()
-        changes = self._apply(events)
-        self.crash_point("adapter.after_venue")
-        if reply_to is not None:
-            self.reply_now(reply_to, OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
-        self._report(order, None)  # SUBMITTED (its event was committed with the journal)
-        self._after_changes(changes)
+        """Send a journaled order; `reply_to` is answered when the venue answers."""
+        self._wait(order.client_order_id, "CONFIRM", reply_to)
+        self._create(order)
 
-    # --- the trading state at the point of sending ----------------------------------------
+    # --- the trading state at the point of sending ------------------------------------------------
 
     def _gated(self, order: Order, reply_to: str | None) -> Order | None:
         """`order` as it may be sent under the trading state now, or None when
@@ -519,11 +601,8 @@ class VenueAdapter(TitanActor):
                          spot=self.config.get("market", "linear") == "spot", flatten=order.leg == "flatten")
 
     def _reject_unsent(self, order: Order, reply_to: str | None, code: str, reason: str) -> None:
-        rejected = with_status(order, "REJECTED", now_ms(), reason=reason)
-        self._commit([rejected], [(rejected, None)])
-        if reply_to is not None:
-            self.tell(reply_to, CommandRefused(order.signal_id, "CONFIRM", code, reason))
-        self._report(rejected, None)
+        self._wait(order.client_order_id, "CONFIRM", reply_to)
+        self._reject(order, reason, code)
 
     def _release_held(self) -> None:
         for coid in list(self.held_exits):
@@ -534,11 +613,18 @@ class VenueAdapter(TitanActor):
                 self._send_to_venue(order, None)
 
     def _sending(self, coid: str) -> bool:
-        """A send of `coid` is under way (queued or running)."""
-        return False
+        return self.pacer.active(coid)
 
     def _gate_queued(self) -> None:
-        """The trading state changed: orders waiting to be sent are gated now."""
+        # A halt refuses (or holds) what waits for a token at once, instead of
+        # when its turn comes; `_pump` gates whatever is still queued again.
+        for request in [r for r in self.pacer.queue if r.kind == "create"]:
+            order = self.journal.get(request.key)
+            if order is not None and self._gate_of(order).verdict != "send" \
+                    and self.pacer.drop("create", request.key):
+                self._gated(order, None)
+
+    # --- reconciliation, audits, bad venue data ---------------------------------------------------
 
     def _venue_data_problem(self, symbol: str, key: str, reason: str, order: Order | None = None) -> None:
         """Something the venue reported cannot be applied: logged and counted
@@ -557,35 +643,34 @@ class VenueAdapter(TitanActor):
         self.tell(f"position:{symbol}", ReconcileNow(symbol, self.venue_name, reason))
 
     def _audit(self, asker: Any) -> None:
-        venue = {}
-        if self.venue is not None:
-            for _key, value in self.store.items(ORDER_KEY):
-                o = VenueOrder.from_json(value)
-                venue[o.client_order_id] = {"symbol": o.symbol, "side": o.side, "status": o.status,
-                                            "filled_qty": o.filled_qty, "fills": o.fills,
-                                            "created_ts": o.created_ts, "quantity": o.quantity}
+        """Every journaled order, beside what the venue can tell without a request."""
         journal = {}
         for _key, value in self.store.items(b"o:"):
             o = Order.from_json(value)
             journal[o.client_order_id] = {"signal_id": o.signal_id, "symbol": o.symbol, "stage": o.stage,
                                           "status": o.status, "order_id": o.order_id, "quantity": o.quantity,
                                           "filled_qty": o.filled_qty, "leg": o.leg}
-        positions = {s: q for s, (q, _a) in self.venue.positions.items()} if self.venue else {}
+        venue, positions = self.client.book()
         self.tell(asker, VenueOrders(venue, journal, positions), via="thespian")
 
     def _venue_state(self, symbol: str, asker: Any) -> None:
-        """The venue's own figures for a symbol, for reconciliation. No answer
-        while the venue cannot be reached: the position actor asks again."""
-        if self.venue is None:
+        """Position, then open orders, then our trades since (applied as any
+        poll's). The answer names the fills on their way to the position
+        actor: those known before the position was asked for (it counts
+        them) and those learned while asking (it may or may not)."""
+        if not self.markets_ready or symbol not in self.client.markets:
             self.tell(asker, VenueState(self.venue_name, symbol, ZERO, ZERO, {}, now_ms(), available=False))
             return
-        if self.venue_down:
-            return
-        qty, avg = self.venue.positions.get(symbol, (ZERO, ZERO))
-        orders = {o.client_order_id: {"side": o.side, "remaining": o.remaining, "price": o.price,
-                                      "status": o.status}
-                  for o in self.venue.open.values() if o.symbol == symbol}
-        self.tell(asker, self._state_of(symbol, qty, avg, orders))
+        key = f"state:{symbol}"
+        if self.pacer.queued("state", key):
+            return  # its position is not read yet: that question answers this one too
+        learned = self._start_learning(symbol)
+        self._request(
+            "state",
+            key,
+            partial(self.client.position, symbol),
+            partial(self._on_state_position, symbol, asker, learned),
+        )
 
     def _start_learning(self, symbol: str) -> list[ExecutionReport]:
         """A question about `symbol`'s figures begins: the reports made from
@@ -626,55 +711,35 @@ class VenueAdapter(TitanActor):
                                          pending))
         return VenueState(self.venue_name, symbol, qty, avg, orders, now_ms(), tuple(fills.values()), busy)
 
-    def _unreachable(self, order: Order, reply_to: str | None, reason: str) -> None:
-        """Not sent: answer VENUE_UNAVAILABLE and count it for the circuit breaker."""
-        self.consecutive_errors += 1
-        rejected = with_status(order, "REJECTED", now_ms(), reason=reason)
-        self._commit([rejected], [(rejected, None)])
-        if reply_to is not None:
-            self.tell(reply_to, CommandRefused(order.signal_id, "CONFIRM", "VENUE_UNAVAILABLE", reason))
-        self._report(rejected, None)
-        self.tell("risk", VenueHealth(self.venue_name, self.consecutive_errors, reason))
-
     def _venue_ok(self) -> None:
         if self.consecutive_errors:
             self.consecutive_errors = 0
             self.tell("risk", VenueHealth(self.venue_name, 0))
 
     def _resolve(self, order: Order, reply_to: str | None) -> None:
-        """An order journaled as sent whose venue answer we never got."""
-        assert self.venue is not None
-        at_venue = self.venue.find(order.client_order_id)
-        if at_venue is not None:
-            changes = self._apply([VenueEvent(at_venue)])
-            if reply_to is not None:
-                self.tell(reply_to, OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
-            self._after_changes(changes)
-        elif order.leg != "entry" or (now_ms() - order.confirmed_at <= order.ttl_ms
-                                       and not self._halted(order)):
-            self._send_to_venue(order, reply_to)  # an exit protects a position: always (gated)
-        else:
-            reason = ("not sent: trading was halted before it could be sent" if self._halted(order)
-                      else "not sent: the engine restarted before sending it and its ttl has passed")
-            rejected = with_status(order, "REJECTED", now_ms(), reason=reason)
-            self._commit([rejected], [(rejected, None)])
-            if reply_to is not None:
-                self.tell(reply_to, CommandRefused(order.signal_id, "CONFIRM", "VENUE_REJECTED", reason))
-            self._report(rejected, None)
+        """A repeated CONFIRM, or a restart, for an order sent but never answered."""
+        self._wait(order.client_order_id, "CONFIRM", reply_to)
+        if not self.pacer.active(order.client_order_id):
+            self._lookup(order)
 
     def _halted(self, order: Order) -> bool:
         state, _scope = effective_state(self.states or {}, venue=order.exchange, symbol=order.symbol)
         return state == "HALTED"
 
     def _resolve_unanswered(self) -> None:
-        if self.venue is None:
+        if not self.markets_ready or self.states is None or self.resolving is not None:
             return
-        for order in [o for o in self.journal.live.values() if o.stage == "CONFIRMED"
-                      and o.status == "SUBMITTED"]:
+        unanswered = [
+            o for o in self.journal.live.values() if o.stage == "CONFIRMED" and o.status == "SUBMITTED"
+        ]
+        self.resolving = {o.client_order_id for o in unanswered}
+        for order in unanswered:
             log.warning("venue %s: resolving %s after a restart", self.venue_name, order.client_order_id)
-            self._resolve(order, None)
+            self._lookup(order)
         self._refit_exits()
         self._restart_algos()
+
+    # --- commands: abort, kill switches, flatten, cancel ------------------------------------------
 
     def _abort(self, msg: AbortOrder) -> None:
         decision = decide(self.journal.get(client_order_id(msg.signal_id)), "ABORT", now_ms())
@@ -754,19 +819,54 @@ class VenueAdapter(TitanActor):
         self.after(2.0, (_POSITION_ASK, corr))
 
     def _held_symbols(self) -> set[str]:
-        """Symbols the venue holds a position in (the paper venue's book)."""
-        assert self.venue is not None
-        return {s for s, (qty, _avg) in self.venue.positions.items() if qty}
+        return set(self.client.markets)  # positions are the exchange's: ask about each market
 
     def _close_positions(self, symbols: list[str], answer: Any) -> None:
-        """Close the venue's position in each of `symbols`; `answer(closing)`."""
-        assert self.venue is not None
-        closing = {}
-        for symbol in symbols:
-            sent = self._close(symbol, self.venue.positions.get(symbol, (ZERO, ZERO))[0])
-            if sent is not None:
+        """Each symbol's position asked of the exchange, then closed; `answer`
+        once every one is (a symbol whose position could not be read is named
+        with the error: nothing was sent for it). On spot the wallet's coins
+        are not all the engine's: what is sold is the engine's own quantity
+        (its position actor's), at most what the wallet holds."""
+        spot = self.config.get("market", "linear") == "spot"
+        symbols = [s for s in symbols if s in self.client.markets
+                   and (not spot or s in self.config.get("symbols", ()))]
+        closing: dict[str, dict[str, Any]] = {}
+        left = set(symbols)
+
+        def close(symbol: str, qty: Decimal | None, problem: str) -> None:
+            left.discard(symbol)
+            if problem:
+                closing[symbol] = {"error": problem}
+            elif qty is not None and (sent := self._close(symbol, qty)) is not None:
                 closing[symbol] = sent
-        answer(closing)
+            if not left:
+                answer(closing)
+
+        def read(symbol: str, ours: Decimal | None, position: Any, error: BaseException | None) -> None:
+            if error is not None:
+                close(symbol, None, f"position not read: {str(error)[:200]}")
+            elif ours is None:  # a derivative position is the account's: all of it is closed
+                close(symbol, position[0], "")
+            else:
+                close(symbol, max(min(ours, position[0]), ZERO), "")
+
+        def held(symbol: str, ours: Decimal | None) -> None:
+            if ours is None:
+                close(symbol, None, f"position:{symbol} did not say what the engine holds")
+            elif ours <= 0:
+                close(symbol, None, "")
+            else:
+                self._request("state", f"flatten:{symbol}", partial(self.client.position, symbol),
+                              partial(read, symbol, ours))
+
+        if not symbols:
+            answer(closing)
+        for symbol in symbols:
+            if spot:
+                self._ask_position(symbol, partial(held, symbol))
+            else:
+                self._request("state", f"flatten:{symbol}", partial(self.client.position, symbol),
+                              partial(read, symbol, None))
 
     def _close(self, symbol: str, qty: Decimal) -> dict[str, Any] | None:
         """Journal and send the reduce-only market order that closes `qty`."""
@@ -816,33 +916,61 @@ class VenueAdapter(TitanActor):
         self.tell(msg.reply_to, CommandRefused(msg.signal_id, "CANCEL", refused.code, refused.reason))
 
     def _cancel_at_venue(self, order: Order, reply_to: str | None) -> None:
-        assert self.venue is not None
-        try:
-            events = self.venue.cancel(order.client_order_id, now_ms())
-        except VenueRejected as exc:
+        coid = order.client_order_id
+        if self.armed.pop(coid, None) is not None:  # held here: nothing at the venue to cancel
+            canceled = with_status(order, "CANCELED", now_ms(), reason="emulated stop canceled")
+            self._commit([canceled], [(canceled, None)])
+            self._report(canceled, None)
             if reply_to is not None:
-                self.tell(reply_to, CommandRefused(order.signal_id, "CANCEL", "ALREADY_FINAL", exc.reason))
+                self.reply_now(reply_to, OrderCanceled(order.signal_id, coid))
             return
-        changes = self._apply(events)
-        if reply_to is not None:
-            self.tell(reply_to, OrderCanceled(order.signal_id, order.client_order_id))
-        self._after_changes(changes)
+        self._wait(coid, "CANCEL", reply_to)
+        if not self.pacer.queued("cancel", coid):
+            make = partial(self.client.cancel, client_order_id=coid, symbol=order.symbol,
+                           conditional=self._held_by_venue(order))
+            self._request("cancel", coid, make, partial(self._on_canceled, coid))
 
-    # --- the venue's side -----------------------------------------------------------
+    # --- market data and timers -------------------------------------------------------------------
 
     def _on_price(self, msg: PriceUpdate) -> None:
-        if self.venue is not None:
-            self._after_changes(self._apply(self.venue.on_quote(msg.symbol, msg.bid, msg.ask, msg.last,
-                                                                 now_ms())))
+        """Market data: to the venue (a simulated one trades on it), to the
+        algo actors that ask, and to the stops the engine holds."""
+        self.quotes[msg.symbol] = msg
+        self.quoted[msg.symbol] = time.monotonic()
+        self.client.market_data(msg.symbol, msg.bid, msg.ask, msg.last)
+        for coid in [c for c, symbol in self.armed.items() if symbol == msg.symbol]:
+            order = self.journal.get(coid)
+            if order is None or order.final or not order.order_id.startswith(EMULATED):
+                self.armed.pop(coid, None)
+            elif stop_triggered(order, msg.last):
+                self.armed.pop(coid)
+                fired = fire_emulated_stop(order, msg.last, now_ms())
+                log.warning("venue %s: %s", self.venue_name, fired.reason)
+                self._commit([fired], [(fired, None)])
+                self._report(fired, None)
+                self._create(fired)
 
     def on_wakeup(self, payload: Any) -> None:
-        if isinstance(payload, tuple) and payload[0] == _POSITION_ASK:
-            then = self.position_asks.pop(payload[1], None)
-            if then is not None:
-                then(None)
-            return
-        if payload != _TICK:
-            return
+        match payload:
+            case (tag, corr) if tag == _POSITION_ASK:
+                then = self.position_asks.pop(corr, None)
+                if then is not None:
+                    then(None)
+            case (tag, attempt) if tag == _MARKETS:
+                self._load_markets(attempt)
+            case _ if payload == _POLL:
+                self._schedule_polls()
+                self.after(self.poll_s, _POLL)
+            case _ if payload == _CANCEL_AFTER:
+                self._cancel_after_tick()
+            case _ if payload == _TICK:
+                self._expire_staged()
+                self.after(_TICK_S, _TICK)
+            case _:
+                super().on_wakeup(payload)
+
+    def _expire_staged(self) -> None:
+        """Staged orders past their expiry: journaled EXPIRED, their reservations released."""
         now = now_ms()
         expired = [expire(o, now) for o in self.journal.live.values()
                    if o.stage == "PREPARED" and o.expires_at < now]
@@ -850,33 +978,30 @@ class VenueAdapter(TitanActor):
             self._commit(expired)
             for order in expired:
                 self.tell("risk", OrderDropped(order.client_order_id))
-        if self.venue is not None and self.venue.next_due() and self.venue.next_due() <= now:
-            self._after_changes(self._apply(self.venue.run_due(now)))
-        self.after(_TICK_S, _TICK)
 
-    def _apply(self, events: list[VenueEvent]) -> list[tuple[Order, dict[str, Any] | None]]:
-        """Venue events onto the journal, committed with the venue's own state."""
+    # --- what the venue said, onto the journal ----------------------------------------------------
+
+    def _apply(self, updates: list[OrderUpdate]) -> list[tuple[Order, dict[str, Any] | None]]:
+        """What the venue said onto the journal, with the events of each change: one batch."""
         changes: list[tuple[Order, dict[str, Any] | None]] = []
         current: dict[str, Order] = {}
-        for event in events:
-            coid = event.order.client_order_id
+        for update in updates:
+            coid = update.client_order_id
             order = current.get(coid) or self.journal.get(coid)
             if order is None:
-                log.error("venue %s: event for unknown order %s", self.venue_name, coid)
+                log.error("venue %s: an update of the unknown order %s", self.venue_name, coid)
                 continue
-            order = with_status(order, event.order.status, now_ms(), order_id=event.order.order_id,
-                                reason=event.order.reason)
-            if event.order.quantity < order.quantity:
-                order = replace(order, quantity=event.order.quantity)  # reduce-only clipped it
+            order = with_status(order, update.status, now_ms(), order_id=update.order_id,
+                                reason=update.reason)
+            if update.quantity is not None and update.quantity < order.quantity:
+                order = replace(order, quantity=update.quantity)  # a reduce-only order clipped
             last_fill = None
-            if event.fill is not None:
-                order = with_status(apply_fill(order, event.fill), event.order.status, now_ms())
-                last_fill = {"trade_id": event.fill.trade_id, "qty": event.fill.qty,
-                             "price": event.fill.price, "fee": event.fill.fee,
-                             "liquidity": event.fill.liquidity, "ts": event.fill.ts}
+            if update.fill is not None:
+                fill = update.fill
+                order = with_status(apply_fill(order, fill), update.status, now_ms())
+                last_fill = {"trade_id": fill.trade_id, "qty": fill.qty, "price": fill.price, "fee": fill.fee,
+                             "liquidity": fill.liquidity, "ts": fill.ts}
                 self.counts["fills"] += 1
-            elif event.order.filled_qty > order.filled_qty:  # adopted from the venue
-                order = replace(order, filled_qty=event.order.filled_qty, avg_price=event.order.avg_price)
             current[coid] = order
             changes.append((order, last_fill))
         self._commit(list(current.values()), changes)
@@ -897,6 +1022,8 @@ class VenueAdapter(TitanActor):
                 if entry is not None and entry.filled_qty > 0 and (entry.stop_loss is not None
                                                                     or entry.take_profits):
                     self._fit_exits(entry)
+
+    # --- brackets ---------------------------------------------------------------------------------
 
     def _fit_exits(self, entry: Order) -> None:
         """Place or resize the exits of `entry` to what has filled
@@ -933,7 +1060,7 @@ class VenueAdapter(TitanActor):
             elif entry is None:
                 self.store.write_batch([], [FIT_KEY + signal_id.encode()])
 
-    # --- algo parents (`actors.algo` sends their children) ---------------------------------
+    # --- algo parents (`actors.algo` sends their children) ----------------------------------------
 
     def _start_algo(self, parent: Order, reply_to: str) -> None:
         """A confirmed parent: ACCEPTED (nothing is sent for it), its reservation
@@ -1019,14 +1146,21 @@ class VenueAdapter(TitanActor):
         self._commit([canceled], [(canceled, None)])
         self._report(canceled, None)
 
-    def _cancel_after(self, _timeouts: dict[str, int]) -> None:
-        """The armed dead man's switches (scope → timeout_ms): an exchange
-        adapter keeps the exchange's own cancel-all-after armed for what they
-        cover. The paper venue lives and dies with the engine: nothing to arm."""
+    # --- the exchange's cancel-all-after (dead man's switch) --------------------------------------
 
-    def _amends(self, _order: Order) -> bool:
-        """The venue can change this order's quantity in place."""
-        return True
+    def _cancel_after(self, timeouts: dict[str, int]) -> None:
+        wanted = countdowns(timeouts, self.venue_name, self.config.get("symbols", ()))
+        if wanted != self.countdowns:
+            self.countdowns = wanted
+            self._arm_cancel_after()
+
+    def _amends(self, order: Order) -> bool:
+        """The venue can change this order's quantity in place: an emulated
+        stop is resized here; a venue that `amends` (the paper venue, Bybit
+        through ccxt `edit_order`) changes any order; on the others (Binance's
+        algo stops included) an order is replaced instead."""
+        emulated = order.order_type == "stop" and self.emulate_stops
+        return emulated or order.client_order_id in self.armed or self.client.amends
 
     def _exits_of(self, entry: Order) -> list[Order]:
         """Every journaled version of the exits of a bracket entry."""
@@ -1048,17 +1182,21 @@ class VenueAdapter(TitanActor):
         self._report(resized, None)
 
     def _resize_at_venue(self, order: Order, quantity: Decimal) -> None:
-        assert self.venue is not None
-        try:
-            self.venue.resize(order.client_order_id, quantity, now_ms())
-        except VenueRejected as exc:
-            log.warning("venue %s: exit %s not resized: %s", self.venue_name, order.client_order_id,
-                        exc.reason)
+        coid = order.client_order_id
+        if coid in self.armed:  # held here: resized in the journal
+            self._resized(order, quantity)
             return
-        self._resized(order, quantity)
+        if self.pacer.queued("resize", coid):
+            self.pacer.drop("resize", coid)
+        make = partial(self.client.resize, client_order_id=coid, symbol=order.symbol, side=order.side,
+                       quantity=quantity, order_type=order.order_type, price=order.price,
+                       trigger_price=order.trigger_price)
+        self._request("resize", coid, make, partial(self._on_resized, coid, quantity))
+
+    # --- journal, events, reports -----------------------------------------------------------------
 
     def _commit(self, orders: list[Order], reported: list[tuple[Order, dict[str, Any] | None]] = ()) -> None:
-        """Orders, the venue's state and the events of `reported` changes: one batch."""
+        """Orders and the events of `reported` changes: one batch."""
         puts: list[tuple[bytes, bytes]] = []
         deletes: list[bytes] = []
         writes = [w for order in orders for w in self.journal.writes(order)]
@@ -1076,8 +1214,6 @@ class VenueAdapter(TitanActor):
             writes += self.deliveries.enqueue(f"position:{order.symbol}", report)
             for learned in self.learning.get(order.symbol, ()):
                 learned.append(report)
-        if self.venue is not None:
-            writes += self.venue.drain_writes()
         for key, value in writes:
             if value is None:
                 deletes.append(key)
@@ -1097,19 +1233,568 @@ class VenueAdapter(TitanActor):
             spec = position_spec(order.symbol, {self.venue_name: reconcile_settings(self.config)})
             self.tell("positions", StartChild(spec), via="thespian")
 
-    # --- brackets ---------------------------------------------------------------------
-
     def _flat(self, exit_order: Order) -> bool:
-        """After a fill of `exit_order`: is the position it protects closed?"""
-        return self.venue is not None and not self.venue.position(exit_order.symbol)
+        """The signal's exits have filled as much as its entry did (the account's
+        position is not ours alone on a real exchange)."""
+        entry = self._entry_of(exit_order.signal_id)
+        if entry is None:
+            return False
+        return sum((o.filled_qty for o in self._exits_of(entry)), ZERO) >= entry.filled_qty
 
     def _cancel_exits(self, signal_id: str | None, symbol: str) -> None:
-        """Cancel the live exits of `signal_id` (None: of every signal on `symbol`)."""
-        assert self.venue is not None
         for order in [o for o in self.journal.live.values() if o.leg != "entry" and o.symbol == symbol
-                      and signal_id in (None, o.signal_id) and o.status not in ("", "SUBMITTED")]:
-            if order.client_order_id in self.venue.open:
-                self._after_changes(self._apply(self.venue.cancel(order.client_order_id, now_ms())))
+                      and signal_id in (None, o.signal_id)]:
+            self._cancel_at_venue(order, None)
+
+    # --- start, stop, markets ------------------------------------------------------------
+
+    def release(self) -> None:
+        try:
+            self.aio.stop()
+            self.aio.submit(self.client.close())
+        except Exception:  # stopping anyway: nothing to save here
+            log.exception("venue %s: closing the venue's client", self.venue_name)
+
+    def end_of_batch(self) -> None:
+        super().end_of_batch()
+        self._pump()  # what the batch's results (answers, stream updates) made due
+
+    def _load_markets(self, attempt: int) -> None:
+        self.aio.submit(self.client.start(), lambda _r, error: self._on_markets(error, attempt))
+
+    def _on_markets(self, error: BaseException | None, attempt: int) -> None:
+        if error is not None:
+            self._note_error(f"loading markets: {error!r}")
+            self.after(self._delay(attempt), (_MARKETS, attempt + 1))
+            return
+        self.markets_ready, self.connection = True, "ready"
+        log.info("venue %s: %d markets loaded", self.venue_name, len(self.client.markets))
+        self._resolve_unanswered()
+        self._follow_stream()
+
+    def _arm_cancel_after(self) -> None:
+        """Send what the switches want now, unless a request is on its way
+        (its answer sends again what changed meanwhile)."""
+        wanted = dict(self.countdowns)
+        disarm = [s for s in self.countdowns_armed if s not in wanted]
+        if not self.client.cancel_after or (not wanted and not disarm) or self.pacer.active(_CANCEL_AFTER):
+            return
+
+        def done(_result: Any, error: BaseException | None) -> None:
+            if error is None:
+                self.countdowns_armed = wanted
+            else:  # tried again by the timer
+                log.warning("venue %s: arming the exchange's cancel-all-after: %s", self.venue_name, error)
+            if self.countdowns != wanted:
+                self._arm_cancel_after()
+        self._request("cancel_after", _CANCEL_AFTER, partial(self.client.arm_cancel_after, wanted, disarm),
+                      done)
+
+    def _cancel_after_tick(self) -> None:
+        """A countdown is refreshed at a third of its timeout, so the exchange
+        fires only if the engine is gone; whatever failed is sent again."""
+        if self.countdowns != self.countdowns_armed or (self.countdowns and self.client.cancel_after
+                                                        == "countdown"):
+            self._arm_cancel_after()
+        self.after(max(0.5, min(self.countdowns.values()) / 3000) if self.countdowns else 1.0, _CANCEL_AFTER)
+
+    # --- requests through the pacer ---------------------------------------------------------------
+
+    def _request(self, kind: str, key: str, make: Any, on_done: Any, *, delay: float = 0.0) -> None:
+        """Queued; it starts at the end of this batch (`end_of_batch` → `_pump`),
+        after the batch's writes are synced."""
+        self.pacer.put(Request(kind, key, make, tags={"on_done": on_done}), time.monotonic(), delay=delay)
+
+    def _pump(self) -> None:
+        starting = []
+        for request in self.pacer.due(time.monotonic()):
+            if request.kind == "create":
+                # The trading state decides at the moment of sending, not when queued.
+                order = self.journal.get(request.key)
+                gated = self._gated(order, None) if order is not None else None
+                if gated is None:
+                    self.pacer.done(request.key)
+                    continue
+                request.start = partial(self.client.create, **_venue_spec(gated))
+            starting.append(request)
+        self.sync_stores()  # a gate may have journaled what it changed: durable before it is sent
+        for request in starting:
+            if request.kind == "create":
+                trace("venue_send", coid=request.key)
+            self.calls["requests"] += 1
+            request.tags["sent_at"] = time.monotonic()
+            self.aio.submit(request.start(), partial(self._finished, request))
+
+    def _finished(self, request: Request, result: Any, error: BaseException | None) -> None:
+        self.pacer.done(request.key)
+        self.round_trip.observe(time.monotonic() - request.tags["sent_at"])
+        if error is None:
+            self.connection = "ready"
+            self._venue_ok()
+        elif not (isinstance(error, VenueRejected) and request.kind in ("create", "cancel", "resize")):
+            # A refused order is the order's fault, not the venue's: it does not count.
+            self._note_error(f"{request.kind} {request.key}: {error}")
+        request.tags["on_done"](result, error)
+
+    def _note_error(self, text: str) -> None:
+        self.calls["errors"] += 1
+        self.last_error = text[:300]
+        self.consecutive_errors += 1
+        if self.markets_ready:
+            self.connection = "degraded"
+        self.tell("risk", VenueHealth(self.venue_name, self.consecutive_errors, self.last_error))
+
+    def _delay(self, attempt: int) -> float:
+        first, most = self.backoff_s
+        return backoff_s(attempt, first_s=first, max_s=most)
+
+    def _backoff(self, coid: str) -> float:
+        attempt = self.attempts.get(coid, 0)
+        self.attempts[coid] = attempt + 1
+        return self._delay(attempt)
+
+    def _wait(self, coid: str, command: str, reply_to: str | None) -> None:
+        if reply_to is not None:
+            waiting = self.waiters.setdefault((coid, command), [])
+            if len(waiting) < _MAX_WAITERS:
+                waiting.append(reply_to)
+
+    def _answer(self, coid: str, command: str, answer: Any) -> None:
+        for reply_to in self.waiters.pop((coid, command), []):
+            self.reply_now(reply_to, answer)
+
+    # --- create, look up, resolve -----------------------------------------------------------------
+
+    def _create(self, order: Order, delay: float = 0.0) -> None:
+        coid = order.client_order_id
+        if order.order_type == "stop" and self.emulate_stops:
+            self._arm(order)
+            return
+        make = partial(self.client.create, **_venue_spec(order))
+        self.counts["submitted"] += 1
+        self._request("create", coid, make, partial(self._on_created, coid), delay=delay)
+
+    def _on_created(self, coid: str, result: Any, error: BaseException | None) -> None:
+        order = self.journal.get(coid)
+        if order is None:
+            return
+        if error is None:
+            self.attempts.pop(coid, None)
+            self.crash_point("adapter.after_venue")
+            self._acknowledged(order, result)
+        elif isinstance(error, DuplicateClientOrderId):
+            self._lookup(order)  # placed before: learn its state
+        elif isinstance(error, VenueRejected):
+            self._reject(order, error.reason, "VENUE_REJECTED")
+        elif isinstance(error, VenueUnreachable) and order.leg == "entry":
+            self._reject(order, f"not sent: {error.reason}", "VENUE_UNAVAILABLE")
+        elif isinstance(error, VenueUnreachable):  # an exit protects a position: sent once it can be
+            self._create(order, delay=self._backoff(coid))
+        else:
+            self._lookup(order, delay=self._backoff(coid))  # unknown outcome: look before any resend
+
+    def _lookup(self, order: Order, delay: float = 0.0) -> None:
+        coid = order.client_order_id
+        make = partial(self.client.fetch_by_client_id, client_order_id=coid, symbol=order.symbol,
+                       conditional=self._held_by_venue(order))
+        self._request("lookup", coid, make, partial(self._on_looked_up, coid), delay=delay)
+
+    def _on_looked_up(self, coid: str, found: Any, error: BaseException | None) -> None:
+        order = self.journal.get(coid)
+        if order is None:
+            return
+        if error is not None:
+            self._lookup(order, delay=self._backoff(coid))  # no answer: never resend blind
+            return
+        if found is not None:
+            self._acknowledged(order, found)
+        elif order.status != "SUBMITTED":
+            log.warning("venue %s: %s (%s) is not found at the venue", self.venue_name, coid, order.status)
+        elif order.leg != "entry" or (now_ms() - order.confirmed_at <= order.ttl_ms
+                                       and not self._halted(order)):
+            self._create(order, delay=self._backoff(coid))  # surely not placed: send it, same id
+        else:
+            reason = (
+                "not sent: trading was halted before it could be sent"
+                if self._halted(order)
+                else "not sent: the venue could not be reached within the order's ttl"
+            )
+            self._reject(order, reason, "VENUE_UNAVAILABLE")
+        self._resolved(coid)
+
+    def _resolved(self, coid: str) -> None:
+        if self.resolving:
+            self.resolving.discard(coid)
+
+    def _acknowledged(self, order: Order, info: dict[str, Any]) -> None:
+        """The venue has the order: its state (and the fills its answer
+        brought) journaled in one write, the CONFIRMs waiting answered, then
+        the reports (its SUBMITTED state first, when this is the venue's
+        first answer)."""
+        update = self._status_update(order, info)
+        updates = [update] if update is not None else []
+        if info.get("trades"):
+            seen = order
+            if update is not None:
+                seen = with_status(order, update.status, now_ms(), order_id=update.order_id)
+                seen = replace(seen, quantity=update.quantity) if update.quantity is not None else seen
+            updates += self._trade_updates(order.symbol, info["trades"], {order.client_order_id: seen})
+        changes = self._apply(updates) if updates else []
+        self._answer(
+            order.client_order_id,
+            "CONFIRM",
+            OrderAccepted(order.signal_id, order.client_order_id, order.exchange),
+        )
+        if order.status == "SUBMITTED":
+            self._report(order, None)  # its event was committed with the journal
+        self._after_changes(changes)
+        self._catch_up(order.symbol)
+
+    def _reject(self, order: Order, reason: str, code: str) -> None:
+        self.counts["rejected"] += 1
+        self.attempts.pop(order.client_order_id, None)
+        self._resolved(order.client_order_id)
+        rejected = with_status(order, "REJECTED", now_ms(), reason=reason)
+        self._commit([rejected], [(rejected, None)])
+        refused = CommandRefused(order.signal_id, "CONFIRM", code, reason)
+        self._answer(order.client_order_id, "CONFIRM", refused)
+        self._report(rejected, None)
+
+    def _venue_update(self, order: Order, info: dict[str, Any]) -> list[tuple[Order, dict[str, Any] | None]]:
+        """A venue order's state onto ours (see `_status_update`)."""
+        update = self._status_update(order, info)
+        return self._apply([update]) if update is not None else []
+
+    def _status_update(self, order: Order, info: dict[str, Any]) -> OrderUpdate | None:
+        """What a venue order's state changes in ours (None: nothing). Fill
+        statuses come only with their trades (the position actor needs each
+        fill); a final status reached through fills we have not seen waits
+        for them (`held`)."""
+        status = order_status(info)
+        filled = info.get("filled") or ZERO
+        behind = filled > order.filled_qty
+        current = "ACCEPTED" if order.status == "SUBMITTED" else order.status
+        if status in FINAL_STATUSES and behind:
+            self.held[order.client_order_id] = (status, filled)
+            status = current
+        elif status not in FINAL_STATUSES or status == "FILLED":
+            status = current
+        if behind:
+            self._catch_up(order.symbol)
+        order_id = str(info.get("id") or order.order_id)
+        amount = info.get("amount")
+        # A reduce-only order the venue clipped to the position: its fills end it at that size.
+        clipped = amount if order.reduce_only and amount is not None and 0 < amount < order.quantity else None
+        if status == order.status and order_id == order.order_id and clipped is None:
+            return None
+        return OrderUpdate(order.client_order_id, status, order_id, _venue_reason(status, info),
+                           quantity=clipped)
+
+    # --- stops the engine emulates ----------------------------------------------------------------
+
+    def _arm(self, order: Order) -> None:
+        if time.monotonic() - self.quoted.get(order.symbol, -_QUOTE_FRESH_S) > _QUOTE_FRESH_S:
+            log.warning("venue %s: a stop on %s is emulated but no market data for it has arrived in %ds: "
+                        "it cannot fire until some does", self.venue_name, order.symbol, _QUOTE_FRESH_S)
+        armed = arm_emulated_stop(order, now_ms())
+        self.armed[order.client_order_id] = order.symbol
+        self._commit([armed], [(armed, None)])
+        self._report(armed, None)
+
+    def _held_by_venue(self, order: Order) -> bool:
+        """A stop the venue holds until it fires (not one the engine emulates)."""
+        return order.order_type == "stop" and not self.emulate_stops
+
+    def _on_resized(self, coid: str, quantity: Decimal, _result: Any, error: BaseException | None) -> None:
+        order = self.journal.get(coid)
+        if order is None or order.final:
+            return
+        if error is not None:  # the exit keeps its size; the next change of the bracket fits it again
+            log.warning("venue %s: exit %s not resized: %s", self.venue_name, coid, error)
+            return
+        self._resized(order, quantity)
+
+    def _on_canceled(self, coid: str, result: Any, error: BaseException | None) -> None:
+        order = self.journal.get(coid)
+        if order is None:
+            return
+        if error is None:
+            self._answer(coid, "CANCEL", OrderCanceled(order.signal_id, coid))
+            self._lookup(order)  # its final state, with what filled before the cancel
+        elif isinstance(error, VenueRejected):  # not open at the venue any more
+            self._answer(
+                coid, "CANCEL", CommandRefused(order.signal_id, "CANCEL", "ALREADY_FINAL", error.reason)
+            )
+            self._lookup(order)
+        else:  # unknown: a cancel is safe to repeat; the waiting CANCELs keep waiting
+            make = partial(self.client.cancel, client_order_id=coid, symbol=order.symbol,
+                           conditional=self._held_by_venue(order))
+            self._request("cancel", coid, make, partial(self._on_canceled, coid), delay=self._backoff(coid))
+
+    # --- polling: fills and order states ----------------------------------------------------------
+
+    def _schedule_polls(self) -> None:
+        """Every `poll_interval_ms`: the trades (and every third time the open
+        orders) of each symbol with live orders; while the venue is failing,
+        a probe (the balances), so that it counts as reachable again as soon
+        as it answers, whether or not anything else is asked of it."""
+        if not self.markets_ready:
+            return
+        self._polls += 1
+        if self.connection != "ready" and not self.pacer.active(_PROBE):
+            self._request("poll", _PROBE, self.client.balances, lambda _result, _error: None)
+        for symbol in sorted(
+            {
+                o.symbol
+                for o in self.journal.live.values()
+                if o.stage == "CONFIRMED" and (o.status != "SUBMITTED" or o.order_id)
+            }
+        ):
+            self._poll_trades(symbol)
+            if self._polls % 3 == 0:
+                self._poll_open(symbol)
+
+    def _catch_up(self, symbol: str) -> None:
+        """Fills are due on `symbol`: while the stream is up it brings them
+        (and the periodic poll catches what it missed); otherwise poll now."""
+        if self.stream != "up":
+            self._poll_trades(symbol)
+
+    def _poll_trades(self, symbol: str, then: Any = None) -> None:
+        """Our trades on `symbol` page by page, in one request chain; `then` gets
+        every trade seen once the last page is in (or the error that ended it)."""
+        if self.pacer.queued("poll", f"trades:{symbol}") and then is None:
+            return
+        live = [o.confirmed_at for o in self.journal.live.values() if o.symbol == symbol and o.confirmed_at]
+        since = (min(live) if live else now_ms()) - _TRADES_MARGIN_MS
+        self._trades_page(symbol, since, [None], [], then)
+
+    def _trades_page(self, symbol: str, since: int, pages: list[Any], seen: list[Any], then: Any) -> None:
+        make = partial(self.client.my_trades, symbol, since, pages.pop())
+        done = partial(self._on_trades, symbol, since, pages, seen, then)
+        self._request("poll", f"trades:{symbol}", make, done)
+
+    def _on_trades(
+        self, symbol: str, since: int, pages: list[Any], seen: list[Any], then: Any, result: Any, error: Any
+    ) -> None:
+        if error is None:
+            trades, more = result
+            self._apply_trades(symbol, trades)
+            seen.extend(trades)
+            pages.extend(more)
+            if pages and len(seen) < _MAX_TRADES_PER_SCAN:
+                self._trades_page(symbol, since, pages, seen, then)
+                return
+            if pages:
+                log.warning("venue %s: %s: stopped after %d trades", self.venue_name, symbol, len(seen))
+        if then is not None:
+            then(seen, error)
+
+    def _apply_trades(self, symbol: str, trades: list[dict[str, Any]]) -> None:
+        updates = self._trade_updates(symbol, trades)
+        if updates:
+            self._after_changes(self._apply(updates))
+
+    def _trade_updates(self, symbol: str, trades: list[dict[str, Any]],
+                       current: dict[str, Order] | None = None) -> list[OrderUpdate]:
+        """The fills of `trades` not applied before, as order updates (`current`:
+        orders as they will be once what goes with these is applied)."""
+        trades = [t for t in trades if t.get("id") not in self.trades_done]
+        if not trades:
+            return []  # all seen before (the stream and the polls repeat what the answers brought)
+        by_id = {o.order_id: o for o in self.journal.live.values() if o.symbol == symbol and o.order_id}
+        by_coid = {o.client_order_id: o for o in self.journal.live.values() if o.symbol == symbol}
+        updates: list[OrderUpdate] = []
+        current = dict(current or {})
+        for trade in trades:
+            order_id, coid = str(trade.get("order") or ""), str(trade.get("clientOrderId") or "")
+            order = by_id.get(order_id) or by_coid.get(coid)
+            if order is None:
+                known = (order_id and self.journal.by_order_id(order_id)) or (coid and self.journal.get(coid))
+                if known:
+                    self._trade_done(trade)
+                if not known and (self._maybe_unanswered(symbol, trade) or self._fired_stops_unknown(symbol)):
+                    continue  # maybe ours, not known by its order id yet: applied once it is
+                if not known:  # a known order's trades were applied before it became final
+                    self._venue_data_problem(symbol, f"trade:{trade.get('id')}",
+                                             f"trade {trade.get('id')} of an order the engine does not know "
+                                             f"({order_id or coid or 'no order id'})")
+                continue
+            order = current.get(order.client_order_id, order)
+            if order.status == "SUBMITTED" and not order.order_id:
+                continue  # its create is not answered yet: applied by the poll its answer starts
+            fill = _fill_of(trade)
+            if isinstance(fill, str):
+                self._venue_data_problem(symbol, f"trade:{trade.get('id')}", fill, order)
+                continue
+            applied = apply_fill(order, fill)
+            if applied is order:
+                continue  # a trade id applied before
+            status = applied.status
+            held = self.held.get(order.client_order_id)
+            if held is not None and applied.filled_qty >= held[1]:
+                status = self.held.pop(order.client_order_id)[0]  # its fills are all here now
+            updates.append(OrderUpdate(order.client_order_id, status, order.order_id, fill=fill))
+            self._trade_done(trade)
+            current[order.client_order_id] = applied
+        return updates
+
+    def _trade_done(self, trade: dict[str, Any]) -> None:
+        """Remember (the newest `_TRADES_REMEMBERED`) a trade id nothing more is to be done for."""
+        self.trades_done[trade.get("id")] = None
+        if len(self.trades_done) > _TRADES_REMEMBERED:
+            self.trades_done.popitem(last=False)
+
+    def _unanswered_creates(self, symbol: str) -> list[Order]:
+        """Orders on `symbol` sent whose create the venue has not answered yet:
+        their trades carry an order id not known here until it does."""
+        return [o for o in self.journal.live.values() if o.symbol == symbol and o.stage == "CONFIRMED"
+                and o.status == "SUBMITTED" and not o.order_id and o.client_order_id not in self.armed]
+
+    def _maybe_unanswered(self, symbol: str, trade: dict[str, Any]) -> bool:
+        """`trade` may belong to an order whose create is unanswered: one is, and
+        the trade is not older than the oldest of them (a second allowed for
+        the venue's clock; an older unknown trade cannot be theirs)."""
+        unanswered = self._unanswered_creates(symbol)
+        return bool(unanswered) and int(trade.get("timestamp") or 0) >= min(
+            o.confirmed_at for o in unanswered) - 1000
+
+    def _unmapped_fills(self, symbol: str, trades: list[dict[str, Any]]) -> list[FillInFlight]:
+        """The trades of a state question's poll that are not mapped to an order
+        here while creates are unanswered: maybe ours (the venue's figures may
+        count them, the shadow does not yet), so part of the cut."""
+        fills = []
+        for trade in trades:
+            if not self._maybe_unanswered(symbol, trade):
+                continue
+            order_id, coid = str(trade.get("order") or ""), str(trade.get("clientOrderId") or "")
+            if (order_id and self.journal.by_order_id(order_id)) or (coid and self.journal.get(coid)):
+                continue
+            fill = _fill_of(trade)
+            if isinstance(fill, Fill) and trade.get("side") in ("buy", "sell"):
+                signed = fill.qty if trade["side"] == "buy" else -fill.qty
+                fills.append(FillInFlight(fill.trade_id, signed, fill.ts, counted=False))
+        return fills
+
+    def _fired_stops_unknown(self, symbol: str) -> bool:
+        """A trade of an order nobody here placed, while stops the venue holds
+        are live on `symbol`: one of them may have fired as a new order (a
+        Binance algo order's `actualOrderId`). Looks them up (the order they
+        became is learned, and the trade is applied at the next poll); False
+        when there is none."""
+        stops = [o for o in self.journal.live.values() if o.symbol == symbol and self._held_by_venue(o)
+                 and o.status not in ("", "SUBMITTED")]
+        for stop in stops:
+            if not self.pacer.active(stop.client_order_id):
+                self._lookup(stop)
+        return bool(stops)
+
+    def _poll_open(self, symbol: str) -> None:
+        key = f"orders:{symbol}"
+        if not self.pacer.queued("poll", key):
+            self._request(
+                "poll", key, partial(self.client.open_orders, symbol), partial(self._on_open_orders, symbol)
+            )
+
+    def _on_open_orders(self, symbol: str, open_orders: Any, error: BaseException | None) -> None:
+        if error is not None:
+            return
+        at_venue = {str(o.get("clientOrderId") or ""): o for o in open_orders}
+        for order in [o for o in self.journal.live.values() if o.symbol == symbol and o.stage == "CONFIRMED"
+                      and o.client_order_id not in self.armed and o.algo is None]:
+            info = at_venue.get(order.client_order_id)
+            if info is not None:
+                self._after_changes(self._venue_update(order, info))
+            elif not self.pacer.active(order.client_order_id):
+                self._lookup(order)  # gone from the open orders: learn how it ended
+
+    # --- the private stream: trades and order updates as they happen ------------------------------
+
+    def _follow_stream(self) -> None:
+        """Start following the venue's private stream (once). Polling goes on
+        beside it: it catches what the stream missed while it was down."""
+        if self.stream == "off" or self.streaming:
+            return
+        self.streaming = True
+        for kind in ("trades", "orders"):
+            watch = partial(self.client.watch, kind)
+            self.aio.submit(_follow(watch, partial(self.aio.post, self._on_stream, kind), self.backoff_s))
+
+    def _on_stream(self, kind: str, batch: Any, error: BaseException | None) -> None:
+        if error is not None:
+            if self.stream != "down":
+                log.warning("venue %s: private stream down: %s", self.venue_name, error)
+            self.stream, self.stream_error = "down", str(error)[:300]
+            return
+        self.stream, self.stream_error = "up", ""
+        for symbol, items in batch.items():
+            if kind == "trades":
+                self._apply_trades(symbol, items)
+            else:
+                self._streamed_orders(items)
+
+    def _streamed_orders(self, items: list[dict[str, Any]]) -> None:
+        for info in items:
+            order = self.journal.live.get(str(info.get("clientOrderId") or ""))  # a final one's is moot
+            if order is not None and order.stage == "CONFIRMED" and order.status not in FINAL_STATUSES:
+                self._after_changes(self._venue_update(order, info))
+
+    def _on_state_position(
+        self,
+        symbol: str,
+        asker: Any,
+        learned: list[ExecutionReport],
+        position: Any,
+        error: BaseException | None,
+    ) -> None:
+        if error is not None:
+            self._stop_learning(symbol, learned)
+            return  # unreachable: no answer, the position actor asks again
+        self._request(
+            "state",
+            f"state-orders:{symbol}",  # a question asked from now on reads the position again
+            partial(self.client.open_orders, symbol),
+            partial(self._on_state_orders, symbol, asker, learned, position),
+        )
+
+    def _on_state_orders(
+        self,
+        symbol: str,
+        asker: Any,
+        learned: list[ExecutionReport],
+        position: tuple[Decimal, Decimal],
+        open_orders: Any,
+        error: BaseException | None,
+    ) -> None:
+        if error is not None:
+            self._stop_learning(symbol, learned)
+            return
+        orders = {
+            str(o.get("clientOrderId") or o.get("id")): {
+                "side": o.get("side"),
+                "remaining": o.get("remaining") or ZERO,
+                "price": o.get("price"),
+                "status": order_status(o),
+            }
+            for o in open_orders
+        }
+        for coid in [c for c, s in self.armed.items() if s == symbol]:  # held by the engine, as if there
+            armed = self.journal.get(coid)
+            if armed is not None:
+                orders[coid] = {"side": armed.side, "remaining": armed.remaining, "price": None,
+                                "status": armed.status}
+
+        def answer(trades: Any, trades_error: BaseException | None) -> None:
+            self._stop_learning(symbol, learned)
+            if trades_error is None:
+                qty, avg = position
+                # Orders whose create is unanswered may have traded under an order id
+                # not known yet: their trades are part of the cut, and they are in flight.
+                unmapped = self._unmapped_fills(symbol, trades)
+                pending = {o.client_order_id for o in self._unanswered_creates(symbol)}
+                self.tell(asker, self._state_of(symbol, qty, avg, orders, learned, unmapped, pending))
+
+        self._poll_trades(symbol, then=answer)
 
 
 _EVENT_TYPES = {"SUBMITTED": "OrderSubmitted", "ACCEPTED": "OrderAccepted",
@@ -1151,3 +1836,51 @@ def _venue_spec(order: Order) -> dict[str, Any]:
             "quantity": order.quantity, "order_type": order.order_type, "price": order.price,
             "trigger_price": order.trigger_price, "time_in_force": order.time_in_force,
             "reduce_only": order.reduce_only}
+
+
+async def _follow(watch: Any, deliver: Any, backoff: tuple[float, float]) -> None:
+    """In the loop thread: await `watch()` for ever, handing each batch (or
+    error) to `deliver`; after an error, wait (exponential backoff) and go on —
+    ccxt reconnects and authenticates again on the next watch."""
+    failures = 0
+    while True:
+        try:
+            batch = await watch()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            deliver(None, exc)
+            first, most = backoff
+            await asyncio.sleep(backoff_s(failures, first_s=first, max_s=most))
+            failures += 1
+            continue
+        failures = 0
+        deliver(batch, None)
+
+
+def _venue_reason(status: str, info: dict[str, Any]) -> str:
+    """The venue's word on why an order was refused or expired ("" if none)."""
+    if status not in ("REJECTED", "EXPIRED"):
+        return ""
+    reason = str((info.get("info") or {}).get("rejectReason") or "")
+    return "" if reason == "EC_NoError" else reason  # Bybit's "no error"
+
+
+def _fill_of(trade: dict[str, Any]) -> Fill | str:
+    """The fill of a ccxt trade (sizes and prices already Decimal), or why it
+    cannot be one (bad venue data)."""
+    if trade.get("id") is None:
+        return "a trade with no id"
+    for key in ("amount", "price"):
+        if trade.get(key) is None:
+            return f"trade {trade['id']}: no {key}"
+    fee = trade.get("fee") or {}
+    fill = Fill(
+        trade_id=str(trade["id"]),
+        qty=trade["amount"],
+        price=trade["price"],
+        fee=fee.get("cost") or ZERO,
+        liquidity=str(trade.get("takerOrMaker") or "taker"),
+        ts=int(trade.get("timestamp") or now_ms()),
+    )
+    return fill_problem(fill) or fill

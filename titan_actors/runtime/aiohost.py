@@ -34,14 +34,25 @@ class AsyncHost:
         self._actor_loop = loop
         self.loop: asyncio.AbstractEventLoop = loop.aio
         self._guard = guard
-        self._futures: set[concurrent.futures.Future[Any]] = set()
+        self._futures: set[concurrent.futures.Future[Any] | asyncio.Future[Any]] = set()
 
     def submit(
         self,
         coro: Coroutine[Any, Any, Any],
         on_done: Callable[[Any, BaseException | None], None] | None = None,
     ) -> None:
-        """Run `coro` on the loop; `on_done(result, error)` runs later as a handler."""
+        """Run `coro` on the loop; `on_done(result, error)` runs later as a handler.
+
+        From the loop's own thread the coroutine becomes a task at once and
+        its result is handled in the turn it ends; from another thread it
+        is handed over thread-safely."""
+        if self._actor_loop.in_loop():
+            task = self.loop.create_task(coro)
+            self._futures.add(task)
+            task.add_done_callback(self._futures.discard)
+            if on_done is not None:
+                task.add_done_callback(lambda t: self._settle_here(on_done, t))
+            return
         future = self._actor_loop.submit(coro)
         self._futures.add(future)
         future.add_done_callback(self._futures.discard)
@@ -55,11 +66,22 @@ class AsyncHost:
         error = future.exception()
         self.post(on_done, None if error is not None else future.result(), error)
 
+    def _settle_here(self, on_done: Callable[[Any, BaseException | None], None],
+                     task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        self._actor_loop.call_here(self._guard, on_done, None if error is not None else task.result(), error)
+
     def post(self, callback: Callback, *args: Any) -> None:
         """From any thread or coroutine: run `callback(*args)` as a handler of the actor."""
         self._actor_loop.call(self._guard, callback, *args)
 
     def stop(self) -> None:
         """Cancel every coroutine this actor still has running."""
+        in_loop = self._actor_loop.in_loop()
         for future in list(self._futures):
-            future.cancel()
+            if isinstance(future, asyncio.Future) and not in_loop:
+                self.loop.call_soon_threadsafe(future.cancel)  # a task is the loop's to cancel
+            else:
+                future.cancel()

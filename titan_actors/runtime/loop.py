@@ -84,6 +84,10 @@ class ActorLoop:
         """Run `fn(*args)` on the loop under the lock, then the wake's `after_wake`."""
         self._soon(self._dispatch, "call", fn, *args)
 
+    def call_here(self, fn: Callable[..., Any], *args: Any) -> None:
+        """On the loop's thread, from a callback of the loop: `call`, but now."""
+        self._dispatch("call", fn, *args)
+
     def submit(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run `coro` on the loop; returns its `concurrent.futures.Future`."""
         return asyncio.run_coroutine_threadsafe(coro, self.aio)

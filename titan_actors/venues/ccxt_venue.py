@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from titan_actors.domain.money import ZERO, Instrument, to_decimal
 from titan_actors.venues.errors import DuplicateClientOrderId, VenueError, VenueRejected, VenueUnknownOutcome
+from titan_actors.venues.exchange import order_status
 from titan_actors.venues.pacing import PUBLISHED_LIMITS, default_rate
 
 __all__ = [
@@ -64,24 +65,6 @@ _CLIENT_ID_PARAM = {"bybit": "orderLinkId", "binance": "origClientOrderId", "mex
 _DUPLICATE_MARKERS = ("110072", "-4116", "duplicate")
 #: "No such order" answers ccxt does not map to OrderNotFound (MEXC spot -2013, swap 2040).
 _NOT_FOUND_MARKERS = ("-2013", "order not exist", "order does not exist")
-
-
-_STATUSES = {
-    "open": "ACCEPTED",
-    "closed": "FILLED",
-    "canceled": "CANCELED",
-    "cancelled": "CANCELED",
-    "rejected": "REJECTED",
-    "expired": "EXPIRED",
-}
-
-
-def order_status(order: dict[str, Any]) -> str:
-    """A ccxt order's status as ours (`SUBMITTED` if the venue did not say)."""
-    status = _STATUSES.get(order.get("status") or "", "SUBMITTED")
-    if status == "ACCEPTED" and (order.get("filled") or 0) > 0:
-        return "PARTIALLY_FILLED"
-    return status
 
 
 def replace_host(urls: Any, base_url: str) -> Any:
@@ -200,6 +183,36 @@ class CcxtVenue:
         self.published_limit_per_s = PUBLISHED_LIMITS.get(exchange, 10.0)
         self.default_rate_per_s = default_rate(exchange)
 
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> CcxtVenue:
+        """The exchange of a `[venues.X]` section."""
+        return cls(
+            exchange=cfg.get("exchange", ""),
+            market=cfg.get("market", "linear"),
+            api_key=cfg.get("api_key", ""),
+            api_secret=cfg.get("api_secret", ""),
+            base_url=cfg.get("base_url", ""),
+            testnet=bool(cfg.get("testnet", False)),
+            symbols=list(cfg.get("symbols", [])),
+            timeout_ms=int(cfg.get("request_timeout_ms", 3000)),
+            trades_page=int(cfg.get("trades_page_size", 0)),
+            ws_base_url=cfg.get("ws_base_url", ""),
+        )
+
+    # --- what the adapter tells or asks without a request ------------------------------
+
+    def market_data(self, symbol: str, bid: Decimal, ask: Decimal, last: Decimal) -> None:
+        """The exchange has its own market: nothing to do."""
+
+    def status(self) -> dict[str, Any]:
+        return {"markets": sorted(self.markets)}
+
+    def book(self) -> tuple[dict[str, Any], dict[str, Decimal]]:
+        return {}, {}  # only requests can tell: reconciliation asks them
+
+    def simulate(self, action: str, **_args: Any) -> str:
+        return f"{self.exchange_id} is a real exchange: it cannot simulate {action!r}"
+
     async def start(self) -> None:
         import ccxt.async_support as ccxt_async
 
@@ -310,6 +323,9 @@ class CcxtVenue:
         becomes None: the adapter reports what it cannot use."""
         size = self.markets[symbol].contract_size
         out = dict(order)
+        # The fills some exchanges embed in an order answer are not in base
+        # units nor always complete: the adapter learns fills from trades only.
+        out.pop("trades", None)
         for key in (*_SIZES, *_PRICES):
             if out.get(key) is not None:
                 value = _exact(out[key])

@@ -3,6 +3,9 @@
 - `VenueRejected`: the venue surely refused; the order is not placed.
 - `VenueUnknownOutcome`: no answer that can be trusted; the order may be
   placed: look it up by client order id, never resend blind.
+- `VenueUnreachable`: the request surely never reached the venue (its
+  connection was refused, the paper venue's simulated outage): nothing was
+  placed, and the venue counts as failing.
 - `DuplicateClientOrderId`: the venue already has an order with this client
   order id (`order`, when the venue can say which).
 
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DuplicateClientOrderId", "VenueError", "VenueRejected", "VenueUnknownOutcome"]
+__all__ = ["DuplicateClientOrderId", "VenueError", "VenueRejected", "VenueUnknownOutcome", "VenueUnreachable"]
 
 
 class VenueError(Exception):
@@ -28,6 +31,10 @@ class VenueRejected(VenueError):
 
 class VenueUnknownOutcome(VenueError):
     """No answer we can trust: the order may be placed. Look it up."""
+
+
+class VenueUnreachable(VenueError):
+    """The request never reached the venue: nothing was placed."""
 
 
 class DuplicateClientOrderId(VenueError):
