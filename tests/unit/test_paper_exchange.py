@@ -52,11 +52,12 @@ def test_a_resting_order_fills_from_market_data_and_the_stream_carries_it(tmp_pa
     async def run() -> None:
         venue = _open(tmp_path)
         await venue.start()
+        orders = asyncio.ensure_future(venue.watch("orders"))  # a stream carries what follows it
+        trades = asyncio.ensure_future(venue.watch("trades"))
+        await asyncio.sleep(0.01)
         await venue.create(**_order("r1", "buy", "1", "limit", "59000"))
         assert [o["clientOrderId"] for o in await venue.open_orders("BTCUSDT")] == ["r1"]
-        orders = await venue.watch("orders")
-        assert [o["status"] for o in orders["BTCUSDT"]] == ["open"]
-        trades = asyncio.ensure_future(venue.watch("trades"))
+        assert [o["status"] for o in (await asyncio.wait_for(orders, 2))["BTCUSDT"]] == ["open"]
         await asyncio.sleep(0.01)
         assert not trades.done(), "nothing traded yet: the stream waits"
         venue.market_data("BTCUSDT", D(58900), D(58950), D(58950))
@@ -123,9 +124,11 @@ def test_a_market_order_with_latency_rests_until_its_time_then_fills_on_the_stre
     async def run() -> None:
         venue = _open(tmp_path, latency_ms=50)
         await venue.start()
+        trades = asyncio.ensure_future(venue.watch("trades"))
+        await asyncio.sleep(0.01)
         answer = await venue.create(**_order("l1", "buy", "0.2"))
         assert order_status(answer) == "ACCEPTED" and answer["filled"] == 0
-        batch = await asyncio.wait_for(venue.watch("trades"), 2)
+        batch = await asyncio.wait_for(trades, 2)
         assert [t["clientOrderId"] for t in batch["BTCUSDT"]] == ["l1"]
         await venue.close()
     asyncio.run(run())

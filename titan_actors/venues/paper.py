@@ -662,18 +662,23 @@ class PaperExchange:
                 puts.append((key, value))
         retired = self.venue.drain_retired()
         touched: set[str] = set()
+        watched = self._changed  # a stream nobody follows keeps nothing
         for event in events:
             order, symbol = event.order, event.order.symbol
-            self._pending["orders"].setdefault(symbol, []).append(order_dict(order))
-            touched.add("orders")
+            if order.due_ts:
+                touched.update(watched)  # a delayed order: the watchers wait until it is due
+            if "orders" in watched:
+                self._pending["orders"].setdefault(symbol, []).append(order_dict(order))
+                touched.add("orders")
             if event.fill is not None:
                 trade = _trade_dict(order, event.fill)
                 key = TRADE_KEY + f"{symbol}\x00{event.fill.ts:013d}:{event.fill.trade_id}".encode()
                 puts.append((key, orjson.dumps(trade, default=json_default)))
                 retired.append(key)
                 self._trades_of(symbol).append(trade)
-                self._pending["trades"].setdefault(symbol, []).append(trade)
-                touched.add("trades")
+                if "trades" in watched:
+                    self._pending["trades"].setdefault(symbol, []).append(trade)
+                    touched.add("trades")
         if retired:
             puts.append(self._retention.index(now_ms(), retired))
         if puts or deletes:
