@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from tests.support.engine import FAST_SUPERVISION, RunningEngine, titan_cmd, wait_for
 from tests.support.nats import read_stream
 from titan_actors.client import AsyncFastPathClient
+from titan_actors.domain.ids import client_order_id
 from titan_actors.wire import subjects
 from titan_actors.wire.fastpath import FrameReader, decode_payload, encode_frame, encode_message, mac_ok
 
@@ -316,3 +317,31 @@ def test_the_gateway_survives_a_client_that_never_reads(shared: RunningEngine) -
     finally:
         s.close()
     assert os.path.exists(shared.socket)
+
+
+def test_a_confirm_resent_after_internal_gets_the_code_its_order_was_refused_with(tmp_path: Path) -> None:
+    """The first CONFIRM times out (INTERNAL) while the adapter is held, and
+    the gateway that would have kept the late answer restarts; the venue
+    cannot be reached when the CONFIRM is handled, so the order is refused
+    VENUE_UNAVAILABLE; the resent CONFIRM, answered by the adapter's
+    journal, says so — not VENUE_REJECTED."""
+    engine = RunningEngine(tmp_path, FAST_SUPERVISION).start()
+    try:
+        with engine.client(timeout=10) as client:
+            assert client.prepare("ru-1", "BTCUSDT", "buy", 0.01)["type"] == "PREPARED"
+            engine.control({"cmd": "venue_outage", "down": True})
+            engine.pause("venue:paper")
+            try:
+                assert client.confirm("ru-1")["code"] == "INTERNAL"
+                engine.kill("gateway")
+            finally:
+                engine.resume("venue:paper")
+        wait_for(lambda: engine.control({"cmd": "venue_orders"})["journal"][client_order_id("ru-1")]["status"]
+                 == "REJECTED", 10, 0.05, "the order refused")
+        engine.wait_serving()
+        with engine.client(timeout=10) as client:
+            again = client.confirm("ru-1")
+        assert again["type"] == "REJECTED" and again["code"] == "VENUE_UNAVAILABLE", again
+        assert "simulated outage" in again["reason"]
+    finally:
+        engine.stop()

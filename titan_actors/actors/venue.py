@@ -561,7 +561,8 @@ class VenueAdapter(TitanActor):
         if order.status == "SUBMITTED":
             self._resolve(order, reply_to)
         elif order.status == "REJECTED" and not order.filled_qty:
-            self.tell(reply_to, CommandRefused(order.signal_id, "CONFIRM", "VENUE_REJECTED", order.reason))
+            code = order.refusal or "VENUE_REJECTED"  # the code it was refused with, when not the venue's
+            self.tell(reply_to, CommandRefused(order.signal_id, "CONFIRM", code, order.reason))
         else:
             self.tell(reply_to, OrderAccepted(order.signal_id, order.client_order_id, order.exchange))
 
@@ -1454,7 +1455,7 @@ class VenueAdapter(TitanActor):
         self.counts["rejected"] += 1
         self.attempts.pop(order.client_order_id, None)
         self._resolved(order.client_order_id)
-        rejected = with_status(order, "REJECTED", now_ms(), reason=reason)
+        rejected = replace(with_status(order, "REJECTED", now_ms(), reason=reason), refusal=code)
         self._commit([rejected], [(rejected, None)])
         refused = CommandRefused(order.signal_id, "CONFIRM", code, reason)
         self._answer(order.client_order_id, "CONFIRM", refused)

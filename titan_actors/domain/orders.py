@@ -116,6 +116,7 @@ class Order:
     ladder: tuple[str, ...] = ()  # on an entry ladder's first rung: the client order ids of the others
     algo: dict[str, Any] | None = None  # an algo parent: its algorithm; never sent itself, its children are
     parent: str = ""  # an algo child: the parent's signal id
+    refusal: str = ""  # refused before the venue had it: the FastPath code its CONFIRM was answered with
 
     @property
     def final(self) -> bool:
