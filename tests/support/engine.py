@@ -96,7 +96,10 @@ class RunningEngine(EngineProcess):
     def wait_serving(self, timeout: float = 10.0) -> None:
         """Until the gateway serves the FastPath socket (after a restart it binds
         it only once the engine can take an order)."""
-        wait_for(lambda: self.actor("gateway")["detail"].get("serving"), timeout, 0.05, "the gateway serving")
+        def serving() -> bool:
+            gateway = next((a for a in self.status()["actors"] if a["role"] == "gateway"), None)
+            return gateway is not None and bool(gateway["detail"].get("serving"))  # None: restarting
+        wait_for(serving, timeout, 0.05, "the gateway serving")
 
     def pause(self, role: str) -> None:
         """The actor holds every message until `resume`: what SIGSTOP did to a
