@@ -1414,13 +1414,11 @@ class VenueAdapter(TitanActor):
         elif order.leg != "entry" or (now_ms() - order.confirmed_at <= order.ttl_ms
                                        and not self._halted(order)):
             self._create(order, delay=self._backoff(coid))  # surely not placed: send it, same id
+        elif self._halted(order):
+            self._reject(order, "not sent: trading was halted before it could be sent", "HALTED")
         else:
-            reason = (
-                "not sent: trading was halted before it could be sent"
-                if self._halted(order)
-                else "not sent: the venue could not be reached within the order's ttl"
-            )
-            self._reject(order, reason, "VENUE_UNAVAILABLE")
+            self._reject(order, "not sent: the venue could not be reached within the order's ttl",
+                         "VENUE_UNAVAILABLE")
         self._resolved(coid)
 
     def _resolved(self, coid: str) -> None:
