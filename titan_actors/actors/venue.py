@@ -1453,7 +1453,10 @@ class VenueAdapter(TitanActor):
         self.counts["rejected"] += 1
         self.attempts.pop(order.client_order_id, None)
         self._resolved(order.client_order_id)
-        rejected = replace(with_status(order, "REJECTED", now_ms(), reason=reason), refusal=code)
+        # The code a resent CONFIRM is told again; never BUSY, which asks for a
+        # resend that could only be told BUSY again (the order is final).
+        refusal = "VENUE_REJECTED" if code == "BUSY" else code
+        rejected = replace(with_status(order, "REJECTED", now_ms(), reason=reason), refusal=refusal)
         self._commit([rejected], [(rejected, None)])
         refused = CommandRefused(order.signal_id, "CONFIRM", code, reason)
         self._answer(order.client_order_id, "CONFIRM", refused)
