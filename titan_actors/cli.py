@@ -130,7 +130,7 @@ def _announce(engine: Any) -> None:
 
 
 def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[str, Any]:
-    from titan_actors.domain.money import to_decimal
+    from titan_actors.domain.money import to_decimal, to_decimal_or_none
     from titan_actors.messages import (
         EvaluateOrder,
         Evaluation,
@@ -232,7 +232,10 @@ def _control(engine: Any, request: dict[str, Any], stopping: list[int]) -> dict[
             msg = PaperAdjust(str(request["symbol"]), to_decimal(request["qty"], field="qty"),
                               to_decimal(request["avg_price"], field="avg_price"))
         else:
-            msg = PaperPlace(dict(request["spec"]))
+            spec = dict(request["spec"])
+            msg = PaperPlace({**spec, "quantity": to_decimal(spec["quantity"], field="spec.quantity"),
+                              **{k: to_decimal_or_none(spec.get(k), field=f"spec.{k}")
+                                 for k in ("price", "trigger_price")}})
         engine.tell_role(venue, msg)
         engine.ask_role(venue, StatusRequest(), timeout=3.0)
         return {"ok": True}

@@ -76,7 +76,7 @@ from supervisors.tree import algo_spec, position_spec, reconcile_settings
 from titan_actors.domain.brackets import fit_exits
 from titan_actors.domain.dead_man import countdowns
 from titan_actors.domain.ids import client_order_id, exit_order_id
-from titan_actors.domain.money import ZERO, Instrument, split_quantity, to_decimal, to_decimal_or_none
+from titan_actors.domain.money import ZERO, Instrument, split_quantity
 from titan_actors.domain.orders import (
     EMULATED,
     FINAL_STATUSES,
@@ -394,13 +394,9 @@ class VenueAdapter(TitanActor):
             case SetVenueOutage():
                 self._simulate("outage", down=msg.down)
             case PaperAdjust():
-                self._simulate("position", symbol=msg.symbol, qty=to_decimal(msg.qty),
-                               avg_price=to_decimal(msg.avg_price))
+                self._simulate("position", symbol=msg.symbol, qty=msg.qty, avg_price=msg.avg_price)
             case PaperPlace():
-                spec = {**msg.spec, "quantity": to_decimal(msg.spec["quantity"], field="quantity"),
-                        **{k: to_decimal_or_none(msg.spec.get(k), field=k)
-                           for k in ("price", "trigger_price")}}
-                self._simulate("place", spec=spec)
+                self._simulate("place", spec=dict(msg.spec))
             case _:
                 super().handle(msg, sender)
 
@@ -1613,15 +1609,13 @@ class VenueAdapter(TitanActor):
             order = by_id.get(order_id) or by_coid.get(coid)
             if order is None:
                 known = (order_id and self.journal.by_order_id(order_id)) or (coid and self.journal.get(coid))
-                if known:
+                if known:  # a final order's trades were applied before it became final
                     self._trade_done(trade)
-                if not known and (self._maybe_unanswered(symbol, trade) or self._fired_stops_unknown(symbol)):
-                    continue  # maybe ours, not known by its order id yet: applied once it is
-                if not known:  # a known order's trades were applied before it became final
+                elif not (self._maybe_unanswered(symbol, trade) or self._fired_stops_unknown(symbol)):
                     self._venue_data_problem(symbol, f"trade:{trade.get('id')}",
                                              f"trade {trade.get('id')} of an order the engine does not know "
                                              f"({order_id or coid or 'no order id'})")
-                continue
+                continue  # (maybe ours, not known by its order id yet: applied once it is)
             order = current.get(order.client_order_id, order)
             if order.status == "SUBMITTED" and not order.order_id:
                 continue  # its create is not answered yet: applied by the poll its answer starts
@@ -1864,8 +1858,7 @@ def _venue_reason(status: str, info: dict[str, Any]) -> str:
     """The venue's word on why an order was refused or expired ("" if none)."""
     if status not in ("REJECTED", "EXPIRED"):
         return ""
-    reason = str((info.get("info") or {}).get("rejectReason") or "")
-    return "" if reason == "EC_NoError" else reason  # Bybit's "no error"
+    return str((info.get("info") or {}).get("rejectReason") or "")
 
 
 def _fill_of(trade: dict[str, Any]) -> Fill | str:

@@ -51,27 +51,26 @@ class AsyncHost:
             self._futures.add(task)
             task.add_done_callback(self._futures.discard)
             if on_done is not None:
-                task.add_done_callback(lambda t: self._settle_here(on_done, t))
+                task.add_done_callback(lambda t: self._settle(on_done, t, now=True))
             return
         future = self._actor_loop.submit(coro)
         self._futures.add(future)
         future.add_done_callback(self._futures.discard)
         if on_done is not None:
-            future.add_done_callback(lambda f: self._settle(on_done, f))
+            future.add_done_callback(lambda f: self._settle(on_done, f, now=False))
 
     def _settle(self, on_done: Callable[[Any, BaseException | None], None],
-                future: concurrent.futures.Future[Any]) -> None:
+                future: concurrent.futures.Future[Any] | asyncio.Future[Any], *, now: bool) -> None:
+        """`on_done(result, error)` as a handler: at once (`now`, in a callback
+        of the loop), else queued to the loop. Nothing once it was cancelled."""
         if future.cancelled():
             return  # stopped: the actor that asked is gone
         error = future.exception()
-        self.post(on_done, None if error is not None else future.result(), error)
-
-    def _settle_here(self, on_done: Callable[[Any, BaseException | None], None],
-                     task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
-            return
-        error = task.exception()
-        self._actor_loop.call_here(self._guard, on_done, None if error is not None else task.result(), error)
+        result = None if error is not None else future.result()
+        if now:
+            self._actor_loop.call_here(self._guard, on_done, result, error)
+        else:
+            self.post(on_done, result, error)
 
     def post(self, callback: Callback, *args: Any) -> None:
         """From any thread or coroutine: run `callback(*args)` as a handler of the actor."""

@@ -335,6 +335,9 @@ class CcxtVenue:
             out["fee"] = {**fee, "cost": _exact(fee["cost"])}
         if self.mexc_swap and not out.get("clientOrderId"):
             out = {**out, "clientOrderId": (out.get("info") or {}).get("externalOid")}
+        raw = out.get("info")
+        if isinstance(raw, dict) and raw.get("rejectReason") == "EC_NoError":  # Bybit's "no error"
+            out["info"] = {**raw, "rejectReason": ""}
         actual = str((out.get("info") or {}).get("actualOrderId") or "")
         if self.algo_stops and actual:
             out["id"] = actual  # a fired algo order trades as this order of the matching engine

@@ -513,9 +513,7 @@ class PaperExchange:
         changed = self._changed.setdefault(what, asyncio.Event())
         while True:
             with self._lock:
-                self._ready()
-                now = now_ms()
-                self._publish(self.venue.run_due(now))
+                now = self._begin()
                 if now - self._pruned_at >= _PRUNE_EVERY_MS:
                     self._pruned_at = now
                     self._retention.prune(now)
@@ -626,6 +624,13 @@ class PaperExchange:
 
     # --- inside the lock ----------------------------------------------------------------------
 
+    def _begin(self) -> int:
+        """A request begins: the venue can be reached, and what is due executes first. Now."""
+        self._ready()
+        now = now_ms()
+        self._publish(self.venue.run_due(now))
+        return now
+
     def _ready(self) -> None:
         if self._closed:
             raise VenueUnknownOutcome("the paper venue is closed")
@@ -634,17 +639,14 @@ class PaperExchange:
 
     async def _read(self, what: Callable[[], Any]) -> Any:
         with self._lock:
-            self._ready()
-            self._publish(self.venue.run_due(now_ms()))
+            self._begin()
             return what()
 
     async def _call(self, change: Callable[[int], list[VenueEvent]]) -> dict[str, Any]:
         """A request that changes an order: what is due first, then the
         change, written before it is answered."""
         with self._lock:
-            self._ready()
-            now = now_ms()
-            self._publish(self.venue.run_due(now))
+            now = self._begin()
             events = change(now)
             self._publish(events)
             answer = order_dict(events[-1].order)
